@@ -1,0 +1,152 @@
+//! User-agent parsing (browser, OS, device type) with the `woothee` dataset, and bot detection
+//! with `woothee`'s crawler category and `iscrawl`'s crawler patterns.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+/// The kind of device a user agent runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceType {
+    /// A desktop or laptop computer.
+    Desktop,
+    /// A phone.
+    Mobile,
+    /// A tablet.
+    Tablet,
+    /// A bot or crawler.
+    Bot,
+    /// Anything else (consoles, TVs, libraries, unknown).
+    Other,
+}
+
+impl DeviceType {
+    /// The name written to the lake.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceType::Desktop => "desktop",
+            DeviceType::Mobile => "mobile",
+            DeviceType::Tablet => "tablet",
+            DeviceType::Bot => "bot",
+            DeviceType::Other => "other",
+        }
+    }
+}
+
+/// What a user-agent string says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Agent {
+    /// Browser or client name (`Chrome`, `Safari`, `Googlebot`), if known.
+    pub browser: Option<String>,
+    /// Browser version, if known.
+    pub browser_version: Option<String>,
+    /// Operating system (`Windows 10`, `Mac OSX`, `iPhone`, `Android`), if known.
+    pub os: Option<String>,
+    /// OS version, if known.
+    pub os_version: Option<String>,
+    /// Device type.
+    pub device_type: DeviceType,
+    /// Whether the agent is a bot or crawler.
+    pub bot: bool,
+}
+
+impl Agent {
+    /// Parses a user-agent string.
+    pub fn parse(user_agent: &str) -> Agent {
+        let parsed = woothee::parser::Parser::new().parse(user_agent);
+        let known =
+            |s: &str| (!s.is_empty() && s != woothee::woothee::VALUE_UNKNOWN).then(|| s.to_owned());
+        let category = parsed.as_ref().map_or("", |p| p.category);
+        let os = parsed.as_ref().and_then(|p| known(p.os));
+        let bot = category == "crawler" || iscrawl::is_crawler(user_agent);
+        let device_type = if bot {
+            DeviceType::Bot
+        } else {
+            match category {
+                "pc" => DeviceType::Desktop,
+                "smartphone" | "mobilephone" => {
+                    let tablet = user_agent.contains("iPad")
+                        || user_agent.contains("Tablet")
+                        || (user_agent.contains("Android") && !user_agent.contains("Mobile"));
+                    if tablet {
+                        DeviceType::Tablet
+                    } else {
+                        DeviceType::Mobile
+                    }
+                }
+                _ => DeviceType::Other,
+            }
+        };
+        Agent {
+            browser: parsed.as_ref().and_then(|p| known(p.name)),
+            browser_version: parsed.as_ref().and_then(|p| known(p.version)),
+            os,
+            os_version: parsed.as_ref().and_then(|p| known(&p.os_version)),
+            device_type,
+            bot,
+        }
+    }
+
+    /// The object written to `context.agent`; `bot` only when `with_bot`, the rest only when
+    /// `with_device`.
+    pub(super) fn to_json(&self, with_device: bool, with_bot: bool) -> Map<String, Value> {
+        let mut out = Map::new();
+        if with_device {
+            let mut put = |key: &str, value: &Option<String>| {
+                if let Some(value) = value {
+                    out.insert(key.to_owned(), Value::String(value.clone()));
+                }
+            };
+            put("browser", &self.browser);
+            put("browserVersion", &self.browser_version);
+            put("os", &self.os);
+            put("osVersion", &self.os_version);
+            out.insert(
+                "deviceType".to_owned(),
+                Value::String(self.device_type.as_str().to_owned()),
+            );
+        }
+        if with_bot {
+            out.insert("bot".to_owned(), Value::Bool(self.bot));
+        }
+        out
+    }
+}
+
+/// Remembers parsed user agents: a batch usually carries one user agent many times, and parsing
+/// is the most expensive enrichment step. Bounded, so a stream of distinct agents cannot grow it
+/// without limit.
+#[derive(Debug, Default)]
+pub struct AgentCache {
+    parsed: HashMap<String, Agent>,
+}
+
+impl AgentCache {
+    const CAPACITY: usize = 1_024;
+
+    /// An empty cache.
+    pub fn new() -> AgentCache {
+        AgentCache::default()
+    }
+
+    /// The parsed agent for `user_agent`, parsing it on first sight.
+    pub fn get(&mut self, user_agent: &str) -> &Agent {
+        static UNKNOWN: Agent = Agent {
+            browser: None,
+            browser_version: None,
+            os: None,
+            os_version: None,
+            device_type: DeviceType::Other,
+            bot: false,
+        };
+        if !self.parsed.contains_key(user_agent) {
+            if self.parsed.len() >= Self::CAPACITY {
+                self.parsed.clear();
+            }
+            self.parsed
+                .insert(user_agent.to_owned(), Agent::parse(user_agent));
+        }
+        // Present: inserted just above when it was not.
+        self.parsed.get(user_agent).unwrap_or(&UNKNOWN)
+    }
+}
