@@ -1,0 +1,53 @@
+//! Cross-origin headers, so browsers on the customer's site may send events.
+
+use crate::config::CorsConfig;
+use crate::http::{HttpRequest, HttpResponse};
+
+/// Adds `Access-Control-Allow-*` headers for an allowed `Origin` (echoed, with credentials, so
+/// first-party cookies work), or nothing for a request without one or from another origin.
+pub(crate) fn add_headers(
+    request: &HttpRequest<'_>,
+    config: &CorsConfig,
+    response: &mut HttpResponse,
+) {
+    let Some(origin) = request.header("origin") else {
+        return;
+    };
+    response.headers.push(("vary", "Origin".to_owned()));
+    if !config.allowed_origins.is_empty() && !config.allowed_origins.iter().any(|o| o == origin) {
+        return;
+    }
+    response
+        .headers
+        .push(("access-control-allow-origin", origin.to_owned()));
+    response
+        .headers
+        .push(("access-control-allow-credentials", "true".to_owned()));
+}
+
+/// The answer to a preflight `OPTIONS` request.
+pub(crate) fn preflight(request: &HttpRequest<'_>, config: &CorsConfig) -> HttpResponse {
+    let mut response = HttpResponse {
+        status: 204,
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    add_headers(request, config, &mut response);
+    if response.header("access-control-allow-origin").is_some() {
+        let allowed = request
+            .header("access-control-request-headers")
+            .filter(|h| !h.trim().is_empty())
+            .unwrap_or("authorization, content-type, content-encoding");
+        response.headers.push((
+            "access-control-allow-methods",
+            "POST, GET, OPTIONS".to_owned(),
+        ));
+        response
+            .headers
+            .push(("access-control-allow-headers", allowed.to_owned()));
+        response
+            .headers
+            .push(("access-control-max-age", config.max_age_seconds.to_string()));
+    }
+    response
+}

@@ -1,0 +1,63 @@
+//! Requests and responses as plain data, so that any platform can build and send them.
+
+use std::net::IpAddr;
+
+/// An HTTP request as the handlers see it.
+#[derive(Clone, Debug)]
+pub struct HttpRequest<'a> {
+    /// `GET`, `POST`, `OPTIONS`, ...
+    pub method: &'a str,
+    /// The path without the query string.
+    pub path: &'a str,
+    /// Header names and values, in any case.
+    pub headers: Vec<(&'a str, &'a str)>,
+    /// The body as received (possibly gzip).
+    pub body: &'a [u8],
+    /// The client's address, as the platform determined it.
+    pub client_ip: Option<IpAddr>,
+}
+
+impl HttpRequest<'_> {
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| *value)
+    }
+}
+
+/// An HTTP response for the platform to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers to send.
+    pub headers: Vec<(&'static str, String)>,
+    /// The body (JSON, or empty).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// A JSON response.
+    pub(crate) fn json(status: u16, body: &serde_json::Value) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: vec![("content-type", "application/json".to_owned())],
+            body: serde_json::to_vec(body).unwrap_or_default(),
+        }
+    }
+
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The body parsed as JSON (`Null` when it is not JSON).
+    pub fn json_body(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}

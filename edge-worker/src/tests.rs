@@ -1,0 +1,449 @@
+//! The HTTP contract, request by request.
+
+use std::io::Write as _;
+
+use base64::Engine as _;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde_json::{Value, json};
+
+use super::*;
+
+const KEY: &str = "wk_test";
+
+fn collector() -> Collector {
+    Collector::new(EdgeConfig {
+        workspaces: vec![WorkspaceConfig {
+            name: "shop".into(),
+            write_keys: vec![KEY.into()],
+            rate_limit: None,
+        }],
+        ..EdgeConfig::default()
+    })
+    .unwrap()
+}
+
+fn now() -> time::OffsetDateTime {
+    braid_core::timestamp::parse("2024-05-01T10:00:00Z").unwrap()
+}
+
+fn basic(key: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{key}:"))
+    )
+}
+
+fn post<'a>(path: &'a str, headers: Vec<(&'a str, &'a str)>, body: &'a [u8]) -> HttpRequest<'a> {
+    HttpRequest {
+        method: "POST",
+        path,
+        headers,
+        body,
+        client_ip: Some("203.0.113.9".parse().unwrap()),
+    }
+}
+
+/// Handles a request and, when it asks to store, pretends the store succeeded.
+fn send(collector: &Collector, request: &HttpRequest<'_>) -> (HttpResponse, Option<LakeWrite>) {
+    match collector.handle(request, now()) {
+        Handled::Respond(response, _) => (response, None),
+        Handled::Store(write, reply) => (reply.finish(true), Some(write)),
+    }
+}
+
+fn lines(ndjson: &[u8]) -> Vec<Value> {
+    ndjson
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn batch(events: &Value) -> Vec<u8> {
+    json!({"batch": events}).to_string().into_bytes()
+}
+
+#[test]
+fn accepts_a_batch_with_basic_auth() {
+    let auth = basic(KEY);
+    let body = batch(
+        &json!([{"type": "track", "event": "A", "userId": "u"}, {"type": "page", "anonymousId": "x"}]),
+    );
+    let (response, write) = send(
+        &collector(),
+        &post("/v1/batch", vec![("Authorization", &auth)], &body),
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.json_body(),
+        json!({"success": true, "accepted": 2, "failed": 0, "errors": []})
+    );
+    let write = write.unwrap();
+    assert_eq!(write.workspace, "shop");
+    let events = lines(&write.accepted);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["context"]["ip"], "203.0.113.0");
+    assert_eq!(events[1]["type"], "page");
+}
+
+#[test]
+fn write_key_in_the_body_and_short_paths() {
+    let body = json!({"writeKey": KEY, "event": "Clicked", "anonymousId": "a"}).to_string();
+    let (response, write) = send(
+        &collector(),
+        &post(
+            "/v1/t",
+            vec![("content-type", "text/plain")],
+            body.as_bytes(),
+        ),
+    );
+    assert_eq!(response.status, 200);
+    let events = lines(&write.unwrap().accepted);
+    assert_eq!(events[0]["type"], "track");
+    assert!(
+        events[0].get("writeKey").is_none(),
+        "the write key is not stored"
+    );
+}
+
+#[test]
+fn decodes_gzip_whatever_the_content_type() {
+    let auth = basic(KEY);
+    let body = gzip(&batch(
+        &json!([{"type": "identify", "userId": "u", "context": {"traits": {"plan": "pro"}}}]),
+    ));
+    let headers = vec![
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ];
+    let (response, write) = send(&collector(), &post("/v1/batch", headers, &body));
+    assert_eq!(response.status, 200, "{:?}", response.json_body());
+    let events = lines(&write.unwrap().accepted);
+    assert_eq!(
+        events[0]["traits"],
+        json!({"plan": "pro"}),
+        "context.traits become traits"
+    );
+}
+
+#[test]
+fn unknown_and_missing_write_keys_are_401() {
+    let body = batch(&json!([{"type": "track", "event": "A", "userId": "u"}]));
+    let auth = basic("nope");
+    let (response, write) = send(
+        &collector(),
+        &post("/v1/batch", vec![("authorization", &auth)], &body),
+    );
+    assert_eq!(response.status, 401);
+    assert!(write.is_none());
+    assert_eq!(
+        response.json_body()["errors"][0]["message"],
+        "unknown write key \"nope\""
+    );
+    let (response, _) = send(&collector(), &post("/v1/batch", vec![], &body));
+    assert_eq!(response.status, 401);
+    assert_eq!(
+        response.json_body()["errors"][0]["code"],
+        "missing_write_key"
+    );
+}
+
+#[test]
+fn malformed_json_is_400_and_kept_when_the_sender_is_known() {
+    let auth = basic(KEY);
+    let (response, write) = send(
+        &collector(),
+        &post(
+            "/v1/batch",
+            vec![("authorization", &auth)],
+            b"{\"batch\": [}",
+        ),
+    );
+    assert_eq!(response.status, 400);
+    let error = &response.json_body()["errors"][0];
+    assert_eq!(error["code"], "malformed_json");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("body is not valid JSON: expected value at line 1")
+    );
+    let failed = lines(&write.unwrap().failed);
+    assert_eq!(failed[0]["payload"], "{\"batch\": [}");
+    // Without a known sender there is nothing to attribute it to: refused, not stored.
+    let (response, write) = send(&collector(), &post("/v1/batch", vec![], b"nope"));
+    assert_eq!(response.status, 400);
+    assert!(write.is_none());
+}
+
+#[test]
+fn bad_gzip_is_400() {
+    let auth = basic(KEY);
+    let mut body = gzip(b"{\"batch\": []}");
+    body.truncate(8);
+    let (response, _) = send(
+        &collector(),
+        &post("/v1/batch", vec![("authorization", &auth)], &body),
+    );
+    assert_eq!(response.status, 400);
+    assert_eq!(response.json_body()["errors"][0]["code"], "bad_gzip");
+}
+
+#[test]
+fn unsupported_encodings_and_types_are_415() {
+    let auth = basic(KEY);
+    let body = batch(&json!([{"type": "track", "event": "A", "userId": "u"}]));
+    let headers = vec![("authorization", auth.as_str()), ("content-encoding", "br")];
+    assert_eq!(
+        send(&collector(), &post("/v1/batch", headers, &body))
+            .0
+            .status,
+        415
+    );
+    let headers = vec![
+        ("authorization", auth.as_str()),
+        ("content-type", "application/xml"),
+    ];
+    let (response, _) = send(&collector(), &post("/v1/batch", headers, &body));
+    assert_eq!(response.status, 415);
+    assert_eq!(
+        response.json_body()["errors"][0]["message"],
+        "\"Content-Type\" must be application/json or text/plain: \"application/xml\""
+    );
+}
+
+#[test]
+fn size_limits_are_413() {
+    let auth = basic(KEY);
+    let event = json!({"type": "track", "event": "A", "userId": "u"});
+    let body = batch(&Value::Array(vec![event.clone(); 2_501]));
+    let (response, _) = send(
+        &collector(),
+        &post("/v1/batch", vec![("authorization", &auth)], &body),
+    );
+    assert_eq!(response.status, 413);
+    let error = &response.json_body()["errors"][0];
+    assert_eq!(
+        (error["field"].as_str(), error["limit"].as_u64()),
+        (Some("batch"), Some(2_500))
+    );
+
+    let big = json!({"type": "track", "event": "A", "userId": "u", "properties": {"p": "x".repeat(20_000)}});
+    let body = batch(&Value::Array(vec![big; 30]));
+    let (response, _) = send(
+        &collector(),
+        &post("/v1/batch", vec![("authorization", &auth)], &body),
+    );
+    assert_eq!(response.status, 413);
+    assert_eq!(response.json_body()["errors"][0]["limit"], 512_000);
+
+    // A gzip body that inflates past the limit is caught while decoding.
+    let bomb = gzip(&vec![b' '; 2_000_000]);
+    let (response, _) = send(
+        &collector(),
+        &post("/v1/batch", vec![("authorization", &auth)], &bomb),
+    );
+    assert_eq!(response.status, 413);
+}
+
+#[test]
+fn partial_failures_keep_the_good_events_and_list_the_bad() {
+    let auth = basic(KEY);
+    let body = batch(&json!([
+        {"type": "track", "event": "A", "userId": "u"},
+        {"type": "track", "userId": "u"},
+        {"type": "page", "anonymousId": "a", "timestamp": "yesterday"},
+        {"type": "track", "event": "B", "userId": "u", "messageId": "m".repeat(101)},
+        {"type": "track", "event": "C", "anonymousId": "a", "properties": {"p": "x".repeat(33_000)}},
+    ]));
+    let (response, write) = send(
+        &collector(),
+        &post("/v1/batch", vec![("authorization", &auth)], &body),
+    );
+    assert_eq!(response.status, 200);
+    let reply = response.json_body();
+    assert_eq!(
+        (reply["accepted"].as_u64(), reply["failed"].as_u64()),
+        (Some(1), Some(4))
+    );
+    let fields: Vec<_> = reply["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["index"].clone(), e["field"].clone()))
+        .collect();
+    assert_eq!(
+        fields,
+        vec![
+            (json!(1), json!("event")),
+            (json!(2), json!("timestamp")),
+            (json!(3), json!("messageId")),
+            (json!(4), Value::Null)
+        ]
+    );
+    assert_eq!(reply["errors"][2]["limit"], 100);
+    assert_eq!(reply["errors"][3]["limit"], 32_768);
+    let write = write.unwrap();
+    assert_eq!(lines(&write.accepted).len(), 1);
+    let failed = lines(&write.failed);
+    assert_eq!(failed.len(), 4);
+    assert_eq!(
+        failed[1]["message"],
+        "event 2: \"timestamp\" is not an RFC 3339 date: \"yesterday\""
+    );
+    let original: Value = serde_json::from_str(failed[1]["payload"].as_str().unwrap()).unwrap();
+    assert_eq!(original["timestamp"], "yesterday");
+}
+
+#[test]
+fn a_batch_with_only_bad_events_is_400_but_kept() {
+    let auth = basic(KEY);
+    let body = batch(&json!([{"type": "track", "event": "A"}]));
+    let (response, write) = send(
+        &collector(),
+        &post("/v1/batch", vec![("authorization", &auth)], &body),
+    );
+    assert_eq!(response.status, 400);
+    assert_eq!(
+        response.json_body()["errors"][0]["code"],
+        "missing_identity"
+    );
+    assert_eq!(lines(&write.unwrap().failed).len(), 1);
+}
+
+#[test]
+fn rate_limit_is_429_with_retry_after() {
+    let limited = Collector::new(EdgeConfig {
+        workspaces: vec![WorkspaceConfig {
+            name: "shop".into(),
+            write_keys: vec![KEY.into()],
+            rate_limit: Some(RateLimit {
+                events_per_second: 10,
+                burst: 10,
+            }),
+        }],
+        ..EdgeConfig::default()
+    })
+    .unwrap();
+    let auth = basic(KEY);
+    let body = batch(&Value::Array(vec![
+        json!({"type": "track", "event": "A", "userId": "u"});
+        8
+    ]));
+    assert_eq!(
+        send(
+            &limited,
+            &post("/v1/batch", vec![("authorization", &auth)], &body)
+        )
+        .0
+        .status,
+        200
+    );
+    let (response, write) = send(
+        &limited,
+        &post("/v1/batch", vec![("authorization", &auth)], &body),
+    );
+    assert_eq!(response.status, 429);
+    assert!(write.is_none());
+    assert_eq!(response.header("retry-after"), Some("1"));
+}
+
+#[test]
+fn cors_preflight_echoes_the_origin() {
+    let request = HttpRequest {
+        method: "OPTIONS",
+        path: "/v1/t",
+        headers: vec![
+            ("Origin", "https://shop.example"),
+            (
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            ),
+        ],
+        body: b"",
+        client_ip: None,
+    };
+    let (response, _) = send(&collector(), &request);
+    assert_eq!(response.status, 204);
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some("https://shop.example")
+    );
+    assert_eq!(
+        response.header("access-control-allow-headers"),
+        Some("authorization, content-type")
+    );
+    assert_eq!(response.header("access-control-max-age"), Some("86400"));
+    assert_eq!(
+        response.header("access-control-allow-credentials"),
+        Some("true")
+    );
+}
+
+#[test]
+fn storage_failure_is_503_with_retry_after() {
+    let auth = basic(KEY);
+    let body = batch(&json!([{"type": "track", "event": "A", "userId": "u"}]));
+    let Handled::Store(_, reply) = collector().handle(
+        &post("/v1/batch", vec![("authorization", &auth)], &body),
+        now(),
+    ) else {
+        panic!("expected a store");
+    };
+    let response = reply.finish(false);
+    assert_eq!(response.status, 503);
+    assert_eq!(response.header("retry-after"), Some("1"));
+}
+
+#[test]
+fn routes_and_methods() {
+    let get = |path| HttpRequest {
+        method: "GET",
+        path,
+        headers: vec![],
+        body: b"",
+        client_ip: None,
+    };
+    assert_eq!(send(&collector(), &get("/health")).0.status, 200);
+    assert_eq!(send(&collector(), &get("/v1/batch")).0.status, 405);
+    assert_eq!(send(&collector(), &get("/nope")).0.status, 404);
+}
+
+#[test]
+fn config_rejects_duplicate_keys_and_unsafe_names() {
+    let two = EdgeConfig {
+        workspaces: vec![
+            WorkspaceConfig {
+                name: "a".into(),
+                write_keys: vec!["k".into()],
+                rate_limit: None,
+            },
+            WorkspaceConfig {
+                name: "b".into(),
+                write_keys: vec!["k".into()],
+                rate_limit: None,
+            },
+        ],
+        ..EdgeConfig::default()
+    };
+    assert_eq!(
+        Collector::new(two).unwrap_err(),
+        "write key \"k\" belongs to two workspaces"
+    );
+    let unsafe_name = EdgeConfig {
+        workspaces: vec![WorkspaceConfig {
+            name: "../x".into(),
+            write_keys: vec![],
+            rate_limit: None,
+        }],
+        ..EdgeConfig::default()
+    };
+    assert!(Collector::new(unsafe_name).is_err());
+}
