@@ -1,0 +1,90 @@
+//! `braid.toml`: where to listen, where the data lives, workspaces, limits, enrichment and CORS.
+//! Every setting has a default, so no file is needed to start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use braid_core::enrich::EnrichConfig;
+use braid_core::validate::Limits;
+use braid_edge::{CorsConfig, EdgeConfig, WorkspaceConfig};
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ServeConfig {
+    /// Address to listen on.
+    pub(crate) listen: SocketAddr,
+    /// The data folder (lake under `raw/` and `failed/`).
+    pub(crate) data: PathBuf,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy you run).
+    pub(crate) trust_forwarded_for: bool,
+    /// Workspaces and their write keys.
+    pub(crate) workspaces: Vec<WorkspaceConfig>,
+    /// Size and count limits.
+    pub(crate) limits: Limits,
+    /// Enrichment switches.
+    pub(crate) enrich: EnrichConfig,
+    /// Browser origins.
+    pub(crate) cors: CorsConfig,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data: PathBuf::from("braid-data"),
+            trust_forwarded_for: false,
+            workspaces: Vec::new(),
+            limits: Limits::default(),
+            enrich: EnrichConfig::default(),
+            cors: CorsConfig::default(),
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Reads a config file. A relative `data` is relative to the file's folder.
+    pub(crate) fn load(path: &Path) -> anyhow::Result<ServeConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let mut config: ServeConfig =
+            toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+        if config.data.is_relative()
+            && let Some(folder) = path.parent()
+        {
+            config.data = folder.join(&config.data);
+        }
+        Ok(config)
+    }
+
+    /// The endpoint's part of the configuration.
+    pub(crate) fn edge(&self) -> EdgeConfig {
+        EdgeConfig {
+            workspaces: self.workspaces.clone(),
+            limits: self.limits.clone(),
+            enrich: self.enrich.clone(),
+            cors: self.cors.clone(),
+        }
+    }
+}
+
+/// The demo workspace's write key: kept in the data folder so it stays the same across
+/// restarts, made at random on first start.
+pub(crate) fn demo_write_key(data: &Path) -> anyhow::Result<String> {
+    let path = data.join("demo-write-key");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let key = existing.trim();
+        if !key.is_empty() {
+            return Ok(key.to_owned());
+        }
+    }
+    let mut bytes = [0_u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
+    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let key = format!("demo_{key}");
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    std::fs::write(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
+}

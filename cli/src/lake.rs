@@ -1,0 +1,184 @@
+//! The lake on a local folder, with group commit: concurrent requests' events are gathered into
+//! one object per partition, written to a temporary file, fsync'ed, renamed into place and the
+//! folder fsync'ed — and only then is any of those requests acknowledged.
+//!
+//! A crash at any moment leaves either the whole object or a `.tmp` file that no request was
+//! acknowledged for; `.tmp` files are removed at start.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+
+use braid_core::lake::{self, Area};
+use braid_edge::LakeWrite;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most bytes gathered into one group commit; more waits for the next.
+const MAX_GROUP_BYTES: usize = 16 * 1024 * 1024;
+
+struct Job {
+    write: LakeWrite,
+    done: oneshot::Sender<Result<(), Arc<io::Error>>>,
+}
+
+/// A handle to the writer thread.
+pub(crate) struct Lake {
+    jobs: mpsc::Sender<Job>,
+    writer: thread::JoinHandle<()>,
+}
+
+impl Lake {
+    /// Opens (creating) the lake under `root`, removing leftovers of interrupted writes.
+    pub(crate) fn open(root: &Path) -> io::Result<Lake> {
+        fs::create_dir_all(root)?;
+        remove_temporary_files(root)?;
+        let (jobs, receiver) = mpsc::channel(4_096);
+        let root = root.to_owned();
+        let writer = thread::Builder::new()
+            .name("braid-lake".into())
+            .spawn(move || write_loop(&root, receiver))?;
+        Ok(Lake { jobs, writer })
+    }
+
+    /// Stores a write durably; returns once it is on disk.
+    pub(crate) async fn store(&self, write: LakeWrite) -> Result<(), Arc<io::Error>> {
+        let (done, wait) = oneshot::channel();
+        let closed = || Arc::new(io::Error::other("the lake writer has stopped"));
+        self.jobs
+            .send(Job { write, done })
+            .await
+            .map_err(|_| closed())?;
+        wait.await.map_err(|_| closed())?
+    }
+
+    /// Writes what is queued and stops the writer.
+    pub(crate) fn close(self) {
+        drop(self.jobs);
+        if self.writer.join().is_err() {
+            tracing::error!(message = "The lake writer panicked.");
+        }
+    }
+}
+
+fn write_loop(root: &Path, mut receiver: mpsc::Receiver<Job>) {
+    while let Some(first) = receiver.blocking_recv() {
+        let mut group = vec![first];
+        let mut bytes = group
+            .iter()
+            .map(|j| j.write.accepted.len() + j.write.failed.len())
+            .sum::<usize>();
+        while bytes < MAX_GROUP_BYTES {
+            match receiver.try_recv() {
+                Ok(job) => {
+                    bytes += job.write.accepted.len() + job.write.failed.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let result = commit(root, &group).map_err(Arc::new);
+        if let Err(error) = &result {
+            tracing::error!(message = "Failed to write to the lake.", %error, requests = group.len());
+        }
+        for job in group {
+            // The requester may have gone away (client disconnected): nothing to tell.
+            let _ = job.done.send(result.clone());
+        }
+    }
+}
+
+/// Writes one object per (area, workspace, partition) holding every job's lines, durably.
+fn commit(root: &Path, jobs: &[Job]) -> io::Result<()> {
+    let mut objects: BTreeMap<(Area, &str, String), Vec<u8>> = BTreeMap::new();
+    for job in jobs {
+        let write = &job.write;
+        for (area, lines) in [(Area::Raw, &write.accepted), (Area::Failed, &write.failed)] {
+            if !lines.is_empty() {
+                let key = (
+                    area,
+                    write.workspace.as_str(),
+                    lake::partition(area, &write.workspace, write.received_at),
+                );
+                objects.entry(key).or_default().extend_from_slice(lines);
+            }
+        }
+    }
+    let mut folders = Vec::new();
+    for ((_, _, partition), content) in &objects {
+        let folder = root.join(partition);
+        fs::create_dir_all(&folder)?;
+        let name = format!("{}{}", lake::batch_id(content), lake::OBJECT_SUFFIX);
+        write_durably(&folder, &name, content)?;
+        if !folders.contains(&folder) {
+            folders.push(folder);
+        }
+    }
+    for folder in &folders {
+        File::open(folder)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn write_durably(folder: &Path, name: &str, content: &[u8]) -> io::Result<()> {
+    let temporary = folder.join(format!(".{name}.tmp"));
+    let file = File::create(&temporary)?;
+    let mut encoder = GzEncoder::new(
+        io::BufWriter::with_capacity(256 * 1024, file),
+        Compression::fast(),
+    );
+    encoder.write_all(content)?;
+    let file = encoder
+        .finish()?
+        .into_inner()
+        .map_err(io::IntoInnerError::into_error)?;
+    file.sync_all()?;
+    fs::rename(&temporary, folder.join(name))
+}
+
+fn remove_temporary_files(folder: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(folder)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            remove_temporary_files(&path)?;
+        } else if path.extension().is_some_and(|e| e == "tmp") {
+            tracing::warn!(message = "Removing an interrupted write.", path = %path.display());
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every object file under `root/area` (for tools and tests).
+pub(crate) fn objects(root: &Path, area: Area) -> io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let start = root.join(area.as_str());
+    if start.exists() {
+        collect(&start, &mut found)?;
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn collect(folder: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in fs::read_dir(folder)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect(&path, found)?;
+        } else if path.to_string_lossy().ends_with(lake::OBJECT_SUFFIX) {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The current time, for request handling (the one place the server reads the clock).
+pub(crate) fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}

@@ -1,0 +1,173 @@
+//! `braid`: Braid on one machine.
+//!
+//! - `braid serve` runs the Segment-compatible collection endpoint and writes the lake under
+//!   one local folder.
+//! - `braid bench` measures throughput: HTTP → validation → enrichment → fsync'ed lake, and the
+//!   core pipeline alone.
+
+mod bench;
+mod config;
+mod lake;
+mod metrics;
+mod server;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use braid_edge::{Collector, WorkspaceConfig};
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::config::ServeConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "braid",
+    version,
+    about = "Braid, an open-source customer data platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collection endpoint with the lake on a local folder.
+    Serve(ServeArgs),
+    /// Measure ingestion throughput on this machine.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Configuration file (default: ./braid.toml when it exists).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Data folder (default ./braid-data).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// A write key to accept, for the workspace named by --workspace.
+    #[arg(long)]
+    write_key: Vec<String>,
+    /// The workspace that --write-key keys send to.
+    #[arg(long, default_value = "default")]
+    workspace: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BRAID_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(&args)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => ServeConfig::load(path)?,
+        None if std::path::Path::new("braid.toml").exists() => {
+            ServeConfig::load(std::path::Path::new("braid.toml"))?
+        }
+        None => ServeConfig::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(data) = args.data {
+        config.data = data;
+    }
+    if !args.write_key.is_empty() {
+        match config
+            .workspaces
+            .iter_mut()
+            .find(|w| w.name == args.workspace)
+        {
+            Some(workspace) => workspace.write_keys.extend(args.write_key),
+            None => config.workspaces.push(WorkspaceConfig {
+                name: args.workspace.clone(),
+                write_keys: args.write_key,
+                rate_limit: None,
+            }),
+        }
+    }
+    if config.workspaces.is_empty() {
+        let key = config::demo_write_key(&config.data)?;
+        config.workspaces.push(WorkspaceConfig {
+            name: "demo".into(),
+            write_keys: vec![key],
+            rate_limit: None,
+        });
+    }
+    let collector =
+        Collector::new(config.edge()).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    let lake = lake::Lake::open(&config.data)
+        .with_context(|| format!("cannot open {}", config.data.display()))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    print_banner(&config, address);
+    let app = Arc::new(server::App {
+        collector,
+        lake,
+        metrics: metrics::Metrics::default(),
+        trust_forwarded_for: config.trust_forwarded_for,
+    });
+    server::serve(listener, app, shutdown_signal()).await
+}
+
+fn print_banner(config: &ServeConfig, address: std::net::SocketAddr) {
+    let data = config.data.display();
+    println!("Braid is running.");
+    println!("  listening on  http://{address}");
+    for workspace in &config.workspaces {
+        for key in &workspace.write_keys {
+            println!("  write key     {key}  (workspace {:?})", workspace.name);
+        }
+    }
+    println!("  data          {data}/raw (events), {data}/failed (rejected events)");
+    if let Some(key) = config.workspaces.first().and_then(|w| w.write_keys.first()) {
+        println!("Try it:");
+        println!(
+            "  curl -u '{key}:' -H 'content-type: application/json' http://{address}/v1/track \\\n    -d '{{\"event\": \"Tried Braid\", \"userId\": \"me\"}}'"
+        );
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!(message = "Shutting down: finishing requests and flushing the lake.");
+}

@@ -1,0 +1,147 @@
+//! `braid serve`: the collection handlers of `braid-edge` over HTTP with axum, and the lake on
+//! the local folder.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use braid_edge::{Collector, Handled, HttpRequest, HttpResponse};
+use http_body_util::BodyExt as _;
+use tokio::net::TcpListener;
+
+use crate::lake::{self, Lake};
+use crate::metrics::Metrics;
+
+/// Shared state of the running server.
+pub(crate) struct App {
+    pub(crate) collector: Collector,
+    pub(crate) lake: Lake,
+    pub(crate) metrics: Metrics,
+    pub(crate) trust_forwarded_for: bool,
+}
+
+/// Serves until `shutdown` completes, then drains in-flight requests and closes the lake.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let router = axum::Router::new()
+        .fallback(handle)
+        .with_state(Arc::clone(&app));
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    let (received, accepted, failed, bytes) = app.metrics.totals();
+    tracing::info!(message = "Stopped.", received, accepted, failed, bytes);
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.lake.close();
+    }
+    Ok(())
+}
+
+async fn handle(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    if parts.uri.path() == "/metrics" && parts.method == "GET" {
+        return text_response(200, "text/plain; version=0.0.4", app.metrics.render());
+    }
+    let limit = app.collector.config().limits.max_batch_bytes;
+    let body = match read_limited(body, limit).await {
+        Ok(body) => body,
+        Err(error) => {
+            return text_response(400, "text/plain", format!("cannot read the body: {error}"));
+        }
+    };
+    let headers: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
+    let client_ip = app
+        .trust_forwarded_for
+        .then(|| {
+            parts
+                .headers
+                .get("x-forwarded-for")?
+                .to_str()
+                .ok()?
+                .split(',')
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .flatten()
+        .or(Some(peer.ip()));
+    let http_request = HttpRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        headers,
+        body: &body,
+        client_ip,
+    };
+    let handled = app.collector.handle(&http_request, lake::now());
+    let response = match handled {
+        Handled::Respond(response, counts) => {
+            app.metrics.record(counts);
+            response
+        }
+        Handled::Store(write, reply) => {
+            let counts = write.counts;
+            let stored = app.lake.store(write).await;
+            if stored.is_err() {
+                app.metrics.record_store_error();
+            }
+            app.metrics.record(counts);
+            reply.finish(stored.is_ok())
+        }
+    };
+    to_axum(response)
+}
+
+/// Reads at most `limit + 1` bytes: enough for the handler to see that a body is too large
+/// without holding an unbounded one in memory.
+async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, axum::Error> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            let room = (limit + 1).saturating_sub(out.len());
+            out.extend_from_slice(data.get(..room.min(data.len())).unwrap_or(&data));
+            if out.len() > limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn to_axum(response: HttpResponse) -> Response {
+    let mut out = Response::new(Body::from(response.body));
+    *out.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in response.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            out.headers_mut()
+                .append(HeaderName::from_static(name), value);
+        }
+    }
+    out
+}
+
+fn text_response(status: u16, content_type: &'static str, body: String) -> Response {
+    to_axum(HttpResponse {
+        status,
+        headers: vec![("content-type", content_type.to_owned())],
+        body: body.into_bytes(),
+    })
+}
