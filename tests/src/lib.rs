@@ -1,0 +1,284 @@
+//! Helpers for the end-to-end tests: start `braid serve` as a real process, talk HTTP to it,
+//! run real client libraries, and read the lake back from disk.
+//!
+//! The binary is `target/<profile>/braid`, built by `scripts/test.sh` before the tests run (or
+//! named by `BRAID_BIN`). The Python clients run from `.venv` (or `BRAID_PYTHON`), the node
+//! clients from `tests/clients/node_modules`; `scripts/test.sh` installs both. A missing piece
+//! fails the test with a message saying what to run: nothing is skipped silently.
+
+#![expect(clippy::missing_panics_doc, clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test support")]
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use flate2::read::MultiGzDecoder;
+use serde_json::Value;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+/// The `braid` binary.
+pub fn braid_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("BRAID_BIN") {
+        return PathBuf::from(path);
+    }
+    // target/<profile>/deps/<test> → target/<profile>/braid
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(Path::parent).unwrap().join("braid");
+    assert!(path.exists(), "{} is missing: run `cargo build -p braid` (scripts/test.sh does)", path.display());
+    path
+}
+
+/// A running `braid serve` on a free port with its own data folder.
+pub struct Server {
+    child: Option<Child>,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its data folder.
+    pub data: PathBuf,
+    /// The write key it accepts (workspace `test`).
+    pub key: String,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts a server with a fresh data folder under `dir`.
+    pub fn start(dir: &Path) -> Server {
+        Server::start_with(dir.join("data"), dir.join("braid.log"), &[])
+    }
+
+    /// Starts a server on `data` (kept across restarts), logging to `log`, with extra args.
+    pub fn start_with(data: PathBuf, log: PathBuf, extra: &[&str]) -> Server {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let key = "wk_e2e_test".to_owned();
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let child = Command::new(braid_bin())
+            .args(["serve", "--listen", &addr.to_string(), "--data"])
+            .arg(&data)
+            .args(["--write-key", &key, "--workspace", "test"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        let server = Server { child: Some(child), addr, data, key, log };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(response) = request(self.addr, "GET", "/health", &[], b"")
+                && response.status == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("braid serve did not become ready; log:\n{}", self.log_text());
+    }
+
+    /// The server's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The `Authorization` header value for the write key.
+    pub fn basic_auth(&self) -> String {
+        basic_auth(&self.key)
+    }
+
+    /// POSTs a body with the write key as Basic auth.
+    pub fn post(&self, path: &str, body: &[u8]) -> Response {
+        let auth = self.basic_auth();
+        request(self.addr, "POST", path, &[("Authorization", &auth), ("Content-Type", "application/json")], body)
+            .unwrap()
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit, returning whether it exited with success.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return false };
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(Instant::now() < deadline, "braid serve did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `Basic base64(key:)`.
+pub fn basic_auth(key: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:")))
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on a new connection (`Connection: close`).
+///
+/// # Errors
+///
+/// Any I/O error (the server is down, or closed the connection).
+pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw).ok_or_else(|| std::io::Error::other("incomplete HTTP response"))
+}
+
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(raw.get(..split)?).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw.get(split + 4..)?.to_vec();
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+        body = dechunk(&body)?;
+    }
+    Some(Response { status, headers, body })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size = usize::from_str_radix(std::str::from_utf8(data.get(..line_end)?).ok()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(line_end + 2..line_end + 2 + size)?);
+        data = data.get(line_end + 4 + size..)?;
+    }
+}
+
+/// Every line of every object under `data/area` (`raw` or `failed`), parsed.
+pub fn read_lake(data: &Path, area: &str) -> Vec<Value> {
+    let mut files = Vec::new();
+    collect(&data.join(area), &mut files);
+    files.sort();
+    let mut events = Vec::new();
+    for file in files {
+        let mut text = String::new();
+        MultiGzDecoder::new(std::fs::File::open(&file).unwrap()).read_to_string(&mut text).unwrap();
+        for line in text.lines() {
+            events.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: bad line {line:?}: {e}", file.display())));
+        }
+    }
+    events
+}
+
+/// The lake object files under `folder`.
+pub fn collect(folder: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(folder) else { return };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect(&path, out);
+        } else if path.to_string_lossy().ends_with(".ndjson.gz") {
+            out.push(path);
+        }
+    }
+}
+
+/// The Python interpreter of the test venv.
+pub fn python() -> PathBuf {
+    let path = std::env::var_os("BRAID_PYTHON").map_or_else(|| repo_root().join(".venv/bin/python"), PathBuf::from);
+    assert!(path.exists(), "{} is missing: run scripts/test.sh, which creates the venv", path.display());
+    path
+}
+
+/// The folder of the client scripts (with `node_modules`).
+pub fn clients_dir() -> PathBuf {
+    let dir = repo_root().join("tests/clients");
+    assert!(dir.join("node_modules").exists(), "tests/clients/node_modules is missing: run scripts/test.sh (npm ci)");
+    dir
+}
+
+/// Runs a client script against a server and checks it exited 0.
+pub fn run_client(program: &Path, script: &str, server: &Server, run: &str, gzip: bool) {
+    let output = Command::new(program)
+        .arg(clients_dir().join(script))
+        .current_dir(clients_dir())
+        .env("BRAID_URL", server.url())
+        .env("BRAID_WRITE_KEY", &server.key)
+        .env("BRAID_RUN", run)
+        .env("BRAID_GZIP", if gzip { "1" } else { "0" })
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{script} failed:\nstdout: {}\nstderr: {}\nserver log:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        server.log_text()
+    );
+}
