@@ -1,5 +1,275 @@
-pub(crate) async fn run(_a: &BenchArgs) -> anyhow::Result<()> {
+//! `braid bench`: throughput on this machine, end to end and for the core alone.
+//!
+//! - core: parse + validate + enrich + serialize of 100-event batches in the wire format of
+//!   `@segment/analytics-node`, on one thread (events per second per core);
+//! - HTTP: a real `braid serve` (same code, in process, on 127.0.0.1) with the group-commit,
+//!   fsync'ed lake in a temporary folder, loaded by keep-alive HTTP/1.1 clients sending 100-event
+//!   batches; the run ends by checking that every acknowledged event is in the lake.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use braid_core::ingest::ParsedBody;
+use braid_core::{IngestConfig, RequestInfo, process_batch};
+use braid_edge::{Collector, EdgeConfig, WorkspaceConfig};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::lake::{Lake, now};
+use crate::metrics::Metrics;
+use crate::server::{App, serve};
+
+const KEY: &str = "bench_write_key";
+
+/// Options of `braid bench`.
+#[derive(clap::Args)]
+pub(crate) struct BenchArgs {
+    /// Events to send over HTTP.
+    #[arg(long, default_value_t = 500_000)]
+    events: usize,
+    /// Events per batch.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Concurrent HTTP connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Events to run through the core alone.
+    #[arg(long, default_value_t = 500_000)]
+    core_events: usize,
+    /// Folder for the temporary lake (default: the system's temp folder).
+    #[arg(long)]
+    data: Option<std::path::PathBuf>,
+}
+
+/// Runs both benchmarks and prints the results.
+pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let bodies: Vec<Bytes> = (0..64)
+        .map(|i| Bytes::from(batch_body(i, args.batch)))
+        .collect();
+    let event_bytes = bodies.iter().map(Bytes::len).sum::<usize>() / (bodies.len() * args.batch);
+    println!(
+        "braid bench: {}-event batches in the analytics-node wire format, ~{event_bytes} bytes per event",
+        args.batch
+    );
+    println!(
+        "machine: {} CPU cores",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
+    );
+    bench_core(&bodies, args.core_events, args.batch);
+    bench_http(args, &bodies).await
+}
+
+/// One batch in the shape `@segment/analytics-node` sends.
+fn batch_body(seed: usize, size: usize) -> Vec<u8> {
+    let events: Vec<Value> = (0..size)
+        .map(|i| {
+            json!({
+                "type": "track",
+                "event": "Product Viewed",
+                "userId": format!("user-{}", (seed * size + i) % 10_000),
+                "messageId": format!("node-next-{seed}-{i}-bench"),
+                "timestamp": "2024-05-01T10:00:00.000Z",
+                "properties": {"product_id": format!("sku-{i}"), "price": 19.99, "currency": "EUR", "category": "Shoes"},
+                "context": {
+                    "library": {"name": "@segment/analytics-node", "version": "3.1.0"},
+                    "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+                    "page": {"url": "https://shop.example/p/sku?utm_source=news&utm_medium=email", "referrer": "https://www.google.com/"},
+                    "ip": "203.0.113.7"
+                },
+                "integrations": {},
+                "_metadata": {"jsRuntime": "node"}
+            })
+        })
+        .collect();
+    json!({"batch": events, "sentAt": "2024-05-01T10:00:01.000Z"})
+        .to_string()
+        .into_bytes()
+}
+
+fn bench_core(bodies: &[Bytes], events: usize, batch: usize) {
+    let config = IngestConfig::default();
+    let batches = events.div_ceil(batch.max(1));
+    let started = Instant::now();
+    let mut accepted = 0_usize;
+    let mut bytes = 0_usize;
+    for i in 0..batches {
+        let Some(body) = bodies.get(i % bodies.len()) else {
+            continue;
+        };
+        let Ok(parsed) = ParsedBody::parse(body, None, &config.limits) else {
+            continue;
+        };
+        let info = RequestInfo {
+            workspace: "bench",
+            received_at: now(),
+            client_ip: None,
+            user_agent: None,
+        };
+        let outcome = process_batch(&parsed, &info, &config);
+        accepted += outcome.accepted_count;
+        bytes += outcome.accepted.len();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!();
+    println!("core (parse + validate + enrich + serialize, 1 thread)");
+    println!("  events            {accepted}");
+    println!("  time              {seconds:.3} s");
+    println!(
+        "  throughput        {:.0} events/s per core",
+        rate(accepted, seconds)
+    );
+    println!(
+        "  output            {:.1} MB/s of NDJSON",
+        rate(bytes, seconds) / 1e6
+    );
+}
+
+async fn bench_http(args: &BenchArgs, bodies: &[Bytes]) -> anyhow::Result<()> {
+    let base = args.data.clone().unwrap_or_else(std::env::temp_dir);
+    let data = base.join(format!("braid-bench-{}", std::process::id()));
+    let collector = Collector::new(EdgeConfig {
+        workspaces: vec![WorkspaceConfig {
+            name: "bench".into(),
+            write_keys: vec![KEY.into()],
+            rate_limit: None,
+        }],
+        ..EdgeConfig::default()
+    })
+    .map_err(anyhow::Error::msg)?;
+    let app = Arc::new(App {
+        collector,
+        lake: Lake::open(&data)?,
+        metrics: Metrics::default(),
+        trust_forwarded_for: false,
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, Arc::clone(&app), async {
+        let _ = stopped.await;
+    }));
+
+    let batches = args.events.div_ceil(args.batch.max(1));
+    let connections = args.connections.clamp(1, batches.max(1));
+    let auth = format!("Basic {}", base64_key());
+    let started = Instant::now();
+    let mut clients = Vec::new();
+    for c in 0..connections {
+        let my_batches: Vec<Bytes> = (c..batches)
+            .step_by(connections)
+            .filter_map(|i| bodies.get(i % bodies.len()).cloned())
+            .collect();
+        let auth = auth.clone();
+        clients.push(tokio::spawn(async move {
+            send_batches(addr, &auth, my_batches).await
+        }));
+    }
+    let mut latencies = Vec::with_capacity(batches);
+    for client in clients {
+        latencies.extend(client.await??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = stop.send(());
+    drop(app);
+    server.await??;
+
+    let sent = latencies.len() * args.batch;
+    let stored = count_lines(&data.join("raw"))?;
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss,
+            reason = "an index"
+        )]
+        let index = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+        latencies.get(index).copied().unwrap_or_default()
+    };
+    println!();
+    println!(
+        "HTTP → validate → enrich → group-commit fsync'ed lake ({connections} connections, in-process server)"
+    );
+    println!(
+        "  events            {sent} in {} requests, all answered 200",
+        latencies.len()
+    );
+    println!("  time              {seconds:.3} s");
+    println!("  throughput        {:.0} events/s", rate(sent, seconds));
+    println!(
+        "  latency           p50 {:?}  p99 {:?}  max {:?}",
+        pick(0.5),
+        pick(0.99),
+        pick(1.0)
+    );
+    println!("  in the lake       {stored} events after the run");
+    std::fs::remove_dir_all(&data)?;
+    anyhow::ensure!(
+        stored == sent,
+        "{sent} events acknowledged but {stored} in the lake"
+    );
     Ok(())
 }
-#[derive(clap::Args)]
-pub(crate) struct BenchArgs {}
+
+async fn send_batches(
+    addr: std::net::SocketAddr,
+    auth: &str,
+    batches: Vec<Bytes>,
+) -> anyhow::Result<Vec<Duration>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let mut latencies = Vec::with_capacity(batches.len());
+    for body in batches {
+        let request = hyper::Request::post("/v1/batch")
+            .header("host", addr.to_string())
+            .header("authorization", auth)
+            .header("content-type", "application/json")
+            .body(Full::new(body))?;
+        let started = Instant::now();
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        response.into_body().collect().await?;
+        latencies.push(started.elapsed());
+        anyhow::ensure!(status == 200, "the server answered {status}");
+    }
+    Ok(latencies)
+}
+
+fn base64_key() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:"))
+}
+
+fn count_lines(folder: &std::path::Path) -> anyhow::Result<usize> {
+    use std::io::Read as _;
+    let mut total = 0;
+    if !folder.exists() {
+        return Ok(0);
+    }
+    for entry in std::fs::read_dir(folder)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            total += count_lines(&path)?;
+        } else if path
+            .to_string_lossy()
+            .ends_with(braid_core::lake::OBJECT_SUFFIX)
+        {
+            let mut text = Vec::new();
+            flate2::read::MultiGzDecoder::new(std::fs::File::open(&path)?)
+                .read_to_end(&mut text)?;
+            total += text.split(|b| *b == b'\n').filter(|line| !line.is_empty()).count();
+        }
+    }
+    Ok(total)
+}
+
+#[expect(clippy::cast_precision_loss, reason = "a rate for display")]
+fn rate(count: usize, seconds: f64) -> f64 {
+    count as f64 / seconds.max(1e-9)
+}

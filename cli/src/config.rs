@@ -1,6 +1,7 @@
 //! `braid.toml`: where to listen, where the data lives, workspaces, limits, enrichment and CORS.
 //! Every setting has a default, so no file is needed to start.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -82,8 +83,10 @@ pub(crate) fn demo_write_key(data: &Path) -> anyhow::Result<String> {
     }
     let mut bytes = [0_u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no random source: {e}"))?;
-    let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let key = format!("demo_{key}");
+    let key = bytes.iter().fold(String::from("demo_"), |mut key, b| {
+        let _ = write!(key, "{b:02x}");
+        key
+    });
     std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     std::fs::write(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(key)

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 
@@ -150,29 +150,6 @@ fn remove_temporary_files(folder: &Path) -> io::Result<()> {
         } else if path.extension().is_some_and(|e| e == "tmp") {
             tracing::warn!(message = "Removing an interrupted write.", path = %path.display());
             fs::remove_file(&path)?;
-        }
-    }
-    Ok(())
-}
-
-/// Every object file under `root/area` (for tools and tests).
-pub(crate) fn objects(root: &Path, area: Area) -> io::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let start = root.join(area.as_str());
-    if start.exists() {
-        collect(&start, &mut found)?;
-    }
-    found.sort();
-    Ok(found)
-}
-
-fn collect(folder: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
-    for entry in fs::read_dir(folder)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect(&path, found)?;
-        } else if path.to_string_lossy().ends_with(lake::OBJECT_SUFFIX) {
-            found.push(path);
         }
     }
     Ok(())

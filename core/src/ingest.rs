@@ -51,9 +51,8 @@ pub struct ParsedBody<'a> {
 }
 
 /// Batch-level fields that apply to every event lacking its own.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 struct BatchDefaults {
-    #[serde(rename = "sentAt")]
     sent_at: Option<Value>,
     context: Option<Value>,
     integrations: Option<Value>,
@@ -62,11 +61,13 @@ struct BatchDefaults {
 #[derive(Deserialize)]
 struct BatchBody<'a> {
     #[serde(borrow)]
-    batch: Option<&'a RawValue>,
+    batch: Option<Vec<&'a RawValue>>,
     #[serde(rename = "writeKey", borrow)]
     write_key: Option<Cow<'a, str>>,
-    #[serde(flatten)]
-    defaults: BatchDefaults,
+    #[serde(rename = "sentAt")]
+    sent_at: Option<Value>,
+    context: Option<Value>,
+    integrations: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -97,45 +98,25 @@ impl<'a> ParsedBody<'a> {
                 limit: limits.max_batch_bytes,
             });
         }
-        let whole: &RawValue =
-            serde_json::from_slice(body).map_err(|error| ValidationError::MalformedJson {
-                detail: error.to_string(),
-            })?;
-        if !whole.get().trim_start().starts_with('{') {
-            let found = serde_json::from_str::<Value>(whole.get())
-                .map_or("invalid JSON", |v| type_name(&v));
-            return Err(ValidationError::MalformedBody {
-                detail: format!(", not {found}"),
-            });
-        }
-        if implied.is_some() {
-            let single: SingleBody<'a> = serde_json::from_str(whole.get()).map_err(|error| {
-                ValidationError::MalformedBody {
-                    detail: format!(": {error}"),
-                }
-            })?;
+        if let Some(implied) = implied {
+            let whole: &RawValue =
+                serde_json::from_slice(body).map_err(|error| body_error(&error))?;
+            let single: SingleBody<'a> =
+                serde_json::from_str(whole.get()).map_err(|error| body_error(&error))?;
             return Ok(ParsedBody {
                 write_key: single.write_key,
                 events: vec![whole],
-                implied,
+                implied: Some(implied),
                 defaults: BatchDefaults::default(),
             });
         }
+        // One pass over the body: the events stay unparsed slices of it until validation.
         let batch: BatchBody<'a> =
-            serde_json::from_str(whole.get()).map_err(|error| ValidationError::MalformedBody {
-                detail: format!(": {error}"),
-            })?;
-        let events: Vec<&'a RawValue> = match batch.batch {
-            Some(list) => {
-                serde_json::from_str(list.get()).map_err(|_| ValidationError::MalformedBody {
-                    detail: ", with \"batch\" an array of events".to_owned(),
-                })?
-            }
-            None => {
-                return Err(ValidationError::MalformedBody {
-                    detail: " with a \"batch\" array".to_owned(),
-                });
-            }
+            serde_json::from_slice(body).map_err(|error| body_error(&error))?;
+        let Some(events) = batch.batch else {
+            return Err(ValidationError::MalformedBody {
+                detail: " with a \"batch\" array".to_owned(),
+            });
         };
         if events.is_empty() {
             return Err(ValidationError::EmptyBatch);
@@ -150,7 +131,11 @@ impl<'a> ParsedBody<'a> {
             write_key: batch.write_key,
             events,
             implied,
-            defaults: batch.defaults,
+            defaults: BatchDefaults {
+                sent_at: batch.sent_at,
+                context: batch.context,
+                integrations: batch.integrations,
+            },
         })
     }
 
@@ -167,6 +152,20 @@ impl<'a> ParsedBody<'a> {
     /// Whether the body holds no event (never true for a body that parsed).
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
+    }
+}
+
+/// A body that did not parse: a syntax error is malformed JSON, anything else (not an object,
+/// `batch` not an array, `writeKey` not a string) a malformed body.
+fn body_error(error: &serde_json::Error) -> ValidationError {
+    use serde_json::error::Category;
+    match error.classify() {
+        Category::Syntax | Category::Eof | Category::Io => ValidationError::MalformedJson {
+            detail: error.to_string(),
+        },
+        Category::Data => ValidationError::MalformedBody {
+            detail: format!(": {error}"),
+        },
     }
 }
 
@@ -317,17 +316,14 @@ fn apply_defaults(fields: &mut Map<String, Value>, defaults: &BatchDefaults) {
         fields.insert("integrations".to_owned(), integrations.clone());
     }
     if let Some(Value::Object(batch_context)) = &defaults.context {
-        match fields
+        // A non-object context is reported by validation; it is left for that.
+        if let Value::Object(context) = fields
             .entry("context")
             .or_insert_with(|| Value::Object(Map::new()))
         {
-            Value::Object(context) => {
-                for (key, value) in batch_context {
-                    context.entry(key.clone()).or_insert_with(|| value.clone());
-                }
+            for (key, value) in batch_context {
+                context.entry(key.clone()).or_insert_with(|| value.clone());
             }
-            // A non-object context is reported by validation; leave it for that.
-            _ => {}
         }
     }
 }

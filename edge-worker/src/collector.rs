@@ -204,6 +204,10 @@ impl Collector {
         }
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the request pipeline reads best in one place, step by step"
+    )]
     fn collect(
         &self,
         request: &HttpRequest<'_>,
@@ -374,15 +378,14 @@ impl Collector {
                 detail: format!(": {other}"),
             },
         };
-        let payload = match std::str::from_utf8(request.body) {
-            Ok(text) => text.to_owned(),
-            Err(_) => {
-                use base64::Engine as _;
-                format!(
-                    "base64:{}",
-                    base64::engine::general_purpose::STANDARD.encode(request.body)
-                )
-            }
+        let payload = if let Ok(text) = std::str::from_utf8(request.body) {
+            text.to_owned()
+        } else {
+            use base64::Engine as _;
+            format!(
+                "base64:{}",
+                base64::engine::general_purpose::STANDARD.encode(request.body)
+            )
         };
         let workspace = self.workspace_name(index);
         let mut failed = Vec::new();

@@ -10,7 +10,7 @@ use crate::error::RequestError;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Checks `Content-Type`: JSON travels as `application/json`, as `text/plain` (analytics.js,
-/// to avoid a CORS preflight) and as form-urlencoded (the RudderStack node client's label for
+/// to avoid a CORS preflight) and as form-urlencoded (the `RudderStack` node client's label for
 /// gzip JSON). Absent is fine too.
 pub(crate) fn check_content_type(content_type: Option<&str>) -> Result<(), RequestError> {
     let Some(value) = content_type else {

@@ -77,11 +77,10 @@ impl RequestError {
             RequestError::MethodNotAllowed { .. } => 405,
             RequestError::UnsupportedEncoding { .. }
             | RequestError::UnsupportedContentType { .. } => 415,
-            RequestError::BadGzip { .. } => 400,
             RequestError::MissingWriteKey | RequestError::UnknownWriteKey { .. } => 401,
             RequestError::RateLimited { .. } => 429,
             RequestError::Invalid(error) if error.is_size_limit() => 413,
-            RequestError::Invalid(_) => 400,
+            RequestError::Invalid(_) | RequestError::BadGzip { .. } => 400,
             RequestError::StorageUnavailable => 503,
         }
     }
@@ -126,7 +125,7 @@ impl RequestError {
                     .push(("retry-after", retry_after_seconds.to_string()));
             }
             RequestError::StorageUnavailable => {
-                response.headers.push(("retry-after", "1".to_owned()))
+                response.headers.push(("retry-after", "1".to_owned()));
             }
             _ => {}
         }

@@ -6,8 +6,15 @@
 //! clients from `tests/clients/node_modules`; `scripts/test.sh` installs both. A missing piece
 //! fails the test with a message saying what to run: nothing is skipped silently.
 
-#![expect(clippy::missing_panics_doc, clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test support")]
+#![allow(
+    clippy::missing_panics_doc,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support"
+)]
 
+use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -20,7 +27,10 @@ use serde_json::Value;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// The `braid` binary.
@@ -31,7 +41,11 @@ pub fn braid_bin() -> PathBuf {
     // target/<profile>/deps/<test> → target/<profile>/braid
     let exe = std::env::current_exe().unwrap();
     let path = exe.parent().and_then(Path::parent).unwrap().join("braid");
-    assert!(path.exists(), "{} is missing: run `cargo build -p braid` (scripts/test.sh does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p braid` (scripts/test.sh does)",
+        path.display()
+    );
     path
 }
 
@@ -55,10 +69,18 @@ impl Server {
 
     /// Starts a server on `data` (kept across restarts), logging to `log`, with extra args.
     pub fn start_with(data: PathBuf, log: PathBuf, extra: &[&str]) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let key = "wk_e2e_test".to_owned();
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(braid_bin())
             .args(["serve", "--listen", &addr.to_string(), "--data"])
             .arg(&data)
@@ -69,7 +91,13 @@ impl Server {
             .stderr(log_file)
             .spawn()
             .unwrap();
-        let server = Server { child: Some(child), addr, data, key, log };
+        let server = Server {
+            child: Some(child),
+            addr,
+            data,
+            key,
+            log,
+        };
         server.wait_ready();
         server
     }
@@ -84,7 +112,10 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("braid serve did not become ready; log:\n{}", self.log_text());
+        panic!(
+            "braid serve did not become ready; log:\n{}",
+            self.log_text()
+        );
     }
 
     /// The server's log so far.
@@ -105,8 +136,17 @@ impl Server {
     /// POSTs a body with the write key as Basic auth.
     pub fn post(&self, path: &str, body: &[u8]) -> Response {
         let auth = self.basic_auth();
-        request(self.addr, "POST", path, &[("Authorization", &auth), ("Content-Type", "application/json")], body)
-            .unwrap()
+        request(
+            self.addr,
+            "POST",
+            path,
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body,
+        )
+        .unwrap()
     }
 
     /// Kills the process with SIGKILL, as a crash would.
@@ -119,15 +159,23 @@ impl Server {
 
     /// Sends SIGTERM and waits for a clean exit, returning whether it exited with success.
     pub fn terminate(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else { return false };
-        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(status.success());
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status.success();
             }
-            assert!(Instant::now() < deadline, "braid serve did not stop after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "braid serve did not stop after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -144,7 +192,10 @@ impl Drop for Server {
 
 /// `Basic base64(key:)`.
 pub fn basic_auth(key: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{key}:"))
+    )
 }
 
 /// An HTTP response.
@@ -161,12 +212,16 @@ pub struct Response {
 impl Response {
     /// The body as JSON.
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&self.body)))
     }
 
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -175,12 +230,21 @@ impl Response {
 /// # Errors
 ///
 /// Any I/O error (the server is down, or closed the connection).
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<Response> {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+        let _ = write!(head, "{name}: {value}\r\n");
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
@@ -200,17 +264,26 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     let mut body = raw.get(split + 4..)?.to_vec();
-    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
         body = dechunk(&body)?;
     }
-    Some(Response { status, headers, body })
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     loop {
         let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(data.get(..line_end)?).ok()?.trim(), 16).ok()?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(data.get(..line_end)?).ok()?.trim(), 16)
+                .ok()?;
         if size == 0 {
             return Some(out);
         }
@@ -227,9 +300,14 @@ pub fn read_lake(data: &Path, area: &str) -> Vec<Value> {
     let mut events = Vec::new();
     for file in files {
         let mut text = String::new();
-        MultiGzDecoder::new(std::fs::File::open(&file).unwrap()).read_to_string(&mut text).unwrap();
+        MultiGzDecoder::new(std::fs::File::open(&file).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
         for line in text.lines() {
-            events.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: bad line {line:?}: {e}", file.display())));
+            events.push(
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("{}: bad line {line:?}: {e}", file.display())),
+            );
         }
     }
     events
@@ -237,7 +315,9 @@ pub fn read_lake(data: &Path, area: &str) -> Vec<Value> {
 
 /// The lake object files under `folder`.
 pub fn collect(folder: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(folder) else { return };
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
     for entry in entries {
         let path = entry.unwrap().path();
         if path.is_dir() {
@@ -250,15 +330,23 @@ pub fn collect(folder: &Path, out: &mut Vec<PathBuf>) {
 
 /// The Python interpreter of the test venv.
 pub fn python() -> PathBuf {
-    let path = std::env::var_os("BRAID_PYTHON").map_or_else(|| repo_root().join(".venv/bin/python"), PathBuf::from);
-    assert!(path.exists(), "{} is missing: run scripts/test.sh, which creates the venv", path.display());
+    let path = std::env::var_os("BRAID_PYTHON")
+        .map_or_else(|| repo_root().join(".venv/bin/python"), PathBuf::from);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/test.sh, which creates the venv",
+        path.display()
+    );
     path
 }
 
 /// The folder of the client scripts (with `node_modules`).
 pub fn clients_dir() -> PathBuf {
     let dir = repo_root().join("tests/clients");
-    assert!(dir.join("node_modules").exists(), "tests/clients/node_modules is missing: run scripts/test.sh (npm ci)");
+    assert!(
+        dir.join("node_modules").exists(),
+        "tests/clients/node_modules is missing: run scripts/test.sh (npm ci)"
+    );
     dir
 }
 

@@ -1,6 +1,13 @@
 //! An acknowledged event is never lost: kill -9 the server while clients are sending, restart
 //! it, and every event that got a 2xx is in the lake, once, with no corrupt object.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::doc_markdown,
+    reason = "test code"
+)]
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,13 +60,28 @@ fn kill_9_loses_no_acknowledged_event() {
     // Restart on the same folder: leftovers of interrupted writes are cleared, the lake is whole.
     let server = Server::start_with(data.clone(), log, &[]);
     let stored = read_lake(&server.data, "raw");
-    let stored_ids: HashSet<&str> = stored.iter().map(|e| e["messageId"].as_str().unwrap()).collect();
+    let stored_ids: HashSet<&str> = stored
+        .iter()
+        .map(|e| e["messageId"].as_str().unwrap())
+        .collect();
     assert_eq!(stored_ids.len(), stored.len(), "an event was written twice");
-    let lost: Vec<&String> = acked.iter().filter(|id| !stored_ids.contains(id.as_str())).collect();
-    assert!(lost.is_empty(), "{} of {} acknowledged events lost, e.g. {:?}", lost.len(), acked.len(), lost.first());
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|id| !stored_ids.contains(id.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged events lost, e.g. {:?}",
+        lost.len(),
+        acked.len(),
+        lost.first()
+    );
     let mut leftovers = Vec::new();
     find_tmp(&data, &mut leftovers);
-    assert!(leftovers.is_empty(), "interrupted writes left behind: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "interrupted writes left behind: {leftovers:?}"
+    );
 }
 
 fn find_tmp(folder: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {

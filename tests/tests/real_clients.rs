@@ -1,6 +1,13 @@
 //! Wire compatibility: the real Segment and RudderStack client libraries, pointed at `braid
 //! serve` by changing only the host, deliver every event type into the lake.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::doc_markdown,
+    reason = "test code"
+)]
+
 use std::path::Path;
 
 use braid_tests::{Server, python, read_lake, run_client};
@@ -19,8 +26,16 @@ fn check_delivered(server: &Server, user: &str, run: &str, library: &str) {
         assert_eq!(kinds(kind), 1, "{kind} for {user}");
     }
     assert_eq!(kinds("track"), 2);
-    let find = |kind: &str| *mine.iter().find(|e| e["type"] == kind && e["userId"] == user).unwrap();
-    assert_eq!(find("identify")["traits"]["email"], format!("{user}@example.com"));
+    let find = |kind: &str| {
+        *mine
+            .iter()
+            .find(|e| e["type"] == kind && e["userId"] == user)
+            .unwrap()
+    };
+    assert_eq!(
+        find("identify")["traits"]["email"],
+        format!("{user}@example.com")
+    );
     assert_eq!(find("identify")["traits"]["plan"], "pro");
     let order = find("track");
     assert_eq!(order["event"], "Order Completed");
@@ -29,8 +44,14 @@ fn check_delivered(server: &Server, user: &str, run: &str, library: &str) {
     assert_eq!(find("group")["groupId"], format!("grp-{run}"));
     assert_eq!(find("alias")["previousId"], format!("prev-{run}"));
     for event in &mine {
-        assert!(event["messageId"].as_str().is_some_and(|id| !id.is_empty()), "{event}");
-        assert!(event["receivedAt"].is_string() && event["timestamp"].is_string(), "{event}");
+        assert!(
+            event["messageId"].as_str().is_some_and(|id| !id.is_empty()),
+            "{event}"
+        );
+        assert!(
+            event["receivedAt"].is_string() && event["timestamp"].is_string(),
+            "{event}"
+        );
         assert_eq!(event["context"]["library"]["name"], library, "{event}");
         assert_eq!(event["context"]["ip"], "127.0.0.0", "anonymised client IP");
         assert!(event.get("writeKey").is_none());

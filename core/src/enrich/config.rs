@@ -16,6 +16,10 @@ pub enum IpPolicy {
 }
 
 /// Which enrichment steps run. All are on by default.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "one switch per enrichment step, as braid.toml spells them"
+)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnrichConfig {

@@ -8,18 +8,18 @@
 mod agent;
 mod campaign;
 mod config;
-mod enrich;
 mod ip;
 mod message_id;
 pub(crate) use message_id::push_hex;
 mod referrer;
 mod skew;
+mod steps;
 #[cfg(test)]
 mod tests;
 mod url;
 
 pub use agent::{Agent, AgentCache, DeviceType};
 pub use config::{EnrichConfig, IpPolicy};
-pub use enrich::{EnrichInput, enrich};
 pub use ip::anonymize;
 pub use referrer::{ReferrerClass, classify};
+pub use steps::{EnrichInput, enrich};

@@ -204,7 +204,7 @@ fn enrich_page_sources(fields: &mut Map<String, Value>, kind: EventType, config:
     }
     if let Some((referrer_url, host, class, name)) = referrer {
         with_context(fields, |context| {
-            add_referrer(context, referrer_url, host, class, name)
+            add_referrer(context, referrer_url, host, class, name);
         });
     }
 }

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what Braid needs on a fresh Debian machine, skipping whatever is already there.
+#   scripts/setup.sh          the Rust toolchain (from rust-toolchain.toml)
+#   scripts/setup.sh --test   plus the wasm target, the Python venv and the npm packages of the tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Rust: rustup reads rust-toolchain.toml and installs the pinned toolchain, its components and
+# the wasm32 target on first use.
+if ! command -v cargo >/dev/null 2>&1; then
+  if ! command -v rustup >/dev/null 2>&1; then
+    say "installing rustup (from the Debian package)"
+    apt-get update -qq && apt-get install -y -qq rustup
+  fi
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
+[ "$want_test" = 1 ] || exit 0
+
+stamp() { sha256sum "$@" | sha256sum | cut -c1-16; }
+
+# Python clients of the wire-compatibility tests, and DuckDB, in a venv at .venv.
+if ! command -v python3 >/dev/null 2>&1; then
+  say "installing python3"
+  apt-get update -qq && apt-get install -y -qq python3 python3-venv
+fi
+want=$(stamp tests/clients/requirements.txt)
+if [ "$(cat .venv/.braid-stamp 2>/dev/null)" != "$want" ]; then
+  say "creating .venv with $(tr '\n' ' ' < tests/clients/requirements.txt)"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
+  echo "$want" > .venv/.braid-stamp
+fi
+
+# Node clients of the wire-compatibility tests.
+if ! command -v npm >/dev/null 2>&1; then
+  say "installing nodejs and npm"
+  apt-get update -qq && apt-get install -y -qq nodejs npm
+fi
+want=$(stamp tests/clients/package-lock.json)
+if [ "$(cat tests/clients/node_modules/.braid-stamp 2>/dev/null)" != "$want" ]; then
+  say "npm ci in tests/clients"
+  (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" > tests/clients/node_modules/.braid-stamp
+fi

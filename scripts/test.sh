@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: formatting and lints, the core's wasm32 build, unit tests,
+# and the end-to-end tests (the real braid binary with real client libraries, DuckDB, kill -9).
+# Installs what it needs first (scripts/setup.sh --test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+say "braid-core for wasm32-unknown-unknown"
+cargo build --locked -p braid-core --target wasm32-unknown-unknown
+say "building the braid binary for the end-to-end tests"
+cargo build --locked -p braid
+say "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --workspace --no-fail-fast
+else
+  cargo test --locked --workspace --no-fail-fast
+fi
