@@ -263,7 +263,10 @@ fn count_lines(folder: &std::path::Path) -> anyhow::Result<usize> {
             let mut text = Vec::new();
             flate2::read::MultiGzDecoder::new(std::fs::File::open(&path)?)
                 .read_to_end(&mut text)?;
-            total += text.split(|b| *b == b'\n').filter(|line| !line.is_empty()).count();
+            total += text
+                .split(|b| *b == b'\n')
+                .filter(|line| !line.is_empty())
+                .count();
         }
     }
     Ok(total)

@@ -91,3 +91,27 @@ pub(crate) fn demo_write_key(data: &Path) -> anyhow::Result<String> {
     std::fs::write(&path, &key).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(key)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_is_valid_and_complete() {
+        let config: ServeConfig = toml::from_str(include_str!("../../braid.example.toml")).unwrap();
+        assert_eq!(config.workspaces[0].name, "shop");
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.enrich, EnrichConfig::default());
+        assert_eq!(config.cors, CorsConfig::default());
+        assert_eq!(config.listen, ServeConfig::default().listen);
+    }
+
+    #[test]
+    fn unknown_settings_are_errors() {
+        let error = toml::from_str::<ServeConfig>("[limits]\nmax_events = 3\n").unwrap_err();
+        assert!(
+            error.to_string().contains("unknown field `max_events`"),
+            "{error}"
+        );
+    }
+}
