@@ -22,6 +22,13 @@ fi
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
 [ "$want_test" = 1 ] || exit 0
 
+# The core must build for the browser and the edge. rust-toolchain.toml lists the target, but
+# rustup adds listed targets only when it installs the toolchain itself.
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
 stamp() { sha256sum "$@" | sha256sum | cut -c1-16; }
 
 # Python clients of the wire-compatibility tests, and DuckDB, in a venv at .venv.
