@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use crate::enrich::{AgentCache, EnrichConfig, EnrichInput, enrich};
 use crate::event::EventType;
 use crate::timestamp;
-use crate::validate::{Limits, ValidationError, type_name, validate_object};
+use crate::validate::{Limits, ValidationError, parse_event, validate_object};
 
 /// What the pipeline is configured to do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -274,27 +274,7 @@ fn check_one(
     body: &ParsedBody<'_>,
     limits: &Limits,
 ) -> Result<crate::Event, ValidationError> {
-    if json.len() > limits.max_event_bytes {
-        return Err(ValidationError::EventTooLarge {
-            index,
-            size: json.len(),
-            limit: limits.max_event_bytes,
-        });
-    }
-    let mut fields = match serde_json::from_str::<Value>(json) {
-        Ok(Value::Object(fields)) => fields,
-        Ok(other) => {
-            return Err(ValidationError::NotAnObject {
-                index,
-                found: type_name(&other),
-            });
-        }
-        Err(error) => {
-            return Err(ValidationError::MalformedJson {
-                detail: error.to_string(),
-            });
-        }
-    };
+    let mut fields = parse_event(index, json, limits)?;
     fields.remove("writeKey");
     apply_defaults(&mut fields, &body.defaults);
     let mut event = validate_object(index, fields, body.implied, limits)?;

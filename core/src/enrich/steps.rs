@@ -66,7 +66,7 @@ pub fn enrich(
             Value::String(input.received_at_text.clone()),
         );
     }
-    correct_timestamp(fields, input.received_at, config.skew_correction);
+    correct_timestamp(fields, input, config.skew_correction);
     enrich_ip(fields, input.client_ip, config.ip);
     if config.user_agent || config.bot {
         let user_agent = context_str(fields, "userAgent").map(str::to_owned);
@@ -85,7 +85,8 @@ pub fn enrich(
 }
 
 /// Sets `timestamp` (corrected) and `originalTimestamp` (the client's own time).
-fn correct_timestamp(fields: &mut Map<String, Value>, received_at: OffsetDateTime, correct: bool) {
+fn correct_timestamp(fields: &mut Map<String, Value>, input: &EnrichInput<'_>, correct: bool) {
+    let received_at = input.received_at;
     let parsed = |name: &str| {
         fields
             .get(name)
@@ -101,7 +102,7 @@ fn correct_timestamp(fields: &mut Map<String, Value>, received_at: OffsetDateTim
         // No client time at all: the event happened when it was received.
         fields.insert(
             "timestamp".to_owned(),
-            Value::String(timestamp::format(received_at)),
+            Value::String(input.received_at_text.clone()),
         );
         return;
     };

@@ -22,6 +22,22 @@ pub fn validate_event(
     implied: Option<EventType>,
     limits: &Limits,
 ) -> Result<Event, ValidationError> {
+    validate_object(index, parse_event(index, json, limits)?, implied, limits)
+}
+
+/// Checks an event's size and parses it into a JSON object, the first half of
+/// [`validate_event`]: callers that adjust the object before validating it (batch defaults)
+/// use this, then [`validate_object`].
+///
+/// # Errors
+///
+/// [`ValidationError::EventTooLarge`], [`ValidationError::NotAnObject`], or
+/// [`ValidationError::MalformedJson`].
+pub fn parse_event(
+    index: usize,
+    json: &str,
+    limits: &Limits,
+) -> Result<Map<String, Value>, ValidationError> {
     if json.len() > limits.max_event_bytes {
         return Err(ValidationError::EventTooLarge {
             index,
@@ -30,7 +46,7 @@ pub fn validate_event(
         });
     }
     match serde_json::from_str::<Value>(json) {
-        Ok(Value::Object(fields)) => validate_object(index, fields, implied, limits),
+        Ok(Value::Object(fields)) => Ok(fields),
         Ok(other) => Err(ValidationError::NotAnObject {
             index,
             found: type_name(&other),
@@ -254,7 +270,7 @@ fn is_set(fields: &Map<String, Value>, field: &str) -> bool {
 }
 
 /// The JSON type of a value, as messages name it.
-pub(crate) fn type_name(value: &Value) -> &'static str {
+fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

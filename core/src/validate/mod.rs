@@ -11,5 +11,4 @@ mod tests;
 
 pub use config::Limits;
 pub use error::ValidationError;
-pub(crate) use event::type_name;
-pub use event::{validate_event, validate_object};
+pub use event::{parse_event, validate_event, validate_object};
