@@ -108,7 +108,7 @@ fn bench_core(bodies: &[Bytes], events: usize, batch: usize) {
             client_ip: None,
             user_agent: None,
         };
-        let outcome = process_batch(&parsed, &info, &config);
+        let outcome = process_batch(parsed, &info, &config);
         accepted += outcome.accepted_count;
         bytes += outcome.accepted.len();
     }

@@ -5,7 +5,12 @@
 //! struct of known fields, so that nothing a client sends is lost on the way to the lake; typed
 //! accessors read the fields that the Spec defines.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use crate::json::Obj;
 
 /// The six Segment Spec event types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,18 +58,38 @@ impl EventType {
     }
 }
 
-/// One validated event: its type and the JSON object with every field the client sent, plus what
-/// enrichment added.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Event {
-    kind: EventType,
-    fields: Map<String, Value>,
+/// The client's times, parsed once by validation and used by enrichment: each is `Some` when
+/// the field holds a valid RFC 3339 date-time.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ClientTimes {
+    pub(crate) timestamp: Option<OffsetDateTime>,
+    pub(crate) original_timestamp: Option<OffsetDateTime>,
+    pub(crate) sent_at: Option<OffsetDateTime>,
 }
 
-impl Event {
+/// One validated event: its type and every field the client sent, plus what enrichment added.
+///
+/// The fields stay unparsed slices of the request body (lifetime `'a`) until validation or
+/// enrichment needs them, and are written back by copying, so an event costs little more than
+/// its bytes (see `json.rs`).
+#[derive(Clone, Debug)]
+pub struct Event<'a> {
+    kind: EventType,
+    fields: Obj<'a>,
+    pub(crate) times: ClientTimes,
+    /// Whether the client's text has line breaks (pretty-printed JSON), which writing removes.
+    pub(crate) multiline: bool,
+}
+
+impl<'a> Event<'a> {
     /// Wraps an object whose `type` field has already been checked to be `kind`.
-    pub(crate) fn new(kind: EventType, fields: Map<String, Value>) -> Event {
-        Event { kind, fields }
+    pub(crate) fn new(kind: EventType, fields: Obj<'a>, times: ClientTimes) -> Event<'a> {
+        Event {
+            kind,
+            fields,
+            times,
+            multiline: true,
+        }
     }
 
     /// The event type.
@@ -72,58 +97,44 @@ impl Event {
         self.kind
     }
 
-    /// All fields, as they will be written to the lake.
-    pub fn fields(&self) -> &Map<String, Value> {
-        &self.fields
-    }
-
     /// All fields, for enrichment.
-    pub(crate) fn fields_mut(&mut self) -> &mut Map<String, Value> {
+    pub(crate) fn fields_mut(&mut self) -> &mut Obj<'a> {
         &mut self.fields
     }
 
-    /// Consumes the event, giving its fields.
-    pub fn into_fields(self) -> Map<String, Value> {
-        self.fields
+    /// All fields as a JSON object, as they will be written to the lake.
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.fields.to_map()
     }
 
     /// A top-level string field.
-    pub fn str_field(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).and_then(Value::as_str)
+    pub fn str_field(&self, name: &str) -> Option<Cow<'_, str>> {
+        self.fields.text(name)
     }
 
     /// `messageId`, the idempotency key.
-    pub fn message_id(&self) -> Option<&str> {
+    pub fn message_id(&self) -> Option<Cow<'_, str>> {
         self.str_field("messageId")
     }
 
     /// `userId`.
-    pub fn user_id(&self) -> Option<&str> {
+    pub fn user_id(&self) -> Option<Cow<'_, str>> {
         self.str_field("userId")
     }
 
     /// `anonymousId`.
-    pub fn anonymous_id(&self) -> Option<&str> {
+    pub fn anonymous_id(&self) -> Option<Cow<'_, str>> {
         self.str_field("anonymousId")
     }
 
     /// `event`, the name of a track call.
-    pub fn event_name(&self) -> Option<&str> {
+    pub fn event_name(&self) -> Option<Cow<'_, str>> {
         self.str_field("event")
-    }
-
-    /// The `context` object, if any.
-    pub fn context(&self) -> Option<&Map<String, Value>> {
-        self.fields.get("context").and_then(Value::as_object)
     }
 
     /// Serializes the event as one line of NDJSON (without the newline).
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        // Serializing a `Map` of `Value`s into a `Vec` cannot fail: every key is a string and
-        // there is no I/O.
-        if serde_json::to_writer(&mut *out, &self.fields).is_err() {
-            out.extend_from_slice(b"{}");
-        }
+        self.fields.write_checked(out, self.multiline);
     }
 }
 

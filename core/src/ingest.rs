@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 use crate::enrich::{AgentCache, EnrichConfig, EnrichInput, enrich};
 use crate::event::EventType;
+use crate::json::{Cursor, EventObj, Key, Kind, Node, Obj};
 use crate::timestamp;
 use crate::validate::{Limits, ValidationError, parse_event, validate_object};
 
@@ -41,36 +42,56 @@ pub struct RequestInfo<'a> {
     pub user_agent: Option<&'a str>,
 }
 
-/// A request body, parsed far enough to authenticate it and to split it into events.
+/// A request body, parsed: the write key it carries, and each event's text as received with its
+/// fields opened (see `json.rs`), both from one pass over the bytes.
 #[derive(Debug)]
 pub struct ParsedBody<'a> {
     write_key: Option<Cow<'a, str>>,
-    events: Vec<&'a RawValue>,
+    events: Vec<BodyEvent<'a>>,
     implied: Option<EventType>,
-    defaults: BatchDefaults,
+    defaults: BatchDefaults<'a>,
+    /// Whether the body has line breaks (pretty-printed JSON), which must not reach the lake.
+    multiline: bool,
+}
+
+/// One event of a body.
+#[derive(Debug)]
+struct BodyEvent<'a> {
+    /// Its JSON text as received.
+    raw: &'a str,
+    /// Its fields, when it is an object.
+    fields: Option<Obj<'a>>,
 }
 
 /// Batch-level fields that apply to every event lacking its own.
 #[derive(Debug, Default)]
-struct BatchDefaults {
-    sent_at: Option<Value>,
-    context: Option<Value>,
-    integrations: Option<Value>,
+struct BatchDefaults<'a> {
+    sent_at: Option<&'a RawValue>,
+    /// The batch's `context`, when it is an object.
+    context: Option<Obj<'a>>,
+    integrations: Option<&'a RawValue>,
 }
 
+/// The shape of a `/v1/batch` body, as `serde` sees it: used only to explain a body that the
+/// one-pass walk could not read, with `serde_json`'s message.
 #[derive(Deserialize)]
+#[expect(dead_code, reason = "read only for its errors")]
 struct BatchBody<'a> {
     #[serde(borrow)]
     batch: Option<Vec<&'a RawValue>>,
     #[serde(rename = "writeKey", borrow)]
     write_key: Option<Cow<'a, str>>,
-    #[serde(rename = "sentAt")]
-    sent_at: Option<Value>,
-    context: Option<Value>,
-    integrations: Option<Value>,
+    #[serde(rename = "sentAt", borrow)]
+    sent_at: Option<&'a RawValue>,
+    #[serde(borrow)]
+    context: Option<&'a RawValue>,
+    #[serde(borrow)]
+    integrations: Option<&'a RawValue>,
 }
 
+/// The shape of a single-event body, as [`BatchBody`] is for batches.
 #[derive(Deserialize)]
+#[expect(dead_code, reason = "read only for its errors")]
 struct SingleBody<'a> {
     #[serde(rename = "writeKey", borrow)]
     write_key: Option<Cow<'a, str>>,
@@ -98,22 +119,19 @@ impl<'a> ParsedBody<'a> {
                 limit: limits.max_batch_bytes,
             });
         }
-        if let Some(implied) = implied {
-            let whole: &RawValue =
-                serde_json::from_slice(body).map_err(|error| body_error(&error))?;
-            let single: SingleBody<'a> =
-                serde_json::from_str(whole.get()).map_err(|error| body_error(&error))?;
-            return Ok(ParsedBody {
-                write_key: single.write_key,
-                events: vec![whole],
-                implied: Some(implied),
-                defaults: BatchDefaults::default(),
+        let Ok(text) = std::str::from_utf8(body) else {
+            return Err(ValidationError::MalformedJson {
+                detail: "the body is not UTF-8".to_owned(),
             });
+        };
+        let multiline = body.contains(&b'\n');
+        if let Some(implied) = implied {
+            return parse_single(text, implied, multiline);
         }
-        // One pass over the body: the events stay unparsed slices of it until validation.
-        let batch: BatchBody<'a> =
-            serde_json::from_slice(body).map_err(|error| body_error(&error))?;
-        let Some(events) = batch.batch else {
+        let Some(batch) = walk_batch(text) else {
+            return Err(explain::<BatchBody<'_>>(text));
+        };
+        let Some(events) = batch.events else {
             return Err(ValidationError::MalformedBody {
                 detail: " with a \"batch\" array".to_owned(),
             });
@@ -131,11 +149,8 @@ impl<'a> ParsedBody<'a> {
             write_key: batch.write_key,
             events,
             implied,
-            defaults: BatchDefaults {
-                sent_at: batch.sent_at,
-                context: batch.context,
-                integrations: batch.integrations,
-            },
+            defaults: batch.defaults,
+            multiline,
         })
     }
 
@@ -152,6 +167,130 @@ impl<'a> ParsedBody<'a> {
     /// Whether the body holds no event (never true for a body that parsed).
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()
+    }
+}
+
+/// Reads the body of a single-event endpoint: the event itself.
+fn parse_single(
+    text: &str,
+    implied: EventType,
+    multiline: bool,
+) -> Result<ParsedBody<'_>, ValidationError> {
+    let mut cursor = Cursor::new(text);
+    let parsed = cursor.value::<EventObj<'_>>();
+    let Some((EventObj(fields), raw)) = parsed.filter(|_| cursor.at_end()) else {
+        return Err(explain::<SingleBody<'_>>(text));
+    };
+    let write_key = match fields.get("writeKey") {
+        None => None,
+        Some(key) => match key.kind() {
+            Kind::Null => None,
+            Kind::String => key.body_text(),
+            _ => return Err(explain::<SingleBody<'_>>(text)),
+        },
+    };
+    Ok(ParsedBody {
+        write_key,
+        events: vec![BodyEvent {
+            raw,
+            fields: Some(fields),
+        }],
+        implied: Some(implied),
+        defaults: BatchDefaults::default(),
+        multiline,
+    })
+}
+
+/// A `/v1/batch` body, read in one pass.
+#[derive(Default)]
+struct WalkedBatch<'a> {
+    write_key: Option<Cow<'a, str>>,
+    events: Option<Vec<BodyEvent<'a>>>,
+    defaults: BatchDefaults<'a>,
+}
+
+/// Reads a `/v1/batch` body: the object's fields by hand, each value with `serde_json`, each
+/// event opened as it is read. `None` when the body is not what the endpoint expects; then
+/// [`explain`] says why.
+fn walk_batch(text: &str) -> Option<WalkedBatch<'_>> {
+    let mut cursor = Cursor::new(text);
+    let mut batch = WalkedBatch::default();
+    if !cursor.eat(b'{') {
+        return None;
+    }
+    let mut first = true;
+    while !cursor.eat(b'}') {
+        if !first && !cursor.eat(b',') {
+            return None;
+        }
+        first = false;
+        if cursor.peek() != Some(b'"') {
+            return None;
+        }
+        let (Key(key), _) = cursor.value::<Key<'_>>()?;
+        if !cursor.eat(b':') {
+            return None;
+        }
+        let not_null = |raw: &RawValue| (raw.get() != "null").then_some(());
+        match key.as_ref() {
+            "batch" => batch.events = Some(walk_events(&mut cursor)?),
+            "writeKey" => {
+                batch.write_key = cursor.value::<Option<Key<'_>>>()?.0.map(|Key(k)| k);
+            }
+            "sentAt" => {
+                let (raw, _) = cursor.value::<&RawValue>()?;
+                batch.defaults.sent_at = not_null(raw).map(|()| raw);
+            }
+            "integrations" => {
+                let (raw, _) = cursor.value::<&RawValue>()?;
+                batch.defaults.integrations = not_null(raw).map(|()| raw);
+            }
+            "context" => {
+                let (raw, text) = cursor.value::<&RawValue>()?;
+                batch.defaults.context = not_null(raw).and_then(|()| Obj::parse(text).ok());
+            }
+            _ => {
+                cursor.value::<&RawValue>()?;
+            }
+        }
+    }
+    cursor.at_end().then_some(batch)
+}
+
+/// Reads the `batch` array.
+fn walk_events<'a>(cursor: &mut Cursor<'a>) -> Option<Vec<BodyEvent<'a>>> {
+    if !cursor.eat(b'[') {
+        return None;
+    }
+    let mut events = Vec::new();
+    while !cursor.eat(b']') {
+        if !events.is_empty() && !cursor.eat(b',') {
+            return None;
+        }
+        let event = if cursor.peek() == Some(b'{') {
+            let (EventObj(fields), raw) = cursor.value::<EventObj<'a>>()?;
+            BodyEvent {
+                raw,
+                fields: Some(fields),
+            }
+        } else {
+            let (_, raw) = cursor.value::<&RawValue>()?;
+            BodyEvent { raw, fields: None }
+        };
+        events.push(event);
+    }
+    Some(events)
+}
+
+/// Why a body that the walk could not read is wrong, in `serde_json`'s words, from parsing it
+/// as `T` (the body's expected shape).
+fn explain<'a, T: Deserialize<'a>>(text: &'a str) -> ValidationError {
+    match serde_json::from_str::<T>(text) {
+        Err(error) => body_error(&error),
+        // The walk and `serde` disagree only on what `serde` tolerates; say what the walk saw.
+        Ok(_) => ValidationError::MalformedBody {
+            detail: " with a \"batch\" array of events".to_owned(),
+        },
     }
 }
 
@@ -232,7 +371,7 @@ pub struct BatchOutcome {
 /// events that lack them; `writeKey` is removed from stored events; identify and group traits
 /// sent in `context.traits` are merged into `traits` (top-level values win).
 pub fn process_batch(
-    body: &ParsedBody<'_>,
+    body: ParsedBody<'_>,
     request: &RequestInfo<'_>,
     config: &IngestConfig,
 ) -> BatchOutcome {
@@ -247,13 +386,29 @@ pub fn process_batch(
         request.client_ip,
         request.user_agent,
     );
-    for (index, raw) in body.events.iter().enumerate() {
-        let json = raw.get();
-        match check_one(index, json, body, &config.limits) {
+    let ParsedBody {
+        events,
+        implied,
+        defaults,
+        multiline,
+        ..
+    } = body;
+    for (index, BodyEvent { raw: json, fields }) in events.into_iter().enumerate() {
+        let checked = match fields {
+            Some(fields) => check_one(index, json, fields, implied, &defaults, &config.limits),
+            // Not an object: `parse_event` says what it is.
+            None => parse_event(index, json, &config.limits).and_then(|fields| {
+                check_one(index, json, fields, implied, &defaults, &config.limits)
+            }),
+        };
+        match checked.map(|mut event| {
+            event.multiline = multiline;
+            event
+        }) {
             Ok(mut event) => {
                 enrich(&mut event, json, &input, &config.enrich, &mut agents);
                 if let Some(id) = event.message_id() {
-                    outcome.message_ids.push(id.to_owned());
+                    outcome.message_ids.push(id.into_owned());
                 }
                 event.write_json(&mut outcome.accepted);
                 outcome.accepted.push(b'\n');
@@ -268,62 +423,65 @@ pub fn process_batch(
     outcome
 }
 
-fn check_one(
+fn check_one<'a>(
     index: usize,
     json: &str,
-    body: &ParsedBody<'_>,
+    mut fields: Obj<'a>,
+    implied: Option<EventType>,
+    defaults: &BatchDefaults<'a>,
     limits: &Limits,
-) -> Result<crate::Event, ValidationError> {
-    let mut fields = parse_event(index, json, limits)?;
+) -> Result<crate::Event<'a>, ValidationError> {
+    if json.len() > limits.max_event_bytes {
+        return Err(ValidationError::EventTooLarge {
+            index,
+            size: json.len(),
+            limit: limits.max_event_bytes,
+        });
+    }
     fields.remove("writeKey");
-    apply_defaults(&mut fields, &body.defaults);
-    let mut event = validate_object(index, fields, body.implied, limits)?;
+    apply_defaults(&mut fields, defaults);
+    let mut event = validate_object(index, fields, implied, limits)?;
     if matches!(event.kind(), EventType::Identify | EventType::Group) {
         merge_context_traits(event.fields_mut());
     }
     Ok(event)
 }
 
-fn apply_defaults(fields: &mut Map<String, Value>, defaults: &BatchDefaults) {
-    if let Some(sent_at) = &defaults.sent_at
-        && !fields.contains_key("sentAt")
-    {
-        fields.insert("sentAt".to_owned(), sent_at.clone());
+fn apply_defaults<'a>(fields: &mut Obj<'a>, defaults: &BatchDefaults<'a>) {
+    if let Some(sent_at) = defaults.sent_at {
+        fields.insert_missing("sentAt", || Node::Raw(sent_at));
     }
-    if let Some(integrations) = &defaults.integrations
-        && !fields.contains_key("integrations")
-    {
-        fields.insert("integrations".to_owned(), integrations.clone());
+    if let Some(integrations) = defaults.integrations {
+        fields.insert_missing("integrations", || Node::Raw(integrations));
     }
-    if let Some(Value::Object(batch_context)) = &defaults.context {
-        // A non-object context is reported by validation; it is left for that.
-        if let Value::Object(context) = fields
-            .entry("context")
-            .or_insert_with(|| Value::Object(Map::new()))
-        {
-            for (key, value) in batch_context {
-                context.entry(key.clone()).or_insert_with(|| value.clone());
+    if let Some(batch_context) = &defaults.context {
+        fields.insert_missing("context", || Node::Obj(Obj::new()));
+        // A context that is not an object is reported by validation; it is left for that.
+        if let Some(context) = fields.open("context") {
+            for (key, value) in batch_context.iter() {
+                context.insert_missing(key.clone(), || value.clone());
             }
         }
     }
 }
 
-fn merge_context_traits(fields: &mut Map<String, Value>) {
-    let Some(Value::Object(context_traits)) =
-        fields.get("context").and_then(|c| c.get("traits")).cloned()
+fn merge_context_traits(fields: &mut Obj<'_>) {
+    let Some(Value::Object(context_traits)) = fields
+        .open("context")
+        .and_then(|c| c.get("traits"))
+        .map(Node::to_value)
     else {
         return;
     };
-    match fields
-        .entry("traits")
-        .or_insert_with(|| Value::Object(Map::new()))
-    {
-        Value::Object(traits) => {
+    let merged = match fields.get("traits").map(Node::to_value) {
+        Some(Value::Object(mut traits)) => {
             for (key, value) in context_traits {
                 traits.entry(key).or_insert(value);
             }
+            traits
         }
         // Validation has ensured `traits` is an object or null.
-        other => *other = Value::Object(context_traits),
-    }
+        _ => context_traits,
+    };
+    fields.insert("traits", Node::Value(Value::Object(merged)));
 }

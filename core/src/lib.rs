@@ -12,6 +12,7 @@
 pub mod enrich;
 pub mod event;
 pub mod ingest;
+mod json;
 pub mod lake;
 pub mod timestamp;
 pub mod validate;

@@ -17,19 +17,20 @@ pub fn parse(text: &str) -> Result<OffsetDateTime, time::error::Parse> {
 pub fn format(at: OffsetDateTime) -> String {
     let utc = at.to_offset(UtcOffset::UTC);
     let mut out = String::with_capacity(24);
-    push_padded(&mut out, i64::from(utc.year()), 4);
+    // Years before 0 do not occur: `time` rejects them in RFC 3339 anyway.
+    push_padded(&mut out, utc.year().unsigned_abs(), 4);
     out.push('-');
-    push_padded(&mut out, i64::from(u8::from(utc.month())), 2);
+    push_padded(&mut out, u32::from(u8::from(utc.month())), 2);
     out.push('-');
-    push_padded(&mut out, i64::from(utc.day()), 2);
+    push_padded(&mut out, u32::from(utc.day()), 2);
     out.push('T');
-    push_padded(&mut out, i64::from(utc.hour()), 2);
+    push_padded(&mut out, u32::from(utc.hour()), 2);
     out.push(':');
-    push_padded(&mut out, i64::from(utc.minute()), 2);
+    push_padded(&mut out, u32::from(utc.minute()), 2);
     out.push(':');
-    push_padded(&mut out, i64::from(utc.second()), 2);
+    push_padded(&mut out, u32::from(utc.second()), 2);
     out.push('.');
-    push_padded(&mut out, i64::from(utc.millisecond()), 3);
+    push_padded(&mut out, u32::from(utc.millisecond()), 3);
     out.push('Z');
     out
 }
@@ -51,13 +52,24 @@ pub fn from_unix_millis(millis: i64) -> OffsetDateTime {
     )
 }
 
-fn push_padded(out: &mut String, value: i64, width: usize) {
-    // Years before 0 do not occur in the lake: `time` rejects them in RFC 3339 anyway.
-    let digits = value.unsigned_abs().to_string();
-    for _ in digits.len()..width {
-        out.push('0');
+/// Appends `value` in decimal, left-padded with zeros to `width` digits (more digits when it
+/// needs them).
+fn push_padded(out: &mut String, value: u32, width: usize) {
+    let mut digits = [b'0'; 10];
+    let mut rest = value;
+    let mut used = 0;
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        rest /= 10;
+        used += 1;
+        if rest == 0 && used >= width {
+            break;
+        }
     }
-    out.push_str(&digits);
+    let start = digits.len() - used;
+    for &digit in digits.get(start..).unwrap_or_default() {
+        out.push(char::from(digit));
+    }
 }
 
 #[cfg(test)]
@@ -68,6 +80,14 @@ mod tests {
     fn formats_in_utc_with_millis() {
         let at = parse("2024-05-01T12:00:00.1234+02:00").unwrap();
         assert_eq!(format(at), "2024-05-01T10:00:00.123Z");
+    }
+
+    #[test]
+    fn pads_every_part() {
+        let at = parse("0042-01-02T03:04:05.006Z").unwrap();
+        assert_eq!(format(at), "0042-01-02T03:04:05.006Z");
+        let at = parse("9999-12-31T23:59:59.999Z").unwrap();
+        assert_eq!(format(at), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]

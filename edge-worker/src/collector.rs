@@ -291,13 +291,14 @@ impl Collector {
             client_ip: request.client_ip,
             user_agent: request.header("user-agent"),
         };
-        let outcome = process_batch(&parsed, &info, &self.ingest);
+        let received = parsed.len();
+        let outcome = process_batch(parsed, &info, &self.ingest);
         let mut failed = Vec::new();
         for failure in &outcome.failed {
             failure.write_json(workspace, now, &mut failed);
         }
         let counts = Counts {
-            received: parsed.len(),
+            received,
             accepted: outcome.accepted_count,
             failed: outcome.failed.len(),
             bytes,

@@ -2,6 +2,7 @@
 //! with `woothee`'s crawler category and `iscrawl`'s crawler patterns.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -118,7 +119,16 @@ impl Agent {
 /// without limit.
 #[derive(Debug, Default)]
 pub struct AgentCache {
-    parsed: HashMap<String, Agent>,
+    parsed: HashMap<String, Cached>,
+    /// The last agent asked for as JSON, compared before hashing: most batches have one.
+    last: Option<(String, (bool, bool), Arc<str>)>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    agent: Agent,
+    /// `context.agent` as JSON text, for the switches it was built with.
+    json: Option<((bool, bool), Arc<str>)>,
 }
 
 impl AgentCache {
@@ -131,22 +141,42 @@ impl AgentCache {
 
     /// The parsed agent for `user_agent`, parsing it on first sight.
     pub fn get(&mut self, user_agent: &str) -> &Agent {
-        static UNKNOWN: Agent = Agent {
-            browser: None,
-            browser_version: None,
-            os: None,
-            os_version: None,
-            device_type: DeviceType::Other,
-            bot: false,
-        };
-        if !self.parsed.contains_key(user_agent) {
-            if self.parsed.len() >= Self::CAPACITY {
-                self.parsed.clear();
-            }
-            self.parsed
-                .insert(user_agent.to_owned(), Agent::parse(user_agent));
+        &self.entry(user_agent).agent
+    }
+
+    /// The `context.agent` object for `user_agent` as JSON text (see [`Agent::to_json`]).
+    pub(super) fn json(&mut self, user_agent: &str, with_device: bool, with_bot: bool) -> Arc<str> {
+        let switches = (with_device, with_bot);
+        if let Some((last, last_switches, json)) = &self.last
+            && last == user_agent
+            && *last_switches == switches
+        {
+            return Arc::clone(json);
         }
-        // Present: inserted just above when it was not.
-        self.parsed.get(user_agent).unwrap_or(&UNKNOWN)
+        let entry = self.entry(user_agent);
+        let json = match &entry.json {
+            Some((built_for, json)) if *built_for == switches => Arc::clone(json),
+            _ => {
+                let json: Arc<str> = Value::Object(entry.agent.to_json(with_device, with_bot))
+                    .to_string()
+                    .into();
+                entry.json = Some((switches, Arc::clone(&json)));
+                json
+            }
+        };
+        self.last = Some((user_agent.to_owned(), switches, Arc::clone(&json)));
+        json
+    }
+
+    fn entry(&mut self, user_agent: &str) -> &mut Cached {
+        if !self.parsed.contains_key(user_agent) && self.parsed.len() >= Self::CAPACITY {
+            self.parsed.clear();
+        }
+        self.parsed
+            .entry(user_agent.to_owned())
+            .or_insert_with(|| Cached {
+                agent: Agent::parse(user_agent),
+                json: None,
+            })
     }
 }

@@ -1,11 +1,12 @@
 //! UTM parameters of the page URL into `context.campaign`, for clients that do not do it.
 
-use serde_json::{Map, Value};
+use crate::json::{Node, Obj};
 
 /// The Segment `context.campaign` object read from a query string, or `None` when it holds no
-/// UTM parameter. `utm_campaign` becomes `name`, the others drop their `utm_` prefix.
-pub(super) fn from_query(query: &str) -> Option<Map<String, Value>> {
-    let mut campaign = Map::new();
+/// UTM parameter. `utm_campaign` becomes `name`, the others drop their `utm_` prefix. Values
+/// without percent-escapes are slices of `query`.
+pub(super) fn from_query(query: &str) -> Option<Obj<'_>> {
+    let mut campaign = Obj::new();
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         let field = match key.as_ref() {
             "utm_source" => "source",
@@ -17,9 +18,7 @@ pub(super) fn from_query(query: &str) -> Option<Map<String, Value>> {
             _ => continue,
         };
         if !value.is_empty() {
-            campaign
-                .entry(field)
-                .or_insert_with(|| Value::String(value.into_owned()));
+            campaign.insert_missing(field, || Node::Text(value));
         }
     }
     (!campaign.is_empty()).then_some(campaign)

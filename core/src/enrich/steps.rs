@@ -2,13 +2,17 @@
 
 use std::net::IpAddr;
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::agent::AgentCache;
 use super::config::{EnrichConfig, IpPolicy};
 use super::{campaign, ip, message_id, referrer, skew, url};
-use crate::event::{Event, EventType};
+use crate::event::{ClientTimes, Event, EventType};
+use crate::json::{Kind, Node, Obj};
 use crate::timestamp;
 
 /// What the platform knows about the request that carried an event.
@@ -18,8 +22,8 @@ pub struct EnrichInput<'a> {
     pub workspace: &'a str,
     /// When the request was received.
     pub received_at: OffsetDateTime,
-    /// `received_at` as written to the lake.
-    received_at_text: String,
+    /// `received_at` as written to the lake, as a JSON string.
+    received_at_json: Arc<str>,
     /// The client's address, from the connection or a trusted proxy header.
     pub client_ip: Option<IpAddr>,
     /// The request's `User-Agent` header, used when the event has no `context.userAgent`.
@@ -37,7 +41,7 @@ impl<'a> EnrichInput<'a> {
         EnrichInput {
             workspace,
             received_at,
-            received_at_text: timestamp::format(received_at),
+            received_at_json: format!("\"{}\"", timestamp::format(received_at)).into(),
             client_ip,
             user_agent,
         }
@@ -46,37 +50,40 @@ impl<'a> EnrichInput<'a> {
 
 /// Enriches a valid event in place. `raw` is the event's JSON as received (for derived ids).
 pub fn enrich(
-    event: &mut Event,
+    event: &mut Event<'_>,
     raw: &str,
     input: &EnrichInput<'_>,
     config: &EnrichConfig,
     agents: &mut AgentCache,
 ) {
     let kind = event.kind();
+    let times = event.times;
     let fields = event.fields_mut();
-    if config.message_id && !fields.contains_key("messageId") {
+    if config.message_id && !fields.contains("messageId") {
         fields.insert(
-            "messageId".to_owned(),
-            Value::String(message_id::derive(input.workspace, raw)),
+            "messageId",
+            Node::Text(Cow::Owned(message_id::derive(input.workspace, raw))),
         );
     }
     if config.received_at {
         fields.insert(
-            "receivedAt".to_owned(),
-            Value::String(input.received_at_text.clone()),
+            "receivedAt",
+            Node::Json(Arc::clone(&input.received_at_json)),
         );
     }
-    correct_timestamp(fields, input, config.skew_correction);
+    correct_timestamp(fields, times, input, config.skew_correction);
+    // Every step below reads or changes `context`: open it once.
+    let _ = fields.open("context");
     enrich_ip(fields, input.client_ip, config.ip);
     if config.user_agent || config.bot {
-        let user_agent = context_str(fields, "userAgent").map(str::to_owned);
-        if let Some(user_agent) = user_agent.as_deref().or(input.user_agent) {
-            let agent = agents
-                .get(user_agent)
-                .to_json(config.user_agent, config.bot);
-            with_context(fields, |context| {
-                context.insert("agent".to_owned(), Value::Object(agent));
-            });
+        let agent = {
+            let sent = context(fields).and_then(|c| c.text("userAgent"));
+            sent.as_deref()
+                .or(input.user_agent)
+                .map(|user_agent| agents.json(user_agent, config.user_agent, config.bot))
+        };
+        if let Some(agent) = agent {
+            with_context(fields, |context| context.insert("agent", Node::Json(agent)));
         }
     }
     if config.campaign || config.referrer {
@@ -85,62 +92,51 @@ pub fn enrich(
 }
 
 /// Sets `timestamp` (corrected) and `originalTimestamp` (the client's own time).
-fn correct_timestamp(fields: &mut Map<String, Value>, input: &EnrichInput<'_>, correct: bool) {
-    let received_at = input.received_at;
-    let parsed = |name: &str| {
-        fields
-            .get(name)
-            .and_then(Value::as_str)
-            .and_then(|t| timestamp::parse(t).ok())
-    };
-    let original_field = if fields.contains_key("originalTimestamp") {
-        "originalTimestamp"
+fn correct_timestamp(
+    fields: &mut Obj<'_>,
+    times: ClientTimes,
+    input: &EnrichInput<'_>,
+    correct: bool,
+) {
+    let has_original = fields.contains("originalTimestamp");
+    let original = if has_original {
+        times.original_timestamp
     } else {
-        "timestamp"
+        times.timestamp
     };
-    let Some(original) = parsed(original_field) else {
+    let Some(original) = original else {
         // No client time at all: the event happened when it was received.
-        fields.insert(
-            "timestamp".to_owned(),
-            Value::String(input.received_at_text.clone()),
-        );
+        fields.insert("timestamp", Node::Json(Arc::clone(&input.received_at_json)));
         return;
     };
     if !correct {
-        if original_field == "originalTimestamp" && !fields.contains_key("timestamp") {
-            fields.insert(
-                "timestamp".to_owned(),
-                Value::String(timestamp::format(original)),
-            );
+        if has_original && !fields.contains("timestamp") {
+            fields.insert("timestamp", Node::Text(timestamp::format(original).into()));
         }
         return;
     }
-    let sent_at = parsed("sentAt");
-    let corrected = skew::correct(original, sent_at, received_at);
-    if original_field == "timestamp"
-        && let Some(client) = fields.get("timestamp").cloned()
-    {
-        fields.insert("originalTimestamp".to_owned(), client);
+    let corrected = skew::correct(original, times.sent_at, input.received_at);
+    if !has_original && let Some(client) = fields.get("timestamp").cloned() {
+        fields.insert("originalTimestamp", client);
     }
-    fields.insert(
-        "timestamp".to_owned(),
-        Value::String(timestamp::format(corrected)),
-    );
+    fields.insert("timestamp", Node::Text(timestamp::format(corrected).into()));
 }
 
-fn enrich_ip(fields: &mut Map<String, Value>, request_ip: Option<IpAddr>, policy: IpPolicy) {
+fn enrich_ip(fields: &mut Obj<'_>, request_ip: Option<IpAddr>, policy: IpPolicy) {
     if policy == IpPolicy::Drop {
-        if let Some(Value::Object(context)) = fields.get_mut("context") {
+        if let Some(context) = fields.open("context") {
             context.remove("ip");
         }
         return;
     }
-    let sent = context_str(fields, "ip").map(str::parse::<IpAddr>);
+    let sent = context(fields)
+        .and_then(|c| c.text("ip"))
+        .map(|ip| ip.parse::<IpAddr>());
     let chosen = match sent {
         Some(Ok(ip)) => Some(ip),
         // A value that is not an address cannot be anonymised: with anonymisation on it goes.
         Some(Err(_)) if policy == IpPolicy::Anonymize => {
-            if let Some(Value::Object(context)) = fields.get_mut("context") {
+            if let Some(context) = fields.open("context") {
                 context.remove("ip");
             }
             None
@@ -155,101 +151,113 @@ fn enrich_ip(fields: &mut Map<String, Value>, request_ip: Option<IpAddr>, policy
             ip
         };
         with_context(fields, |context| {
-            context.insert("ip".to_owned(), Value::String(ip.to_string()));
+            context.insert("ip", Node::Text(ip.to_string().into()));
         });
     }
 }
 
 /// UTM campaign and referrer class, both read from the page the event happened on.
-fn enrich_page_sources(fields: &mut Map<String, Value>, kind: EventType, config: &EnrichConfig) {
-    let page = fields.get("context").and_then(|c| c.get("page"));
-    let properties = if kind == EventType::Page {
-        fields.get("properties")
-    } else {
-        None
-    };
-    let page_str = |name: &str| {
-        page.and_then(|p| p.get(name))
-            .and_then(Value::as_str)
-            .or_else(|| properties.and_then(|p| p.get(name)).and_then(Value::as_str))
-            .filter(|s| !s.is_empty())
-    };
-    let page_url = page_str("url");
-    let page_host = page_url.and_then(url::host);
-    let campaign = if config.campaign
-        && !matches!(
-            fields.get("context").and_then(|c| c.get("campaign")),
-            Some(Value::Object(_))
-        ) {
-        page_str("search")
-            .and_then(url::query)
-            .or_else(|| page_url.and_then(url::query))
-            .and_then(campaign::from_query)
-    } else {
-        None
-    };
-    let referrer = if config.referrer {
-        page_str("referrer").and_then(|referrer_url| {
-            let host = url::host(referrer_url)?;
-            let (class, name) =
-                referrer::classify(&host, page_host.as_deref(), &config.internal_domains);
-            Some((referrer_url.to_owned(), host, class, name))
-        })
-    } else {
-        None
+fn enrich_page_sources<'a>(fields: &mut Obj<'a>, kind: EventType, config: &EnrichConfig) {
+    let (campaign, referrer) = {
+        let context = context(fields);
+        let page = context.and_then(|c| c.get("page")).and_then(read_object);
+        let properties = if kind == EventType::Page {
+            fields.get("properties").and_then(read_object)
+        } else {
+            None
+        };
+        let page_str = |name: &str| -> Option<Cow<'a, str>> {
+            page.as_ref()
+                .and_then(|p| p.get(name))
+                .and_then(Node::body_text)
+                .or_else(|| {
+                    properties
+                        .as_ref()
+                        .and_then(|p| p.get(name))
+                        .and_then(Node::body_text)
+                })
+                .filter(|s| !s.is_empty())
+        };
+        let page_url = page_str("url");
+        let campaign = if config.campaign
+            && context
+                .and_then(|c| c.get("campaign"))
+                .is_none_or(|c| c.kind() != Kind::Object)
+        {
+            page_str("search")
+                .and_then(campaign_of)
+                .or_else(|| page_url.clone().and_then(campaign_of))
+        } else {
+            None
+        };
+        let referrer = if config.referrer {
+            page_str("referrer").and_then(|referrer_url| {
+                let page_host = page_url.as_deref().and_then(url::host);
+                let (class, name, host) = {
+                    let host = url::host(&referrer_url)?;
+                    let (class, name) =
+                        referrer::classify(&host, page_host.as_deref(), &config.internal_domains);
+                    (class, name, host.into_owned())
+                };
+                Some((referrer_url, host, class, name))
+            })
+        } else {
+            None
+        };
+        (campaign, referrer)
     };
     if let Some(campaign) = campaign {
         with_context(fields, |context| {
-            context.insert("campaign".to_owned(), Value::Object(campaign));
+            context.insert("campaign", Node::Obj(campaign));
         });
     }
     if let Some((referrer_url, host, class, name)) = referrer {
         with_context(fields, |context| {
-            add_referrer(context, referrer_url, host, class, name);
+            if let Some(referrer) = context.open_or_create("referrer") {
+                referrer.insert_missing("url", || Node::Text(referrer_url));
+                referrer.insert_missing("host", || Node::Text(host.into()));
+                referrer.insert_missing("type", || Node::Text(class.as_str().into()));
+                if let Some(name) = name {
+                    referrer.insert_missing("name", || Node::Text(name.into()));
+                }
+            }
         });
     }
 }
 
-fn add_referrer(
-    context: &mut Map<String, Value>,
-    referrer_url: String,
-    host: String,
-    class: referrer::ReferrerClass,
-    name: Option<&'static str>,
-) {
-    {
-        let entry = context
-            .entry("referrer")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(referrer) = entry {
-            referrer.entry("url").or_insert(Value::String(referrer_url));
-            referrer.entry("host").or_insert(Value::String(host));
-            referrer
-                .entry("type")
-                .or_insert_with(|| Value::String(class.as_str().to_owned()));
-            if let Some(name) = name {
-                referrer
-                    .entry("name")
-                    .or_insert_with(|| Value::String(name.to_owned()));
-            }
-        }
+/// The campaign object of the query of a page's URL or `search` (`?utm_source=...`); its
+/// values are slices of the request body when they can be.
+fn campaign_of(text: Cow<'_, str>) -> Option<Obj<'_>> {
+    match text {
+        Cow::Borrowed(text) => url::query(text).and_then(campaign::from_query),
+        Cow::Owned(text) => url::query(&text)
+            .and_then(campaign::from_query)
+            .map(Obj::into_owned),
     }
 }
 
-fn context_str<'m>(fields: &'m Map<String, Value>, name: &str) -> Option<&'m str> {
-    fields
-        .get("context")
-        .and_then(|c| c.get(name))
-        .and_then(Value::as_str)
+/// An object value opened for reading.
+fn read_object<'n, 'a>(node: &'n Node<'a>) -> Option<Cow<'n, Obj<'a>>> {
+    match node {
+        Node::Obj(obj) => Some(Cow::Borrowed(obj)),
+        Node::Raw(raw) => Obj::parse(raw.get()).ok().map(Cow::Owned),
+        Node::Value(Value::Object(map)) => Some(Cow::Owned(Obj::from_map(map.clone()))),
+        Node::Text(_) | Node::Json(_) | Node::Value(_) => None,
+    }
 }
 
-/// Runs `change` on the `context` object, creating it when absent (validation has ensured it is
-/// an object or null).
-fn with_context(fields: &mut Map<String, Value>, change: impl FnOnce(&mut Map<String, Value>)) {
-    let mut context = match fields.remove("context") {
-        Some(Value::Object(context)) => context,
-        _ => Map::new(),
-    };
-    change(&mut context);
-    fields.insert("context".to_owned(), Value::Object(context));
+/// The event's `context`, once opened.
+fn context<'o, 'a>(fields: &'o Obj<'a>) -> Option<&'o Obj<'a>> {
+    match fields.get("context") {
+        Some(Node::Obj(context)) => Some(context),
+        _ => None,
+    }
+}
+
+/// Runs `change` on the `context` object, creating it when absent or null (validation has
+/// ensured it is an object or null).
+fn with_context<'a>(fields: &mut Obj<'a>, change: impl FnOnce(&mut Obj<'a>)) {
+    if let Some(context) = fields.open_or_create("context") {
+        change(context);
+    }
 }

@@ -19,7 +19,7 @@ fn run(event: &Value, config: &EnrichConfig, ip: Option<&str>, user_agent: Optio
     let ip = ip.map(|ip| ip.parse::<IpAddr>().unwrap());
     let input = EnrichInput::new("shop", received, ip, user_agent);
     enrich(&mut valid, &raw, &input, config, &mut AgentCache::new());
-    Value::Object(valid.into_fields())
+    Value::Object(valid.to_map())
 }
 
 fn track() -> Value {

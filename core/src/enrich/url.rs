@@ -1,8 +1,11 @@
 //! Just enough URL handling for enrichment: the host and the query of an absolute URL, without a
 //! full URL parser (the core must stay small for the browser build).
 
-/// The lower-cased host of an absolute `http(s)` URL, without port or credentials.
-pub(super) fn host(url: &str) -> Option<String> {
+use std::borrow::Cow;
+
+/// The lower-cased host of an absolute `http(s)` URL, without port or credentials (a slice of
+/// the URL when it is lower-case already).
+pub(super) fn host(url: &str) -> Option<Cow<'_, str>> {
     let rest = match url.split_once("://") {
         Some((_, rest)) => rest,
         None => url.strip_prefix("//")?,
@@ -20,8 +23,10 @@ pub(super) fn host(url: &str) -> Option<String> {
     };
     if host.is_empty() {
         None
+    } else if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Owned(host.to_ascii_lowercase()))
     } else {
-        Some(host.to_ascii_lowercase())
+        Some(Cow::Borrowed(host))
     }
 }
 

@@ -1,10 +1,14 @@
 //! Validation of one event against the Segment Spec.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde_json::Value;
+use time::OffsetDateTime;
 
 use super::config::Limits;
 use super::error::{ValidationError, shorten};
-use crate::event::{Event, EventType};
+use crate::event::{ClientTimes, Event, EventType};
+use crate::json::{Kind, Node, Obj};
 use crate::timestamp;
 
 /// Validates one event of a batch, given its JSON text as received.
@@ -16,28 +20,24 @@ use crate::timestamp;
 /// # Errors
 ///
 /// Returns the first rule the event breaks, naming its `index`, the field and the limit.
-pub fn validate_event(
+pub fn validate_event<'a>(
     index: usize,
-    json: &str,
+    json: &'a str,
     implied: Option<EventType>,
     limits: &Limits,
-) -> Result<Event, ValidationError> {
-    validate_object(index, parse_event(index, json, limits)?, implied, limits)
+) -> Result<Event<'a>, ValidationError> {
+    let mut event = validate_object(index, parse_event(index, json, limits)?, implied, limits)?;
+    event.multiline = json.as_bytes().contains(&b'\n');
+    Ok(event)
 }
 
-/// Checks an event's size and parses it into a JSON object, the first half of
-/// [`validate_event`]: callers that adjust the object before validating it (batch defaults)
-/// use this, then [`validate_object`].
-///
-/// # Errors
-///
-/// [`ValidationError::EventTooLarge`], [`ValidationError::NotAnObject`], or
-/// [`ValidationError::MalformedJson`].
-pub fn parse_event(
+/// Checks an event's size and opens it as a JSON object, the first half of
+/// [`validate_event`]: the batch pipeline adjusts the object (batch defaults) between the two.
+pub(crate) fn parse_event<'a>(
     index: usize,
-    json: &str,
+    json: &'a str,
     limits: &Limits,
-) -> Result<Map<String, Value>, ValidationError> {
+) -> Result<Obj<'a>, ValidationError> {
     if json.len() > limits.max_event_bytes {
         return Err(ValidationError::EventTooLarge {
             index,
@@ -45,11 +45,15 @@ pub fn parse_event(
             limit: limits.max_event_bytes,
         });
     }
+    if json.trim_start().starts_with('{') {
+        return Obj::parse_event(json).map_err(|error| ValidationError::MalformedJson {
+            detail: error.to_string(),
+        });
+    }
     match serde_json::from_str::<Value>(json) {
-        Ok(Value::Object(fields)) => Ok(fields),
         Ok(other) => Err(ValidationError::NotAnObject {
             index,
-            found: type_name(&other),
+            found: Kind::of_value(&other).name(),
         }),
         Err(error) => Err(ValidationError::MalformedJson {
             detail: error.to_string(),
@@ -57,18 +61,14 @@ pub fn parse_event(
     }
 }
 
-/// Validates one event that has already been parsed into a JSON object (and whose size has
-/// been checked), as [`validate_event`] does.
-///
-/// # Errors
-///
-/// Returns the first rule the event breaks, naming its `index`, the field and the limit.
-pub fn validate_object(
+/// Validates one event that has already been opened (and whose size has been checked), as
+/// [`validate_event`] does.
+pub(crate) fn validate_object<'a>(
     index: usize,
-    mut fields: Map<String, Value>,
+    mut fields: Obj<'a>,
     implied: Option<EventType>,
     limits: &Limits,
-) -> Result<Event, ValidationError> {
+) -> Result<Event<'a>, ValidationError> {
     let kind = event_type(index, &mut fields, implied)?;
     check_string(
         index,
@@ -85,9 +85,11 @@ pub fn validate_object(
     for field in ["context", "integrations", "properties", "traits"] {
         check_object(index, &fields, field)?;
     }
-    for field in ["timestamp", "originalTimestamp", "sentAt"] {
-        check_timestamp(index, &fields, field)?;
-    }
+    let times = ClientTimes {
+        timestamp: check_timestamp(index, &fields, "timestamp")?,
+        original_timestamp: check_timestamp(index, &fields, "originalTimestamp")?,
+        sent_at: check_timestamp(index, &fields, "sentAt")?,
+    };
     match kind {
         EventType::Track => {
             check_string(index, &mut fields, "event", usize::MAX, false)?;
@@ -108,33 +110,39 @@ pub fn validate_object(
         }
         EventType::Identify => {}
     }
-    Ok(Event::new(kind, fields))
+    Ok(Event::new(kind, fields, times))
 }
 
 fn event_type(
     index: usize,
-    fields: &mut Map<String, Value>,
+    fields: &mut Obj<'_>,
     implied: Option<EventType>,
 ) -> Result<EventType, ValidationError> {
     let declared = match fields.get("type") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(name)) => match EventType::parse(name) {
-            Some(kind) => Some(kind),
-            None => {
-                return Err(ValidationError::UnknownType {
+        None => None,
+        Some(node) => match node.kind() {
+            Kind::Null => None,
+            Kind::String => {
+                let name = node.as_text().unwrap_or_default();
+                match EventType::parse(&name) {
+                    Some(kind) => Some(kind),
+                    None => {
+                        return Err(ValidationError::UnknownType {
+                            index,
+                            value: shorten(&name),
+                        });
+                    }
+                }
+            }
+            other => {
+                return Err(ValidationError::WrongType {
                     index,
-                    value: shorten(name),
+                    field: "type",
+                    expected: "a string",
+                    found: other.name(),
                 });
             }
         },
-        Some(other) => {
-            return Err(ValidationError::WrongType {
-                index,
-                field: "type",
-                expected: "a string",
-                found: type_name(other),
-            });
-        }
     };
     let kind = match (declared, implied) {
         (Some(declared), Some(implied)) if declared != implied => {
@@ -153,7 +161,9 @@ fn event_type(
             });
         }
     };
-    fields.insert("type".to_owned(), Value::String(kind.as_str().to_owned()));
+    if declared.is_none() {
+        fields.insert("type", Node::Text(Cow::Borrowed(kind.as_str())));
+    }
     Ok(kind)
 }
 
@@ -161,35 +171,42 @@ fn event_type(
 /// `numbers` is set) and its length in characters. Null and `""` are removed as absent.
 fn check_string(
     index: usize,
-    fields: &mut Map<String, Value>,
+    fields: &mut Obj<'_>,
     field: &'static str,
     limit: usize,
     numbers: bool,
 ) -> Result<(), ValidationError> {
-    let Some(value) = fields.get_mut(field) else {
+    let Some(node) = fields.get(field) else {
         return Ok(());
     };
-    match value {
-        Value::Null => {
+    match node.kind() {
+        Kind::Null => {
             fields.remove(field);
         }
-        Value::String(text) if text.is_empty() => {
-            fields.remove(field);
-        }
-        Value::String(text) => {
-            let length = text.chars().count();
-            if length > limit {
-                return Err(ValidationError::TooLong {
-                    index,
-                    field,
-                    length,
-                    limit,
-                    value: shorten(text),
-                });
+        Kind::String => {
+            let text = node.as_text().unwrap_or_default();
+            if text.is_empty() {
+                fields.remove(field);
+                return Ok(());
+            }
+            // A string has no more characters than bytes: count them only when the bytes
+            // exceed the limit.
+            if text.len() > limit {
+                let length = text.chars().count();
+                if length > limit {
+                    return Err(ValidationError::TooLong {
+                        index,
+                        field,
+                        length,
+                        limit,
+                        value: shorten(&text),
+                    });
+                }
             }
         }
-        Value::Number(number) if numbers => {
-            *value = Value::String(number.to_string());
+        Kind::Number if numbers => {
+            let number = node.to_value().to_string();
+            fields.insert(field, Node::Text(Cow::Owned(number)));
         }
         other => {
             let expected = if numbers {
@@ -201,7 +218,7 @@ fn check_string(
                 index,
                 field,
                 expected,
-                found: type_name(other),
+                found: other.name(),
             });
         }
     }
@@ -210,47 +227,54 @@ fn check_string(
 
 fn check_object(
     index: usize,
-    fields: &Map<String, Value>,
+    fields: &Obj<'_>,
     field: &'static str,
 ) -> Result<(), ValidationError> {
-    match fields.get(field) {
-        None | Some(Value::Null | Value::Object(_)) => Ok(()),
+    match fields.get(field).map(Node::kind) {
+        None | Some(Kind::Null | Kind::Object) => Ok(()),
         Some(other) => Err(ValidationError::WrongType {
             index,
             field,
             expected: "an object",
-            found: type_name(other),
+            found: other.name(),
         }),
     }
 }
 
+/// Checks an optional date-time field, giving its parsed value.
 fn check_timestamp(
     index: usize,
-    fields: &Map<String, Value>,
+    fields: &Obj<'_>,
     field: &'static str,
-) -> Result<(), ValidationError> {
-    match fields.get(field) {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(text)) => match timestamp::parse(text) {
-            Ok(_) => Ok(()),
-            Err(_) => Err(ValidationError::InvalidTimestamp {
-                index,
-                field,
-                value: shorten(text),
-            }),
-        },
-        Some(other) => Err(ValidationError::WrongType {
+) -> Result<Option<OffsetDateTime>, ValidationError> {
+    let Some(node) = fields.get(field) else {
+        return Ok(None);
+    };
+    match node.kind() {
+        Kind::Null => Ok(None),
+        Kind::String => {
+            let text = node.as_text().unwrap_or_default();
+            match timestamp::parse(&text) {
+                Ok(at) => Ok(Some(at)),
+                Err(_) => Err(ValidationError::InvalidTimestamp {
+                    index,
+                    field,
+                    value: shorten(&text),
+                }),
+            }
+        }
+        other => Err(ValidationError::WrongType {
             index,
             field,
             expected: "an RFC 3339 date string",
-            found: type_name(other),
+            found: other.name(),
         }),
     }
 }
 
 fn require(
     index: usize,
-    fields: &Map<String, Value>,
+    fields: &Obj<'_>,
     kind: EventType,
     field: &'static str,
 ) -> Result<(), ValidationError> {
@@ -265,18 +289,6 @@ fn require(
     }
 }
 
-fn is_set(fields: &Map<String, Value>, field: &str) -> bool {
-    matches!(fields.get(field), Some(Value::String(text)) if !text.is_empty())
-}
-
-/// The JSON type of a value, as messages name it.
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+fn is_set(fields: &Obj<'_>, field: &str) -> bool {
+    fields.get(field).is_some_and(Node::is_nonempty_text)
 }

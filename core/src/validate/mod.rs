@@ -11,4 +11,5 @@ mod tests;
 
 pub use config::Limits;
 pub use error::ValidationError;
-pub use event::{parse_event, validate_event, validate_object};
+pub use event::validate_event;
+pub(crate) use event::{parse_event, validate_object};
