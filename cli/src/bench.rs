@@ -62,29 +62,51 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     bench_http(args, &bodies).await
 }
 
-/// One batch in the shape `@segment/analytics-node` sends.
+/// Browsers the benchmark's events come from (a server relaying web traffic sees several).
+const USER_AGENTS: [&str; 4] = [
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36",
+];
+
+/// Where the benchmark's visits come from.
+const REFERRERS: [&str; 4] = [
+    "https://www.google.com/",
+    "https://l.facebook.com/",
+    "https://shop.example/cart",
+    "https://news.example/spring-issue",
+];
+
+/// One batch in the shape `@segment/analytics-node` sends, relaying web events: every event
+/// has its own user, product page and campaign, and one of several browsers and referrers, so
+/// no enrichment step sees the same input twice in a row.
 fn batch_body(seed: usize, size: usize) -> Vec<u8> {
     let events: Vec<Value> = (0..size)
         .map(|i| {
+            let n = seed * size + i;
             json!({
                 "type": "track",
                 "event": "Product Viewed",
-                "userId": format!("user-{}", (seed * size + i) % 10_000),
+                "userId": format!("user-{}", n % 10_000),
                 "messageId": format!("node-next-{seed}-{i}-bench"),
-                "timestamp": "2024-05-01T10:00:00.000Z",
+                "timestamp": format!("2024-05-01T10:{:02}:{:02}.{:03}Z", n / 60 % 60, n % 60, n % 1000),
                 "properties": {"product_id": format!("sku-{i}"), "price": 19.99, "currency": "EUR", "category": "Shoes"},
                 "context": {
                     "library": {"name": "@segment/analytics-node", "version": "3.1.0"},
-                    "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
-                    "page": {"url": "https://shop.example/p/sku?utm_source=news&utm_medium=email", "referrer": "https://www.google.com/"},
-                    "ip": "203.0.113.7"
+                    "userAgent": USER_AGENTS.iter().cycle().nth(n % USER_AGENTS.len()),
+                    "page": {
+                        "url": format!("https://shop.example/p/sku-{i}?utm_source=news&utm_medium=email&utm_campaign=c{}", n % 7),
+                        "referrer": REFERRERS.iter().cycle().nth(n / 3 % REFERRERS.len()),
+                    },
+                    "ip": format!("203.0.{}.{}", n / 256 % 256, n % 256)
                 },
                 "integrations": {},
                 "_metadata": {"jsRuntime": "node"}
             })
         })
         .collect();
-    json!({"batch": events, "sentAt": "2024-05-01T10:00:01.000Z"})
+    json!({"batch": events, "sentAt": "2024-05-01T11:00:01.000Z"})
         .to_string()
         .into_bytes()
 }

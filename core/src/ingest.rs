@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use crate::enrich::{AgentCache, EnrichConfig, EnrichInput, enrich};
 use crate::event::EventType;
-use crate::json::{Cursor, EventObj, Key, Kind, Node, Obj};
+use crate::json::{Cursor, Kind, Node, Obj};
 use crate::timestamp;
 use crate::validate::{Limits, ValidationError, parse_event, validate_object};
 
@@ -66,10 +66,10 @@ struct BodyEvent<'a> {
 /// Batch-level fields that apply to every event lacking its own.
 #[derive(Debug, Default)]
 struct BatchDefaults<'a> {
-    sent_at: Option<&'a RawValue>,
+    sent_at: Option<&'a str>,
     /// The batch's `context`, when it is an object.
     context: Option<Obj<'a>>,
-    integrations: Option<&'a RawValue>,
+    integrations: Option<&'a str>,
 }
 
 /// The shape of a `/v1/batch` body, as `serde` sees it: used only to explain a body that the
@@ -129,7 +129,7 @@ impl<'a> ParsedBody<'a> {
             return parse_single(text, implied, multiline);
         }
         let Some(batch) = walk_batch(text) else {
-            return Err(explain::<BatchBody<'_>>(text));
+            return Err(explain_batch(text));
         };
         let Some(events) = batch.events else {
             return Err(ValidationError::MalformedBody {
@@ -177,16 +177,16 @@ fn parse_single(
     multiline: bool,
 ) -> Result<ParsedBody<'_>, ValidationError> {
     let mut cursor = Cursor::new(text);
-    let parsed = cursor.value::<EventObj<'_>>();
-    let Some((EventObj(fields), raw)) = parsed.filter(|_| cursor.at_end()) else {
-        return Err(explain::<SingleBody<'_>>(text));
+    let parsed = cursor.event();
+    let Some((fields, raw)) = parsed.filter(|_| cursor.at_end()) else {
+        return Err(explain_single(text));
     };
     let write_key = match fields.get("writeKey") {
         None => None,
         Some(key) => match key.kind() {
             Kind::Null => None,
             Kind::String => key.body_text(),
-            _ => return Err(explain::<SingleBody<'_>>(text)),
+            _ => return Err(explain_single(text)),
         },
     };
     Ok(ParsedBody {
@@ -211,8 +211,8 @@ struct WalkedBatch<'a> {
 
 /// Reads a `/v1/batch` body: the object's fields by hand, each value with `serde_json`, each
 /// event opened as it is read. `None` when the body is not what the endpoint expects; then
-/// [`explain`] says why.
-fn walk_batch(text: &str) -> Option<WalkedBatch<'_>> {
+/// [`explain_batch`] says why.
+fn walk_batch<'a>(text: &'a str) -> Option<WalkedBatch<'a>> {
     let mut cursor = Cursor::new(text);
     let mut batch = WalkedBatch::default();
     if !cursor.eat(b'{') {
@@ -224,33 +224,30 @@ fn walk_batch(text: &str) -> Option<WalkedBatch<'_>> {
             return None;
         }
         first = false;
-        if cursor.peek() != Some(b'"') {
-            return None;
-        }
-        let (Key(key), _) = cursor.value::<Key<'_>>()?;
+        let key = cursor.string()?;
         if !cursor.eat(b':') {
             return None;
         }
-        let not_null = |raw: &RawValue| (raw.get() != "null").then_some(());
+        let raw = |cursor: &mut Cursor<'a>| cursor.raw().filter(|raw| *raw != "null");
         match key.as_ref() {
             "batch" => batch.events = Some(walk_events(&mut cursor)?),
             "writeKey" => {
-                batch.write_key = cursor.value::<Option<Key<'_>>>()?.0.map(|Key(k)| k);
+                batch.write_key = if cursor.peek() == Some(b'"') {
+                    Some(cursor.string()?)
+                } else if cursor.raw()? == "null" {
+                    None
+                } else {
+                    // Not a string: `explain_batch` says so.
+                    return None;
+                };
             }
-            "sentAt" => {
-                let (raw, _) = cursor.value::<&RawValue>()?;
-                batch.defaults.sent_at = not_null(raw).map(|()| raw);
-            }
-            "integrations" => {
-                let (raw, _) = cursor.value::<&RawValue>()?;
-                batch.defaults.integrations = not_null(raw).map(|()| raw);
-            }
+            "sentAt" => batch.defaults.sent_at = raw(&mut cursor),
+            "integrations" => batch.defaults.integrations = raw(&mut cursor),
             "context" => {
-                let (raw, text) = cursor.value::<&RawValue>()?;
-                batch.defaults.context = not_null(raw).and_then(|()| Obj::parse(text).ok());
+                batch.defaults.context = raw(&mut cursor).and_then(|text| Obj::parse(text).ok());
             }
             _ => {
-                cursor.value::<&RawValue>()?;
+                cursor.raw()?;
             }
         }
     }
@@ -268,29 +265,45 @@ fn walk_events<'a>(cursor: &mut Cursor<'a>) -> Option<Vec<BodyEvent<'a>>> {
             return None;
         }
         let event = if cursor.peek() == Some(b'{') {
-            let (EventObj(fields), raw) = cursor.value::<EventObj<'a>>()?;
+            let (fields, raw) = cursor.event()?;
             BodyEvent {
                 raw,
                 fields: Some(fields),
             }
         } else {
-            let (_, raw) = cursor.value::<&RawValue>()?;
-            BodyEvent { raw, fields: None }
+            BodyEvent {
+                raw: cursor.raw()?,
+                fields: None,
+            }
         };
         events.push(event);
     }
     Some(events)
 }
 
-/// Why a body that the walk could not read is wrong, in `serde_json`'s words, from parsing it
-/// as `T` (the body's expected shape).
-fn explain<'a, T: Deserialize<'a>>(text: &'a str) -> ValidationError {
-    match serde_json::from_str::<T>(text) {
+/// Why a `/v1/batch` body that the walk could not read is wrong, in `serde_json`'s words.
+fn explain_batch(text: &str) -> ValidationError {
+    match serde_json::from_str::<BatchBody<'_>>(text) {
         Err(error) => body_error(&error),
-        // The walk and `serde` disagree only on what `serde` tolerates; say what the walk saw.
-        Ok(_) => ValidationError::MalformedBody {
-            detail: " with a \"batch\" array of events".to_owned(),
+        Ok(BatchBody { batch: None, .. }) => ValidationError::MalformedBody {
+            detail: " with a \"batch\" array".to_owned(),
         },
+        // What `serde` reads without decoding and the walk decodes: a key.
+        Ok(_) => lone_surrogate(),
+    }
+}
+
+/// Why a single-event body that the walk could not read is wrong, in `serde_json`'s words.
+fn explain_single(text: &str) -> ValidationError {
+    match serde_json::from_str::<SingleBody<'_>>(text) {
+        Err(error) => body_error(&error),
+        Ok(_) => lone_surrogate(),
+    }
+}
+
+fn lone_surrogate() -> ValidationError {
+    ValidationError::MalformedJson {
+        detail: "a key holds a \\u escape that is not a character (a lone surrogate)".to_owned(),
     }
 }
 
@@ -359,8 +372,6 @@ pub struct BatchOutcome {
     pub accepted: Vec<u8>,
     /// How many events `accepted` holds.
     pub accepted_count: usize,
-    /// The `messageId` of each accepted event, in order.
-    pub message_ids: Vec<String>,
     /// Rejected events, in batch order.
     pub failed: Vec<FailedEvent>,
 }
@@ -375,8 +386,10 @@ pub fn process_batch(
     request: &RequestInfo<'_>,
     config: &IngestConfig,
 ) -> BatchOutcome {
+    // Room for every event as received plus what enrichment adds, so the buffer never moves.
+    let capacity = body.events.iter().map(|e| e.raw.len() + 512).sum();
     let mut outcome = BatchOutcome {
-        accepted: Vec::with_capacity(body.events.len() * 512),
+        accepted: Vec::with_capacity(capacity),
         ..BatchOutcome::default()
     };
     let mut agents = AgentCache::new();
@@ -407,9 +420,6 @@ pub fn process_batch(
         }) {
             Ok(mut event) => {
                 enrich(&mut event, json, &input, &config.enrich, &mut agents);
-                if let Some(id) = event.message_id() {
-                    outcome.message_ids.push(id.into_owned());
-                }
                 event.write_json(&mut outcome.accepted);
                 outcome.accepted.push(b'\n');
                 outcome.accepted_count += 1;
@@ -484,4 +494,116 @@ fn merge_context_traits(fields: &mut Obj<'_>) {
         _ => context_traits,
     };
     fields.insert("traits", Node::Value(Value::Object(merged)));
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn parse(body: &str, implied: Option<EventType>) -> Result<ParsedBody<'_>, ValidationError> {
+        ParsedBody::parse(body.as_bytes(), implied, &Limits::default())
+    }
+
+    fn error(body: &str, implied: Option<EventType>) -> (&'static str, String) {
+        let error = parse(body, implied).unwrap_err();
+        (error.code(), error.to_string())
+    }
+
+    #[test]
+    fn reads_a_batch_body_in_one_pass() {
+        let body = r#" { "writeKey" : "k\u0031", "x": [1, {"y": 2}], "sentAt": "2024-05-01T10:00:00Z",
+            "context": {"ip": "1.2.3.4"}, "batch": [ {"type":"track","event":"E","userId":"u"} , 7 ] } "#;
+        let parsed = parse(body, None).unwrap();
+        assert_eq!(parsed.write_key(), Some("k1"));
+        assert_eq!(parsed.len(), 2);
+        let received = crate::timestamp::parse("2024-05-01T10:00:05Z").unwrap();
+        let request = RequestInfo {
+            workspace: "w",
+            received_at: received,
+            client_ip: None,
+            user_agent: None,
+        };
+        let outcome = process_batch(parsed, &request, &IngestConfig::default());
+        assert_eq!(outcome.accepted_count, 1);
+        let line: Value = serde_json::from_slice(&outcome.accepted).unwrap();
+        assert_eq!(line["sentAt"], "2024-05-01T10:00:00Z");
+        assert_eq!(line["context"]["ip"], "1.2.3.0");
+        assert_eq!(outcome.failed.len(), 1);
+        assert_eq!(outcome.failed[0].error.code(), "not_an_object");
+        assert_eq!(outcome.failed[0].payload, "7");
+    }
+
+    #[test]
+    fn says_what_is_wrong_with_a_batch_body() {
+        let cases = [
+            (r#"{"batch": null}"#, "malformed_body", "\"batch\" array"),
+            (r#"{"sentAt": "x"}"#, "malformed_body", "\"batch\" array"),
+            (r#"{"batch": {}}"#, "malformed_body", "expected a sequence"),
+            (
+                r#"{"writeKey": 5, "batch": []}"#,
+                "malformed_body",
+                "invalid type",
+            ),
+            ("[1]", "malformed_body", "invalid type"),
+            (r#"{"batch": [1,]}"#, "malformed_json", "line 1 column 14"),
+            (
+                r#"{"batch": [{"a": tru}]}"#,
+                "malformed_json",
+                "expected ident",
+            ),
+            (
+                r#"{"batch": [{}]} x"#,
+                "malformed_json",
+                "trailing characters",
+            ),
+            (r#"{"batch": []}"#, "empty_batch", "no events"),
+        ];
+        for (body, code, detail) in cases {
+            let (got_code, message) = error(body, None);
+            assert_eq!(got_code, code, "{body}: {message}");
+            assert!(message.contains(detail), "{body}: {message}");
+        }
+    }
+
+    #[test]
+    fn reads_single_event_bodies() {
+        let parsed = parse(
+            r#"{"event":"E","userId":"u","writeKey":"key"}"#,
+            Some(EventType::Track),
+        )
+        .unwrap();
+        assert_eq!(parsed.write_key(), Some("key"));
+        assert_eq!(parsed.len(), 1);
+        let cases = [
+            (r#""text""#, "malformed_body"),
+            (r#"{"writeKey": 5}"#, "malformed_body"),
+            (r#"{"a": 1}{"#, "malformed_json"),
+            (r#"{"a": 01}"#, "malformed_json"),
+        ];
+        for (body, code) in cases {
+            assert_eq!(error(body, Some(EventType::Track)).0, code, "{body}");
+        }
+    }
+
+    #[test]
+    fn pretty_printed_events_land_on_one_line() {
+        let body = "{\n  \"batch\": [\n    {\n      \"type\": \"track\",\n      \"event\": \"E\",\n      \"userId\": \"u\",\n      \"properties\": {\n        \"a\": [1,\n 2]\n      }\n    }\n  ]\n}";
+        let request = RequestInfo {
+            workspace: "w",
+            received_at: crate::timestamp::parse("2024-05-01T10:00:05Z").unwrap(),
+            client_ip: None,
+            user_agent: None,
+        };
+        let outcome = process_batch(
+            parse(body, None).unwrap(),
+            &request,
+            &IngestConfig::default(),
+        );
+        let text = String::from_utf8(outcome.accepted).unwrap();
+        assert_eq!(text.matches('\n').count(), 1, "{text}");
+        let line: Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(line["properties"]["a"], serde_json::json!([1, 2]));
+    }
 }

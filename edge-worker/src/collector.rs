@@ -56,8 +56,6 @@ pub struct LakeWrite {
     pub failed: Vec<u8>,
     /// Event counts.
     pub counts: Counts,
-    /// `messageId`s of the accepted events.
-    pub message_ids: Vec<String>,
 }
 
 /// The response to give once the [`LakeWrite`] is durable (or has failed).
@@ -329,7 +327,6 @@ impl Collector {
             accepted: outcome.accepted,
             failed,
             counts,
-            message_ids: outcome.message_ids,
         };
         Handled::Store(write, Reply { response })
     }
@@ -406,7 +403,6 @@ impl Collector {
                 failed: 1,
                 bytes,
             },
-            message_ids: Vec::new(),
         };
         Handled::Store(write, Reply { response })
     }

@@ -2,6 +2,7 @@
 //! with `woothee`'s crawler category and `iscrawl`'s crawler patterns.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -114,14 +115,12 @@ impl Agent {
     }
 }
 
-/// Remembers parsed user agents: a batch usually carries one user agent many times, and parsing
-/// is the most expensive enrichment step. Bounded, so a stream of distinct agents cannot grow it
-/// without limit.
+/// Remembers parsed user agents: a batch usually carries a few user agents many times, and
+/// parsing is the most expensive enrichment step. Bounded, so a stream of distinct agents
+/// cannot grow it without limit.
 #[derive(Debug, Default)]
 pub struct AgentCache {
-    parsed: HashMap<String, Cached>,
-    /// The last agent asked for as JSON, compared before hashing: most batches have one.
-    last: Option<(String, (bool, bool), Arc<str>)>,
+    parsed: HashMap<String, Cached, BuildHasherDefault<WordHasher>>,
 }
 
 #[derive(Debug)]
@@ -141,42 +140,73 @@ impl AgentCache {
 
     /// The parsed agent for `user_agent`, parsing it on first sight.
     pub fn get(&mut self, user_agent: &str) -> &Agent {
-        &self.entry(user_agent).agent
+        static UNKNOWN: Agent = Agent {
+            browser: None,
+            browser_version: None,
+            os: None,
+            os_version: None,
+            device_type: DeviceType::Other,
+            bot: false,
+        };
+        if !self.parsed.contains_key(user_agent) {
+            self.remember(user_agent, Agent::parse(user_agent), None);
+        }
+        // Present: added just above when it was not.
+        self.parsed.get(user_agent).map_or(&UNKNOWN, |c| &c.agent)
     }
 
     /// The `context.agent` object for `user_agent` as JSON text (see [`Agent::to_json`]).
     pub(super) fn json(&mut self, user_agent: &str, with_device: bool, with_bot: bool) -> Arc<str> {
         let switches = (with_device, with_bot);
-        if let Some((last, last_switches, json)) = &self.last
-            && last == user_agent
-            && *last_switches == switches
+        // Looked up by `&str`: an owned key is only made for a new agent.
+        let known = self.parsed.get(user_agent);
+        if let Some(Cached {
+            json: Some((built_for, json)),
+            ..
+        }) = known
+            && *built_for == switches
         {
             return Arc::clone(json);
         }
-        let entry = self.entry(user_agent);
-        let json = match &entry.json {
-            Some((built_for, json)) if *built_for == switches => Arc::clone(json),
-            _ => {
-                let json: Arc<str> = Value::Object(entry.agent.to_json(with_device, with_bot))
-                    .to_string()
-                    .into();
-                entry.json = Some((switches, Arc::clone(&json)));
-                json
-            }
-        };
-        self.last = Some((user_agent.to_owned(), switches, Arc::clone(&json)));
+        let agent = known.map_or_else(|| Agent::parse(user_agent), |c| c.agent.clone());
+        let json: Arc<str> = Value::Object(agent.to_json(with_device, with_bot))
+            .to_string()
+            .into();
+        self.remember(user_agent, agent, Some((switches, Arc::clone(&json))));
         json
     }
 
-    fn entry(&mut self, user_agent: &str) -> &mut Cached {
-        if !self.parsed.contains_key(user_agent) && self.parsed.len() >= Self::CAPACITY {
+    fn remember(&mut self, user_agent: &str, agent: Agent, json: Option<((bool, bool), Arc<str>)>) {
+        if self.parsed.len() >= Self::CAPACITY && !self.parsed.contains_key(user_agent) {
             self.parsed.clear();
         }
         self.parsed
-            .entry(user_agent.to_owned())
-            .or_insert_with(|| Cached {
-                agent: Agent::parse(user_agent),
-                json: None,
-            })
+            .insert(user_agent.to_owned(), Cached { agent, json });
+    }
+}
+
+/// A hasher for user-agent strings that reads eight bytes per step (`SipHash`, the default, costs
+/// more than the rest of a cache hit). Not resistant to crafted collisions, which here could
+/// only slow down lookups within one request's batch: the cache lives for one batch and is
+/// bounded.
+#[derive(Debug, Default)]
+struct WordHasher(u64);
+
+impl Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0_u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &byte in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }

@@ -10,6 +10,7 @@ mod campaign;
 mod config;
 mod ip;
 mod message_id;
+pub(crate) use ip::write as write_ip;
 pub(crate) use message_id::push_hex;
 mod referrer;
 mod skew;

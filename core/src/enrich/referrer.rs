@@ -73,6 +73,15 @@ const SOURCES: &[(&str, ReferrerClass, &str)] = &[
     ("news.ycombinator.com", ReferrerClass::Social, "hacker news"),
 ];
 
+/// Whether `label` is one of the dot-separated labels of `host` other than the last.
+fn has_inner_label(host: &str, label: &str) -> bool {
+    let Some(last_dot) = host.bytes().rposition(|b| b == b'.') else {
+        return false;
+    };
+    host.get(..last_dot)
+        .is_some_and(|inner| inner.split('.').any(|l| l == label))
+}
+
 /// Classifies a referrer host given the page's own host and the configured internal domains.
 /// Returns the class and, for known sources, the source's name.
 pub fn classify(
@@ -80,7 +89,12 @@ pub fn classify(
     page_host: Option<&str>,
     internal_domains: &[String],
 ) -> (ReferrerClass, Option<&'static str>) {
-    let own = page_host.map(|h| h.trim_start_matches("www."));
+    let own = page_host.map(|mut host| {
+        while let Some(rest) = host.strip_prefix("www.") {
+            host = rest;
+        }
+        host
+    });
     if own.is_some_and(|own| is_within(referrer_host, own))
         || internal_domains.iter().any(|d| is_within(referrer_host, d))
     {
@@ -89,10 +103,7 @@ pub fn classify(
     for &(domain, class, name) in SOURCES {
         let matched = match domain.strip_suffix('.') {
             // `google.` matches google.com, www.google.co.uk, ...: the label anywhere but last.
-            Some(label) => {
-                let mut labels = referrer_host.rsplit('.').skip(1);
-                labels.any(|l| l == label)
-            }
+            Some(label) => has_inner_label(referrer_host, label),
             None => is_within(referrer_host, domain),
         };
         if matched {

@@ -111,7 +111,7 @@ fn correct_timestamp(
     };
     if !correct {
         if has_original && !fields.contains("timestamp") {
-            fields.insert("timestamp", Node::Text(timestamp::format(original).into()));
+            fields.insert("timestamp", Node::Time(original));
         }
         return;
     }
@@ -119,7 +119,7 @@ fn correct_timestamp(
     if !has_original && let Some(client) = fields.get("timestamp").cloned() {
         fields.insert("originalTimestamp", client);
     }
-    fields.insert("timestamp", Node::Text(timestamp::format(corrected).into()));
+    fields.insert("timestamp", Node::Time(corrected));
 }
 
 fn enrich_ip(fields: &mut Obj<'_>, request_ip: Option<IpAddr>, policy: IpPolicy) {
@@ -151,7 +151,7 @@ fn enrich_ip(fields: &mut Obj<'_>, request_ip: Option<IpAddr>, policy: IpPolicy)
             ip
         };
         with_context(fields, |context| {
-            context.insert("ip", Node::Text(ip.to_string().into()));
+            context.insert("ip", Node::Ip(ip));
         });
     }
 }
@@ -192,13 +192,10 @@ fn enrich_page_sources<'a>(fields: &mut Obj<'a>, kind: EventType, config: &Enric
         };
         let referrer = if config.referrer {
             page_str("referrer").and_then(|referrer_url| {
-                let page_host = page_url.as_deref().and_then(url::host);
-                let (class, name, host) = {
-                    let host = url::host(&referrer_url)?;
-                    let (class, name) =
-                        referrer::classify(&host, page_host.as_deref(), &config.internal_domains);
-                    (class, name, host.into_owned())
-                };
+                let page_host = page_url.as_ref().and_then(host_of);
+                let host = host_of(&referrer_url)?;
+                let (class, name) =
+                    referrer::classify(&host, page_host.as_deref(), &config.internal_domains);
                 Some((referrer_url, host, class, name))
             })
         } else {
@@ -215,13 +212,21 @@ fn enrich_page_sources<'a>(fields: &mut Obj<'a>, kind: EventType, config: &Enric
         with_context(fields, |context| {
             if let Some(referrer) = context.open_or_create("referrer") {
                 referrer.insert_missing("url", || Node::Text(referrer_url));
-                referrer.insert_missing("host", || Node::Text(host.into()));
+                referrer.insert_missing("host", || Node::Text(host));
                 referrer.insert_missing("type", || Node::Text(class.as_str().into()));
                 if let Some(name) = name {
                     referrer.insert_missing("name", || Node::Text(name.into()));
                 }
             }
         });
+    }
+}
+
+/// The host of a URL, a slice of the request body when it can be.
+fn host_of<'a>(url: &Cow<'a, str>) -> Option<Cow<'a, str>> {
+    match url {
+        Cow::Borrowed(url) => url::host(url),
+        Cow::Owned(url) => url::host(url).map(|host| Cow::Owned(host.into_owned())),
     }
 }
 
@@ -240,9 +245,9 @@ fn campaign_of(text: Cow<'_, str>) -> Option<Obj<'_>> {
 fn read_object<'n, 'a>(node: &'n Node<'a>) -> Option<Cow<'n, Obj<'a>>> {
     match node {
         Node::Obj(obj) => Some(Cow::Borrowed(obj)),
-        Node::Raw(raw) => Obj::parse(raw.get()).ok().map(Cow::Owned),
+        Node::Raw(raw) => Obj::parse(raw).ok().map(Cow::Owned),
         Node::Value(Value::Object(map)) => Some(Cow::Owned(Obj::from_map(map.clone()))),
-        Node::Text(_) | Node::Json(_) | Node::Value(_) => None,
+        Node::Text(_) | Node::Json(_) | Node::Time(_) | Node::Ip(_) | Node::Value(_) => None,
     }
 }
 

@@ -46,9 +46,7 @@ pub(crate) fn parse_event<'a>(
         });
     }
     if json.trim_start().starts_with('{') {
-        return Obj::parse_event(json).map_err(|error| ValidationError::MalformedJson {
-            detail: error.to_string(),
-        });
+        return Obj::parse_event(json).map_err(|_| malformed(json));
     }
     match serde_json::from_str::<Value>(json) {
         Ok(other) => Err(ValidationError::NotAnObject {
@@ -59,6 +57,15 @@ pub(crate) fn parse_event<'a>(
             detail: error.to_string(),
         }),
     }
+}
+
+/// The error for an event that is not valid JSON, with `serde_json`'s message (line, column).
+fn malformed(json: &str) -> ValidationError {
+    let detail = match serde_json::from_str::<serde::de::IgnoredAny>(json) {
+        Err(error) => error.to_string(),
+        Ok(_) => "a string holds an escape that is not a character".to_owned(),
+    };
+    ValidationError::MalformedJson { detail }
 }
 
 /// Validates one event that has already been opened (and whose size has been checked), as

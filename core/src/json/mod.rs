@@ -10,14 +10,26 @@
 //!
 //! Fields keep the client's order; enrichment appends new fields after them. A duplicated key
 //! keeps its last value, as `serde_json` does.
+//!
+//! The text is read by [`scan`], which checks the JSON grammar without building values; a
+//! value's slice is only kept once it has been checked, so what is copied to the lake is valid
+//! JSON.
+
+mod scan;
 
 use std::borrow::Cow;
-use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
 use serde_json::{Map, Value};
+
+use crate::enrich::write_ip;
+use crate::timestamp;
+
+pub(crate) use scan::SyntaxError;
+use scan::{MAX_NESTING, skip_whitespace, string_end, value_end};
 
 /// The JSON type of a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,12 +83,19 @@ impl Kind {
 /// One field's value.
 #[derive(Clone, Debug)]
 pub(crate) enum Node<'a> {
-    /// Unparsed JSON text, a slice of the request body.
-    Raw(&'a RawValue),
-    /// A string.
+    /// Unparsed JSON text (checked by the scanner, without surrounding whitespace), a slice of
+    /// the request body.
+    Raw(&'a str),
+    /// A string. When borrowed it is clean — a literal in the code, or a slice of a JSON string
+    /// that `serde_json` read without escapes (so without quotes, backslashes or control
+    /// characters) — and is written without an escape check; owned strings are checked.
     Text(Cow<'a, str>),
     /// JSON text built once and shared (a parsed user agent, the receive time).
     Json(Arc<str>),
+    /// A time, written as `timestamp::format` does.
+    Time(OffsetDateTime),
+    /// An IP address.
+    Ip(IpAddr),
     /// An object opened one level.
     Obj(Obj<'a>),
     /// Any value built in code.
@@ -87,8 +106,8 @@ impl<'a> Node<'a> {
     /// The JSON type.
     pub(crate) fn kind(&self) -> Kind {
         match self {
-            Node::Raw(raw) => Kind::of_raw(raw.get()),
-            Node::Text(_) => Kind::String,
+            Node::Raw(raw) => Kind::of_raw(raw),
+            Node::Text(_) | Node::Time(_) | Node::Ip(_) => Kind::String,
             Node::Json(json) => Kind::of_raw(json),
             Node::Obj(_) => Kind::Object,
             Node::Value(value) => Kind::of_value(value),
@@ -98,24 +117,37 @@ impl<'a> Node<'a> {
     /// The string, if this is one (decoding escapes only when it has any).
     pub(crate) fn as_text(&self) -> Option<Cow<'_, str>> {
         match self {
-            Node::Raw(raw) => raw_text(raw.get()),
+            Node::Raw(raw) => raw_text(raw),
             Node::Json(json) => raw_text(json),
             Node::Text(text) => Some(Cow::Borrowed(text)),
             Node::Value(Value::String(text)) => Some(Cow::Borrowed(text)),
+            Node::Time(_) | Node::Ip(_) => self.formatted().map(Cow::Owned),
             Node::Obj(_) | Node::Value(_) => None,
         }
+    }
+
+    /// A time or an address as text.
+    fn formatted(&self) -> Option<String> {
+        let mut out = Vec::new();
+        match self {
+            Node::Time(at) => timestamp::write(*at, &mut out),
+            Node::Ip(ip) => write_ip(*ip, &mut out),
+            _ => return None,
+        }
+        String::from_utf8(out).ok()
     }
 
     /// The string, if this is one, borrowed for as long as the request body when it has no
     /// escapes (so that enrichment can keep it without copying).
     pub(crate) fn body_text(&self) -> Option<Cow<'a, str>> {
         match self {
-            Node::Raw(raw) => raw_text(raw.get()),
+            Node::Raw(raw) => raw_text(raw),
             Node::Text(Cow::Borrowed(text)) => Some(Cow::Borrowed(text)),
             Node::Text(Cow::Owned(text)) | Node::Value(Value::String(text)) => {
                 Some(Cow::Owned(text.clone()))
             }
             Node::Json(json) => raw_text(json).map(|t| Cow::Owned(t.into_owned())),
+            Node::Time(_) | Node::Ip(_) => self.formatted().map(Cow::Owned),
             Node::Obj(_) | Node::Value(_) => None,
         }
     }
@@ -126,6 +158,8 @@ impl<'a> Node<'a> {
             Node::Raw(_) => Node::Value(self.to_value()),
             Node::Text(text) => Node::Text(Cow::Owned(text.into_owned())),
             Node::Json(json) => Node::Json(json),
+            Node::Time(at) => Node::Time(at),
+            Node::Ip(ip) => Node::Ip(ip),
             Node::Obj(obj) => Node::Obj(obj.into_owned()),
             Node::Value(value) => Node::Value(value),
         }
@@ -134,10 +168,11 @@ impl<'a> Node<'a> {
     /// Whether this is a string other than `""`.
     pub(crate) fn is_nonempty_text(&self) -> bool {
         match self {
-            Node::Raw(raw) => raw.get().len() > 2 && Kind::of_raw(raw.get()) == Kind::String,
+            Node::Raw(raw) => raw.len() > 2 && Kind::of_raw(raw) == Kind::String,
             Node::Json(json) => json.len() > 2 && Kind::of_raw(json) == Kind::String,
             Node::Text(text) => !text.is_empty(),
             Node::Value(Value::String(text)) => !text.is_empty(),
+            Node::Time(_) | Node::Ip(_) => true,
             Node::Obj(_) | Node::Value(_) => false,
         }
     }
@@ -145,9 +180,10 @@ impl<'a> Node<'a> {
     /// The value as a `serde_json::Value` (parsing it when it is raw).
     pub(crate) fn to_value(&self) -> Value {
         match self {
-            Node::Raw(raw) => serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+            Node::Raw(raw) => serde_json::from_str(raw).unwrap_or(Value::Null),
             Node::Json(json) => serde_json::from_str(json).unwrap_or(Value::Null),
             Node::Text(text) => Value::String(text.clone().into_owned()),
+            Node::Time(_) | Node::Ip(_) => self.formatted().map_or(Value::Null, Value::String),
             Node::Obj(obj) => Value::Object(obj.to_map()),
             Node::Value(value) => value.clone(),
         }
@@ -162,11 +198,21 @@ impl<'a> Node<'a> {
     /// (when the event's text has none, none of its slices does, and the check is skipped).
     fn write_checked(&self, out: &mut Vec<u8>, may_break: bool) {
         match self {
-            Node::Raw(raw) if may_break => write_raw(raw.get(), out),
-            Node::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+            Node::Raw(raw) if may_break => write_raw(raw, out),
+            Node::Raw(raw) => out.extend_from_slice(raw.as_bytes()),
             // Built here, compact.
             Node::Json(json) => out.extend_from_slice(json.as_bytes()),
-            Node::Text(text) => write_str(text, out),
+            Node::Text(text) => write_text(text, out),
+            Node::Time(at) => {
+                out.push(b'"');
+                timestamp::write(*at, out);
+                out.push(b'"');
+            }
+            Node::Ip(ip) => {
+                out.push(b'"');
+                write_ip(*ip, out);
+                out.push(b'"');
+            }
             Node::Obj(obj) => obj.write_checked(out, may_break),
             Node::Value(value) => {
                 // Serializing a `Value` into a `Vec` cannot fail: no I/O, string keys only.
@@ -188,6 +234,38 @@ fn write_raw(raw: &str, out: &mut Vec<u8>) {
         }
     } else {
         out.extend_from_slice(raw.as_bytes());
+    }
+}
+
+/// Writes a string that is clean when borrowed (see [`Node::Text`]).
+#[expect(clippy::ptr_arg, reason = "the variant says whether the text is clean")]
+fn write_text(text: &Cow<'_, str>, out: &mut Vec<u8>) {
+    match text {
+        Cow::Borrowed(clean) => {
+            debug_assert!(!clean.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
+            out.reserve(clean.len() + 2);
+            out.push(b'"');
+            out.extend_from_slice(clean.as_bytes());
+            out.push(b'"');
+        }
+        Cow::Owned(text) => write_str(text, out),
+    }
+}
+
+/// Writes an object key and its colon.
+#[expect(clippy::ptr_arg, reason = "the variant says whether the key is clean")]
+fn write_key(key: &Cow<'_, str>, out: &mut Vec<u8>) {
+    match key {
+        Cow::Borrowed(clean) => {
+            out.reserve(clean.len() + 3);
+            out.push(b'"');
+            out.extend_from_slice(clean.as_bytes());
+            out.extend_from_slice(b"\":");
+        }
+        Cow::Owned(key) => {
+            write_str(key, out);
+            out.push(b':');
+        }
     }
 }
 
@@ -226,10 +304,23 @@ fn same_key(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
 }
 
-/// A JSON object whose values stay unparsed until needed.
+/// A bit standing for a key in [`Obj::keys`], from its length and its first and last bytes.
+#[inline]
+fn key_bit(key: &str) -> u64 {
+    let bytes = key.as_bytes();
+    let first = usize::from(bytes.first().copied().unwrap_or(0));
+    let last = usize::from(bytes.last().copied().unwrap_or(0));
+    1 << ((bytes.len() * 7 + first + last * 3) & 63)
+}
+
+/// A JSON object whose values stay unparsed until needed. Keys follow the rule of
+/// [`Node::Text`]: clean when borrowed.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Obj<'a> {
     entries: Vec<(Cow<'a, str>, Node<'a>)>,
+    /// The [`key_bit`]s of every key ever added: a key whose bit is clear is absent, which
+    /// answers most lookups of absent keys (and most duplicate checks) without comparing.
+    keys: u64,
 }
 
 impl<'a> Obj<'a> {
@@ -242,9 +333,9 @@ impl<'a> Obj<'a> {
     ///
     /// # Errors
     ///
-    /// The parser's error when `json` is not valid JSON or not an object.
-    pub(crate) fn parse(json: &'a str) -> Result<Obj<'a>, serde_json::Error> {
-        Obj::parse_at(json, Depth::Leaf)
+    /// When `json` is not valid JSON or not an object.
+    pub(crate) fn parse(json: &'a str) -> Result<Obj<'a>, SyntaxError> {
+        Obj::parse_whole(json, Depth::Leaf)
     }
 
     /// Opens an event: the top level, `context` and `context.page`, which enrichment reads
@@ -252,16 +343,85 @@ impl<'a> Obj<'a> {
     ///
     /// # Errors
     ///
-    /// The parser's error when `json` is not valid JSON or not an object.
-    pub(crate) fn parse_event(json: &'a str) -> Result<Obj<'a>, serde_json::Error> {
-        Obj::parse_at(json, Depth::Event)
+    /// When `json` is not valid JSON or not an object.
+    pub(crate) fn parse_event(json: &'a str) -> Result<Obj<'a>, SyntaxError> {
+        Obj::parse_whole(json, Depth::Event)
     }
 
-    fn parse_at(json: &'a str, depth: Depth) -> Result<Obj<'a>, serde_json::Error> {
-        let mut deserializer = serde_json::Deserializer::from_str(json);
-        let obj = deserializer.deserialize_map(ObjVisitor(depth))?;
-        deserializer.end()?;
-        Ok(obj)
+    fn parse_whole(json: &'a str, depth: Depth) -> Result<Obj<'a>, SyntaxError> {
+        let bytes = json.as_bytes();
+        let start = skip_whitespace(bytes, 0);
+        let (obj, end) = Obj::parse_at(json, start, depth, MAX_NESTING)?;
+        if skip_whitespace(bytes, end) == bytes.len() {
+            Ok(obj)
+        } else {
+            Err(SyntaxError)
+        }
+    }
+
+    /// Reads the object that starts at `at`, giving it and where it ends.
+    fn parse_at(
+        text: &'a str,
+        at: usize,
+        depth: Depth,
+        nesting: usize,
+    ) -> Result<(Obj<'a>, usize), SyntaxError> {
+        let bytes = text.as_bytes();
+        if bytes.get(at) != Some(&b'{') {
+            return Err(SyntaxError);
+        }
+        let inner = nesting.checked_sub(1).ok_or(SyntaxError)?;
+        let mut obj = Obj {
+            entries: Vec::with_capacity(depth.capacity()),
+            keys: 0,
+        };
+        let mut i = skip_whitespace(bytes, at + 1);
+        if bytes.get(i) == Some(&b'}') {
+            return Ok((obj, i + 1));
+        }
+        loop {
+            if bytes.get(i) != Some(&b'"') {
+                return Err(SyntaxError);
+            }
+            let (end, escaped) = string_end(bytes, i)?;
+            let key = string_at(text, i, end, escaped)?;
+            i = skip_whitespace(bytes, end);
+            if bytes.get(i) != Some(&b':') {
+                return Err(SyntaxError);
+            }
+            i = skip_whitespace(bytes, i + 1);
+            let value = match depth.child(&key) {
+                Some(child) if bytes.get(i) == Some(&b'{') => {
+                    let (child, end) = Obj::parse_at(text, i, child, inner)?;
+                    i = end;
+                    Node::Obj(child)
+                }
+                // A string without escapes is kept as its text: reading it is then free.
+                _ if bytes.get(i) == Some(&b'"') => {
+                    let (end, escaped) = string_end(bytes, i)?;
+                    let value = if escaped {
+                        Node::Raw(text.get(i..end).ok_or(SyntaxError)?)
+                    } else {
+                        Node::Text(Cow::Borrowed(text.get(i + 1..end - 1).ok_or(SyntaxError)?))
+                    };
+                    i = end;
+                    value
+                }
+                _ => {
+                    let end = value_end(bytes, i, inner)?;
+                    let raw = text.get(i..end).ok_or(SyntaxError)?;
+                    i = end;
+                    Node::Raw(raw)
+                }
+            };
+            obj.insert(key, value);
+            i = skip_whitespace(bytes, i);
+            match bytes.get(i) {
+                Some(b',') => i = skip_whitespace(bytes, i + 1),
+                Some(b'}') => return Ok((obj, i + 1)),
+                _ => return Err(SyntaxError),
+            }
+        }
     }
 
     /// Whether the object has no field.
@@ -269,12 +429,24 @@ impl<'a> Obj<'a> {
         self.entries.is_empty()
     }
 
+    /// Where `key` is in `entries`.
+    fn position(&self, key: &str) -> Option<usize> {
+        if self.keys & key_bit(key) == 0 {
+            return None;
+        }
+        self.entries.iter().position(|(k, _)| same_key(k, key))
+    }
+
+    /// Adds a key known to be absent.
+    fn push(&mut self, key: Cow<'a, str>, value: Node<'a>) {
+        self.keys |= key_bit(&key);
+        self.entries.push((key, value));
+    }
+
     /// The value of `key`.
     pub(crate) fn get(&self, key: &str) -> Option<&Node<'a>> {
-        self.entries
-            .iter()
-            .find(|(k, _)| same_key(k, key))
-            .map(|(_, v)| v)
+        let at = self.position(key)?;
+        self.entries.get(at).map(|(_, v)| v)
     }
 
     /// The string value of `key`, if it is a string.
@@ -290,10 +462,9 @@ impl<'a> Obj<'a> {
     /// Sets `key`, replacing its value in place or adding it at the end.
     pub(crate) fn insert(&mut self, key: impl Into<Cow<'a, str>>, value: Node<'a>) {
         let key = key.into();
-        if let Some(slot) = self.entries.iter_mut().find(|(k, _)| same_key(k, &key)) {
-            slot.1 = value;
-        } else {
-            self.entries.push((key, value));
+        match self.position(&key).and_then(|at| self.entries.get_mut(at)) {
+            Some(slot) => slot.1 = value,
+            None => self.push(key, value),
         }
     }
 
@@ -305,7 +476,7 @@ impl<'a> Obj<'a> {
     ) {
         let key = key.into();
         if !self.contains(&key) {
-            self.entries.push((key, value()));
+            self.push(key, value());
         }
     }
 
@@ -316,23 +487,18 @@ impl<'a> Obj<'a> {
 
     /// Removes `key`, giving its value.
     pub(crate) fn remove(&mut self, key: &str) -> Option<Node<'a>> {
-        let at = self.entries.iter().position(|(k, _)| same_key(k, key))?;
+        let at = self.position(key)?;
         Some(self.entries.remove(at).1)
     }
 
     /// The object under `key` opened for change, or `None` when `key` is absent or not an
     /// object.
     pub(crate) fn open(&mut self, key: &str) -> Option<&mut Obj<'a>> {
-        let node = self
-            .entries
-            .iter_mut()
-            .find(|(k, _)| same_key(k, key))
-            .map(|(_, v)| v)?;
+        let at = self.position(key)?;
+        let node = self.entries.get_mut(at).map(|(_, v)| v)?;
         let opened = match node {
             Node::Obj(_) => None,
-            Node::Raw(raw) if Kind::of_raw(raw.get()) == Kind::Object => {
-                Some(Obj::parse(raw.get()).ok()?)
-            }
+            Node::Raw(raw) if Kind::of_raw(raw) == Kind::Object => Some(Obj::parse(raw).ok()?),
             Node::Value(Value::Object(map)) => Some(Obj::from_map(std::mem::take(map))),
             _ => return None,
         };
@@ -356,12 +522,11 @@ impl<'a> Obj<'a> {
 
     /// An object holding the entries of `map`.
     pub(crate) fn from_map(map: Map<String, Value>) -> Obj<'a> {
-        Obj {
-            entries: map
-                .into_iter()
-                .map(|(k, v)| (Cow::Owned(k), Node::Value(v)))
-                .collect(),
+        let mut obj = Obj::new();
+        for (key, value) in map {
+            obj.push(Cow::Owned(key), Node::Value(value));
         }
+        obj
     }
 
     /// The same object, owning everything it holds.
@@ -372,6 +537,7 @@ impl<'a> Obj<'a> {
                 .into_iter()
                 .map(|(k, v)| (Cow::Owned(k.into_owned()), v.into_owned()))
                 .collect(),
+            keys: self.keys,
         }
     }
 
@@ -396,28 +562,38 @@ impl<'a> Obj<'a> {
             if i > 0 {
                 out.push(b',');
             }
-            write_str(key, out);
-            out.push(b':');
+            write_key(key, out);
             value.write_checked(out, may_break);
         }
         out.push(b'}');
     }
 }
 
-/// An event: an object opened as [`Obj::parse_event`] does, for use as a `Deserialize` type.
-pub(crate) struct EventObj<'a>(pub(crate) Obj<'a>);
-
-impl<'de> Deserialize<'de> for EventObj<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<EventObj<'de>, D::Error> {
-        deserializer
-            .deserialize_map(ObjVisitor(Depth::Event))
-            .map(EventObj)
+/// The string whose JSON text is `text[start..end]` (quotes included): a slice when it has no
+/// escapes, decoded otherwise.
+fn string_at(
+    text: &str,
+    start: usize,
+    end: usize,
+    escaped: bool,
+) -> Result<Cow<'_, str>, SyntaxError> {
+    if escaped {
+        let literal = text.get(start..end).ok_or(SyntaxError)?;
+        // The scanner has checked the escapes; `serde_json` decodes them (and rejects lone
+        // surrogates, which no string can hold).
+        serde_json::from_str::<String>(literal)
+            .map(Cow::Owned)
+            .map_err(|_| SyntaxError)
+    } else {
+        text.get(start + 1..end - 1)
+            .map(Cow::Borrowed)
+            .ok_or(SyntaxError)
     }
 }
 
-/// A position in JSON text, for walking a document's outer levels by hand while `serde_json`
-/// parses each value there: the text is read once, and the exact slice of every value is
-/// known (a request body's events are parsed and kept as received in the same pass).
+/// A position in JSON text, for walking a document's outer levels by hand: the text is read
+/// once, and the exact slice of every value is known (a request body's events are opened and
+/// kept as received in the same pass).
 pub(crate) struct Cursor<'a> {
     text: &'a str,
     at: usize,
@@ -428,17 +604,9 @@ impl<'a> Cursor<'a> {
         Cursor { text, at: 0 }
     }
 
-    fn skip_whitespace(&mut self) {
-        let rest = self.text.as_bytes().get(self.at..).unwrap_or_default();
-        self.at += rest
-            .iter()
-            .take_while(|b| matches!(b, b' ' | b'\n' | b'\r' | b'\t'))
-            .count();
-    }
-
     /// The next byte after whitespace.
     pub(crate) fn peek(&mut self) -> Option<u8> {
-        self.skip_whitespace();
+        self.at = skip_whitespace(self.text.as_bytes(), self.at);
         self.text.as_bytes().get(self.at).copied()
     }
 
@@ -456,16 +624,33 @@ impl<'a> Cursor<'a> {
         self.peek().is_none()
     }
 
-    /// Parses the next value, giving it and its text.
-    pub(crate) fn value<T: Deserialize<'a>>(&mut self) -> Option<(T, &'a str)> {
-        self.skip_whitespace();
-        let rest = self.text.get(self.at..)?;
-        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<T>();
-        let value = stream.next()?.ok()?;
-        let end = stream.byte_offset();
-        let text = rest.get(..end)?;
-        self.at += end;
-        Some((value, text))
+    /// The next value's text, checked.
+    pub(crate) fn raw(&mut self) -> Option<&'a str> {
+        self.peek();
+        let end = value_end(self.text.as_bytes(), self.at, MAX_NESTING - 1).ok()?;
+        let raw = self.text.get(self.at..end)?;
+        self.at = end;
+        Some(raw)
+    }
+
+    /// The next value, a string.
+    pub(crate) fn string(&mut self) -> Option<Cow<'a, str>> {
+        if self.peek() != Some(b'"') {
+            return None;
+        }
+        let (end, escaped) = string_end(self.text.as_bytes(), self.at).ok()?;
+        let text = string_at(self.text, self.at, end, escaped).ok()?;
+        self.at = end;
+        Some(text)
+    }
+
+    /// The next value, an event object, opened, with its text.
+    pub(crate) fn event(&mut self) -> Option<(Obj<'a>, &'a str)> {
+        let start = skip_whitespace(self.text.as_bytes(), self.at);
+        let (obj, end) = Obj::parse_at(self.text, start, Depth::Event, MAX_NESTING - 1).ok()?;
+        let raw = self.text.get(start..end)?;
+        self.at = end;
+        Some((obj, raw))
     }
 }
 
@@ -485,121 +670,14 @@ impl Depth {
             _ => None,
         }
     }
-}
 
-struct ObjVisitor(Depth);
-
-impl<'de> Visitor<'de> for ObjVisitor {
-    type Value = Obj<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Obj<'de>, A::Error> {
-        let mut obj = Obj {
-            entries: Vec::with_capacity(map.size_hint().unwrap_or(16)),
-        };
-        while let Some(Key(key)) = map.next_key()? {
-            let value = match self.0.child(&key) {
-                Some(depth) => map.next_value_seed(NodeSeed(depth))?,
-                None => Node::Raw(map.next_value()?),
-            };
-            obj.insert(key, value);
+    /// Room for the fields such an object usually has.
+    fn capacity(self) -> usize {
+        match self {
+            Depth::Event => 16,
+            Depth::Context => 12,
+            Depth::Leaf => 4,
         }
-        Ok(obj)
-    }
-}
-
-/// A value that is opened when it is an object (and otherwise read as a `Value`).
-struct NodeSeed(Depth);
-
-impl<'de> DeserializeSeed<'de> for NodeSeed {
-    type Value = Node<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node<'de>, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for NodeSeed {
-    type Value = Node<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Node<'de>, A::Error> {
-        ObjVisitor(self.0).visit_map(map).map(Node::Obj)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<Value>()? {
-            items.push(item);
-        }
-        Ok(Node::Value(Value::Array(items)))
-    }
-
-    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Node<'de>, E> {
-        Ok(Node::Text(Cow::Borrowed(text)))
-    }
-
-    fn visit_str<E>(self, text: &str) -> Result<Node<'de>, E> {
-        Ok(Node::Text(Cow::Owned(text.to_owned())))
-    }
-
-    fn visit_string<E>(self, text: String) -> Result<Node<'de>, E> {
-        Ok(Node::Text(Cow::Owned(text)))
-    }
-
-    fn visit_bool<E>(self, value: bool) -> Result<Node<'de>, E> {
-        Ok(Node::Value(Value::Bool(value)))
-    }
-
-    fn visit_i64<E>(self, value: i64) -> Result<Node<'de>, E> {
-        Ok(Node::Value(Value::from(value)))
-    }
-
-    fn visit_u64<E>(self, value: u64) -> Result<Node<'de>, E> {
-        Ok(Node::Value(Value::from(value)))
-    }
-
-    fn visit_f64<E>(self, value: f64) -> Result<Node<'de>, E> {
-        Ok(Node::Value(Value::from(value)))
-    }
-
-    fn visit_unit<E>(self) -> Result<Node<'de>, E> {
-        Ok(Node::Value(Value::Null))
-    }
-}
-
-/// An object key, borrowed from the input when it has no escapes.
-pub(crate) struct Key<'a>(pub(crate) Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Key<'de>, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string key")
-            }
-
-            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(key)))
-            }
-
-            fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(key.to_owned())))
-            }
-
-            fn visit_string<E>(self, key: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(key)))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -680,37 +758,39 @@ mod tests {
         assert!(matches!(context.get("traits"), Some(Node::Raw(_))));
         assert!(matches!(obj.get("properties"), Some(Node::Raw(_))));
         let odd = Obj::parse_event(r#"{"context":[1,{"a":"b"}],"x":1}"#).unwrap();
+        assert!(matches!(odd.get("context"), Some(Node::Raw(_))));
         assert_eq!(odd.get("context").unwrap().kind(), Kind::Array);
         assert_eq!(odd.to_map()["context"], json!([1, {"a": "b"}]));
     }
 
     #[test]
     fn a_cursor_gives_each_value_and_its_text() {
-        let text = r#" { "a" : [ {"x":1} , 2 , "s" ] , "b": null } "#;
+        let text = r#" { "a" : [ {"x":1} , 2 , "s" ] , "b\u00e9": null } "#;
         let mut cursor = Cursor::new(text);
         assert!(cursor.eat(b'{'));
-        let (Key(key), _) = cursor.value::<Key<'_>>().unwrap();
-        assert_eq!(key, "a");
+        assert_eq!(cursor.string().as_deref(), Some("a"));
         assert!(cursor.eat(b':') && cursor.eat(b'['));
-        let (EventObj(obj), raw) = cursor.value::<EventObj<'_>>().unwrap();
+        let (obj, raw) = cursor.event().unwrap();
         assert_eq!(raw, r#"{"x":1}"#);
         assert_eq!(obj.to_map()["x"], 1);
         assert!(cursor.eat(b','));
-        let (_, raw) = cursor.value::<&RawValue>().unwrap();
-        assert_eq!(raw, "2");
+        assert_eq!(cursor.raw(), Some("2"));
         assert!(cursor.eat(b','));
-        assert_eq!(cursor.value::<&RawValue>().unwrap().1, r#""s""#);
+        assert_eq!(cursor.raw(), Some(r#""s""#));
         assert!(cursor.eat(b']') && cursor.eat(b','));
-        assert_eq!(cursor.peek(), Some(b'"'));
-        assert!(cursor.value::<Key<'_>>().is_some() && cursor.eat(b':'));
-        assert_eq!(cursor.value::<&RawValue>().unwrap().1, "null");
+        assert_eq!(cursor.string().as_deref(), Some("bé"));
+        assert!(cursor.eat(b':'));
+        assert_eq!(cursor.raw(), Some("null"));
         assert!(cursor.eat(b'}') && cursor.at_end());
-        assert!(Cursor::new("{\"a\" 1}").value::<EventObj<'_>>().is_none());
+        assert!(Cursor::new("{\"a\" 1}").event().is_none());
+        assert!(Cursor::new("[1,]").raw().is_none());
     }
 
     #[test]
     fn rejects_non_objects() {
         assert!(Obj::parse("[1]").is_err());
         assert!(Obj::parse("{\"a\":1} x").is_err());
+        assert!(Obj::parse("{\"a\":[1,]}").is_err());
+        assert!(Obj::parse_event("{\"context\":{\"page\":{\"url\":tru}}}").is_err());
     }
 }
