@@ -166,6 +166,7 @@ async fn bench_http(args: &BenchArgs, bodies: &[Bytes]) -> anyhow::Result<()> {
         lake: Lake::open(&data)?,
         metrics: Metrics::default(),
         trust_forwarded_for: false,
+        forward: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

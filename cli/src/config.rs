@@ -29,6 +29,9 @@ pub(crate) struct ServeConfig {
     pub(crate) enrich: EnrichConfig,
     /// Browser origins.
     pub(crate) cors: CorsConfig,
+    /// The secret an edge (the Cloudflare Worker) signs forwarded batches with; without it,
+    /// `POST /v1/forward` is refused. Also read from `BRAID_FORWARD_SECRET`.
+    pub(crate) forward_secret: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -41,6 +44,7 @@ impl Default for ServeConfig {
             limits: Limits::default(),
             enrich: EnrichConfig::default(),
             cors: CorsConfig::default(),
+            forward_secret: None,
         }
     }
 }

@@ -62,6 +62,10 @@ struct ServeArgs {
     /// The workspace that --write-key keys send to.
     #[arg(long, default_value = "default")]
     workspace: String,
+    /// Accept batches forwarded by a Braid edge on POST /v1/forward, signed with this secret
+    /// (or set `BRAID_FORWARD_SECRET`, or `forward_secret` in `braid.toml`).
+    #[arg(long)]
+    forward_secret: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,6 +101,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(data) = args.data {
         config.data = data;
     }
+    if let Some(secret) = args.forward_secret {
+        config.forward_secret = Some(secret);
+    }
     if !args.write_key.is_empty() {
         match config
             .workspaces
@@ -128,11 +135,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
     print_banner(&config, address);
+    let forward_secret = config
+        .forward_secret
+        .clone()
+        .or_else(|| std::env::var("BRAID_FORWARD_SECRET").ok())
+        .filter(|secret| !secret.is_empty());
+    let forward = match forward_secret {
+        Some(secret) => Some(server::Forward {
+            store: braid_unifier::LocalStore::open(&config.data)
+                .with_context(|| format!("cannot open {}", config.data.display()))?,
+            settings: braid_unifier::IngestSettings {
+                secret: secret.into_bytes(),
+                limits: config.limits.clone(),
+            },
+        }),
+        None => None,
+    };
     let app = Arc::new(server::App {
         collector,
         lake,
         metrics: metrics::Metrics::default(),
         trust_forwarded_for: config.trust_forwarded_for,
+        forward,
     });
     server::serve(listener, app, shutdown_signal()).await
 }

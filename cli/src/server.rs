@@ -8,7 +8,9 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
+use braid_core::forward::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use braid_edge::{Collector, Handled, HttpRequest, HttpResponse};
+use braid_unifier::{ForwardRequest, IngestSettings, LocalStore, ingest};
 use http_body_util::BodyExt as _;
 use tokio::net::TcpListener;
 
@@ -21,6 +23,15 @@ pub(crate) struct App {
     pub(crate) lake: Lake,
     pub(crate) metrics: Metrics,
     pub(crate) trust_forwarded_for: bool,
+    /// `POST /v1/forward`: the ingest handler over the data folder, when a secret is set.
+    pub(crate) forward: Option<Forward>,
+}
+
+/// What `POST /v1/forward` needs: the same ingest handler as the Lambda function, over the
+/// data folder instead of a bucket.
+pub(crate) struct Forward {
+    pub(crate) store: LocalStore,
+    pub(crate) settings: IngestSettings,
 }
 
 /// Serves until `shutdown` completes, then drains in-flight requests and closes the lake.
@@ -54,6 +65,9 @@ async fn handle(
     let (parts, body) = request.into_parts();
     if parts.uri.path() == "/metrics" && parts.method == "GET" {
         return text_response(200, "text/plain; version=0.0.4", app.metrics.render());
+    }
+    if parts.uri.path() == "/v1/forward" {
+        return forward(&app, &parts, body).await;
     }
     let limit = app.collector.config().limits.max_batch_bytes;
     let body = match read_limited(body, limit).await {
@@ -107,6 +121,56 @@ async fn handle(
         }
     };
     to_axum(response)
+}
+
+/// `POST /v1/forward`: a batch an edge validated, enriched and signed (`docs/forward.md`).
+async fn forward(app: &App, parts: &axum::http::request::Parts, body: Body) -> Response {
+    let Some(forward) = &app.forward else {
+        return json_error(
+            404,
+            "not_found",
+            "this server takes no forwarded batches (no forward_secret)",
+        );
+    };
+    if parts.method != "POST" {
+        return json_error(405, "method_not_allowed", "use POST");
+    }
+    // Enriched events are larger than what clients sent: allow twice the client limit.
+    let limit = app.collector.config().limits.max_batch_bytes * 2;
+    let body = match read_limited(body, limit).await {
+        Ok(body) if body.len() <= limit => body,
+        Ok(body) => {
+            let message = format!(
+                "body is {} bytes, over the limit of {limit} bytes",
+                body.len()
+            );
+            return json_error(413, "body_too_large", &message);
+        }
+        Err(error) => {
+            return json_error(400, "bad_body", &format!("cannot read the body: {error}"));
+        }
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let request = ForwardRequest {
+        timestamp: header(TIMESTAMP_HEADER),
+        signature: header(SIGNATURE_HEADER),
+        body: &body,
+    };
+    let reply = ingest(&forward.store, &forward.settings, request, lake::now()).await;
+    let mut headers = vec![("content-type", "application/json".to_owned())];
+    if let Some(seconds) = reply.retry_after {
+        headers.push(("retry-after", seconds.to_string()));
+    }
+    to_axum(HttpResponse {
+        status: reply.status,
+        headers,
+        body: reply.body.into_bytes(),
+    })
+}
+
+fn json_error(status: u16, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({"ok": false, "error": code, "message": message}).to_string();
+    text_response(status, "application/json", body)
 }
 
 /// Reads at most `limit + 1` bytes: enough for the handler to see that a body is too large

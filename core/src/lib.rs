@@ -11,6 +11,7 @@
 
 pub mod enrich;
 pub mod event;
+pub mod forward;
 pub mod ingest;
 mod json;
 pub mod lake;

@@ -1,0 +1,101 @@
+//! `POST /v1/forward` on a real `braid serve`: the ingest handler of the Lambda function, over
+//! the data folder, taking batches an edge signed (`docs/forward.md`).
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+
+use braid_core::forward::{ForwardBatch, sign};
+use braid_tests::{Server, read_lake, request};
+use time::OffsetDateTime;
+
+const SECRET: &str = "forward-secret-for-tests";
+
+fn signed(server: &Server, body: &[u8], secret: &str, at: i64) -> braid_tests::Response {
+    let signature = sign(secret.as_bytes(), at, body);
+    let at = at.to_string();
+    request(
+        server.addr,
+        "POST",
+        "/v1/forward",
+        &[
+            ("content-type", "application/json"),
+            ("x-braid-timestamp", &at),
+            ("x-braid-signature", &signature),
+        ],
+        body,
+    )
+    .unwrap()
+}
+
+fn batch() -> Vec<u8> {
+    let received = braid_core::timestamp::parse("2024-05-01T10:00:00Z").unwrap();
+    let events = concat!(
+        r#"{"type":"track","event":"Order Completed","userId":"u1","messageId":"f-1","context":{"location":{"country":"FR"}}}"#,
+        "\n",
+        r#"{"type":"identify","anonymousId":"a1","messageId":"f-2","traits":{"email":"x@example.com"}}"#,
+        "\n",
+        r#"{"type":"track","userId":"u1","messageId":"f-3"}"#,
+        "\n"
+    );
+    ForwardBatch::write("edge", received, events.as_bytes(), b"")
+}
+
+#[test]
+fn signed_batches_land_once_and_the_rest_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path().join("data"),
+        dir.path().join("braid.log"),
+        &["--forward-secret", SECRET],
+    );
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let body = batch();
+
+    let reply = signed(&server, &body, SECRET, now);
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["accepted"], 2);
+    assert_eq!(reply.json()["failed"], 1);
+    // The edge retries (its first answer was lost): the same objects, no duplicate events.
+    assert_eq!(signed(&server, &body, SECRET, now + 1).status, 200);
+
+    let raw = read_lake(&server.data, "raw");
+    let mut ids: Vec<&str> = raw
+        .iter()
+        .map(|e| e["messageId"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["f-1", "f-2"]);
+    assert_eq!(raw[0]["context"]["location"]["country"], "FR");
+    let failed = read_lake(&server.data, "failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["field"], "event");
+    let lake = server
+        .data
+        .join("raw/workspace=edge/date=2024-05-01/hour=10");
+    assert_eq!(std::fs::read_dir(lake).unwrap().count(), 1);
+
+    let refused = [
+        signed(&server, &body, "wrong-secret", now),
+        signed(&server, &body, SECRET, now - 301),
+        signed(&server, b"{}", SECRET, now),
+        request(server.addr, "POST", "/v1/forward", &[], &body).unwrap(),
+    ];
+    for (i, reply) in refused.iter().enumerate() {
+        let expected = if i == 2 { 400 } else { 401 };
+        assert_eq!(reply.status, expected, "case {i}: {}", reply.text());
+        assert_eq!(reply.json()["ok"], false);
+    }
+    assert_eq!(
+        read_lake(&server.data, "raw").len(),
+        2,
+        "refused batches stored nothing"
+    );
+}
+
+#[test]
+fn without_a_secret_forwarding_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let reply = signed(&server, &batch(), SECRET, now);
+    assert_eq!(reply.status, 404, "{}", reply.text());
+}

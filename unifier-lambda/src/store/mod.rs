@@ -1,0 +1,103 @@
+//! The storage the handlers need, as one small trait: put, get, list and delete whole objects
+//! by key. [`LocalStore`] keeps them in a folder (`braid serve`, tests); `S3Store` (feature
+//! `s3`) in a bucket. Keys are lake keys (`raw/workspace=W/date=.../x.ndjson.gz`): `/`-separated,
+//! relative, without `.` or `..` segments.
+
+mod local;
+#[cfg(feature = "s3")]
+mod s3;
+
+use std::future::Future;
+
+pub use local::LocalStore;
+#[cfg(feature = "s3")]
+pub use s3::{MULTIPART_THRESHOLD, S3Store, client as s3_client};
+
+/// One stored object, as a listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectInfo {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A storage operation that failed.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{operation} {key}: {message}")]
+pub struct StoreError {
+    /// What was attempted (`put`, `get`, `list`, `delete`).
+    pub operation: &'static str,
+    /// The key (or prefix).
+    pub key: String,
+    /// What went wrong.
+    pub message: String,
+    /// Whether trying again may succeed (a throttled or unavailable store), as opposed to a
+    /// request that will always fail (a bad key, denied access).
+    pub retriable: bool,
+}
+
+impl StoreError {
+    pub(crate) fn new(
+        operation: &'static str,
+        key: &str,
+        message: impl Into<String>,
+        retriable: bool,
+    ) -> StoreError {
+        StoreError {
+            operation,
+            key: key.to_owned(),
+            message: message.into(),
+            retriable,
+        }
+    }
+}
+
+/// Whole-object storage by key.
+///
+/// A `put` that returns `Ok` is durable: the handlers acknowledge events on the strength of it.
+/// A `put` to an existing key replaces the object atomically: readers see the old or the new
+/// object, never a mix.
+pub trait ObjectStore: Send + Sync {
+    /// Stores `body` under `key`.
+    fn put(&self, key: &str, body: Vec<u8>) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The object under `key`, or `None` when there is none.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    /// Every object whose key starts with `prefix`, sorted by key.
+    fn list(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<ObjectInfo>, StoreError>> + Send;
+
+    /// Removes the object under `key` (nothing happens when there is none).
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Whether `key` is a key the stores accept: relative, `/`-separated, no empty, `.` or `..`
+/// segment, no segment starting with `.` (temporary files of [`LocalStore`] do).
+pub fn is_valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 1_024
+        && key.split('/').all(|segment| {
+            !segment.is_empty() && !segment.starts_with('.') && !segment.contains('\\')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_stay_inside_the_store() {
+        assert!(is_valid_key(
+            "raw/workspace=w/date=2024-05-01/hour=10/a.ndjson.gz"
+        ));
+        for bad in [
+            "", "/abs", "a//b", "a/../b", "..", "a/./b", ".hidden", "a/.x.tmp", "a\\b",
+        ] {
+            assert!(!is_valid_key(bad), "{bad}");
+        }
+    }
+}
