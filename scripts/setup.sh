@@ -55,3 +55,13 @@ if [ "$(cat tests/clients/node_modules/.braid-stamp 2>/dev/null)" != "$want" ]; 
   (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
   echo "$want" > tests/clients/node_modules/.braid-stamp
 fi
+
+# A real S3-compatible server for the S3 tests: s3s-fs, which checks SigV4 signatures as S3
+# does. 0.14.1 is the last release that builds with this toolchain; a debug build is enough
+# for tests and takes half the time (~7 minutes fresh).
+S3S_FS_VERSION=0.14.1
+if [ "$(cat .tools/.s3s-fs-version 2>/dev/null)" != "$S3S_FS_VERSION" ] || [ ! -x .tools/bin/s3s-fs ]; then
+  say "installing s3s-fs $S3S_FS_VERSION into .tools (a few minutes, once)"
+  cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked --debug --root .tools
+  echo "$S3S_FS_VERSION" > .tools/.s3s-fs-version
+fi

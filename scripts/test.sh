@@ -12,6 +12,8 @@ say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
+say "cargo clippy (the Lambda functions)"
+cargo clippy --locked -p braid-unifier --features lambda --all-targets -- -D warnings
 say "braid-core for wasm32-unknown-unknown"
 cargo build --locked -p braid-core --target wasm32-unknown-unknown
 say "building the braid binary for the end-to-end tests"

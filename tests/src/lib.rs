@@ -25,6 +25,73 @@ use base64::Engine as _;
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 
+/// A running `s3s-fs`, a real S3-compatible server that checks request signatures, on a free
+/// port over its own folder (installed into `.tools` by `scripts/setup.sh --test`, or named by
+/// `BRAID_S3S_FS`).
+pub struct S3Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The address.
+    pub addr: SocketAddr,
+}
+
+/// The access key `S3Server` accepts.
+pub const S3_ACCESS_KEY: &str = "braid-test-access";
+/// The secret key `S3Server` accepts.
+pub const S3_SECRET_KEY: &str = "braid-test-secret-key";
+
+impl S3Server {
+    /// Starts a server storing under `dir`.
+    pub fn start(dir: &Path) -> S3Server {
+        let bin = std::env::var_os("BRAID_S3S_FS")
+            .map_or_else(|| repo_root().join(".tools/bin/s3s-fs"), PathBuf::from);
+        assert!(
+            bin.exists(),
+            "{} is missing: run scripts/setup.sh --test (scripts/test.sh does)",
+            bin.display()
+        );
+        let root = dir.join("s3");
+        std::fs::create_dir_all(&root).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let log = std::fs::File::create(dir.join("s3s-fs.log")).unwrap();
+        let child = Command::new(&bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+            .arg(&root)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "s3s-fs did not start; see {}",
+                dir.join("s3s-fs.log").display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        S3Server {
+            child,
+            endpoint: format!("http://{addr}"),
+            addr,
+        }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,157 @@
+//! The S3 side of `braid-unifier` against a real S3-compatible server (`s3s-fs`, which checks
+//! `SigV4` signatures), through the real `aws-sdk-s3` client with a custom endpoint and path-style
+//! addressing: the store's operations, multipart uploads, and the ingest and unify handlers
+//! writing to a bucket.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::Credentials;
+use braid_core::Limits;
+use braid_core::forward::{ForwardBatch, sign};
+use braid_tests::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
+use braid_unifier::object::{gunzip, gzip, lines};
+use braid_unifier::store::{MULTIPART_THRESHOLD, S3Store, s3_client};
+use braid_unifier::unify::{CountEvents, unify_objects};
+use braid_unifier::{ForwardRequest, IngestSettings, ObjectStore, ingest};
+use time::OffsetDateTime;
+
+const BUCKET: &str = "braid-lake";
+
+fn client(server: &S3Server, secret: &str) -> Client {
+    let credentials = Credentials::new(S3_ACCESS_KEY, secret, None, None, "test");
+    s3_client("us-east-1", credentials, Some(&server.endpoint))
+}
+
+async fn bucket(server: &S3Server) -> S3Store {
+    let client = client(server, S3_SECRET_KEY);
+    client.create_bucket().bucket(BUCKET).send().await.unwrap();
+    S3Store::new(client, BUCKET)
+}
+
+#[tokio::test]
+async fn the_store_puts_gets_lists_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path());
+    let store = bucket(&server).await;
+    store.put("raw/w=a/1.gz", b"one".to_vec()).await.unwrap();
+    store.put("raw/w=a/2.gz", b"two!".to_vec()).await.unwrap();
+    store.put("failed/w=a/1.gz", b"f".to_vec()).await.unwrap();
+    store.put("raw/w=a/1.gz", b"uno".to_vec()).await.unwrap();
+    assert_eq!(
+        store.get("raw/w=a/1.gz").await.unwrap().as_deref(),
+        Some(&b"uno"[..])
+    );
+    assert_eq!(store.get("raw/w=a/none.gz").await.unwrap(), None);
+    let listed = store.list("raw/").await.unwrap();
+    let keys: Vec<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["raw/w=a/1.gz", "raw/w=a/2.gz"]);
+    assert_eq!(listed[1].size, 4);
+    store.delete("raw/w=a/1.gz").await.unwrap();
+    store.delete("raw/w=a/1.gz").await.unwrap();
+    assert_eq!(store.list("raw/").await.unwrap().len(), 1);
+    let error = store.put("../escape", b"x".to_vec()).await.unwrap_err();
+    assert!(!error.retriable);
+}
+
+#[tokio::test]
+async fn large_objects_go_up_in_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path());
+    let store = bucket(&server).await;
+    let size = MULTIPART_THRESHOLD + 3 * 1024 * 1024 + 17;
+    let body: Vec<u8> = (0..size).map(|i| u8::try_from(i % 251).unwrap()).collect();
+    store.put("compacted/big.gz", body.clone()).await.unwrap();
+    let back = store.get("compacted/big.gz").await.unwrap().unwrap();
+    assert_eq!(back.len(), size);
+    assert!(back == body, "the parts came back in order");
+    assert_eq!(store.list("compacted/").await.unwrap()[0].size, size as u64);
+}
+
+#[tokio::test]
+async fn a_wrong_signature_is_refused_for_good_and_a_dead_server_is_worth_retrying() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path());
+    bucket(&server).await;
+    let impostor = S3Store::new(client(&server, "not-the-secret"), BUCKET);
+    let error = impostor.put("raw/x.gz", b"x".to_vec()).await.unwrap_err();
+    assert!(!error.retriable, "{error}");
+    assert!(error.message.contains("Signature"), "{error}");
+    let addr = server.addr;
+    drop(server);
+    let credentials = Credentials::new(S3_ACCESS_KEY, S3_SECRET_KEY, None, None, "test");
+    let gone = S3Store::new(
+        s3_client("us-east-1", credentials, Some(&format!("http://{addr}"))),
+        BUCKET,
+    );
+    let error = gone.put("raw/x.gz", b"x".to_vec()).await.unwrap_err();
+    assert!(error.retriable, "{error}");
+}
+
+#[tokio::test]
+async fn ingest_and_unify_over_a_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path());
+    let store = bucket(&server).await;
+    let received = braid_core::timestamp::parse("2024-05-01T10:00:00Z").unwrap();
+    let events = concat!(
+        r#"{"type":"track","event":"A","userId":"u","messageId":"s3-1"}"#,
+        "\n",
+        r#"{"type":"page","anonymousId":"a","messageId":"s3-2"}"#,
+        "\n"
+    );
+    let body = ForwardBatch::write("shop", received, events.as_bytes(), b"");
+    let settings = IngestSettings {
+        secret: b"s".to_vec(),
+        limits: Limits::default(),
+    };
+    let now = OffsetDateTime::now_utc();
+    let signature = sign(b"s", now.unix_timestamp(), &body);
+    let timestamp = now.unix_timestamp().to_string();
+    let request = ForwardRequest {
+        timestamp: Some(&timestamp),
+        signature: Some(&signature),
+        body: &body,
+    };
+    for _ in 0..2 {
+        let reply = ingest(&store, &settings, request, now).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    let objects = store.list("raw/workspace=shop/").await.unwrap();
+    assert_eq!(objects.len(), 1, "a retried batch rewrites its object");
+    let key = objects[0].key.clone();
+    assert!(key.starts_with("raw/workspace=shop/date=2024-05-01/hour=10/"));
+    let content = gunzip(&store.get(&key).await.unwrap().unwrap(), 1 << 20).unwrap();
+    assert_eq!(lines(&content).count(), 2);
+
+    let keys = vec![key.clone()];
+    let first = unify_objects(&store, &CountEvents, &keys, now)
+        .await
+        .unwrap();
+    assert_eq!((first.applied, first.events), (1, 2));
+    let again = unify_objects(&store, &CountEvents, &keys, now)
+        .await
+        .unwrap();
+    assert_eq!((again.applied, again.already_applied), (0, 1));
+    assert!(
+        store
+            .get(&format!("checkpoints/unify/{key}"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    store
+        .put(
+            "raw/workspace=shop/date=2024-05-01/hour=11/bad.ndjson.gz",
+            gzip(b"[1]\n"),
+        )
+        .await
+        .unwrap();
+    let bad = vec!["raw/workspace=shop/date=2024-05-01/hour=11/bad.ndjson.gz".to_owned()];
+    let summary = unify_objects(&store, &CountEvents, &bad, now)
+        .await
+        .unwrap();
+    assert_eq!(summary.dead_lettered, 1);
+    assert_eq!(store.list("dead-letter/unify/").await.unwrap().len(), 1);
+}
