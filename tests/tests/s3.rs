@@ -10,6 +10,7 @@ use aws_sdk_s3::config::Credentials;
 use braid_core::Limits;
 use braid_core::forward::{ForwardBatch, sign};
 use braid_tests::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
+use braid_unifier::compact::{CompactSettings, compact_partition, live_objects};
 use braid_unifier::object::{gunzip, gzip, lines};
 use braid_unifier::store::{MULTIPART_THRESHOLD, S3Store, s3_client};
 use braid_unifier::unify::{CountEvents, unify_objects};
@@ -154,4 +155,31 @@ async fn ingest_and_unify_over_a_bucket() {
         .unwrap();
     assert_eq!(summary.dead_lettered, 1);
     assert_eq!(store.list("dead-letter/unify/").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn compaction_over_a_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path());
+    let store = bucket(&server).await;
+    let partition = "raw/workspace=shop/date=2024-05-01/hour=09";
+    for i in 0..5 {
+        let content = format!("{{\"messageId\":\"c-{i}\"}}\n");
+        store
+            .put(
+                &format!("{partition}/b{i}.ndjson.gz"),
+                gzip(content.as_bytes()),
+            )
+            .await
+            .unwrap();
+    }
+    let summary = compact_partition(&store, &CompactSettings::default(), partition)
+        .await
+        .unwrap();
+    assert_eq!((summary.merged, summary.written), (5, 1));
+    let live = live_objects(&store, "raw/").await.unwrap();
+    assert_eq!(live.len(), 1);
+    let content = gunzip(&store.get(&live[0].key).await.unwrap().unwrap(), 1 << 20).unwrap();
+    assert_eq!(lines(&content).count(), 5);
+    assert_eq!(store.list(&format!("{partition}/")).await.unwrap().len(), 1);
 }

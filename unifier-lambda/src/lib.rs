@@ -5,8 +5,11 @@
 //! - [`ingest`]: forwarded batches in, one lake object per batch out;
 //! - [`unify`]: the entry point for new lake objects, with a durable checkpoint so that a
 //!   redelivered notification does nothing twice;
+//! - [`compact`]: merges the small objects of closed hours, switching by a manifest so that
+//!   readers see every event once;
 //! - [`store`]: the storage trait and its local-folder and S3 implementations.
 
+pub mod compact;
 pub mod ingest;
 pub mod object;
 pub mod store;

@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
+use crate::compact::is_compacted;
 use crate::object::{gunzip, lines};
 use crate::store::{ObjectStore, StoreError, is_valid_key};
 
@@ -107,8 +108,9 @@ pub async fn unify_objects<S: ObjectStore, U: Unify>(
 ) -> Result<UnifySummary, HandlerError> {
     let mut summary = UnifySummary::default();
     for key in keys {
+        // Compacted objects hold events unify has seen in the objects they replace.
         let is_lake_object = key.starts_with("raw/") && key.ends_with(OBJECT_SUFFIX);
-        if !is_lake_object || !is_valid_key(key) {
+        if !is_lake_object || !is_valid_key(key) || is_compacted(key) {
             summary.ignored += 1;
             continue;
         }
