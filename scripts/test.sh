@@ -14,10 +14,13 @@ say "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 say "cargo clippy (the Lambda functions)"
 cargo clippy --locked -p braid-unifier --features lambda --all-targets -- -D warnings
+say "cfn-lint deploy/template.yaml"
+.venv/bin/cfn-lint deploy/template.yaml
 say "braid-core for wasm32-unknown-unknown"
 cargo build --locked -p braid-core --target wasm32-unknown-unknown
-say "building the braid binary for the end-to-end tests"
+say "building the braid binary and the Lambda functions for the end-to-end tests"
 cargo build --locked -p braid
+cargo build --locked -p braid-unifier --features lambda --bins
 say "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --workspace --no-fail-fast

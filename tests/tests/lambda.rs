@@ -1,0 +1,237 @@
+//! The Lambda functions under a Lambda emulator (`cargo lambda watch`, the runtime API offline),
+//! invoked with real AWS event payloads — a function URL request, an SQS-wrapped S3
+//! notification, an `EventBridge` scheduled event — storing in a real S3-compatible server.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code"
+)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::Credentials;
+use braid_core::forward::{ForwardBatch, sign};
+use braid_tests::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, repo_root, request};
+use braid_unifier::ObjectStore;
+use braid_unifier::compact::live_objects;
+use braid_unifier::object::{gunzip, lines};
+use braid_unifier::store::{S3Store, s3_client};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+const BUCKET: &str = "braid-lambda";
+const SECRET: &str = "lambda-forward-secret";
+
+/// `cargo lambda watch` on a free port, with the functions' environment.
+struct Emulator {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Emulator {
+    fn start(s3: &S3Server, log: &std::path::Path) -> Emulator {
+        let bin = repo_root().join(".venv/bin/cargo-lambda");
+        assert!(
+            bin.exists(),
+            "{} is missing: run scripts/setup.sh --test (scripts/test.sh does)",
+            bin.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let env = [
+            format!("BRAID_BUCKET={BUCKET}"),
+            format!("BRAID_S3_ENDPOINT={}", s3.endpoint),
+            format!("AWS_ACCESS_KEY_ID={S3_ACCESS_KEY}"),
+            format!("AWS_SECRET_ACCESS_KEY={S3_SECRET_KEY}"),
+            "AWS_REGION=us-east-1".to_owned(),
+            format!("BRAID_FORWARD_SECRET={SECRET}"),
+            "BRAID_COMPACT_REQUIRE_UNIFIED=true".to_owned(),
+        ];
+        let mut command = Command::new(bin);
+        command
+            .current_dir(repo_root())
+            .args(["lambda", "watch", "--ignore-changes", "--locked"])
+            .args(["-A", "127.0.0.1", "-P", &port.to_string()])
+            .args(["-p", "braid-unifier", "--features", "lambda"]);
+        for pair in &env {
+            command.args(["--env-var", pair]);
+        }
+        let log = std::fs::File::create(log).unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let started = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_mins(2),
+                "cargo lambda watch did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Emulator { child, addr }
+    }
+
+    /// Invokes a function with an event, as Lambda's Invoke API does.
+    fn invoke(&self, function: &str, event: &Value) -> Value {
+        let path = format!("/2015-03-31/functions/{function}/invocations");
+        let body = event.to_string();
+        let reply = retry(|| request(self.addr, "POST", &path, &[], body.as_bytes()));
+        serde_json::from_slice(&reply.body)
+            .unwrap_or_else(|_| panic!("{function}: {}", reply.text()))
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The first invocation of a function builds and starts it: allow for that.
+fn retry(send: impl Fn() -> std::io::Result<braid_tests::Response>) -> braid_tests::Response {
+    let started = Instant::now();
+    loop {
+        match send() {
+            Ok(reply) => return reply,
+            Err(error) if started.elapsed() < Duration::from_mins(5) => {
+                eprintln!("waiting for the function: {error}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(error) => panic!("the function did not answer: {error}"),
+        }
+    }
+}
+
+fn forward(emulator: &Emulator, body: &[u8], secret: &str) -> braid_tests::Response {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let signature = sign(secret.as_bytes(), now, body);
+    let now = now.to_string();
+    retry(|| {
+        request(
+            emulator.addr,
+            "POST",
+            "/lambda-url/ingest/v1/forward",
+            &[
+                ("content-type", "application/json"),
+                ("x-braid-timestamp", &now),
+                ("x-braid-signature", &signature),
+            ],
+            body,
+        )
+    })
+}
+
+/// An S3 object-created notification for `keys`, delivered through SQS, as AWS sends it.
+fn sqs_notification(keys: &[String]) -> Value {
+    let records: Vec<Value> = keys
+        .iter()
+        .map(|key| {
+            let encoded = key.replace('=', "%3D");
+            let s3_event = json!({"Records": [{
+                "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+                "eventTime": "2024-05-01T10:00:01.000Z", "eventName": "ObjectCreated:Put",
+                "userIdentity": {"principalId": "AWS:EXAMPLE"},
+                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+                "responseElements": {"x-amz-request-id": "1", "x-amz-id-2": "2"},
+                "s3": {"s3SchemaVersion": "1.0", "configurationId": "unify",
+                       "bucket": {"name": BUCKET, "ownerIdentity": {"principalId": "A"},
+                                  "arn": format!("arn:aws:s3:::{BUCKET}")},
+                       "object": {"key": encoded, "size": 100, "eTag": "x", "sequencer": "1"}}
+            }]});
+            json!({
+                "messageId": "m", "receiptHandle": "r", "body": s3_event.to_string(),
+                "attributes": {}, "messageAttributes": {}, "md5OfBody": "",
+                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:unify",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    json!({"Records": records})
+}
+
+#[test]
+fn ingest_unify_and_compact_under_the_lambda_emulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(dir.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let credentials = Credentials::new(S3_ACCESS_KEY, S3_SECRET_KEY, None, None, "test");
+    let client = s3_client("us-east-1", credentials, Some(&s3.endpoint));
+    runtime
+        .block_on(client.create_bucket().bucket(BUCKET).send())
+        .unwrap();
+    let store = S3Store::new(client, BUCKET);
+    let emulator = Emulator::start(&s3, &dir.path().join("cargo-lambda.log"));
+
+    // Two batches received two hours ago (a closed hour), through the function URL.
+    let received = OffsetDateTime::now_utc() - time::Duration::hours(2);
+    let mut expected = Vec::new();
+    for batch in 0..2 {
+        let mut events = String::new();
+        for i in 0..3 {
+            let id = format!("lambda-{batch}-{i}");
+            events.push_str(
+                &json!({"type": "track", "event": "E", "userId": "u", "messageId": id}).to_string(),
+            );
+            events.push('\n');
+            expected.push(id);
+        }
+        let body = ForwardBatch::write("shop", received, events.as_bytes(), b"");
+        let reply = forward(&emulator, &body, SECRET);
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(reply.json()["accepted"], 3);
+    }
+    let refused = forward(&emulator, b"{}", "not-the-secret");
+    assert_eq!(refused.status, 401, "{}", refused.text());
+
+    let keys: Vec<String> = runtime
+        .block_on(store.list("raw/"))
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys.len(), 2);
+
+    // S3 → SQS → unify, delivered twice: the second delivery does nothing.
+    let notification = sqs_notification(&keys);
+    let first = emulator.invoke("unify", &notification);
+    assert_eq!(first["applied"], 2, "{first}");
+    assert_eq!(first["events"], 6, "{first}");
+    let again = emulator.invoke("unify", &notification);
+    assert_eq!(again["already_applied"], 2, "{again}");
+    let bad = emulator.invoke("unify", &json!({"detail": "not a notification"}));
+    assert_eq!(bad["errorType"], "BadNotification", "{bad}");
+
+    // The schedule: the closed hour becomes one object, every event once.
+    let scheduled = json!({
+        "version": "0", "id": "1", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "1", "time": "2024-05-01T12:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:1:rule/braid-compact"], "detail": {}
+    });
+    let compacted = emulator.invoke("compact", &scheduled);
+    assert_eq!(compacted["merged"], 2, "{compacted}");
+    assert_eq!(compacted["written"], 1, "{compacted}");
+    let live = runtime.block_on(live_objects(&store, "raw/")).unwrap();
+    assert_eq!(live.len(), 1);
+    let content = runtime.block_on(store.get(&live[0].key)).unwrap().unwrap();
+    let mut ids: Vec<String> = lines(&gunzip(&content, 1 << 20).unwrap())
+        .map(|line| {
+            let event: Value = serde_json::from_slice(line).unwrap();
+            event["messageId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    ids.sort();
+    expected.sort();
+    assert_eq!(ids, expected);
+}
