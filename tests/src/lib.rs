@@ -8,6 +8,7 @@
 
 #![allow(
     clippy::missing_panics_doc,
+    clippy::indexing_slicing,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
@@ -90,6 +91,121 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A TCP proxy in front of a server that answers the next `fail` requests itself with
+/// `503 SlowDown` (S3's throttling answer, with `Connection: close`) and passes every other
+/// connection through untouched: faults injected between a client and a real S3 server.
+pub struct FaultyProxy {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    fail: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    faulted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FaultyProxy {
+    /// Starts a proxy to `upstream`.
+    pub fn start(upstream: SocketAddr) -> FaultyProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let fail = Arc::new(AtomicUsize::new(0));
+        let faulted = Arc::new(AtomicUsize::new(0));
+        let (fail_in, faulted_in) = (Arc::clone(&fail), Arc::clone(&faulted));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let take = fail_in
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if take {
+                    faulted_in.fetch_add(1, Ordering::SeqCst);
+                    std::thread::spawn(move || answer_slow_down(client));
+                } else {
+                    std::thread::spawn(move || pipe(client, upstream));
+                }
+            }
+        });
+        FaultyProxy {
+            endpoint,
+            fail,
+            faulted,
+        }
+    }
+
+    /// Makes the next `n` connections fail.
+    pub fn fail_next(&self, n: usize) {
+        self.fail.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many requests were answered with a fault so far.
+    pub fn faulted(&self) -> usize {
+        self.faulted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Reads one request (headers, then a `Content-Length` or chunked body) and answers 503.
+fn answer_slow_down(mut client: TcpStream) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0_u8; 8192];
+    let _ = client.set_read_timeout(Some(Duration::from_secs(5)));
+    let header_end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match client.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..header_end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let chunked = head.contains("transfer-encoding: chunked");
+    loop {
+        let body = &buffer[header_end..];
+        let complete = match length {
+            Some(length) => body.len() >= length,
+            None if chunked => body.ends_with(b"0\r\n\r\n"),
+            None => true,
+        };
+        if complete {
+            break;
+        }
+        match client.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
+                <Message>Please reduce your request rate.</Message></Error>";
+    let response = format!(
+        "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = client.write_all(response.as_bytes());
+}
+
+/// Copies bytes both ways between a client and `upstream` until either side closes.
+fn pipe(client: TcpStream, upstream: SocketAddr) {
+    let Ok(server) = TcpStream::connect(upstream) else {
+        return;
+    };
+    let (Ok(mut client_read), Ok(mut server_write)) = (client.try_clone(), server.try_clone())
+    else {
+        return;
+    };
+    let forward = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_read, &mut server_write);
+        let _ = server_write.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut server_read, mut client_write) = (server, client);
+    let _ = std::io::copy(&mut server_read, &mut client_write);
+    let _ = client_write.shutdown(std::net::Shutdown::Write);
+    let _ = forward.join();
 }
 
 /// The repository root.

@@ -9,7 +9,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::Credentials;
 use braid_core::Limits;
 use braid_core::forward::{ForwardBatch, sign};
-use braid_tests::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
+use braid_tests::{FaultyProxy, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
 use braid_unifier::compact::{CompactSettings, compact_partition, live_objects};
 use braid_unifier::object::{gunzip, gzip, lines};
 use braid_unifier::store::{MULTIPART_THRESHOLD, S3Store, s3_client};
@@ -182,4 +182,75 @@ async fn compaction_over_a_bucket() {
     let content = gunzip(&store.get(&live[0].key).await.unwrap().unwrap(), 1 << 20).unwrap();
     assert_eq!(lines(&content).count(), 5);
     assert_eq!(store.list(&format!("{partition}/")).await.unwrap().len(), 1);
+}
+
+/// S3 throttles (503 `SlowDown`) between ingest and the bucket: a passing fault is retried by the
+/// client; a lasting one makes ingest answer 503 with Retry-After, the edge sends again, and the
+/// bucket ends with each event exactly once.
+#[tokio::test]
+async fn throttling_loses_nothing_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path());
+    bucket(&server).await;
+    let proxy = FaultyProxy::start(server.addr);
+    let credentials = Credentials::new(S3_ACCESS_KEY, S3_SECRET_KEY, None, None, "test");
+    let through_proxy = || {
+        S3Store::new(
+            s3_client("us-east-1", credentials.clone(), Some(&proxy.endpoint)),
+            BUCKET,
+        )
+    };
+    let settings = IngestSettings {
+        secret: b"s".to_vec(),
+        limits: Limits::default(),
+    };
+    let send = |store: S3Store, body: Vec<u8>| {
+        let settings = settings.clone();
+        async move {
+            let now = OffsetDateTime::now_utc();
+            let signature = sign(b"s", now.unix_timestamp(), &body);
+            let timestamp = now.unix_timestamp().to_string();
+            let request = ForwardRequest {
+                timestamp: Some(&timestamp),
+                signature: Some(&signature),
+                body: &body,
+            };
+            ingest(&store, &settings, request, now).await
+        }
+    };
+    let received = braid_core::timestamp::parse("2024-05-01T10:00:00Z").unwrap();
+    let batch = |id: &str| {
+        let event = format!(
+            "{{\"type\":\"track\",\"event\":\"E\",\"userId\":\"u\",\"messageId\":\"{id}\"}}\n"
+        );
+        ForwardBatch::write("shop", received, event.as_bytes(), b"")
+    };
+
+    // One throttled answer: the client's own retry gets through.
+    proxy.fail_next(1);
+    let reply = send(through_proxy(), batch("t-1")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(proxy.faulted(), 1);
+
+    // Throttled for longer than the client retries: 503 with Retry-After, nothing claimed.
+    proxy.fail_next(1_000);
+    let reply = send(through_proxy(), batch("t-2")).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.retry_after, Some(1));
+    // The edge sends the batch again once S3 recovers.
+    proxy.fail_next(0);
+    let reply = send(through_proxy(), batch("t-2")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    let store = S3Store::new(client(&server, S3_SECRET_KEY), BUCKET);
+    let mut ids = Vec::new();
+    for object in store.list("raw/").await.unwrap() {
+        let content = gunzip(&store.get(&object.key).await.unwrap().unwrap(), 1 << 20).unwrap();
+        for line in lines(&content) {
+            let event: serde_json::Value = serde_json::from_slice(line).unwrap();
+            ids.push(event["messageId"].as_str().unwrap().to_owned());
+        }
+    }
+    ids.sort();
+    assert_eq!(ids, ["t-1", "t-2"]);
 }
