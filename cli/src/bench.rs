@@ -167,6 +167,7 @@ async fn bench_http(args: &BenchArgs, bodies: &[Bytes]) -> anyhow::Result<()> {
         metrics: Metrics::default(),
         trust_forwarded_for: false,
         forward: None,
+        upstream: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

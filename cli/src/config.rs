@@ -32,6 +32,9 @@ pub(crate) struct ServeConfig {
     /// The secret an edge (the Cloudflare Worker) signs forwarded batches with; without it,
     /// `POST /v1/forward` is refused. Also read from `BRAID_FORWARD_SECRET`.
     pub(crate) forward_secret: Option<String>,
+    /// Edge mode: forward accepted events to this ingest (`http://host:port/v1/forward`),
+    /// signed with `forward_secret`, instead of writing the local lake.
+    pub(crate) upstream: Option<String>,
 }
 
 impl Default for ServeConfig {
@@ -45,6 +48,7 @@ impl Default for ServeConfig {
             enrich: EnrichConfig::default(),
             cors: CorsConfig::default(),
             forward_secret: None,
+            upstream: None,
         }
     }
 }

@@ -15,6 +15,7 @@ mod config;
 mod lake;
 mod metrics;
 mod server;
+mod upstream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,6 +67,10 @@ struct ServeArgs {
     /// (or set `BRAID_FORWARD_SECRET`, or `forward_secret` in `braid.toml`).
     #[arg(long)]
     forward_secret: Option<String>,
+    /// Edge mode: forward accepted events, signed with the forward secret, to this ingest
+    /// (`http://host:port/v1/forward`) instead of writing the local lake.
+    #[arg(long)]
+    upstream: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -104,6 +109,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(secret) = args.forward_secret {
         config.forward_secret = Some(secret);
     }
+    if let Some(upstream) = args.upstream {
+        config.upstream = Some(upstream);
+    }
     if !args.write_key.is_empty() {
         match config
             .workspaces
@@ -140,6 +148,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var("BRAID_FORWARD_SECRET").ok())
         .filter(|secret| !secret.is_empty());
+    let upstream = match (&config.upstream, &forward_secret) {
+        (Some(url), Some(secret)) => Some(upstream::Upstream::new(url, secret.as_bytes())?),
+        (Some(_), None) => anyhow::bail!("an upstream needs a forward secret to sign with"),
+        (None, _) => None,
+    };
     let forward = match forward_secret {
         Some(secret) => Some(server::Forward {
             store: braid_unifier::LocalStore::open(&config.data)
@@ -157,6 +170,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics: metrics::Metrics::default(),
         trust_forwarded_for: config.trust_forwarded_for,
         forward,
+        upstream,
     });
     server::serve(listener, app, shutdown_signal()).await
 }

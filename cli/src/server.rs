@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::lake::{self, Lake};
 use crate::metrics::Metrics;
+use crate::upstream::Upstream;
 
 /// Shared state of the running server.
 pub(crate) struct App {
@@ -25,6 +26,8 @@ pub(crate) struct App {
     pub(crate) trust_forwarded_for: bool,
     /// `POST /v1/forward`: the ingest handler over the data folder, when a secret is set.
     pub(crate) forward: Option<Forward>,
+    /// Edge mode: accepted events go to this upstream ingest instead of the local lake.
+    pub(crate) upstream: Option<Upstream>,
 }
 
 /// What `POST /v1/forward` needs: the same ingest handler as the Lambda function, over the
@@ -112,7 +115,12 @@ async fn handle(
         }
         Handled::Store(write, reply) => {
             let counts = write.counts;
-            let stored = app.lake.store(write).await;
+            let stored = match &app.upstream {
+                Some(upstream) => upstream.forward(&write).await.map_err(|error| {
+                    tracing::warn!(%error, "the upstream did not take a batch");
+                }),
+                None => app.lake.store(write).await.map_err(|_| ()),
+            };
             if stored.is_err() {
                 app.metrics.record_store_error();
             }

@@ -99,3 +99,25 @@ fn without_a_secret_forwarding_is_off() {
     let reply = signed(&server, &batch(), SECRET, now);
     assert_eq!(reply.status, 404, "{}", reply.text());
 }
+
+/// Edge mode with the upstream down: the client gets 503 with Retry-After (so it keeps the
+/// events), and nothing is written locally.
+#[test]
+fn an_edge_whose_upstream_is_down_answers_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = format!("http://{}/v1/forward", closed.local_addr().unwrap());
+    drop(closed);
+    let server = Server::start_with(
+        dir.path().join("data"),
+        dir.path().join("braid.log"),
+        &["--upstream", &upstream, "--forward-secret", SECRET],
+    );
+    let reply = server.post(
+        "/v1/track",
+        br#"{"event":"Kept by the client","userId":"u"}"#,
+    );
+    assert_eq!(reply.status, 503, "{}", reply.text());
+    assert!(reply.header("retry-after").is_some());
+    assert!(read_lake(&server.data, "raw").is_empty());
+}

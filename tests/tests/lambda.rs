@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::Credentials;
 use braid_core::forward::{ForwardBatch, sign};
-use braid_tests::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, repo_root, request};
+use braid_tests::{
+    S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, Server, python, repo_root, request, run_client,
+};
 use braid_unifier::ObjectStore;
 use braid_unifier::compact::live_objects;
 use braid_unifier::object::{gunzip, lines};
@@ -33,7 +35,7 @@ struct Emulator {
 }
 
 impl Emulator {
-    fn start(s3: &S3Server, log: &std::path::Path) -> Emulator {
+    fn start(s3: &S3Server, log: &std::path::Path, extra_env: &[&str]) -> Emulator {
         let bin = repo_root().join(".venv/bin/cargo-lambda");
         assert!(
             bin.exists(),
@@ -60,7 +62,11 @@ impl Emulator {
             .args(["lambda", "watch", "--ignore-changes", "--locked"])
             .args(["-A", "127.0.0.1", "-P", &port.to_string()])
             .args(["-p", "braid-unifier", "--features", "lambda"]);
-        for pair in &env {
+        for pair in env
+            .iter()
+            .map(String::as_str)
+            .chain(extra_env.iter().copied())
+        {
             command.args(["--env-var", pair]);
         }
         let log = std::fs::File::create(log).unwrap();
@@ -172,7 +178,7 @@ fn ingest_unify_and_compact_under_the_lambda_emulator() {
         .block_on(client.create_bucket().bucket(BUCKET).send())
         .unwrap();
     let store = S3Store::new(client, BUCKET);
-    let emulator = Emulator::start(&s3, &dir.path().join("cargo-lambda.log"));
+    let emulator = Emulator::start(&s3, &dir.path().join("cargo-lambda.log"), &[]);
 
     // Two batches received two hours ago (a closed hour), through the function URL.
     let received = OffsetDateTime::now_utc() - time::Duration::hours(2);
@@ -234,4 +240,69 @@ fn ingest_unify_and_compact_under_the_lambda_emulator() {
     ids.sort();
     expected.sort();
     assert_eq!(ids, expected);
+}
+
+/// The whole cloud path: a real Segment client → `braid serve` in edge mode (the collection
+/// handlers, forwarding signed batches) → the ingest function under the emulator → S3 →
+/// the compact function: the lake holds each event exactly once.
+#[test]
+fn a_segment_client_through_an_edge_to_lambda_and_s3() {
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3Server::start(dir.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let credentials = Credentials::new(S3_ACCESS_KEY, S3_SECRET_KEY, None, None, "test");
+    let client = s3_client("us-east-1", credentials, Some(&s3.endpoint));
+    runtime
+        .block_on(client.create_bucket().bucket(BUCKET).send())
+        .unwrap();
+    let store = S3Store::new(client, BUCKET);
+    // Compact the current hour (a grace period that ended two hours ago), without unify.
+    let emulator = Emulator::start(
+        &s3,
+        &dir.path().join("cargo-lambda.log"),
+        &[
+            "BRAID_COMPACT_GRACE_MINUTES=-120",
+            "BRAID_COMPACT_REQUIRE_UNIFIED=false",
+        ],
+    );
+    let upstream = format!("http://{}/lambda-url/ingest/v1/forward", emulator.addr);
+    let edge = Server::start_with(
+        dir.path().join("edge-data"),
+        dir.path().join("edge.log"),
+        &["--upstream", &upstream, "--forward-secret", SECRET],
+    );
+    run_client(&python(), "segment_python.py", &edge, "cloud", false);
+    run_client(&python(), "segment_python.py", &edge, "cloud2", true);
+
+    let compacted = emulator.invoke("compact", &json!({"source": "aws.events"}));
+    assert!(compacted["merged"].as_u64().unwrap() >= 2, "{compacted}");
+    let live = runtime.block_on(live_objects(&store, "raw/")).unwrap();
+    let mut events = Vec::new();
+    for object in &live {
+        let content = runtime.block_on(store.get(&object.key)).unwrap().unwrap();
+        for line in lines(&gunzip(&content, 1 << 20).unwrap()) {
+            events.push(serde_json::from_slice::<Value>(line).unwrap());
+        }
+    }
+    assert_eq!(events.len(), 14, "7 events per client run, each once");
+    let mut ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["messageId"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 14);
+    let order = events
+        .iter()
+        .find(|e| e["event"] == "Order Completed" && e["userId"] == "py-seg-cloud")
+        .unwrap();
+    assert_eq!(order["properties"]["revenue"], 42.5);
+    assert!(
+        order["context"]["ip"].is_string(),
+        "enriched at the edge: {order}"
+    );
+    assert!(
+        !edge.data.join("raw").exists(),
+        "in edge mode nothing is written locally"
+    );
 }
