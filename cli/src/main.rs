@@ -44,6 +44,40 @@ enum Command {
     Serve(ServeArgs),
     /// Measure ingestion throughput on this machine.
     Bench(bench::BenchArgs),
+    /// Merge the small objects of closed hours in the local lake (as the compact function does
+    /// in the cloud).
+    Compact(CompactArgs),
+}
+
+#[derive(clap::Args)]
+struct CompactArgs {
+    /// Data folder (default ./braid-data).
+    #[arg(long, default_value = "braid-data")]
+    data: PathBuf,
+    /// Minutes after an hour ends before it is compacted.
+    #[arg(long, default_value_t = 15)]
+    grace_minutes: i64,
+    /// Uncompressed megabytes per compacted object.
+    #[arg(long, default_value_t = 64)]
+    target_mb: usize,
+}
+
+async fn compact(args: &CompactArgs) -> anyhow::Result<()> {
+    let store = braid_unifier::LocalStore::open(&args.data)
+        .with_context(|| format!("cannot open {}", args.data.display()))?;
+    let settings = braid_unifier::compact::CompactSettings {
+        grace: time::Duration::minutes(args.grace_minutes),
+        target_bytes: args.target_mb.saturating_mul(1024 * 1024),
+        require_unified: false,
+    };
+    let summary = braid_unifier::compact::compact_closed_hours(&store, &settings, lake::now())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "compacted {} partitions: {} objects merged into {}",
+        summary.partitions, summary.merged, summary.written
+    );
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -89,6 +123,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Bench(args) => runtime.block_on(bench::run(&args)),
+        Command::Compact(args) => runtime.block_on(compact(&args)),
     }
 }
 
