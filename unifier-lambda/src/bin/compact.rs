@@ -1,19 +1,19 @@
 //! The compact Lambda function (scheduled, e.g. every 15 minutes): glue only — the handler is
-//! `braid_unifier::compact`. Whatever the event, it compacts the closed hours under `raw/`.
+//! `braid_unifier::lambda::handle_compact`. Whatever the event, it compacts the closed hours under `raw/`.
 //! Environment: `BRAID_BUCKET`, the AWS variables, and optionally
 //! `BRAID_COMPACT_TARGET_MB` (default 64), `BRAID_COMPACT_GRACE_MINUTES` (default 15) and
 //! `BRAID_COMPACT_REQUIRE_UNIFIED` (default `true`: merge only objects unify has applied).
 
-use braid_unifier::compact::{CompactSettings, CompactSummary, compact_closed_hours};
+use braid_unifier::compact::CompactSettings;
+use braid_unifier::lambda::{handle_compact, init_tracing};
 use braid_unifier::store::S3Store;
-use braid_unifier::unify::HandlerError;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    braid_unifier::lambda::init_tracing();
+    init_tracing();
     let store = S3Store::from_env()?;
     let number = |name: &str, default: i64| {
         std::env::var(name)
@@ -29,23 +29,8 @@ async fn main() -> Result<(), Error> {
         require_unified: std::env::var("BRAID_COMPACT_REQUIRE_UNIFIED").as_deref() != Ok("false"),
     };
     run(service_fn(|event: LambdaEvent<Value>| {
-        let store = &store;
-        let settings = &settings;
-        async move { handle(store, settings, &event.payload).await }
+        let (store, settings) = (&store, &settings);
+        async move { handle_compact(store, settings, event, OffsetDateTime::now_utc()).await }
     }))
     .await
-}
-
-async fn handle(
-    store: &S3Store,
-    settings: &CompactSettings,
-    payload: &Value,
-) -> Result<CompactSummary, HandlerError> {
-    let source = payload
-        .get("source")
-        .and_then(Value::as_str)
-        .unwrap_or("direct");
-    let summary = compact_closed_hours(store, settings, OffsetDateTime::now_utc()).await?;
-    tracing::info!(source, ?summary, "compact");
-    Ok(summary)
 }
