@@ -38,7 +38,7 @@ if ! command -v python3 >/dev/null 2>&1; then
 fi
 want=$(stamp tests/clients/requirements.txt)
 if [ "$(cat .venv/.braid-stamp 2>/dev/null)" != "$want" ]; then
-  say "creating .venv with $(tr '\n' ' ' < tests/clients/requirements.txt)"
+  say "creating .venv with $(grep -v '^#' tests/clients/requirements.txt | tr '\n' ' ')"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/clients/requirements.txt
   echo "$want" > .venv/.braid-stamp

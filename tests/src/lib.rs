@@ -93,6 +93,83 @@ impl Drop for S3Server {
     }
 }
 
+/// A running moto server (S3 and SQS, with real S3 → SQS object-created notifications), from
+/// the test venv, on a free port. It accepts any credentials.
+pub struct MotoServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The address.
+    pub addr: SocketAddr,
+}
+
+impl MotoServer {
+    /// Starts a server, logging under `dir`.
+    pub fn start(dir: &Path) -> MotoServer {
+        let bin = repo_root().join(".venv/bin/moto_server");
+        assert!(
+            bin.exists(),
+            "{} is missing: run scripts/setup.sh --test (scripts/test.sh does)",
+            bin.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let log = std::fs::File::create(dir.join("moto.log")).unwrap();
+        let child = Command::new(bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        MotoServer {
+            child,
+            endpoint: format!("http://{addr}"),
+            addr,
+        }
+    }
+
+    /// One SQS call in the JSON protocol (`action` like `ReceiveMessage`).
+    pub fn sqs(&self, action: &str, body: &Value) -> Value {
+        // moto routes by the credential scope of the Authorization header; it checks nothing.
+        let auth = "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/sqs/aws4_request, \
+                    SignedHeaders=host, Signature=0";
+        let target = format!("AmazonSQS.{action}");
+        let reply = request(
+            self.addr,
+            "POST",
+            "/",
+            &[
+                ("Authorization", auth),
+                ("Content-Type", "application/x-amz-json-1.0"),
+                ("X-Amz-Target", &target),
+            ],
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(reply.status, 200, "{action}: {}", reply.text());
+        reply.json()
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A TCP proxy in front of a server that answers the next `fail` requests itself with
 /// `503 SlowDown` (S3's throttling answer, with `Connection: close`) and passes every other
 /// connection through untouched: faults injected between a client and a real S3 server.
