@@ -163,7 +163,7 @@ async fn bench_http(args: &BenchArgs, bodies: &[Bytes]) -> anyhow::Result<()> {
     .map_err(anyhow::Error::msg)?;
     let app = Arc::new(App {
         collector,
-        lake: Lake::open(&data)?,
+        lake: Lake::open(&data, None)?,
         metrics: Metrics::default(),
         trust_forwarded_for: false,
         forward: None,

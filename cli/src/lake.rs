@@ -34,15 +34,19 @@ pub(crate) struct Lake {
 }
 
 impl Lake {
-    /// Opens (creating) the lake under `root`, removing leftovers of interrupted writes.
-    pub(crate) fn open(root: &Path) -> io::Result<Lake> {
+    /// Opens (creating) the lake under `root`, removing leftovers of interrupted writes. The
+    /// keys of the `raw/` objects each commit writes are sent to `written`, when given.
+    pub(crate) fn open(
+        root: &Path,
+        written: Option<mpsc::UnboundedSender<Vec<String>>>,
+    ) -> io::Result<Lake> {
         fs::create_dir_all(root)?;
         remove_temporary_files(root)?;
         let (jobs, receiver) = mpsc::channel(4_096);
         let root = root.to_owned();
         let writer = thread::Builder::new()
             .name("braid-lake".into())
-            .spawn(move || write_loop(&root, receiver))?;
+            .spawn(move || write_loop(&root, receiver, written.as_ref()))?;
         Ok(Lake { jobs, writer })
     }
 
@@ -66,7 +70,11 @@ impl Lake {
     }
 }
 
-fn write_loop(root: &Path, mut receiver: mpsc::Receiver<Job>) {
+fn write_loop(
+    root: &Path,
+    mut receiver: mpsc::Receiver<Job>,
+    written: Option<&mpsc::UnboundedSender<Vec<String>>>,
+) {
     while let Some(first) = receiver.blocking_recv() {
         let mut group = vec![first];
         let mut bytes = group
@@ -83,9 +91,17 @@ fn write_loop(root: &Path, mut receiver: mpsc::Receiver<Job>) {
             }
         }
         let result = commit(root, &group).map_err(Arc::new);
-        if let Err(error) = &result {
-            tracing::error!(message = "Failed to write to the lake.", %error, requests = group.len());
+        match &result {
+            Err(error) => {
+                tracing::error!(message = "Failed to write to the lake.", %error, requests = group.len());
+            }
+            Ok(keys) => {
+                if let Some(written) = written {
+                    let _ = written.send(keys.clone());
+                }
+            }
         }
+        let result = result.map(|_| ());
         for job in group {
             // The requester may have gone away (client disconnected): nothing to tell.
             let _ = job.done.send(result.clone());
@@ -93,8 +109,9 @@ fn write_loop(root: &Path, mut receiver: mpsc::Receiver<Job>) {
     }
 }
 
-/// Writes one object per (area, workspace, partition) holding every job's lines, durably.
-fn commit(root: &Path, jobs: &[Job]) -> io::Result<()> {
+/// Writes one object per (area, workspace, partition) holding every job's lines, durably;
+/// gives the keys of the `raw/` objects.
+fn commit(root: &Path, jobs: &[Job]) -> io::Result<Vec<String>> {
     let mut objects: BTreeMap<(Area, &str, String), Vec<u8>> = BTreeMap::new();
     for job in jobs {
         let write = &job.write;
@@ -110,11 +127,15 @@ fn commit(root: &Path, jobs: &[Job]) -> io::Result<()> {
         }
     }
     let mut folders = Vec::new();
-    for ((_, _, partition), content) in &objects {
+    let mut raw_keys = Vec::new();
+    for ((area, _, partition), content) in &objects {
         let folder = root.join(partition);
         fs::create_dir_all(&folder)?;
         let name = format!("{}{}", lake::batch_id(content), lake::OBJECT_SUFFIX);
         write_durably(&folder, &name, content)?;
+        if *area == Area::Raw {
+            raw_keys.push(format!("{partition}/{name}"));
+        }
         if !folders.contains(&folder) {
             folders.push(folder);
         }
@@ -122,7 +143,7 @@ fn commit(root: &Path, jobs: &[Job]) -> io::Result<()> {
     for folder in &folders {
         File::open(folder)?.sync_all()?;
     }
-    Ok(())
+    Ok(raw_keys)
 }
 
 fn write_durably(folder: &Path, name: &str, content: &[u8]) -> io::Result<()> {

@@ -62,13 +62,49 @@ struct CompactArgs {
     target_mb: usize,
 }
 
+/// Applies the unify step to the objects already in the lake that it has not applied (a
+/// previous run may have stopped first), then to each object the lake writer commits.
+async fn unify_loop(
+    store: braid_unifier::LocalStore,
+    mut new_objects: tokio::sync::mpsc::UnboundedReceiver<Vec<String>>,
+) {
+    use braid_unifier::ObjectStore as _;
+    use braid_unifier::unify::{CountEvents, unify_objects};
+    let existing = match store.list("raw/").await {
+        Ok(objects) => objects.into_iter().map(|o| o.key).collect(),
+        Err(error) => {
+            tracing::warn!(%error, "unify: cannot list the lake");
+            Vec::new()
+        }
+    };
+    let mut batch = existing;
+    loop {
+        if !batch.is_empty() {
+            match unify_objects(&store, &CountEvents, &batch, lake::now()).await {
+                Ok(summary) => tracing::debug!(?summary, "unify"),
+                // Objects without a checkpoint are applied at the next start.
+                Err(error) => tracing::warn!(%error, "unify failed"),
+            }
+        }
+        match new_objects.recv().await {
+            Some(keys) => batch = keys,
+            None => break,
+        }
+    }
+}
+
 async fn compact(args: &CompactArgs) -> anyhow::Result<()> {
     let store = braid_unifier::LocalStore::open(&args.data)
         .with_context(|| format!("cannot open {}", args.data.display()))?;
+    // Unify first applies what it has not (as `braid serve` does): compaction then only
+    // merges objects unify has read.
+    let (done, finished) = tokio::sync::mpsc::unbounded_channel();
+    drop(done);
+    unify_loop(store.clone(), finished).await;
     let settings = braid_unifier::compact::CompactSettings {
         grace: time::Duration::minutes(args.grace_minutes),
         target_bytes: args.target_mb.saturating_mul(1024 * 1024),
-        require_unified: false,
+        require_unified: true,
     };
     let summary = braid_unifier::compact::compact_closed_hours(&store, &settings, lake::now())
         .await
@@ -77,6 +113,12 @@ async fn compact(args: &CompactArgs) -> anyhow::Result<()> {
         "compacted {} partitions: {} objects merged into {}",
         summary.partitions, summary.merged, summary.written
     );
+    if summary.waiting_for_unify > 0 {
+        println!(
+            "{} objects were left: unify could not apply them",
+            summary.waiting_for_unify
+        );
+    }
     Ok(())
 }
 
@@ -171,7 +213,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let collector =
         Collector::new(config.edge()).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let lake = lake::Lake::open(&config.data)
+    let store = braid_unifier::LocalStore::open(&config.data)
+        .with_context(|| format!("cannot open {}", config.data.display()))?;
+    // The unify entry point over the local lake, as in the cloud: each new raw/ object once.
+    let (written, new_objects) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(unify_loop(store.clone(), new_objects));
+    let lake = lake::Lake::open(&config.data, Some(written))
         .with_context(|| format!("cannot open {}", config.data.display()))?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -190,8 +237,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let forward = match forward_secret {
         Some(secret) => Some(server::Forward {
-            store: braid_unifier::LocalStore::open(&config.data)
-                .with_context(|| format!("cannot open {}", config.data.display()))?,
+            store: store.clone(),
             settings: braid_unifier::IngestSettings {
                 secret: secret.into_bytes(),
                 limits: config.limits.clone(),

@@ -1,5 +1,5 @@
-//! `braid compact` on the local lake: the same compaction as the cloud's compact function,
-//! run against what a real `braid serve` wrote.
+//! `braid serve`'s unify loop and `braid compact` on the local lake: the same handlers as the
+//! cloud's unify and compact functions, run against what a real `braid serve` wrote.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 
@@ -12,6 +12,17 @@ fn compacts_the_local_lake_keeping_every_event_once() {
     for i in 0..4 {
         let body = format!(r#"{{"event":"E{i}","userId":"u","messageId":"c-{i}"}}"#);
         assert_eq!(server.post("/v1/track", body.as_bytes()).status, 200);
+    }
+    // The server's unify loop applies each new object once, leaving a checkpoint.
+    let objects = |folder: &str| {
+        let mut out = Vec::new();
+        braid_tests::collect(&server.data.join(folder), &mut out);
+        out.len()
+    };
+    let started = std::time::Instant::now();
+    while objects("checkpoints/unify/raw") < objects("raw") {
+        assert!(started.elapsed().as_secs() < 10, "unify did not catch up");
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(server.terminate());
     let before = read_lake(&server.data, "raw").len();

@@ -216,6 +216,12 @@ fn ingest_unify_and_compact_under_the_lambda_emulator() {
     assert_eq!(first["events"], 6, "{first}");
     let again = emulator.invoke("unify", &notification);
     assert_eq!(again["already_applied"], 2, "{again}");
+    // The same objects notified directly (S3 → Lambda, no queue): already applied.
+    let direct = json!({"Records": notification["Records"].as_array().unwrap().iter()
+        .flat_map(|r| serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap()["Records"].as_array().unwrap().clone())
+        .collect::<Vec<_>>()});
+    let direct = emulator.invoke("unify", &direct);
+    assert_eq!(direct["already_applied"], 2, "{direct}");
     let bad = emulator.invoke("unify", &json!({"detail": "not a notification"}));
     assert_eq!(bad["errorType"], "BadNotification", "{bad}");
 
