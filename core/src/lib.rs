@@ -12,6 +12,7 @@
 pub mod enrich;
 pub mod event;
 pub mod forward;
+pub mod identity;
 pub mod ingest;
 mod json;
 pub mod lake;

@@ -1,0 +1,210 @@
+//! The rules that decide whether identifiers may be linked: per type, a priority, a limit of
+//! distinct values per profile (optionally within a time window), blocked values, and whether the
+//! type is unique (two different values never share a profile).
+
+use std::collections::BTreeMap;
+
+use regex_lite::Regex;
+use serde::Deserialize;
+
+use super::id::IdType;
+
+/// The rule for one identifier type.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TypeRule {
+    /// Lower is stronger; when a link breaks a rule, the event's weakest identifier is dropped.
+    pub priority: u32,
+    /// Most distinct values per profile.
+    pub limit: usize,
+    /// Count only the values first seen within this many days of the event (none: all).
+    pub limit_window_days: Option<i64>,
+    /// Never two different values in one profile, whatever the limit.
+    pub unique: bool,
+    /// Values that are never identifiers (regular expressions matched against the whole,
+    /// normalised value, case-insensitively), in addition to the common placeholders.
+    pub blocked: Vec<String>,
+}
+
+impl Default for TypeRule {
+    fn default() -> Self {
+        TypeRule {
+            priority: 50,
+            limit: 5,
+            limit_window_days: None,
+            unique: false,
+            blocked: Vec::new(),
+        }
+    }
+}
+
+/// Placeholder values clients send instead of an identifier.
+pub const DEFAULT_BLOCKED: &str =
+    r"null|undefined|anonymous|none|nil|n/a|unknown|0|-1|\[object object\]|false|true";
+
+/// Every rule of identity resolution (`[identity]` in `braid.toml`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityRules {
+    /// Rules by type name (`user_id`, `email`, `phone`, `device_id`, `anonymous_id`, custom).
+    pub types: BTreeMap<String, TypeRule>,
+    /// The calling code for national phone numbers (`33`), if any.
+    pub default_country: Option<String>,
+    /// Traits that are identifiers: trait name → type (`loyalty_number = "loyalty"`).
+    pub trait_identifiers: BTreeMap<String, String>,
+    /// How long a `messageId` is remembered to ignore redeliveries.
+    pub dedupe_window_days: i64,
+    #[serde(skip)]
+    compiled: Option<Compiled>,
+}
+
+#[derive(Clone, Debug)]
+struct Compiled {
+    common: Regex,
+    by_type: BTreeMap<String, Vec<(String, Regex)>>,
+}
+
+impl Default for IdentityRules {
+    fn default() -> Self {
+        let rule = |priority, limit, unique| TypeRule {
+            priority,
+            limit,
+            unique,
+            ..TypeRule::default()
+        };
+        let types = [
+            ("user_id", rule(1, 1, true)),
+            ("email", rule(2, 5, false)),
+            ("phone", rule(3, 5, false)),
+            ("device_id", rule(4, 5, false)),
+            ("anonymous_id", rule(90, 5, false)),
+        ];
+        IdentityRules {
+            types: types
+                .into_iter()
+                .map(|(name, rule)| (name.to_owned(), rule))
+                .collect(),
+            default_country: None,
+            trait_identifiers: BTreeMap::new(),
+            dedupe_window_days: 7,
+            compiled: None,
+        }
+        .compiled()
+        .unwrap_or_else(|_| IdentityRules {
+            types: BTreeMap::new(),
+            default_country: None,
+            trait_identifiers: BTreeMap::new(),
+            dedupe_window_days: 7,
+            compiled: None,
+        })
+    }
+}
+
+impl IdentityRules {
+    /// Compiles the blocked-value patterns.
+    ///
+    /// # Errors
+    ///
+    /// Names the type and the pattern that is not a valid regular expression.
+    pub fn compiled(mut self) -> Result<IdentityRules, String> {
+        let full = |pattern: &str| Regex::new(&format!("(?i)^(?:{pattern})$"));
+        let common = full(DEFAULT_BLOCKED).map_err(|e| e.to_string())?;
+        let mut by_type = BTreeMap::new();
+        for (name, rule) in &self.types {
+            let mut patterns = Vec::new();
+            for pattern in &rule.blocked {
+                let regex = full(pattern)
+                    .map_err(|e| format!("identity.types.{name}.blocked: {pattern:?}: {e}"))?;
+                patterns.push((pattern.clone(), regex));
+            }
+            by_type.insert(name.clone(), patterns);
+        }
+        self.compiled = Some(Compiled { common, by_type });
+        Ok(self)
+    }
+
+    /// The rule for a type (custom types without one get the default rule).
+    pub fn rule(&self, kind: &IdType) -> TypeRule {
+        self.types.get(kind.as_str()).cloned().unwrap_or_default()
+    }
+
+    /// The priority of a type (lower is stronger).
+    pub fn priority(&self, kind: &IdType) -> u32 {
+        self.types.get(kind.as_str()).map_or(50, |r| r.priority)
+    }
+
+    /// The pattern that blocks `value` for `kind`, if one does.
+    pub fn blocked_by(&self, kind: &IdType, value: &str) -> Option<String> {
+        let compiled = self.compiled.as_ref()?;
+        if compiled.common.is_match(value) {
+            return Some(DEFAULT_BLOCKED.to_owned());
+        }
+        compiled
+            .by_type
+            .get(kind.as_str())?
+            .iter()
+            .find(|(_, regex)| regex.is_match(value))
+            .map(|(pattern, _)| pattern.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_placeholders_and_configured_values() {
+        let mut rules = IdentityRules::default();
+        rules.types.get_mut("email").unwrap().blocked = vec![r".*@example\.com".into()];
+        let rules = rules.compiled().unwrap();
+        for placeholder in [
+            "null",
+            "Undefined",
+            "[object Object]",
+            "0",
+            "-1",
+            "anonymous",
+        ] {
+            assert!(
+                rules.blocked_by(&IdType::UserId, placeholder).is_some(),
+                "{placeholder}"
+            );
+        }
+        assert!(rules.blocked_by(&IdType::UserId, "10").is_none());
+        assert!(
+            rules
+                .blocked_by(&IdType::Email, "test@example.com")
+                .is_some()
+        );
+        assert!(
+            rules
+                .blocked_by(&IdType::Email, "jane@shop.example")
+                .is_none()
+        );
+        assert!(
+            rules
+                .blocked_by(&IdType::UserId, "test@example.com")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn bad_patterns_are_named() {
+        let mut rules = IdentityRules::default();
+        rules.types.get_mut("phone").unwrap().blocked = vec!["(".into()];
+        let error = rules.compiled().unwrap_err();
+        assert!(error.contains("identity.types.phone.blocked"), "{error}");
+    }
+
+    #[test]
+    fn defaults_rank_user_id_first_and_anonymous_id_last() {
+        let rules = IdentityRules::default();
+        assert!(rules.rule(&IdType::UserId).unique);
+        assert_eq!(rules.rule(&IdType::UserId).limit, 1);
+        assert_eq!(rules.rule(&IdType::Email).limit, 5);
+        assert!(rules.priority(&IdType::UserId) < rules.priority(&IdType::Email));
+        assert!(
+            rules.priority(&IdType::Custom("crm".into())) < rules.priority(&IdType::AnonymousId)
+        );
+    }
+}

@@ -1,0 +1,363 @@
+//! Scenario tests with exact expected profiles, and the batch-split/redelivery property.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::*;
+
+/// A graph fed with JSON events; `at` is minutes after a fixed start.
+struct Scenario {
+    graph: IdentityGraph,
+    next: usize,
+}
+
+fn minutes(at: i64) -> OffsetDateTime {
+    crate::timestamp::parse("2024-05-01T10:00:00Z").unwrap() + time::Duration::minutes(at)
+}
+
+impl Scenario {
+    fn new() -> Scenario {
+        Scenario::with(IdentityRules::default())
+    }
+
+    fn with(rules: IdentityRules) -> Scenario {
+        Scenario {
+            graph: IdentityGraph::new(rules),
+            next: 0,
+        }
+    }
+
+    #[expect(clippy::needless_pass_by_value, reason = "callers pass json! literals")]
+    fn send(&mut self, at: i64, event: Value) -> Applied {
+        self.next += 1;
+        let id = format!("m{}", self.next);
+        self.send_id(&id, at, &event)
+    }
+
+    fn send_id(&mut self, message_id: &str, at: i64, event: &Value) -> Applied {
+        let extracted = extract(event.as_object().unwrap(), self.graph.rules());
+        self.graph.apply(message_id, minutes(at), extracted)
+    }
+
+    /// Every profile as its sorted `type:value` identifiers, sorted.
+    fn profiles(&self) -> BTreeSet<Vec<String>> {
+        self.graph
+            .profiles()
+            .map(|p| {
+                let mut ids: Vec<String> = p.identifiers.keys().map(ToString::to_string).collect();
+                ids.sort();
+                ids
+            })
+            .collect()
+    }
+
+    fn profile_of(&self, id: &str) -> ProfileId {
+        self.graph
+            .profile_of(&Identifier::parse(id).unwrap())
+            .unwrap()
+            .id
+            .clone()
+    }
+}
+
+fn profiles(expected: &[&[&str]]) -> BTreeSet<Vec<String>> {
+    expected
+        .iter()
+        .map(|ids| {
+            let mut ids: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
+            ids.sort();
+            ids
+        })
+        .collect()
+}
+
+#[test]
+fn anonymous_browsing_then_login_on_two_devices() {
+    let mut s = Scenario::new();
+    s.send(0, json!({"type": "page", "anonymousId": "laptop"}));
+    s.send(
+        1,
+        json!({"type": "track", "event": "Viewed", "anonymousId": "laptop"}),
+    );
+    let first = s.profile_of("anonymous_id:laptop");
+    s.send(
+        5,
+        json!({"type": "identify", "anonymousId": "laptop", "userId": "u1",
+                     "traits": {"email": "Jane@Shop.example"}}),
+    );
+    s.send(60, json!({"type": "page", "anonymousId": "phone"}));
+    s.send(
+        61,
+        json!({"type": "identify", "anonymousId": "phone", "userId": "u1"}),
+    );
+    assert_eq!(
+        s.profiles(),
+        profiles(&[&[
+            "anonymous_id:laptop",
+            "anonymous_id:phone",
+            "email:jane@shop.example",
+            "user_id:u1"
+        ]])
+    );
+    assert_eq!(
+        s.profile_of("user_id:u1"),
+        first,
+        "the oldest profile's id survives"
+    );
+    let history = s.graph.history(&first);
+    let merges = history
+        .iter()
+        .filter(|e| matches!(e.change, Change::Merged { .. }))
+        .count();
+    assert_eq!(merges, 1, "the phone's profile merged in: {history:#?}");
+}
+
+#[test]
+fn a_shared_device_never_merges_two_users() {
+    let mut s = Scenario::new();
+    s.send(
+        0,
+        json!({"type": "identify", "anonymousId": "family-laptop", "userId": "mum"}),
+    );
+    s.send(
+        10,
+        json!({"type": "identify", "anonymousId": "family-laptop", "userId": "son"}),
+    );
+    s.send(
+        11,
+        json!({"type": "track", "event": "E", "anonymousId": "family-laptop", "userId": "son"}),
+    );
+    assert_eq!(
+        s.profiles(),
+        profiles(&[
+            &["anonymous_id:family-laptop", "user_id:mum"],
+            &["user_id:son"]
+        ])
+    );
+    let dropped: Vec<&Dropped> = s
+        .graph
+        .log()
+        .iter()
+        .filter_map(|e| match &e.change {
+            Change::Dropped(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dropped.len(), 2);
+    assert!(
+        dropped
+            .iter()
+            .all(|d| d.reason == DropReason::Unique && d.kind == IdType::AnonymousId)
+    );
+}
+
+#[test]
+fn an_email_on_two_accounts_does_not_merge_them() {
+    let mut s = Scenario::new();
+    s.send(
+        0,
+        json!({"type": "identify", "userId": "u1", "traits": {"email": "shared@office.example"}}),
+    );
+    s.send(
+        1,
+        json!({"type": "identify", "userId": "u2", "traits": {"email": "shared@office.example"}}),
+    );
+    assert_eq!(
+        s.profiles(),
+        profiles(&[
+            &["email:shared@office.example", "user_id:u1"],
+            &["user_id:u2"]
+        ])
+    );
+}
+
+#[test]
+fn alias_chains_link_every_step() {
+    let mut s = Scenario::new();
+    s.send(0, json!({"type": "page", "anonymousId": "a1"}));
+    s.send(
+        1,
+        json!({"type": "alias", "anonymousId": "a2", "previousId": "a1"}),
+    );
+    s.send(
+        2,
+        json!({"type": "alias", "userId": "u", "previousId": "a2"}),
+    );
+    s.send(
+        3,
+        json!({"type": "alias", "userId": "v", "previousId": "u"}),
+    );
+    assert_eq!(
+        s.profiles(),
+        profiles(&[
+            &["anonymous_id:a1", "anonymous_id:a2", "user_id:u"],
+            &["user_id:v"]
+        ]),
+        "a user id cannot be renamed into another by alias: user_id is unique"
+    );
+}
+
+#[test]
+fn blocked_values_link_nothing() {
+    let mut s = Scenario::new();
+    s.send(
+        0,
+        json!({"type": "identify", "anonymousId": "a", "userId": "null"}),
+    );
+    s.send(
+        1,
+        json!({"type": "identify", "anonymousId": "b", "userId": "null"}),
+    );
+    assert_eq!(
+        s.profiles(),
+        profiles(&[&["anonymous_id:a"], &["anonymous_id:b"]])
+    );
+    assert_eq!(
+        s.send(
+            2,
+            json!({"type": "track", "event": "E", "userId": "undefined"})
+        ),
+        Applied::NoIdentity
+    );
+}
+
+#[test]
+fn a_late_event_joins_the_merged_profile() {
+    let mut s = Scenario::new();
+    s.send(10, json!({"type": "page", "anonymousId": "a"}));
+    s.send(
+        20,
+        json!({"type": "identify", "anonymousId": "a", "userId": "u"}),
+    );
+    let profile = s.profile_of("user_id:u");
+    // Sent at minute 5 from an offline device, delivered after the merge.
+    let late = s.send(
+        5,
+        json!({"type": "track", "event": "Offline", "anonymousId": "a"}),
+    );
+    assert_eq!(late, Applied::Profile(profile.clone()));
+    assert_eq!(s.graph.len(), 1);
+    assert_eq!(s.profile_of("anonymous_id:a"), profile);
+}
+
+#[test]
+fn the_same_batch_twice_changes_nothing() {
+    let events = [
+        json!({"type": "identify", "anonymousId": "a", "userId": "u"}),
+        json!({"type": "track", "event": "E", "anonymousId": "b", "userId": "u"}),
+    ];
+    let mut s = Scenario::new();
+    for (i, event) in events.iter().enumerate() {
+        s.send_id(&format!("batch-{i}"), 0, event);
+    }
+    let before = (s.profiles(), s.graph.log().len());
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(
+            s.send_id(&format!("batch-{i}"), 0, event),
+            Applied::Duplicate
+        );
+    }
+    assert_eq!((s.profiles(), s.graph.log().len()), before);
+}
+
+#[test]
+fn a_rule_change_splits_a_profile_on_rebuild() {
+    let events = [
+        json!({"type": "identify", "anonymousId": "a", "traits": {"email": "test@shop.example"}}),
+        json!({"type": "identify", "anonymousId": "b", "traits": {"email": "test@shop.example"}}),
+        json!({"type": "identify", "anonymousId": "b", "userId": "u"}),
+    ];
+    let run = |rules: IdentityRules| {
+        let mut s = Scenario::with(rules);
+        for event in &events {
+            s.send(0, event.clone());
+        }
+        s
+    };
+    let before = run(IdentityRules::default());
+    assert_eq!(before.graph.len(), 1);
+    let mut rules = IdentityRules::default();
+    rules.types.get_mut("email").unwrap().blocked = vec![r"test@.*".into()];
+    let after = run(rules.compiled().unwrap());
+    assert_eq!(
+        after.profiles(),
+        profiles(&[&["anonymous_id:a"], &["anonymous_id:b", "user_id:u"]])
+    );
+    assert_eq!(
+        after.profile_of("anonymous_id:a"),
+        before.profile_of("anonymous_id:a"),
+        "the oldest profile keeps its id"
+    );
+}
+
+#[test]
+fn limits_cap_the_values_of_a_type() {
+    let mut rules = IdentityRules::default();
+    rules.types.get_mut("email").unwrap().limit = 2;
+    let mut s = Scenario::with(rules);
+    for (i, email) in ["a@x.example", "b@x.example", "c@x.example"]
+        .iter()
+        .enumerate()
+    {
+        s.send(
+            i64::try_from(i).unwrap(),
+            json!({"type": "identify", "userId": "u", "traits": {"email": email}}),
+        );
+    }
+    assert_eq!(
+        s.profiles(),
+        profiles(&[&["email:a@x.example", "email:b@x.example", "user_id:u"]]),
+        "the third email was dropped; the event still joined the profile"
+    );
+}
+
+/// Processing the same events in any batch split, with any redeliveries, gives the same
+/// profiles (and the same log).
+#[test]
+fn batch_splits_and_redeliveries_do_not_change_the_result() {
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state >> 33).unwrap() % n
+    };
+    let mut events = Vec::new();
+    for i in 0..400 {
+        let mut event = json!({"type": "identify", "anonymousId": format!("a{}", next(120))});
+        if next(3) == 0 {
+            event["userId"] = json!(format!("u{}", next(40)));
+        }
+        if next(5) == 0 {
+            event["traits"] = json!({"email": format!("e{}@x.example", next(30))});
+        }
+        events.push((format!("m{i}"), i64::from(i), event));
+    }
+    let reference = {
+        let mut s = Scenario::new();
+        for (id, at, event) in &events {
+            s.send_id(id, *at, event);
+        }
+        (s.profiles(), s.graph.log().to_vec())
+    };
+    for _ in 0..20 {
+        let mut s = Scenario::new();
+        let mut position = 0;
+        while position < events.len() {
+            let batch = 1 + next(50);
+            let end = (position + batch).min(events.len());
+            for (id, at, event) in &events[position..end] {
+                s.send_id(id, *at, event);
+            }
+            // Redeliver a few earlier events, anywhere in the past.
+            for _ in 0..next(4) {
+                let (id, at, event) = &events[next(end)];
+                assert_eq!(s.send_id(id, *at, event), Applied::Duplicate);
+            }
+            position = end;
+        }
+        assert_eq!((s.profiles(), s.graph.log().to_vec()), reference);
+    }
+}
