@@ -6,6 +6,7 @@ mod extract;
 mod graph;
 mod id;
 mod normalize;
+mod profile;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -14,4 +15,7 @@ pub use extract::{DropReason, Dropped, Extracted, extract};
 pub use graph::{Applied, Change, IdentityGraph, LogEntry, ProfileId, ProfileIds};
 pub use id::{IdType, Identifier};
 pub use normalize::normalize;
+pub use profile::{
+    Aggregate, AggregateOp, Profile, ProfileConfig, Survivorship, TraitValue, Unifier,
+};
 pub use rules::{DEFAULT_BLOCKED, IdentityRules, TypeRule};

@@ -361,3 +361,246 @@ fn batch_splits_and_redeliveries_do_not_change_the_result() {
         assert_eq!((s.profiles(), s.graph.log().to_vec()), reference);
     }
 }
+
+/// A unifier fed lake events; `at` is minutes after the fixed start.
+fn lake_event(message_id: &str, at: i64, mut event: Value) -> serde_json::Map<String, Value> {
+    event["messageId"] = json!(message_id);
+    event["timestamp"] = json!(crate::timestamp::format(minutes(at)));
+    event.as_object().unwrap().clone()
+}
+
+fn unifier(config: ProfileConfig) -> Unifier {
+    Unifier::new(IdentityRules::default(), config)
+}
+
+fn profile_of<'a>(u: &'a Unifier, id: &str) -> &'a Profile {
+    let profile = u
+        .graph()
+        .profile_of(&Identifier::parse(id).unwrap())
+        .unwrap();
+    u.profile(&profile.id).unwrap()
+}
+
+#[test]
+fn traits_follow_their_survivorship_rules() {
+    let config: ProfileConfig = serde_json::from_value(json!({
+        "traits": {
+            "signup_channel": {"rule": "first_seen"},
+            "favourite_colour": {"rule": "most_frequent"},
+            "plan": {"rule": "source_priority", "sources": ["crm", "analytics.js"]}
+        }
+    }))
+    .unwrap();
+    let mut u = unifier(config);
+    let identify = |traits: Value, library: &str| {
+        json!({"type": "identify", "userId": "u", "traits": traits,
+               "context": {"library": {"name": library}}})
+    };
+    let events = [
+        (
+            1,
+            identify(
+                json!({"name": "Jane", "signup_channel": "ads", "favourite_colour": "blue", "plan": "pro", "tags": ["a"]}),
+                "crm",
+            ),
+        ),
+        (
+            2,
+            identify(
+                json!({"name": "Jane D.", "signup_channel": "email", "favourite_colour": "blue", "plan": "free", "tags": ["b", "a"]}),
+                "analytics.js",
+            ),
+        ),
+        (
+            3,
+            identify(json!({"favourite_colour": "red"}), "analytics.js"),
+        ),
+        // Sent earlier, delivered later: most recent is by event time, not arrival.
+        (
+            0,
+            identify(
+                json!({"name": "J.", "favourite_colour": "blue"}),
+                "analytics.js",
+            ),
+        ),
+        (
+            4,
+            identify(json!({"favourite_colour": "red"}), "analytics.js"),
+        ),
+    ];
+    for (i, (at, event)) in events.into_iter().enumerate() {
+        u.apply(&lake_event(&format!("t{i}"), at, event));
+    }
+    let p = profile_of(&u, "user_id:u");
+    let value = |key: &str| p.traits[key].value.clone();
+    assert_eq!(value("name"), json!("Jane D."), "most recent by event time");
+    assert_eq!(value("signup_channel"), json!("ads"), "first seen");
+    assert_eq!(
+        value("favourite_colour"),
+        json!("blue"),
+        "blue 3 times, red twice (last)"
+    );
+    assert_eq!(value("plan"), json!("pro"), "the CRM outranks the website");
+    assert_eq!(p.traits["plan"].source.as_deref(), Some("crm"));
+    assert_eq!(value("tags"), json!(["a", "b"]), "lists are unioned");
+    assert_eq!(p.traits["name"].message_id, "t1");
+}
+
+#[test]
+fn sequence_numbers_order_events_with_the_same_time() {
+    let mut u = unifier(ProfileConfig::default());
+    let event = |name: &str, sequence: i64| {
+        json!({"type": "identify", "anonymousId": "a", "traits": {"step": name},
+               "context": {"sequence": sequence}})
+    };
+    u.apply(&lake_event("s2", 5, event("second", 2)));
+    u.apply(&lake_event("s1", 5, event("first", 1)));
+    assert_eq!(
+        profile_of(&u, "anonymous_id:a").traits["step"].value,
+        json!("second")
+    );
+}
+
+#[test]
+fn computed_fields_and_aggregates() {
+    let config: ProfileConfig = serde_json::from_value(json!({
+        "aggregates": [
+            {"name": "revenue", "event": "Order Completed", "property": "revenue", "op": "sum"},
+            {"name": "orders", "event": "Order Completed", "op": "count"},
+            {"name": "largest_order", "event": "Order Completed", "property": "revenue", "op": "max"},
+            {"name": "last_order", "event": "Order Completed", "property": "order_id", "op": "last"}
+        ]
+    }))
+    .unwrap();
+    let mut u = unifier(config);
+    let order = |id: &str, revenue: f64| {
+        json!({"type": "track", "event": "Order Completed", "userId": "u",
+               "properties": {"order_id": id, "revenue": revenue}})
+    };
+    u.apply(&lake_event("e1", 0, json!({"type": "page", "userId": "u"})));
+    u.apply(&lake_event("e2", 10, order("o1", 20.0)));
+    u.apply(&lake_event("e3", 100, order("o2", 35.5)));
+    u.apply(&lake_event("e4", 50, order("o0", 5.0)));
+    let p = profile_of(&u, "user_id:u");
+    assert_eq!(p.first_seen, minutes(0));
+    assert_eq!(p.last_seen, minutes(100));
+    assert_eq!(p.event_counts["page"], 1);
+    assert_eq!(p.event_counts["Order Completed"], 3);
+    assert_eq!(
+        p.sessions, 2,
+        "0–10, then 100 after a gap over 30 minutes (50 is late, within)"
+    );
+    assert_eq!(p.aggregates["revenue"], json!(60.5));
+    assert_eq!(p.aggregates["orders"], json!(3));
+    assert_eq!(p.aggregates["largest_order"], json!(35.5));
+    assert_eq!(
+        p.aggregates["last_order"],
+        json!("o2"),
+        "last by event time"
+    );
+}
+
+#[test]
+fn merged_profiles_combine_their_state() {
+    let config: ProfileConfig = serde_json::from_value(json!({
+        "aggregates": [{"name": "revenue", "event": "Order Completed", "property": "revenue", "op": "sum"}]
+    }))
+    .unwrap();
+    let mut u = unifier(config);
+    u.apply(&lake_event(
+        "l1",
+        0,
+        json!({"type": "track", "event": "Order Completed", "anonymousId": "laptop",
+                                        "properties": {"revenue": 10}}),
+    ));
+    u.apply(&lake_event(
+        "l2",
+        1,
+        json!({"type": "identify", "anonymousId": "laptop", "traits": {"city": "Lyon"}}),
+    ));
+    u.apply(&lake_event(
+        "p1",
+        200,
+        json!({"type": "track", "event": "Order Completed", "anonymousId": "phone",
+                                          "properties": {"revenue": 5}}),
+    ));
+    u.apply(&lake_event(
+        "p2",
+        201,
+        json!({"type": "identify", "anonymousId": "phone", "traits": {"city": "Paris"}}),
+    ));
+    assert_eq!(u.profiles().count(), 2);
+    u.apply(&lake_event(
+        "login",
+        300,
+        json!({"type": "identify", "anonymousId": "phone", "userId": "u",
+                                             "context": {"traits": {}}}),
+    ));
+    u.apply(&lake_event(
+        "login2",
+        301,
+        json!({"type": "identify", "anonymousId": "laptop", "userId": "u"}),
+    ));
+    assert_eq!(u.profiles().count(), 1);
+    let p = profile_of(&u, "user_id:u");
+    assert_eq!(p.aggregates["revenue"], json!(15.0));
+    assert_eq!(p.event_counts["Order Completed"], 2);
+    assert_eq!(
+        p.traits["city"].value,
+        json!("Paris"),
+        "most recent across both profiles"
+    );
+    assert_eq!(p.first_seen, minutes(0));
+    assert_eq!(p.id, profile_of(&u, "anonymous_id:laptop").id);
+}
+
+/// Profiles too: any batch split and any redeliveries give the same result.
+#[test]
+fn profiles_do_not_depend_on_batches_or_redeliveries() {
+    let config: ProfileConfig = serde_json::from_value(json!({
+        "aggregates": [{"name": "spent", "event": "Buy", "property": "amount", "op": "sum"}]
+    }))
+    .unwrap();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state >> 33).unwrap() % n
+    };
+    let mut events = Vec::new();
+    for i in 0..300 {
+        let mut event = json!({"type": "track", "event": "Buy", "anonymousId": format!("a{}", next(60)),
+                               "properties": {"amount": next(100)}});
+        if next(4) == 0 {
+            event = json!({"type": "identify", "anonymousId": format!("a{}", next(60)),
+                           "userId": format!("u{}", next(20)), "traits": {"tier": next(3)}});
+        }
+        events.push(lake_event(&format!("m{i}"), i64::from(i), event));
+    }
+    let snapshot = |u: &Unifier| {
+        let mut profiles: Vec<Profile> = u.profiles().cloned().collect();
+        profiles.sort_by(|a, b| a.id.cmp(&b.id));
+        profiles
+    };
+    let mut one = unifier(config.clone());
+    for event in &events {
+        one.apply(event);
+    }
+    let reference = snapshot(&one);
+    for _ in 0..10 {
+        let mut u = unifier(config.clone());
+        let mut position = 0;
+        while position < events.len() {
+            let end = (position + 1 + next(40)).min(events.len());
+            for event in &events[position..end] {
+                u.apply(event);
+            }
+            for _ in 0..next(3) {
+                assert_eq!(u.apply(&events[next(end)]), Applied::Duplicate);
+            }
+            position = end;
+        }
+        assert_eq!(snapshot(&u), reference);
+    }
+}
