@@ -168,6 +168,11 @@ async fn bench_http(args: &BenchArgs, bodies: &[Bytes]) -> anyhow::Result<()> {
         trust_forwarded_for: false,
         forward: None,
         upstream: None,
+        profiles: Arc::new(braid_unifier::profiles::ProfileUnify::new(
+            braid_core::identity::IdentityRules::default(),
+            braid_core::identity::ProfileConfig::default(),
+        )),
+        profile_token: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

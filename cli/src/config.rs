@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use braid_core::enrich::EnrichConfig;
+use braid_core::identity::{IdentityRules, ProfileConfig};
 use braid_core::validate::Limits;
 use braid_edge::{CorsConfig, EdgeConfig, WorkspaceConfig};
 use serde::Deserialize;
@@ -35,6 +36,13 @@ pub(crate) struct ServeConfig {
     /// Edge mode: forward accepted events to this ingest (`http://host:port/v1/forward`),
     /// signed with `forward_secret`, instead of writing the local lake.
     pub(crate) upstream: Option<String>,
+    /// The bearer token of the profile API (`GET /v1/profiles/...`); without it the API is off.
+    /// Also read from `BRAID_PROFILE_TOKEN`.
+    pub(crate) profile_token: Option<String>,
+    /// Identity resolution rules.
+    pub(crate) identity: IdentityRules,
+    /// How profiles are computed.
+    pub(crate) profiles: ProfileConfig,
 }
 
 impl Default for ServeConfig {
@@ -49,6 +57,9 @@ impl Default for ServeConfig {
             cors: CorsConfig::default(),
             forward_secret: None,
             upstream: None,
+            profile_token: None,
+            identity: IdentityRules::default(),
+            profiles: ProfileConfig::default(),
         }
     }
 }
@@ -60,6 +71,10 @@ impl ServeConfig {
             .with_context(|| format!("cannot read {}", path.display()))?;
         let mut config: ServeConfig =
             toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?;
+        config.identity = config
+            .identity
+            .compiled()
+            .map_err(|e| anyhow::anyhow!("invalid {}: {e}", path.display()))?;
         if config.data.is_relative()
             && let Some(folder) = path.parent()
         {

@@ -64,12 +64,13 @@ struct CompactArgs {
 
 /// Applies the unify step to the objects already in the lake that it has not applied (a
 /// previous run may have stopped first), then to each object the lake writer commits.
-async fn unify_loop(
+async fn unify_loop<U: braid_unifier::unify::Unify>(
     store: braid_unifier::LocalStore,
+    unify: Arc<U>,
     mut new_objects: tokio::sync::mpsc::UnboundedReceiver<Vec<String>>,
 ) {
     use braid_unifier::ObjectStore as _;
-    use braid_unifier::unify::{CountEvents, unify_objects};
+    use braid_unifier::unify::unify_objects;
     let existing = match store.list("raw/").await {
         Ok(objects) => objects.into_iter().map(|o| o.key).collect(),
         Err(error) => {
@@ -80,7 +81,7 @@ async fn unify_loop(
     let mut batch = existing;
     loop {
         if !batch.is_empty() {
-            match unify_objects(&store, &CountEvents, &batch, lake::now()).await {
+            match unify_objects(&store, unify.as_ref(), &batch, lake::now()).await {
                 Ok(summary) => tracing::debug!(?summary, "unify"),
                 // Objects without a checkpoint are applied at the next start.
                 Err(error) => tracing::warn!(%error, "unify failed"),
@@ -100,7 +101,8 @@ async fn compact(args: &CompactArgs) -> anyhow::Result<()> {
     // merges objects unify has read.
     let (done, finished) = tokio::sync::mpsc::unbounded_channel();
     drop(done);
-    unify_loop(store.clone(), finished).await;
+    let count = Arc::new(braid_unifier::unify::CountEvents);
+    unify_loop(store.clone(), count, finished).await;
     let settings = braid_unifier::compact::CompactSettings {
         grace: time::Duration::minutes(args.grace_minutes),
         target_bytes: args.target_mb.saturating_mul(1024 * 1024),
@@ -147,6 +149,10 @@ struct ServeArgs {
     /// (`http://host:port/v1/forward`) instead of writing the local lake.
     #[arg(long)]
     upstream: Option<String>,
+    /// The bearer token of the profile API, GET /v1/profiles/TYPE:VALUE (or set
+    /// `BRAID_PROFILE_TOKEN`, or `profile_token` in `braid.toml`).
+    #[arg(long)]
+    profile_token: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -169,7 +175,8 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// The configuration: the file (given, or `./braid.toml`, or defaults), then the flags.
+fn load_config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
     let mut config = match &args.config {
         Some(path) => ServeConfig::load(path)?,
         None if std::path::Path::new("braid.toml").exists() => {
@@ -188,6 +195,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(upstream) = args.upstream {
         config.upstream = Some(upstream);
+    }
+    if let Some(token) = args.profile_token {
+        config.profile_token = Some(token);
     }
     if !args.write_key.is_empty() {
         match config
@@ -211,13 +221,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             rate_limit: None,
         });
     }
+    Ok(config)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = load_config(args)?;
     let collector =
         Collector::new(config.edge()).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let store = braid_unifier::LocalStore::open(&config.data)
         .with_context(|| format!("cannot open {}", config.data.display()))?;
-    // The unify entry point over the local lake, as in the cloud: each new raw/ object once.
+    // Identity resolution and profiles, rebuilt from the lake, then kept up to date by the
+    // unify entry point (as in the cloud): each new raw/ object once.
+    let profiles = Arc::new(braid_unifier::profiles::ProfileUnify::new(
+        config.identity.clone(),
+        config.profiles.clone(),
+    ));
+    let replayed = profiles
+        .replay(&store)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the lake: {e}"))?;
+    tracing::info!(
+        events = replayed,
+        profiles = profiles.len(),
+        "Profiles rebuilt from the lake."
+    );
     let (written, new_objects) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(unify_loop(store.clone(), new_objects));
+    tokio::spawn(unify_loop(
+        store.clone(),
+        Arc::clone(&profiles),
+        new_objects,
+    ));
     let lake = lake::Lake::open(&config.data, Some(written))
         .with_context(|| format!("cannot open {}", config.data.display()))?;
     let listener = TcpListener::bind(config.listen)
@@ -252,6 +285,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         trust_forwarded_for: config.trust_forwarded_for,
         forward,
         upstream,
+        profiles,
+        profile_token: config
+            .profile_token
+            .clone()
+            .or_else(|| std::env::var("BRAID_PROFILE_TOKEN").ok())
+            .filter(|t| !t.is_empty()),
     });
     server::serve(listener, app, shutdown_signal()).await
 }

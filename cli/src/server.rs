@@ -9,7 +9,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use braid_core::forward::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use braid_core::identity::Identifier;
 use braid_edge::{Collector, Handled, HttpRequest, HttpResponse};
+use braid_unifier::profiles::ProfileUnify;
 use braid_unifier::{ForwardRequest, IngestSettings, LocalStore, ingest};
 use http_body_util::BodyExt as _;
 use tokio::net::TcpListener;
@@ -28,6 +30,10 @@ pub(crate) struct App {
     pub(crate) forward: Option<Forward>,
     /// Edge mode: accepted events go to this upstream ingest instead of the local lake.
     pub(crate) upstream: Option<Upstream>,
+    /// Identity resolution and profiles, kept up to date by the unify loop.
+    pub(crate) profiles: Arc<ProfileUnify>,
+    /// The profile API's bearer token; `None`: the API is off.
+    pub(crate) profile_token: Option<String>,
 }
 
 /// What `POST /v1/forward` needs: the same ingest handler as the Lambda function, over the
@@ -71,6 +77,9 @@ async fn handle(
     }
     if parts.uri.path() == "/v1/forward" {
         return forward(&app, &parts, body).await;
+    }
+    if let Some(id) = parts.uri.path().strip_prefix("/v1/profiles/") {
+        return profile(&app, &parts, id);
     }
     let limit = app.collector.config().limits.max_batch_bytes;
     let body = match read_limited(body, limit).await {
@@ -174,6 +183,69 @@ async fn forward(app: &App, parts: &axum::http::request::Parts, body: Body) -> R
         headers,
         body: reply.body.into_bytes(),
     })
+}
+
+/// `GET /v1/profiles/{type}:{value}`: a profile, with a bearer token separate from write keys.
+fn profile(app: &App, parts: &axum::http::request::Parts, id: &str) -> Response {
+    let Some(token) = &app.profile_token else {
+        return json_error(
+            404,
+            "not_found",
+            "the profile API is off (no profile_token)",
+        );
+    };
+    let bearer = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !bearer.is_some_and(|b| constant_time_eq(b.as_bytes(), token.as_bytes())) {
+        return json_error(
+            401,
+            "unauthorized",
+            "send the profile token as Authorization: Bearer",
+        );
+    }
+    if parts.method != "GET" {
+        return json_error(405, "method_not_allowed", "use GET");
+    }
+    let decoded = percent_decode(id);
+    let Some(identifier) = decoded.as_deref().and_then(Identifier::parse) else {
+        return json_error(
+            400,
+            "bad_identifier",
+            "the path must be /v1/profiles/TYPE:VALUE",
+        );
+    };
+    // The value as stored: normalised for its type (emails lower-cased, phones in E.164).
+    let value = braid_core::identity::normalize(&identifier.kind, &identifier.value, None)
+        .unwrap_or(identifier.value);
+    let identifier = Identifier::new(identifier.kind, value);
+    match app.profiles.profile(&identifier) {
+        Some(profile) => text_response(200, "application/json", profile.to_string()),
+        None => json_error(404, "not_found", &format!("no profile has {identifier}")),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// Decodes `%XX` escapes of a path segment.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&byte) = bytes.get(i) {
+        if byte == b'%' {
+            out.push(u8::from_str_radix(text.get(i + 1..i + 3)?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(byte);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn json_error(status: u16, code: &str, message: &str) -> Response {

@@ -7,8 +7,9 @@
 //! (`manifests/compaction/<partition>.json`) listing the compacted objects and the objects they
 //! replace. A run
 //! 1. finishes a previous run first: deletes what the existing manifest says was replaced;
-//! 2. merges the partition's remaining objects (in key order, so the output is the same every
-//!    time) and writes the compacted objects — not yet live;
+//! 2. merges the partition's remaining objects (in the order they were written, then by key, so
+//!    the output is the same every time and events keep their order) and writes the compacted
+//!    objects — not yet live;
 //! 3. writes the manifest — the switch;
 //! 4. deletes the replaced objects.
 //!
@@ -221,8 +222,10 @@ pub async fn compact_partition<S: ObjectStore>(
     }
     let prefix = format!("{partition}/");
     let mut inputs = Vec::new();
+    let mut written_at = BTreeMap::new();
     for object in store.list(&prefix).await? {
         let key = object.key;
+        written_at.insert(key.clone(), object.modified);
         if !key.ends_with(OBJECT_SUFFIX) || key.get(prefix.len()..).is_some_and(|r| r.contains('/'))
         {
             continue;
@@ -252,8 +255,9 @@ pub async fn compact_partition<S: ObjectStore>(
     if small == 0 && inputs.len() <= 1 {
         return Ok(summary);
     }
-    // 2. Merge, in key order, into objects of about `target_bytes`.
-    inputs.sort();
+    // 2. Merge, in the order the objects were written (then by key), into objects of about
+    //    `target_bytes`: events keep the order they were unified in.
+    inputs.sort_by(|a, b| (written_at.get(a), a).cmp(&(written_at.get(b), b)));
     let mut outputs: Vec<Vec<u8>> = vec![Vec::new()];
     for key in &inputs {
         let packed = store.get(key).await?.ok_or_else(|| HandlerError {

@@ -12,6 +12,7 @@
 pub mod compact;
 pub mod ingest;
 pub mod object;
+pub mod profiles;
 pub mod store;
 pub mod unify;
 

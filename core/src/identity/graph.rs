@@ -296,9 +296,13 @@ impl IdentityGraph {
             let Some(absorbed) = self.profiles.remove(other) else {
                 continue;
             };
+            // The evidence: the event's identifiers already in one of the two profiles.
             let via: Vec<Identifier> = ids
                 .iter()
-                .filter(|id| absorbed.identifiers.contains_key(*id))
+                .filter(|id| {
+                    absorbed.identifiers.contains_key(*id)
+                        || self.index.get(*id).is_some_and(|p| *p == survivor)
+                })
                 .cloned()
                 .collect();
             for (identifier, first_seen) in absorbed.identifiers {

@@ -119,6 +119,8 @@ pub struct Profile {
     pub sessions: u64,
     /// Configured aggregates by name.
     pub aggregates: BTreeMap<String, Value>,
+    /// For `last` aggregates: the time of the event that set each.
+    pub last_at: BTreeMap<String, OffsetDateTime>,
 }
 
 /// One event, as profiles read it.
@@ -139,6 +141,7 @@ impl Profile {
             event_counts: BTreeMap::new(),
             sessions: 0,
             aggregates: BTreeMap::new(),
+            last_at: BTreeMap::new(),
         }
     }
 
@@ -220,19 +223,15 @@ impl Profile {
             }
             AggregateOp::Last => {
                 let newer = self
-                    .aggregates
-                    .get(&format!("{}.at", aggregate.name))
-                    .and_then(Value::as_str)
-                    .and_then(|t| timestamp::parse(t).ok())
-                    .is_none_or(|previous| at >= previous);
-                if newer && let Some(value) = value {
-                    self.aggregates.insert(
-                        format!("{}.at", aggregate.name),
-                        Value::from(timestamp::format(at)),
-                    );
-                    Some(value.clone())
-                } else {
-                    None
+                    .last_at
+                    .get(&aggregate.name)
+                    .is_none_or(|previous| at >= *previous);
+                match value {
+                    Some(value) if newer => {
+                        self.last_at.insert(aggregate.name.clone(), at);
+                        Some(value.clone())
+                    }
+                    _ => None,
                 }
             }
         };
@@ -283,15 +282,11 @@ impl Profile {
                         .max(theirs.as_f64().unwrap_or(f64::MIN)),
                 )),
                 (AggregateOp::Last, Some(_)) => {
-                    let at = |aggs: &BTreeMap<String, Value>| {
-                        aggs.get(&format!("{name}.at"))
-                            .and_then(Value::as_str)
-                            .map(str::to_owned)
-                    };
-                    (at(&other.aggregates) > at(&self.aggregates)).then(|| {
-                        if let Some(when) = at(&other.aggregates) {
-                            self.aggregates
-                                .insert(format!("{name}.at"), Value::from(when));
+                    let theirs_at = other.last_at.get(name).copied();
+                    let newer = theirs_at > self.last_at.get(name).copied();
+                    newer.then(|| {
+                        if let Some(at) = theirs_at {
+                            self.last_at.insert(name.clone(), at);
                         }
                         theirs
                     })
@@ -455,5 +450,78 @@ impl Unifier {
             .or_insert_with(|| Profile::new(profile_id.clone(), at))
             .apply(event, &fact, &self.config);
         applied
+    }
+}
+
+impl Unifier {
+    /// The profile of an identifier as the profile API shows it: id, identifiers (with when
+    /// each was first seen), traits (value, time, source, messageId), computed fields,
+    /// aggregates, and the history of decisions that made it.
+    pub fn profile_json(&self, id: &super::id::Identifier) -> Option<Value> {
+        let ids = self.graph.profile_of(id)?;
+        let profile = self.profiles.get(&ids.id)?;
+        let identifiers: Vec<Value> = ids
+            .identifiers
+            .iter()
+            .map(|(identifier, first_seen)| {
+                serde_json::json!({
+                    "type": identifier.kind.as_str(),
+                    "value": identifier.value,
+                    "firstSeen": timestamp::format(*first_seen),
+                })
+            })
+            .collect();
+        let traits: Map<String, Value> = profile
+            .traits
+            .iter()
+            .map(|(key, t)| {
+                let value = serde_json::json!({
+                    "value": t.value,
+                    "at": timestamp::format(t.at),
+                    "source": t.source,
+                    "messageId": t.message_id,
+                });
+                (key.clone(), value)
+            })
+            .collect();
+        let history: Vec<Value> = self
+            .graph
+            .history(&ids.id)
+            .into_iter()
+            .map(|entry| {
+                let mut out = match &entry.change {
+                    Change::Created {
+                        profile,
+                        identifiers,
+                    } => serde_json::json!({"change": "created", "profile": profile,
+                        "identifiers": identifiers.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+                    Change::Linked {
+                        profile,
+                        identifiers,
+                    } => serde_json::json!({"change": "linked", "profile": profile,
+                        "identifiers": identifiers.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+                    Change::Merged { into, from, via } => serde_json::json!({"change": "merged",
+                        "into": into, "from": from,
+                        "via": via.iter().map(ToString::to_string).collect::<Vec<_>>()}),
+                    Change::Dropped(_) => Value::Null,
+                };
+                if let Value::Object(fields) = &mut out {
+                    fields.insert("messageId".into(), Value::from(entry.message_id.clone()));
+                    fields.insert("at".into(), Value::from(timestamp::format(entry.at)));
+                }
+                out
+            })
+            .collect();
+        Some(serde_json::json!({
+            "id": ids.id,
+            "identifiers": identifiers,
+            "traits": traits,
+            "firstSeen": timestamp::format(profile.first_seen),
+            "lastSeen": timestamp::format(profile.last_seen),
+            "eventCounts": profile.event_counts,
+            "sessions": profile.sessions,
+            "aggregates": profile.aggregates,
+            "history": history,
+        }))
     }
 }

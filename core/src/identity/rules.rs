@@ -64,49 +64,52 @@ struct Compiled {
     by_type: BTreeMap<String, Vec<(String, Regex)>>,
 }
 
+/// The built-in rules: `user_id` unique (limit 1) and strongest, then email, phone, device id;
+/// custom types next; `anonymous_id` weakest. Limits 5.
+fn default_types() -> BTreeMap<String, TypeRule> {
+    let rule = |priority, limit, unique| TypeRule {
+        priority,
+        limit,
+        unique,
+        ..TypeRule::default()
+    };
+    [
+        ("user_id", rule(1, 1, true)),
+        ("email", rule(2, 5, false)),
+        ("phone", rule(3, 5, false)),
+        ("device_id", rule(4, 5, false)),
+        ("anonymous_id", rule(90, 5, false)),
+    ]
+    .into_iter()
+    .map(|(name, rule)| (name.to_owned(), rule))
+    .collect()
+}
+
 impl Default for IdentityRules {
     fn default() -> Self {
-        let rule = |priority, limit, unique| TypeRule {
-            priority,
-            limit,
-            unique,
-            ..TypeRule::default()
+        let rules = IdentityRules {
+            types: default_types(),
+            default_country: None,
+            trait_identifiers: BTreeMap::new(),
+            dedupe_window_days: 7,
+            compiled: None,
         };
-        let types = [
-            ("user_id", rule(1, 1, true)),
-            ("email", rule(2, 5, false)),
-            ("phone", rule(3, 5, false)),
-            ("device_id", rule(4, 5, false)),
-            ("anonymous_id", rule(90, 5, false)),
-        ];
-        IdentityRules {
-            types: types
-                .into_iter()
-                .map(|(name, rule)| (name.to_owned(), rule))
-                .collect(),
-            default_country: None,
-            trait_identifiers: BTreeMap::new(),
-            dedupe_window_days: 7,
-            compiled: None,
-        }
-        .compiled()
-        .unwrap_or_else(|_| IdentityRules {
-            types: BTreeMap::new(),
-            default_country: None,
-            trait_identifiers: BTreeMap::new(),
-            dedupe_window_days: 7,
-            compiled: None,
-        })
+        // The built-in patterns compile: the fallback is never used.
+        rules.clone().compiled().unwrap_or(rules)
     }
 }
 
 impl IdentityRules {
-    /// Compiles the blocked-value patterns.
+    /// Compiles the blocked-value patterns; types the configuration does not mention keep
+    /// their built-in rule.
     ///
     /// # Errors
     ///
     /// Names the type and the pattern that is not a valid regular expression.
     pub fn compiled(mut self) -> Result<IdentityRules, String> {
+        for (name, rule) in default_types() {
+            self.types.entry(name).or_insert(rule);
+        }
         let full = |pattern: &str| Regex::new(&format!("(?i)^(?:{pattern})$"));
         let common = full(DEFAULT_BLOCKED).map_err(|e| e.to_string())?;
         let mut by_type = BTreeMap::new();
@@ -194,6 +197,20 @@ mod tests {
         rules.types.get_mut("phone").unwrap().blocked = vec!["(".into()];
         let error = rules.compiled().unwrap_err();
         assert!(error.contains("identity.types.phone.blocked"), "{error}");
+    }
+
+    #[test]
+    fn configured_types_keep_the_other_defaults() {
+        let rules: IdentityRules = serde_json::from_value(
+            serde_json::json!({"types": {"email": {"priority": 2, "limit": 3}}}),
+        )
+        .unwrap();
+        let rules = rules.compiled().unwrap();
+        assert_eq!(rules.rule(&IdType::Email).limit, 3);
+        assert!(
+            rules.rule(&IdType::UserId).unique,
+            "user_id keeps its built-in rule"
+        );
     }
 
     #[test]

@@ -604,3 +604,50 @@ fn profiles_do_not_depend_on_batches_or_redeliveries() {
         assert_eq!(snapshot(&u), reference);
     }
 }
+
+#[test]
+fn the_profile_api_view_explains_the_profile() {
+    let mut u = unifier(ProfileConfig::default());
+    u.apply(&lake_event(
+        "a1",
+        0,
+        json!({"type": "page", "anonymousId": "laptop"}),
+    ));
+    u.apply(&lake_event(
+        "a2",
+        5,
+        json!({"type": "page", "anonymousId": "phone"}),
+    ));
+    u.apply(&lake_event(
+        "a3",
+        9,
+        json!({"type": "identify", "anonymousId": "phone", "userId": "u",
+                                         "traits": {"plan": "pro"}}),
+    ));
+    u.apply(&lake_event(
+        "a4",
+        10,
+        json!({"type": "identify", "anonymousId": "laptop", "userId": "u"}),
+    ));
+    let view = u
+        .profile_json(&Identifier::parse("user_id:u").unwrap())
+        .unwrap();
+    assert_eq!(view["identifiers"].as_array().unwrap().len(), 3);
+    assert_eq!(view["traits"]["plan"]["value"], "pro");
+    assert_eq!(view["traits"]["plan"]["messageId"], "a3");
+    assert_eq!(view["eventCounts"]["identify"], 2);
+    let changes: Vec<&str> = view["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["created", "created", "linked", "merged"]);
+    let merge = &view["history"][3];
+    assert_eq!(merge["messageId"], "a4", "the event that caused the merge");
+    assert_eq!(merge["via"], json!(["user_id:u", "anonymous_id:laptop"]));
+    assert!(
+        u.profile_json(&Identifier::parse("user_id:nobody").unwrap())
+            .is_none()
+    );
+}

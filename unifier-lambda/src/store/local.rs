@@ -199,9 +199,16 @@ fn collect(
                 collect(root, &path, prefix, found)?;
             }
         } else if kind.is_file() && key.starts_with(prefix) {
+            let metadata = entry.metadata()?;
+            let modified = metadata
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX));
             found.push(ObjectInfo {
                 key,
-                size: entry.metadata()?.len(),
+                size: metadata.len(),
+                modified,
             });
         }
     }

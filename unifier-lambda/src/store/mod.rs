@@ -20,6 +20,9 @@ pub struct ObjectInfo {
     pub key: String,
     /// Its size in bytes.
     pub size: u64,
+    /// When it was written, in nanoseconds since the Unix epoch (0 when the store does not
+    /// say). Objects of one writer are in write order by it: a rebuild replays them that way.
+    pub modified: i128,
 }
 
 /// A storage operation that failed.

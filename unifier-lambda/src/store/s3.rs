@@ -253,6 +253,9 @@ impl ObjectStore for S3Store {
                             .size()
                             .and_then(|s| u64::try_from(s).ok())
                             .unwrap_or(0),
+                        modified: object.last_modified().map_or(0, |t| {
+                            i128::from(t.secs()) * 1_000_000_000 + i128::from(t.subsec_nanos())
+                        }),
                     });
                 }
             }

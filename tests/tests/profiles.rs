@@ -1,0 +1,127 @@
+//! Identity resolution and the profile API on a real `braid serve`: events from a real Segment
+//! client and raw HTTP become one profile per person, readable with a token separate from write
+//! keys, and rebuilt from the lake after a restart.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+
+use std::time::{Duration, Instant};
+
+use braid_tests::{Server, python, request, run_client};
+use serde_json::Value;
+
+const TOKEN: &str = "profile-api-token";
+
+fn get(server: &Server, path: &str, token: Option<&str>) -> braid_tests::Response {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    request(server.addr, "GET", path, &headers, b"").unwrap()
+}
+
+/// The profile, once the unify loop has caught up with what the server acknowledged.
+fn profile(server: &Server, id: &str, until: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let reply = get(server, &format!("/v1/profiles/{id}"), Some(TOKEN));
+        if reply.status == 200 && until(&reply.json()) {
+            return reply.json();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{id}: {} {}",
+            reply.status,
+            reply.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn events_become_profiles_readable_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start_with(
+        data.clone(),
+        dir.path().join("braid.log"),
+        &["--profile-token", TOKEN],
+    );
+    // A visitor browses anonymously, then logs in; a real Segment client sends the rest.
+    let page = br#"{"anonymousId":"browser-1","name":"Pricing","properties":{"url":"https://shop.example/pricing"}}"#;
+    assert_eq!(server.post("/v1/page", page).status, 200);
+    let login = br#"{"anonymousId":"browser-1","userId":"py-seg-prof","traits":{"plan":"trial"}}"#;
+    assert_eq!(server.post("/v1/identify", login).status, 200);
+    run_client(&python(), "segment_python.py", &server, "prof", false);
+
+    let view = profile(&server, "user_id:py-seg-prof", |p| {
+        p["eventCounts"]["Order Completed"] == 1 && p["traits"]["plan"]["value"] == "pro"
+    });
+    let identifiers: Vec<String> = view["identifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{}:{}",
+                i["type"].as_str().unwrap(),
+                i["value"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        identifiers.contains(&"anonymous_id:browser-1".to_owned()),
+        "{identifiers:?}"
+    );
+    assert!(
+        identifiers.contains(&"email:py-seg-prof@example.com".to_owned()),
+        "{identifiers:?}"
+    );
+    assert_eq!(view["eventCounts"]["page"], 2);
+    // The email identifies the same profile (the path is decoded and normalised).
+    let by_email = profile(&server, "email:PY-SEG-PROF%40example.com", |_| true);
+    assert_eq!(by_email["id"], view["id"]);
+    // The segment script aliases prev-prof to the user: a user id cannot be renamed, so it
+    // stays apart, and the profile says why nothing merged.
+    assert_eq!(
+        get(&server, "/v1/profiles/user_id:nobody", Some(TOKEN)).status,
+        404
+    );
+    assert_eq!(
+        get(&server, "/v1/profiles/user_id:py-seg-prof", None).status,
+        401
+    );
+    assert_eq!(
+        get(
+            &server,
+            "/v1/profiles/user_id:py-seg-prof",
+            Some(&server.key)
+        )
+        .status,
+        401
+    );
+    assert_eq!(
+        get(&server, "/v1/profiles/no-colon", Some(TOKEN)).status,
+        400
+    );
+
+    // Restart: the profiles are rebuilt from the lake, with the same id.
+    let id = view["id"].clone();
+    drop(server);
+    let server = Server::start_with(
+        data,
+        dir.path().join("braid2.log"),
+        &["--profile-token", TOKEN],
+    );
+    let again = profile(&server, "user_id:py-seg-prof", |_| true);
+    assert_eq!(again["id"], id);
+    assert_eq!(again["eventCounts"], view["eventCounts"]);
+    assert_eq!(again["traits"]["plan"]["value"], "pro");
+}
+
+#[test]
+fn without_a_token_the_profile_api_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    assert_eq!(
+        get(&server, "/v1/profiles/user_id:u", Some("anything")).status,
+        404
+    );
+}
