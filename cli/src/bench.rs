@@ -39,6 +39,9 @@ pub(crate) struct BenchArgs {
     /// Events to run through the core alone.
     #[arg(long, default_value_t = 500_000)]
     core_events: usize,
+    /// Lake events to run through identity resolution and profiles.
+    #[arg(long, default_value_t = 500_000)]
+    unify_events: usize,
     /// Folder for the temporary lake (default: the system's temp folder).
     #[arg(long)]
     data: Option<std::path::PathBuf>,
@@ -59,6 +62,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     bench_core(&bodies, args.core_events, args.batch);
+    bench_unify(args.unify_events);
     bench_http(args, &bodies).await
 }
 
@@ -147,6 +151,88 @@ fn bench_core(bodies: &[Bytes], events: usize, batch: usize) {
         "  output            {:.1} MB/s of NDJSON",
         rate(bytes, seconds) / 1e6
     );
+}
+
+/// Identity resolution and profiles on one thread: lake lines (enriched events, as NDJSON) in,
+/// parsed, their identifiers extracted and linked, their profile updated. The stream: 200,000
+/// browsers, a third of them logging in as one of 60,000 users (some on two devices), page
+/// views, product views, orders with revenue, and identify calls with traits.
+#[expect(
+    clippy::indexing_slicing,
+    clippy::cast_precision_loss,
+    reason = "building benchmark events (objects, where indexing inserts) and a report"
+)]
+fn bench_unify(events: usize) {
+    use braid_core::identity::{IdentityRules, ProfileConfig};
+    use braid_unifier::profiles::ProfileUnify;
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let mut lines = Vec::with_capacity(events * 500);
+    for i in 0..events {
+        let browser = next(200_000);
+        let user = browser % 3 == 0;
+        let roll = next(100);
+        let mut event = json!({
+            "messageId": format!("u-{i}"),
+            "anonymousId": format!("anon-{browser}"),
+            "timestamp": format!("2024-05-01T{:02}:{:02}:{:02}.000Z", i / 60_000 % 24, i / 1000 % 60, i % 60),
+            "receivedAt": "2024-05-01T23:59:59.000Z",
+            "context": {"library": {"name": "analytics.js", "version": "5.0.0"}, "ip": "203.0.113.0",
+                        "page": {"url": "https://shop.example/p"}},
+        });
+        if roll < 50 {
+            event["type"] = json!("page");
+        } else if roll < 80 {
+            event["type"] = json!("track");
+            event["event"] = json!("Product Viewed");
+            event["properties"] =
+                json!({"product_id": format!("sku-{}", next(500)), "price": 19.99});
+        } else if roll < 90 {
+            event["type"] = json!("track");
+            event["event"] = json!("Order Completed");
+            event["properties"] = json!({"revenue": 20 + next(80), "currency": "EUR"});
+        } else {
+            event["type"] = json!("identify");
+            event["traits"] =
+                json!({"plan": if next(2) == 0 { "pro" } else { "free" }, "city": "Lyon"});
+        }
+        if user {
+            let id = browser / 3 % 60_000;
+            event["userId"] = json!(format!("user-{id}"));
+            if event["type"] == "identify" {
+                event["traits"]["email"] = json!(format!("user-{id}@mail.example"));
+            }
+        }
+        lines.extend_from_slice(event.to_string().as_bytes());
+        lines.push(b'\n');
+    }
+    let config: ProfileConfig = serde_json::from_value(json!({"aggregates": [
+        {"name": "revenue", "event": "Order Completed", "property": "revenue", "op": "sum"},
+        {"name": "orders", "event": "Order Completed", "op": "count"}
+    ]}))
+    .unwrap_or_default();
+    let unify = ProfileUnify::new(IdentityRules::default(), config);
+    let started = Instant::now();
+    let applied = unify.apply_lines(&lines);
+    let seconds = started.elapsed().as_secs_f64();
+    println!();
+    println!("unify (parse lake lines + identity resolution + profiles, 1 thread)");
+    println!(
+        "  events            {events} ({} with an identity), {:.0} bytes each",
+        applied,
+        lines.len() as f64 / events.max(1) as f64
+    );
+    println!("  time              {seconds:.3} s");
+    println!(
+        "  throughput        {:.0} events/s per core",
+        rate(events, seconds)
+    );
+    println!("  profiles          {}", unify.len());
 }
 
 async fn bench_http(args: &BenchArgs, bodies: &[Bytes]) -> anyhow::Result<()> {

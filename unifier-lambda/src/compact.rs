@@ -70,6 +70,10 @@ pub struct Manifest {
     pub objects: Vec<String>,
     /// Objects the compacted ones replace: not live, deleted by the run that wrote this.
     pub replaces: Vec<String>,
+    /// For each compacted object, the write time of the first object it holds: readers that
+    /// replay the lake in write order put it there.
+    #[serde(default)]
+    pub written: BTreeMap<String, i128>,
 }
 
 /// What a run did.
@@ -143,7 +147,11 @@ pub async fn live_objects<S: ObjectStore>(
                 !replaced.contains(key)
             };
             if is_live {
-                live.push(object.clone());
+                let mut object = object.clone();
+                if let Some(written) = manifest.written.get(key) {
+                    object.modified = *written;
+                }
+                live.push(object);
             }
         }
     }
@@ -203,6 +211,44 @@ pub async fn compact_closed_hours<S: ObjectStore>(
     Ok(summary)
 }
 
+/// Reads `inputs` in order into outputs of about `target_bytes`, giving each output's content
+/// and the write time of its first input.
+async fn merge<S: ObjectStore>(
+    store: &S,
+    inputs: &[String],
+    written_at: &BTreeMap<String, i128>,
+    target_bytes: usize,
+) -> Result<(Vec<Vec<u8>>, Vec<i128>), HandlerError> {
+    let mut outputs: Vec<Vec<u8>> = vec![Vec::new()];
+    let mut firsts: Vec<i128> = Vec::new();
+    for key in inputs {
+        let packed = store.get(key).await?.ok_or_else(|| HandlerError {
+            error_type: "ObjectVanished",
+            message: format!("{key} disappeared during compaction"),
+            retriable: true,
+        })?;
+        let content = gunzip(&packed, MAX_OBJECT_BYTES).map_err(|e| HandlerError {
+            error_type: "UnreadableObject",
+            message: format!("{key}: {e}"),
+            retriable: false,
+        })?;
+        let current = outputs.last().map_or(0, Vec::len);
+        if current > 0 && current + content.len() > target_bytes {
+            outputs.push(Vec::new());
+        }
+        if firsts.len() < outputs.len() {
+            firsts.push(written_at.get(key).copied().unwrap_or(0));
+        }
+        if let Some(output) = outputs.last_mut() {
+            output.extend_from_slice(&content);
+            if !content.ends_with(b"\n") {
+                output.push(b'\n');
+            }
+        }
+    }
+    Ok((outputs, firsts))
+}
+
 /// Compacts one partition (`raw/workspace=W/date=D/hour=H`), whether or not its hour is closed.
 ///
 /// # Errors
@@ -257,37 +303,20 @@ pub async fn compact_partition<S: ObjectStore>(
     }
     // 2. Merge, in the order the objects were written (then by key), into objects of about
     //    `target_bytes`: events keep the order they were unified in.
-    inputs.sort_by(|a, b| (written_at.get(a), a).cmp(&(written_at.get(b), b)));
-    let mut outputs: Vec<Vec<u8>> = vec![Vec::new()];
-    for key in &inputs {
-        let packed = store.get(key).await?.ok_or_else(|| HandlerError {
-            error_type: "ObjectVanished",
-            message: format!("{key} disappeared during compaction"),
-            retriable: true,
-        })?;
-        let content = gunzip(&packed, MAX_OBJECT_BYTES).map_err(|e| HandlerError {
-            error_type: "UnreadableObject",
-            message: format!("{key}: {e}"),
-            retriable: false,
-        })?;
-        let current = outputs.last_mut().map_or(0, |o| o.len());
-        if current > 0 && current + content.len() > settings.target_bytes {
-            outputs.push(Vec::new());
-        }
-        if let Some(output) = outputs.last_mut() {
-            output.extend_from_slice(&content);
-            if !content.ends_with(b"\n") {
-                output.push(b'\n');
-            }
-        }
+    for (key, at) in &previous.written {
+        written_at.insert(key.clone(), *at);
     }
+    inputs.sort_by(|a, b| (written_at.get(a), a).cmp(&(written_at.get(b), b)));
+    let (outputs, firsts) = merge(store, &inputs, &written_at, settings.target_bytes).await?;
     let mut written = Vec::new();
-    for content in outputs.iter().filter(|c| !c.is_empty()) {
+    let mut first_written = BTreeMap::new();
+    for (content, first) in outputs.iter().zip(&firsts).filter(|(c, _)| !c.is_empty()) {
         let key = format!(
             "{prefix}{COMPACTED_PREFIX}{}{OBJECT_SUFFIX}",
             lake::batch_id(content)
         );
         store.put(&key, gzip(content)).await?;
+        first_written.insert(key.clone(), *first);
         written.push(key);
     }
     // 3. The switch.
@@ -299,6 +328,7 @@ pub async fn compact_partition<S: ObjectStore>(
     let manifest = Manifest {
         objects: written.clone(),
         replaces: replaces.clone(),
+        written: first_written,
     };
     let bytes = serde_json::to_vec(&manifest).unwrap_or_default();
     store.put(&manifest_key(partition), bytes).await?;

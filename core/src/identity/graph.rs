@@ -14,7 +14,9 @@
 //! The graph is deterministic: the same events in the same order give the same profiles and
 //! log on every platform, however the stream is split into batches and whatever is redelivered.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
@@ -106,9 +108,9 @@ impl IdentityGraph {
     pub fn new(rules: IdentityRules) -> IdentityGraph {
         IdentityGraph {
             rules,
-            profiles: HashMap::new(),
-            index: HashMap::new(),
-            seen: HashMap::new(),
+            profiles: HashMap::default(),
+            index: HashMap::default(),
+            seen: HashMap::default(),
             latest: None,
             log: Vec::new(),
         }

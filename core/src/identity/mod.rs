@@ -18,4 +18,4 @@ pub use normalize::normalize;
 pub use profile::{
     Aggregate, AggregateOp, Profile, ProfileConfig, Survivorship, TraitValue, Unifier,
 };
-pub use rules::{DEFAULT_BLOCKED, IdentityRules, TypeRule};
+pub use rules::{DEFAULT_BLOCKED, IdentityRules, PLACEHOLDERS, TypeRule};

@@ -5,14 +5,16 @@
 //! [`Unifier`] ties the identity graph and the profiles: each event joins (or creates, or
 //! merges) profiles in the graph, then updates its profile.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::{Duration, OffsetDateTime};
 
 use super::extract::extract;
-use super::graph::{Applied, Change, IdentityGraph, ProfileId};
+use super::graph::{Applied, Change, IdentityGraph, ProfileId, ProfileIds};
 use super::rules::IdentityRules;
 use crate::timestamp;
 
@@ -375,7 +377,7 @@ impl Unifier {
         Unifier {
             graph: IdentityGraph::new(rules),
             config,
-            profiles: HashMap::new(),
+            profiles: HashMap::default(),
         }
     }
 
@@ -454,6 +456,16 @@ impl Unifier {
 }
 
 impl Unifier {
+    /// Every profile as the profile API shows it, sorted by id (to compare two unifiers).
+    pub fn snapshot(&self) -> Vec<Value> {
+        let mut ids: Vec<&ProfileIds> = self.graph.profiles().collect();
+        ids.sort_by(|a, b| a.id.cmp(&b.id));
+        ids.into_iter()
+            .filter_map(|p| p.identifiers.keys().next())
+            .filter_map(|id| self.profile_json(id))
+            .collect()
+    }
+
     /// The profile of an identifier as the profile API shows it: id, identifiers (with when
     /// each was first seen), traits (value, time, source, messageId), computed fields,
     /// aggregates, and the history of decisions that made it.

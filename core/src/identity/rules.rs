@@ -38,9 +38,24 @@ impl Default for TypeRule {
     }
 }
 
-/// Placeholder values clients send instead of an identifier.
-pub const DEFAULT_BLOCKED: &str =
-    r"null|undefined|anonymous|none|nil|n/a|unknown|0|-1|\[object object\]|false|true";
+/// Placeholder values clients send instead of an identifier (matched case-insensitively).
+pub const PLACEHOLDERS: [&str; 12] = [
+    "null",
+    "undefined",
+    "anonymous",
+    "none",
+    "nil",
+    "n/a",
+    "unknown",
+    "0",
+    "-1",
+    "[object object]",
+    "false",
+    "true",
+];
+
+/// How a blocked placeholder is named in drop records.
+pub const DEFAULT_BLOCKED: &str = "placeholder";
 
 /// Every rule of identity resolution (`[identity]` in `braid.toml`).
 #[derive(Clone, Debug, Deserialize)]
@@ -60,7 +75,6 @@ pub struct IdentityRules {
 
 #[derive(Clone, Debug)]
 struct Compiled {
-    common: Regex,
     by_type: BTreeMap<String, Vec<(String, Regex)>>,
 }
 
@@ -111,7 +125,6 @@ impl IdentityRules {
             self.types.entry(name).or_insert(rule);
         }
         let full = |pattern: &str| Regex::new(&format!("(?i)^(?:{pattern})$"));
-        let common = full(DEFAULT_BLOCKED).map_err(|e| e.to_string())?;
         let mut by_type = BTreeMap::new();
         for (name, rule) in &self.types {
             let mut patterns = Vec::new();
@@ -122,7 +135,7 @@ impl IdentityRules {
             }
             by_type.insert(name.clone(), patterns);
         }
-        self.compiled = Some(Compiled { common, by_type });
+        self.compiled = Some(Compiled { by_type });
         Ok(self)
     }
 
@@ -138,11 +151,12 @@ impl IdentityRules {
 
     /// The pattern that blocks `value` for `kind`, if one does.
     pub fn blocked_by(&self, kind: &IdType, value: &str) -> Option<String> {
-        let compiled = self.compiled.as_ref()?;
-        if compiled.common.is_match(value) {
+        // Placeholders are short: compare those without a regular expression.
+        if value.len() <= 15 && PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(value)) {
             return Some(DEFAULT_BLOCKED.to_owned());
         }
-        compiled
+        self.compiled
+            .as_ref()?
             .by_type
             .get(kind.as_str())?
             .iter()
