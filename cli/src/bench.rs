@@ -259,6 +259,7 @@ async fn bench_http(args: &BenchArgs, bodies: &[Bytes]) -> anyhow::Result<()> {
             braid_core::identity::ProfileConfig::default(),
         )),
         profile_token: None,
+        store: braid_unifier::LocalStore::open(&data)?,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -286,6 +286,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         forward,
         upstream,
         profiles,
+        store: store.clone(),
         profile_token: config
             .profile_token
             .clone()

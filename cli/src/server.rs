@@ -34,6 +34,8 @@ pub(crate) struct App {
     pub(crate) profiles: Arc<ProfileUnify>,
     /// The profile API's bearer token; `None`: the API is off.
     pub(crate) profile_token: Option<String>,
+    /// The data folder as a store (the profile API reads events from it).
+    pub(crate) store: LocalStore,
 }
 
 /// What `POST /v1/forward` needs: the same ingest handler as the Lambda function, over the
@@ -79,7 +81,7 @@ async fn handle(
         return forward(&app, &parts, body).await;
     }
     if let Some(id) = parts.uri.path().strip_prefix("/v1/profiles/") {
-        return profile(&app, &parts, id);
+        return profile(&app, &parts, id).await;
     }
     let limit = app.collector.config().limits.max_batch_bytes;
     let body = match read_limited(body, limit).await {
@@ -185,8 +187,9 @@ async fn forward(app: &App, parts: &axum::http::request::Parts, body: Body) -> R
     })
 }
 
-/// `GET /v1/profiles/{type}:{value}`: a profile, with a bearer token separate from write keys.
-fn profile(app: &App, parts: &axum::http::request::Parts, id: &str) -> Response {
+/// `GET /v1/profiles/{type}:{value}`: a profile, with a bearer token separate from write keys;
+/// `GET /v1/profiles/{type}:{value}/events?limit=N&cursor=C`: its events, a page at a time.
+async fn profile(app: &App, parts: &axum::http::request::Parts, path: &str) -> Response {
     let Some(token) = &app.profile_token else {
         return json_error(
             404,
@@ -209,6 +212,10 @@ fn profile(app: &App, parts: &axum::http::request::Parts, id: &str) -> Response 
     if parts.method != "GET" {
         return json_error(405, "method_not_allowed", "use GET");
     }
+    let (id, events) = match path.strip_suffix("/events") {
+        Some(id) => (id, true),
+        None => (path, false),
+    };
     let decoded = percent_decode(id);
     let Some(identifier) = decoded.as_deref().and_then(Identifier::parse) else {
         return json_error(
@@ -221,9 +228,52 @@ fn profile(app: &App, parts: &axum::http::request::Parts, id: &str) -> Response 
     let value = braid_core::identity::normalize(&identifier.kind, &identifier.value, None)
         .unwrap_or(identifier.value);
     let identifier = Identifier::new(identifier.kind, value);
+    if events {
+        return profile_events(app, parts, &identifier).await;
+    }
     match app.profiles.profile(&identifier) {
         Some(profile) => text_response(200, "application/json", profile.to_string()),
         None => json_error(404, "not_found", &format!("no profile has {identifier}")),
+    }
+}
+
+async fn profile_events(
+    app: &App,
+    parts: &axum::http::request::Parts,
+    identifier: &Identifier,
+) -> Response {
+    let query = |name: &str| {
+        parts.uri.query().and_then(|q| {
+            q.split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_owned())
+        })
+    };
+    let limit = match query("limit").map(|v| v.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=1_000).contains(&n) => n,
+        Some(_) => return json_error(400, "bad_limit", "limit must be 1 to 1000"),
+    };
+    let Ok(offset) = query("cursor").map_or(Ok(0), |v| v.parse::<usize>()) else {
+        return json_error(
+            400,
+            "bad_cursor",
+            "cursor must be the nextCursor of a previous page",
+        );
+    };
+    match app
+        .profiles
+        .events(&app.store, identifier, offset, limit)
+        .await
+    {
+        Ok(Some((events, next))) => {
+            let body =
+                serde_json::json!({"events": events, "nextCursor": next.map(|n| n.to_string())});
+            text_response(200, "application/json", body.to_string())
+        }
+        Ok(None) => json_error(404, "not_found", &format!("no profile has {identifier}")),
+        Err(error) => json_error(503, "store_failed", &error.to_string()),
     }
 }
 

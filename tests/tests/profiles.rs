@@ -35,6 +35,30 @@ fn profile(server: &Server, id: &str, until: impl Fn(&Value) -> bool) -> Value {
     }
 }
 
+/// Every event of a profile, following the pages three at a time; each must come once.
+fn all_events(server: &Server, id: &str) -> std::collections::BTreeSet<String> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/profiles/{id}/events?limit=3&cursor={c}"),
+            None => format!("/v1/profiles/{id}/events?limit=3"),
+        };
+        let page = get(server, &path, Some(TOKEN));
+        assert_eq!(page.status, 200, "{}", page.text());
+        let page = page.json();
+        let events = page["events"].as_array().unwrap();
+        assert!(events.len() <= 3);
+        for event in events {
+            assert!(seen.insert(event["messageId"].as_str().unwrap().to_owned()));
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return seen,
+        }
+    }
+}
+
 #[test]
 fn events_become_profiles_readable_through_the_api() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,6 +123,29 @@ fn events_become_profiles_readable_through_the_api() {
     );
     assert_eq!(
         get(&server, "/v1/profiles/no-colon", Some(TOKEN)).status,
+        400
+    );
+
+    // The profile's events, three at a time, each once, as many as it counted.
+    let total: u64 = view["eventCounts"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    let seen = all_events(&server, "user_id:py-seg-prof");
+    assert_eq!(seen.len() as u64, total);
+    assert_eq!(
+        get(&server, "/v1/profiles/user_id:nobody/events", Some(TOKEN)).status,
+        404
+    );
+    assert_eq!(
+        get(
+            &server,
+            "/v1/profiles/user_id:py-seg-prof/events?limit=0",
+            Some(TOKEN)
+        )
+        .status,
         400
     );
 

@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use braid_core::identity::{Identifier, IdentityRules, ProfileConfig, Unifier};
+use braid_core::identity::{Identifier, IdentityRules, ProfileConfig, Unifier, extract};
 use serde_json::Value;
 #[cfg(test)]
 use time::OffsetDateTime;
@@ -75,6 +75,75 @@ impl ProfileUnify {
     /// The profile of an identifier, as the profile API shows it.
     pub fn profile(&self, id: &Identifier) -> Option<Value> {
         self.unifier.lock().ok()?.profile_json(id)
+    }
+
+    /// A page of the events of the profile that `id` belongs to, in the order they were
+    /// unified: the `offset`-th matching event and up to `limit` after it, and the offset of
+    /// the next page when there is one. `None` when no profile has `id`.
+    ///
+    /// It reads the lake (every live object, in write order) on each call: fine for the
+    /// embedded default; the persistent profile store will index events by profile.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails.
+    pub async fn events<S: ObjectStore>(
+        &self,
+        store: &S,
+        id: &Identifier,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Option<(Vec<Value>, Option<usize>)>, HandlerError> {
+        let Some(profile) = self.profile_id(id) else {
+            return Ok(None);
+        };
+        let mut objects = live_objects(store, "raw/").await?;
+        objects.sort_by(|a, b| (a.modified, &a.key).cmp(&(b.modified, &b.key)));
+        let mut matched = 0;
+        let mut page = Vec::new();
+        for object in objects {
+            let Some(packed) = store.get(&object.key).await? else {
+                continue;
+            };
+            let Ok(content) = gunzip(&packed, MAX_OBJECT_BYTES) else {
+                continue;
+            };
+            for line in lines(&content) {
+                let Ok(Value::Object(event)) = serde_json::from_slice::<Value>(line) else {
+                    continue;
+                };
+                if !self.belongs_to(&event, &profile) {
+                    continue;
+                }
+                if matched >= offset {
+                    if page.len() == limit {
+                        return Ok(Some((page, Some(matched))));
+                    }
+                    page.push(Value::Object(event));
+                }
+                matched += 1;
+            }
+        }
+        Ok(Some((page, None)))
+    }
+
+    fn profile_id(&self, id: &Identifier) -> Option<String> {
+        let unifier = self.unifier.lock().ok()?;
+        unifier.graph().profile_of(id).map(|p| p.id.clone())
+    }
+
+    /// Whether an event's identifiers lead to `profile` now.
+    fn belongs_to(&self, event: &serde_json::Map<String, Value>, profile: &str) -> bool {
+        let Ok(unifier) = self.unifier.lock() else {
+            return false;
+        };
+        let extracted = extract(event, unifier.graph().rules());
+        extracted.ids.iter().any(|id| {
+            unifier
+                .graph()
+                .profile_of(id)
+                .is_some_and(|p| p.id == profile)
+        })
     }
 
     /// Every profile, sorted by id.
