@@ -47,6 +47,59 @@ enum Command {
     /// Merge the small objects of closed hours in the local lake (as the compact function does
     /// in the cloud).
     Compact(CompactArgs),
+    /// Rebuild every profile from the local lake and write them as NDJSON (stdout or a file).
+    Profiles(ProfilesArgs),
+}
+
+#[derive(clap::Args)]
+struct ProfilesArgs {
+    /// Configuration file, for `[identity]` and `[profiles]` (default: ./braid.toml when it
+    /// exists).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data folder (default: the configuration's, or ./braid-data).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Write here instead of stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+/// `braid profiles`: the rebuild path, on its own: every live lake object in write order
+/// through identity resolution and profiles, every profile out as one JSON line.
+async fn profiles(args: &ProfilesArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut config = match &args.config {
+        Some(path) => ServeConfig::load(path)?,
+        None if std::path::Path::new("braid.toml").exists() => {
+            ServeConfig::load(std::path::Path::new("braid.toml"))?
+        }
+        None => ServeConfig::default(),
+    };
+    if let Some(data) = &args.data {
+        config.data.clone_from(data);
+    }
+    let store = braid_unifier::LocalStore::open(&config.data)
+        .with_context(|| format!("cannot open {}", config.data.display()))?;
+    let unify = braid_unifier::profiles::ProfileUnify::new(config.identity, config.profiles);
+    let events = unify
+        .replay(&store)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read the lake: {e}"))?;
+    let mut out: Box<dyn std::io::Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let snapshot = unify.snapshot();
+    for profile in &snapshot {
+        writeln!(out, "{profile}")?;
+    }
+    out.flush()?;
+    eprintln!("{} profiles from {events} events", snapshot.len());
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -172,6 +225,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Bench(args) => runtime.block_on(bench::run(&args)),
         Command::Compact(args) => runtime.block_on(compact(&args)),
+        Command::Profiles(args) => runtime.block_on(profiles(&args)),
     }
 }
 
