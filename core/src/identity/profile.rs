@@ -164,7 +164,12 @@ impl Profile {
                 .unwrap_or("track"),
             other => other,
         };
-        *self.event_counts.entry(name.to_owned()).or_default() += 1;
+        match self.event_counts.get_mut(name) {
+            Some(count) => *count += 1,
+            None => {
+                self.event_counts.insert(name.to_owned(), 1);
+            }
+        }
         let context_traits = event
             .get("context")
             .and_then(|c| c.get("traits"))

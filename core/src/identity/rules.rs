@@ -140,8 +140,15 @@ impl IdentityRules {
     }
 
     /// The rule for a type (custom types without one get the default rule).
-    pub fn rule(&self, kind: &IdType) -> TypeRule {
-        self.types.get(kind.as_str()).cloned().unwrap_or_default()
+    pub fn rule(&self, kind: &IdType) -> &TypeRule {
+        static DEFAULT: TypeRule = TypeRule {
+            priority: 50,
+            limit: 5,
+            limit_window_days: None,
+            unique: false,
+            blocked: Vec::new(),
+        };
+        self.types.get(kind.as_str()).unwrap_or(&DEFAULT)
     }
 
     /// The priority of a type (lower is stronger).
