@@ -65,3 +65,19 @@ if [ "$(cat .tools/.s3s-fs-version 2>/dev/null)" != "$S3S_FS_VERSION" ] || [ ! -
   cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked --debug --root .tools
   echo "$S3S_FS_VERSION" > .tools/.s3s-fs-version
 fi
+
+# The Cloudflare Worker build: wasm-bindgen-cli of exactly the version Cargo.lock pins (no
+# --locked: the registry mirror lacks a dependency its lockfile names; 6–15 minutes, once).
+WASM_BINDGEN_VERSION=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
+if [ "$(.tools/bin/wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+  say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION into .tools (several minutes, once)"
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --root .tools
+fi
+
+# Miniflare (workerd) to run the built Worker in the tests.
+want=$(stamp tests/worker/package-lock.json)
+if [ "$(cat tests/worker/node_modules/.braid-stamp 2>/dev/null)" != "$want" ]; then
+  say "npm ci in tests/worker (Miniflare, workerd)"
+  (cd tests/worker && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$want" > tests/worker/node_modules/.braid-stamp
+fi

@@ -14,6 +14,8 @@ say "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 say "cargo clippy (the Lambda functions)"
 cargo clippy --locked -p braid-unifier --features lambda --all-targets -- -D warnings
+say "cargo clippy (the Cloudflare Worker, wasm32)"
+cargo clippy --locked -p braid-edge --target wasm32-unknown-unknown -- -D warnings
 say "cfn-lint deploy/template.yaml"
 .venv/bin/cfn-lint deploy/template.yaml
 say "braid-core for wasm32-unknown-unknown"
@@ -21,6 +23,10 @@ cargo build --locked -p braid-core --target wasm32-unknown-unknown
 say "building the braid binary and the Lambda functions for the end-to-end tests"
 cargo build --locked -p braid
 cargo build --locked -p braid-unifier --features lambda --bins
+say "building the Cloudflare Worker, checking it with wrangler deploy --dry-run"
+scripts/worker-build.sh
+(cd edge-worker && WRANGLER_SEND_METRICS=false CI=true \
+  ../tests/worker/node_modules/.bin/wrangler deploy --dry-run --outdir ../target/wrangler </dev/null)
 say "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --workspace --no-fail-fast

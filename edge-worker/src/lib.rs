@@ -19,6 +19,8 @@ mod http;
 mod rate;
 #[cfg(test)]
 mod tests;
+#[cfg(target_arch = "wasm32")]
+mod worker_glue;
 
 pub use collector::{Collector, Counts, Handled, LakeWrite, Reply};
 pub use config::{CorsConfig, EdgeConfig, RateLimit, WorkspaceConfig};

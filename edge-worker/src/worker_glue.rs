@@ -1,0 +1,110 @@
+//! The Cloudflare Worker: the same handlers as `braid serve`, in workerd. Accepted events are
+//! forwarded, signed, to Braid's ingest (`docs/forward.md`), and the client gets its 2xx only
+//! after ingest's.
+//!
+//! Bindings (`wrangler.toml`): `INGEST_URL` (var) and the secrets `BRAID_FORWARD_SECRET` and
+//! `BRAID_WORKSPACES` (JSON: `[{"name": "shop", "write_keys": ["..."]}]`).
+
+use braid_core::forward::{ForwardBatch, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
+use time::OffsetDateTime;
+use worker::{
+    Context, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result, event, js_sys,
+};
+
+use crate::{
+    Collector, EdgeConfig, Handled, HttpRequest, HttpResponse, LakeWrite, WorkspaceConfig,
+};
+
+#[event(fetch)]
+async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Response> {
+    let now = now();
+    let workspaces: Vec<WorkspaceConfig> =
+        serde_json::from_str(&env.secret("BRAID_WORKSPACES")?.to_string())
+            .map_err(|e| worker::Error::RustError(format!("BRAID_WORKSPACES: {e}")))?;
+    let collector = Collector::new(EdgeConfig {
+        workspaces,
+        ..EdgeConfig::default()
+    })
+    .map_err(worker::Error::RustError)?;
+    let method = request.method().to_string();
+    let path = request.path();
+    let headers: Vec<(String, String)> = request.headers().entries().collect();
+    let body = request.bytes().await.unwrap_or_default();
+    let client_ip = request
+        .headers()
+        .get("cf-connecting-ip")?
+        .and_then(|ip| ip.parse().ok());
+    let http = HttpRequest {
+        method: &method,
+        path: &path,
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
+        body: &body,
+        client_ip,
+    };
+    let response = match collector.handle(&http, now) {
+        Handled::Respond(response, _) => response,
+        Handled::Store(write, reply) => {
+            let stored = forward(&env, &write, now).await;
+            if let Err(error) = &stored {
+                worker::console_error!("braid: the upstream did not take a batch: {error}");
+            }
+            reply.finish(stored.is_ok())
+        }
+    };
+    to_worker(response)
+}
+
+/// The request time, from the runtime's clock (workerd advances it between I/O).
+fn now() -> OffsetDateTime {
+    let millis = js_sys::Date::now();
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "milliseconds since 1970 fit in i64"
+    )]
+    braid_core::timestamp::from_unix_millis(millis as i64)
+}
+
+/// Forwards one request's events to ingest, signed; `Ok` once ingest answered 2xx.
+async fn forward(env: &Env, write: &LakeWrite, now: OffsetDateTime) -> Result<()> {
+    let url = env.var("INGEST_URL")?.to_string();
+    let secret = env.secret("BRAID_FORWARD_SECRET")?.to_string();
+    let body = ForwardBatch::write(
+        &write.workspace,
+        write.received_at,
+        &write.accepted,
+        &write.failed,
+    );
+    let timestamp = now.unix_timestamp();
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    headers.set(TIMESTAMP_HEADER, &timestamp.to_string())?;
+    headers.set(SIGNATURE_HEADER, &sign(secret.as_bytes(), timestamp, &body))?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+    let response = Fetch::Request(Request::new_with_init(&url, &init)?)
+        .send()
+        .await?;
+    let status = response.status_code();
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(worker::Error::RustError(format!(
+            "ingest answered {status}"
+        )))
+    }
+}
+
+fn to_worker(response: HttpResponse) -> Result<Response> {
+    let headers = Headers::new();
+    for (name, value) in &response.headers {
+        headers.append(name, value)?;
+    }
+    Ok(Response::from_bytes(response.body)?
+        .with_status(response.status)
+        .with_headers(headers))
+}

@@ -1,0 +1,147 @@
+//! The Cloudflare Worker (the `braid-edge` handlers built for wasm32) running in workerd through
+//! Miniflare, forwarding signed batches to a real `braid serve`: events land in its lake, enriched
+//! exactly as on the direct path; bad keys are refused at the edge; an upstream that is down
+//! gives the client 503 with Retry-After and stores nothing.
+//!
+//! Needs `scripts/worker-build.sh` (run by `scripts/test.sh`) and `tests/worker/node_modules`
+//! (`scripts/setup.sh --test`).
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+use base64::Engine as _;
+use braid_tests::{Server, basic_auth, read_lake, repo_root};
+use serde_json::{Value, json};
+
+const SECRET: &str = "worker-forward-secret";
+const EDGE_KEY: &str = "edge-write-key";
+
+/// Sends `requests` to the Worker in workerd; gives its answers.
+fn through_worker(ingest_url: &str, requests: &[Value]) -> Vec<Value> {
+    let entry = repo_root().join("edge-worker/build/worker.mjs");
+    assert!(
+        entry.exists(),
+        "{} is missing: run scripts/worker-build.sh (scripts/test.sh does)",
+        entry.display()
+    );
+    let workspaces = json!([{"name": "edge", "write_keys": [EDGE_KEY]}]).to_string();
+    let mut child = Command::new("node")
+        .arg(repo_root().join("tests/worker/run.mjs"))
+        .current_dir(repo_root().join("tests/worker"))
+        .env("BRAID_WORKER_ENTRY", &entry)
+        .env("INGEST_URL", ingest_url)
+        .env("BRAID_FORWARD_SECRET", SECRET)
+        .env("BRAID_WORKSPACES", workspaces)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(Value::Array(requests.to_vec()).to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "miniflare failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn post(path: &str, key: &str, body: &Value) -> Value {
+    let body = base64::engine::general_purpose::STANDARD.encode(body.to_string());
+    json!({
+        "method": "POST", "path": path, "body_base64": body,
+        "headers": {"content-type": "application/json", "authorization": basic_auth(key),
+                    "user-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"}
+    })
+}
+
+/// The fields that depend on when and from where the request came, which differ between two
+/// requests carrying the same event.
+fn without_request_fields(mut event: Value) -> Value {
+    let fields = event.as_object_mut().unwrap();
+    fields.remove("receivedAt");
+    fields.remove("timestamp");
+    fields["context"].as_object_mut().unwrap().remove("ip");
+    event
+}
+
+#[test]
+fn the_worker_forwards_to_braid_serve_and_lands_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path().join("data"),
+        dir.path().join("braid.log"),
+        &["--forward-secret", SECRET],
+    );
+    let event = json!({
+        "userId": "worker-user", "event": "Checkout Started", "messageId": "w-1",
+        "timestamp": "2024-05-01T10:00:00.000Z", "sentAt": "2024-05-01T10:00:00.000Z",
+        "properties": {"cart": 42.5},
+        "context": {"page": {"url": "https://shop.example/cart?utm_source=news", "referrer": "https://www.google.com/"},
+                    "userAgent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1"}
+    });
+    let url = format!("{}/v1/forward", server.url());
+    let answers = through_worker(
+        &url,
+        &[
+            post("/v1/track", EDGE_KEY, &event),
+            post("/v1/track", "not-a-key", &event),
+            post("/v1/track", EDGE_KEY, &json!({"userId": "u"})),
+        ],
+    );
+    assert_eq!(answers[0]["status"], 200, "{}", answers[0]);
+    assert_eq!(answers[1]["status"], 401, "{}", answers[1]);
+    assert_eq!(
+        answers[2]["status"], 400,
+        "a track without event: {}",
+        answers[2]
+    );
+    let body: Value = serde_json::from_str(answers[2]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["errors"][0]["field"], "event");
+
+    let edge_rows = read_lake(&server.data, "raw");
+    assert_eq!(edge_rows.len(), 1);
+    assert_eq!(edge_rows[0]["context"]["campaign"]["source"], "news");
+    // The same event sent to braid serve directly lands the same row.
+    let direct_dir = dir.path().join("direct");
+    std::fs::create_dir_all(&direct_dir).unwrap();
+    let direct = Server::start(&direct_dir);
+    let reply = direct.post("/v1/track", event.to_string().as_bytes());
+    assert_eq!(reply.status, 200);
+    let direct_rows = read_lake(&direct.data, "raw");
+    assert_eq!(
+        without_request_fields(edge_rows[0].clone()),
+        without_request_fields(direct_rows[0].clone())
+    );
+    let failed = read_lake(&server.data, "failed");
+    assert_eq!(failed.len(), 1, "the failed event was forwarded too");
+}
+
+#[test]
+fn an_upstream_that_is_down_gives_503_and_stores_nothing() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/forward", closed.local_addr().unwrap());
+    drop(closed);
+    let answers = through_worker(
+        &url,
+        &[post(
+            "/v1/track",
+            EDGE_KEY,
+            &json!({"event": "E", "userId": "u"}),
+        )],
+    );
+    assert_eq!(answers[0]["status"], 503, "{}", answers[0]);
+    assert!(
+        answers[0]["headers"]["retry-after"].is_string(),
+        "{}",
+        answers[0]
+    );
+}
