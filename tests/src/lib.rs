@@ -26,6 +26,34 @@ use base64::Engine as _;
 use flate2::read::MultiGzDecoder;
 use serde_json::Value;
 
+/// A free port on 127.0.0.1 (nothing listens on it once this returns).
+pub fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Waits until something accepts connections on `addr`, failing the test with `what` after
+/// `limit`.
+pub fn wait_for_port(addr: SocketAddr, limit: Duration, what: &str) {
+    let started = Instant::now();
+    while TcpStream::connect(addr).is_err() {
+        assert!(started.elapsed() < limit, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The headers that sign a forward body for ingest now: (`X-Braid-Timestamp`,
+/// `X-Braid-Signature`).
+pub fn forward_signature(secret: &[u8], body: &[u8]) -> (String, String) {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    (
+        now.to_string(),
+        braid_core::forward::sign(secret, now, body),
+    )
+}
+
 /// A running `s3s-fs`, a real S3-compatible server that checks request signatures, on a free
 /// port over its own folder (installed into `.tools` by `scripts/setup.sh --test`, or named by
 /// `BRAID_S3S_FS`).
@@ -54,12 +82,8 @@ impl S3Server {
         );
         let root = dir.join("s3");
         std::fs::create_dir_all(&root).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr = free_addr();
+        let port = addr.port();
         let log = std::fs::File::create(dir.join("s3s-fs.log")).unwrap();
         let child = Command::new(&bin)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
@@ -69,15 +93,12 @@ impl S3Server {
             .stderr(log)
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "s3s-fs did not start; see {}",
-                dir.join("s3s-fs.log").display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let log = dir.join("s3s-fs.log");
+        wait_for_port(
+            addr,
+            Duration::from_secs(20),
+            &format!("s3s-fs ({})", log.display()),
+        );
         S3Server {
             child,
             endpoint: format!("http://{addr}"),
@@ -112,12 +133,8 @@ impl MotoServer {
             "{} is missing: run scripts/setup.sh --test (scripts/test.sh does)",
             bin.display()
         );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr = free_addr();
+        let port = addr.port();
         let log = std::fs::File::create(dir.join("moto.log")).unwrap();
         let child = Command::new(bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -125,14 +142,7 @@ impl MotoServer {
             .stderr(log)
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_port(addr, Duration::from_secs(30), "moto");
         MotoServer {
             child,
             endpoint: format!("http://{addr}"),
@@ -329,12 +339,7 @@ impl Server {
 
     /// Starts a server on `data` (kept across restarts), logging to `log`, with extra args.
     pub fn start_with(data: PathBuf, log: PathBuf, extra: &[&str]) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let addr = free_addr();
         let key = "wk_e2e_test".to_owned();
         let log_file = std::fs::OpenOptions::new()
             .create(true)

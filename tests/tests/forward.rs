@@ -105,9 +105,8 @@ fn without_a_secret_forwarding_is_off() {
 #[test]
 fn an_edge_whose_upstream_is_down_answers_503() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let upstream = format!("http://{}/v1/forward", closed.local_addr().unwrap());
-    drop(closed);
+    // Nothing listens there.
+    let upstream = format!("http://{}/v1/forward", braid_tests::free_addr());
     let server = Server::start_with(
         dir.path().join("data"),
         dir.path().join("braid.log"),

@@ -9,14 +9,15 @@
     reason = "test code"
 )]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::Credentials;
 use braid_core::forward::{ForwardBatch, sign};
 use braid_tests::{
-    S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, Server, python, repo_root, request, run_client,
+    S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, Server, free_addr, python, repo_root, request,
+    run_client, wait_for_port,
 };
 use braid_unifier::ObjectStore;
 use braid_unifier::compact::live_objects;
@@ -42,11 +43,8 @@ impl Emulator {
             "{} is missing: run scripts/setup.sh --test (scripts/test.sh does)",
             bin.display()
         );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let addr = free_addr();
+        let port = addr.port();
         let env = [
             format!("BRAID_BUCKET={BUCKET}"),
             format!("BRAID_S3_ENDPOINT={}", s3.endpoint),
@@ -76,15 +74,7 @@ impl Emulator {
             .stderr(log)
             .spawn()
             .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let started = Instant::now();
-        while TcpStream::connect(addr).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_mins(2),
-                "cargo lambda watch did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_port(addr, Duration::from_mins(2), "cargo lambda watch");
         Emulator { child, addr }
     }
 

@@ -10,8 +10,8 @@ use aws_sdk_s3::types::{
     QueueConfiguration, S3KeyFilter,
 };
 use braid_core::Limits;
-use braid_core::forward::{ForwardBatch, sign};
-use braid_tests::MotoServer;
+use braid_core::forward::ForwardBatch;
+use braid_tests::{MotoServer, forward_signature};
 use braid_unifier::store::{S3Store, s3_client};
 use braid_unifier::unify::{CountEvents, keys_from_notification, unify_objects};
 use braid_unifier::{ForwardRequest, IngestSettings, ingest};
@@ -84,8 +84,7 @@ async fn unify_reads_real_s3_notifications_through_sqs() {
         secret: b"s".to_vec(),
         limits: Limits::default(),
     };
-    let signature = sign(b"s", now.unix_timestamp(), &body);
-    let timestamp = now.unix_timestamp().to_string();
+    let (timestamp, signature) = forward_signature(b"s", &body);
     let request = ForwardRequest {
         timestamp: Some(&timestamp),
         signature: Some(&signature),

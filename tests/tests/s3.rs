@@ -8,8 +8,8 @@
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::Credentials;
 use braid_core::Limits;
-use braid_core::forward::{ForwardBatch, sign};
-use braid_tests::{FaultyProxy, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
+use braid_core::forward::ForwardBatch;
+use braid_tests::{FaultyProxy, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, forward_signature};
 use braid_unifier::compact::{CompactSettings, compact_partition, live_objects};
 use braid_unifier::object::{gunzip, gzip, lines};
 use braid_unifier::store::{MULTIPART_THRESHOLD, S3Store, s3_client};
@@ -107,8 +107,7 @@ async fn ingest_and_unify_over_a_bucket() {
         limits: Limits::default(),
     };
     let now = OffsetDateTime::now_utc();
-    let signature = sign(b"s", now.unix_timestamp(), &body);
-    let timestamp = now.unix_timestamp().to_string();
+    let (timestamp, signature) = forward_signature(b"s", &body);
     let request = ForwardRequest {
         timestamp: Some(&timestamp),
         signature: Some(&signature),
@@ -208,8 +207,7 @@ async fn throttling_loses_nothing_and_duplicates_nothing() {
         let settings = settings.clone();
         async move {
             let now = OffsetDateTime::now_utc();
-            let signature = sign(b"s", now.unix_timestamp(), &body);
-            let timestamp = now.unix_timestamp().to_string();
+            let (timestamp, signature) = forward_signature(b"s", &body);
             let request = ForwardRequest {
                 timestamp: Some(&timestamp),
                 signature: Some(&signature),

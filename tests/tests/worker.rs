@@ -127,9 +127,8 @@ fn the_worker_forwards_to_braid_serve_and_lands_the_same_rows() {
 
 #[test]
 fn an_upstream_that_is_down_gives_503_and_stores_nothing() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1/forward", closed.local_addr().unwrap());
-    drop(closed);
+    // Nothing listens there.
+    let url = format!("http://{}/v1/forward", braid_tests::free_addr());
     let answers = through_worker(
         &url,
         &[post(
