@@ -133,6 +133,7 @@ fn bench_core(bodies: &[Bytes], events: usize, batch: usize) {
             received_at: now(),
             client_ip: None,
             user_agent: None,
+            anonymous_id: None,
         };
         let outcome = process_batch(parsed, &info, &config);
         accepted += outcome.accepted_count;

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use braid_core::enrich::EnrichConfig;
 use braid_core::identity::{IdentityRules, ProfileConfig};
 use braid_core::validate::Limits;
-use braid_edge::{CorsConfig, EdgeConfig, WorkspaceConfig};
+use braid_edge::{CookieConfig, CorsConfig, EdgeConfig, WorkspaceConfig};
 use serde::Deserialize;
 
 /// The whole configuration file.
@@ -30,6 +30,8 @@ pub(crate) struct ServeConfig {
     pub(crate) enrich: EnrichConfig,
     /// Browser origins.
     pub(crate) cors: CorsConfig,
+    /// A first-party cookie with the visitor's anonymous id on every collection answer.
+    pub(crate) identity_cookie: Option<CookieConfig>,
     /// The secret an edge (the Cloudflare Worker) signs forwarded batches with; without it,
     /// `POST /v1/forward` is refused. Also read from `BRAID_FORWARD_SECRET`.
     pub(crate) forward_secret: Option<String>,
@@ -55,6 +57,7 @@ impl Default for ServeConfig {
             limits: Limits::default(),
             enrich: EnrichConfig::default(),
             cors: CorsConfig::default(),
+            identity_cookie: None,
             forward_secret: None,
             upstream: None,
             profile_token: None,
@@ -90,6 +93,7 @@ impl ServeConfig {
             limits: self.limits.clone(),
             enrich: self.enrich.clone(),
             cors: self.cors.clone(),
+            identity_cookie: self.identity_cookie.clone(),
         }
     }
 }

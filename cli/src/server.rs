@@ -111,12 +111,20 @@ async fn handle(
         })
         .flatten()
         .or(Some(peer.ip()));
+    let fresh_id = app
+        .collector
+        .config()
+        .identity_cookie
+        .is_some()
+        .then(random_uuid)
+        .flatten();
     let http_request = HttpRequest {
         method: parts.method.as_str(),
         path: parts.uri.path(),
         headers,
         body: &body,
         client_ip,
+        fresh_id: fresh_id.as_deref(),
     };
     let handled = app.collector.handle(&http_request, lake::now());
     let response = match handled {
@@ -140,6 +148,28 @@ async fn handle(
         }
     };
     to_axum(response)
+}
+
+/// A random (version 4) UUID, for a new visitor's anonymous id.
+fn random_uuid() -> Option<String> {
+    let mut bytes = [0_u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    let [b6, b8] = [bytes.get(6).copied()?, bytes.get(8).copied()?];
+    bytes[6] = (b6 & 0x0f) | 0x40;
+    bytes[8] = (b8 & 0x3f) | 0x80;
+    let mut hex = String::with_capacity(32);
+    for byte in bytes {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{byte:02x}");
+    }
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        hex.get(0..8)?,
+        hex.get(8..12)?,
+        hex.get(12..16)?,
+        hex.get(16..20)?,
+        hex.get(20..32)?
+    ))
 }
 
 /// `POST /v1/forward`: a batch an edge validated, enriched and signed (`docs/forward.md`).

@@ -40,6 +40,8 @@ pub struct RequestInfo<'a> {
     pub client_ip: Option<IpAddr>,
     /// The request's `User-Agent` header.
     pub user_agent: Option<&'a str>,
+    /// An anonymous id for events that carry none (the edge's first-party cookie).
+    pub anonymous_id: Option<&'a str>,
 }
 
 /// A request body, parsed: the write key it carries, and each event's text as received with its
@@ -70,6 +72,8 @@ struct BatchDefaults<'a> {
     /// The batch's `context`, when it is an object.
     context: Option<Obj<'a>>,
     integrations: Option<&'a str>,
+    /// The request's anonymous id (an edge cookie), for events without one.
+    anonymous_id: Option<Node<'a>>,
 }
 
 /// The shape of a `/v1/batch` body, as `serde` sees it: used only to explain a body that the
@@ -402,10 +406,14 @@ pub fn process_batch(
     let ParsedBody {
         events,
         implied,
-        defaults,
+        mut defaults,
         multiline,
         ..
     } = body;
+    let anonymous_id = request
+        .anonymous_id
+        .map(|id| Node::Text(Cow::Owned(id.to_owned())));
+    defaults.anonymous_id = anonymous_id;
     for (index, BodyEvent { raw: json, fields }) in events.into_iter().enumerate() {
         let checked = match fields {
             Some(fields) => check_one(index, json, fields, implied, &defaults, &config.limits),
@@ -458,6 +466,15 @@ fn check_one<'a>(
 }
 
 fn apply_defaults<'a>(fields: &mut Obj<'a>, defaults: &BatchDefaults<'a>) {
+    if let Some(anonymous_id) = &defaults.anonymous_id
+        && fields.get("anonymousId").is_none_or(|id| match id.kind() {
+            Kind::Null => true,
+            Kind::String => !id.is_nonempty_text(),
+            _ => false,
+        })
+    {
+        fields.insert("anonymousId", anonymous_id.clone());
+    }
     if let Some(sent_at) = defaults.sent_at {
         fields.insert_missing("sentAt", || Node::Raw(sent_at));
     }
@@ -524,6 +541,7 @@ mod tests {
             received_at: received,
             client_ip: None,
             user_agent: None,
+            anonymous_id: None,
         };
         let outcome = process_batch(parsed, &request, &IngestConfig::default());
         assert_eq!(outcome.accepted_count, 1);
@@ -595,6 +613,7 @@ mod tests {
             received_at: crate::timestamp::parse("2024-05-01T10:00:05Z").unwrap(),
             client_ip: None,
             user_agent: None,
+            anonymous_id: None,
         };
         let outcome = process_batch(
             parse(body, None).unwrap(),

@@ -283,11 +283,13 @@ impl Collector {
             }
         }
         let workspace = self.workspace_name(index);
+        let cookie_id = self.cookie_id(request);
         let info = RequestInfo {
             workspace,
             received_at: now,
             client_ip: request.client_ip,
             user_agent: request.header("user-agent"),
+            anonymous_id: cookie_id.as_deref(),
         };
         let received = parsed.len();
         let outcome = process_batch(parsed, &info, &self.ingest);
@@ -311,15 +313,21 @@ impl Collector {
         } else {
             200
         };
-        let mut response = HttpResponse::json(
-            status,
-            &json!({
-                "success": status == 200,
-                "accepted": outcome.accepted_count,
-                "failed": outcome.failed.len(),
-                "errors": errors,
-            }),
-        );
+        let mut answer = json!({
+            "success": status == 200,
+            "accepted": outcome.accepted_count,
+            "failed": outcome.failed.len(),
+            "errors": errors,
+        });
+        if let (Some(id), Value::Object(fields)) = (&cookie_id, &mut answer) {
+            fields.insert("anonymousId".into(), Value::from(id.as_str()));
+        }
+        let mut response = HttpResponse::json(status, &answer);
+        if let (Some(id), Some(cookie)) = (&cookie_id, &self.config.identity_cookie) {
+            response
+                .headers
+                .push(("set-cookie", set_cookie(cookie, id)));
+        }
         cors::add_headers(request, &self.config.cors, &mut response);
         let write = LakeWrite {
             workspace: workspace.to_owned(),
@@ -329,6 +337,24 @@ impl Collector {
             counts,
         };
         Handled::Store(write, Reply { response })
+    }
+
+    /// The visitor's anonymous id when the identity cookie is on: the cookie's, when it holds a
+    /// well-formed id, else the platform's fresh one.
+    fn cookie_id(&self, request: &HttpRequest<'_>) -> Option<String> {
+        let cookie = self.config.identity_cookie.as_ref()?;
+        let sent = request.header("cookie").and_then(|header| {
+            header.split(';').find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                (name == cookie.name && is_cookie_id(value)).then(|| value.to_owned())
+            })
+        });
+        sent.or_else(|| {
+            request
+                .fresh_id
+                .filter(|id| is_cookie_id(id))
+                .map(str::to_owned)
+        })
     }
 
     fn workspace_name(&self, index: usize) -> &str {
@@ -406,4 +432,31 @@ impl Collector {
         };
         Handled::Store(write, Reply { response })
     }
+}
+
+/// Whether a cookie value can be an anonymous id: 8 to 64 of `A-Z a-z 0-9 - _` (a UUID, or an id
+/// an SDK made), so that nothing else from a cookie reaches the lake.
+fn is_cookie_id(value: &str) -> bool {
+    (8..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The `Set-Cookie` value: `HttpOnly; SameSite=Lax`, `Secure` unless configured off, one year by
+/// default, on the configured domain.
+fn set_cookie(cookie: &crate::config::CookieConfig, id: &str) -> String {
+    let mut value = format!(
+        "{}={id}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
+        cookie.name,
+        u64::from(cookie.max_age_days) * 86_400
+    );
+    if cookie.secure {
+        value.push_str("; Secure");
+    }
+    if let Some(domain) = &cookie.domain {
+        value.push_str("; Domain=");
+        value.push_str(domain);
+    }
+    value
 }

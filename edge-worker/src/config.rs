@@ -16,6 +16,35 @@ pub struct EdgeConfig {
     pub enrich: EnrichConfig,
     /// Cross-origin rules for browsers.
     pub cors: CorsConfig,
+    /// A first-party cookie holding the visitor's anonymous id, set on every collection answer
+    /// (off when absent).
+    pub identity_cookie: Option<CookieConfig>,
+}
+
+/// The first-party identity cookie: set by the server, so it outlives the 7-day cap browsers
+/// (Safari) put on cookies that scripts write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookieConfig {
+    /// Its name.
+    pub name: String,
+    /// Its `Domain` (`shop.example` to share it with subdomains); none: this host only.
+    pub domain: Option<String>,
+    /// Its lifetime in days.
+    pub max_age_days: u32,
+    /// Whether it is `Secure` (HTTPS only). Off only for local testing over plain HTTP.
+    pub secure: bool,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        CookieConfig {
+            name: "braid_aid".to_owned(),
+            domain: None,
+            max_age_days: 365,
+            secure: true,
+        }
+    }
 }
 
 /// One workspace: a name (a lake partition) and the write keys that send to it.

@@ -15,6 +15,9 @@ pub struct HttpRequest<'a> {
     pub body: &'a [u8],
     /// The client's address, as the platform determined it.
     pub client_ip: Option<IpAddr>,
+    /// A fresh random id (a UUID) from the platform, used as the anonymous id of a visitor who
+    /// has no identity cookie yet.
+    pub fresh_id: Option<&'a str>,
 }
 
 impl HttpRequest<'_> {

@@ -23,6 +23,6 @@ mod tests;
 mod worker_glue;
 
 pub use collector::{Collector, Counts, Handled, LakeWrite, Reply};
-pub use config::{CorsConfig, EdgeConfig, RateLimit, WorkspaceConfig};
+pub use config::{CookieConfig, CorsConfig, EdgeConfig, RateLimit, WorkspaceConfig};
 pub use error::RequestError;
 pub use http::{HttpRequest, HttpResponse};

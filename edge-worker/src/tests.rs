@@ -41,6 +41,7 @@ fn post<'a>(path: &'a str, headers: Vec<(&'a str, &'a str)>, body: &'a [u8]) -> 
         headers,
         body,
         client_ip: Some("203.0.113.9".parse().unwrap()),
+        fresh_id: Some("0f8e7d6c-5b4a-4321-8fed-cba987654321"),
     }
 }
 
@@ -369,6 +370,7 @@ fn cors_preflight_echoes_the_origin() {
         ],
         body: b"",
         client_ip: None,
+        fresh_id: None,
     };
     let (response, _) = send(&collector(), &request);
     assert_eq!(response.status, 204);
@@ -410,6 +412,7 @@ fn routes_and_methods() {
         headers: vec![],
         body: b"",
         client_ip: None,
+        fresh_id: None,
     };
     assert_eq!(send(&collector(), &get("/health")).0.status, 200);
     assert_eq!(send(&collector(), &get("/v1/batch")).0.status, 405);
@@ -446,4 +449,83 @@ fn config_rejects_duplicate_keys_and_unsafe_names() {
         ..EdgeConfig::default()
     };
     assert!(Collector::new(unsafe_name).is_err());
+}
+
+#[test]
+fn the_identity_cookie_is_set_and_fills_missing_anonymous_ids() {
+    let collector = Collector::new(EdgeConfig {
+        workspaces: vec![WorkspaceConfig {
+            name: "shop".into(),
+            write_keys: vec!["k".into()],
+            rate_limit: None,
+        }],
+        identity_cookie: Some(crate::CookieConfig {
+            domain: Some("shop.example".into()),
+            ..crate::CookieConfig::default()
+        }),
+        ..EdgeConfig::default()
+    })
+    .unwrap();
+    let auth = basic("k");
+    let events = br#"{"batch":[{"type":"track","event":"A"},{"type":"track","event":"B","anonymousId":"own-id-123"}]}"#;
+    // A first visit: no cookie; the platform's fresh id becomes the cookie and fills the events.
+    let first = post("/v1/batch", vec![("authorization", &auth)], events);
+    let Handled::Store(write, reply) = collector.handle(&first, now()) else {
+        panic!("not stored");
+    };
+    let response = reply.finish(true);
+    assert_eq!(response.status, 200);
+    let cookie = response.header("set-cookie").unwrap();
+    assert!(
+        cookie.starts_with("braid_aid=0f8e7d6c-5b4a-4321-8fed-cba987654321;"),
+        "{cookie}"
+    );
+    for part in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Lax",
+        "Max-Age=31536000",
+        "Domain=shop.example",
+        "Path=/",
+    ] {
+        assert!(cookie.contains(part), "{cookie} lacks {part}");
+    }
+    let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(body["anonymousId"], "0f8e7d6c-5b4a-4321-8fed-cba987654321");
+    let lines: Vec<serde_json::Value> = write
+        .accepted
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0]["anonymousId"],
+        "0f8e7d6c-5b4a-4321-8fed-cba987654321"
+    );
+    assert_eq!(
+        lines[1]["anonymousId"], "own-id-123",
+        "the client's own id is kept"
+    );
+    // A returning visitor: the cookie's id, not a fresh one; a malformed cookie is ignored.
+    let returning = post(
+        "/v1/batch",
+        vec![
+            ("authorization", &auth),
+            ("cookie", "other=1; braid_aid=visitor-0001"),
+        ],
+        events,
+    );
+    let Handled::Store(write, _) = collector.handle(&returning, now()) else {
+        panic!("not stored");
+    };
+    assert!(String::from_utf8_lossy(&write.accepted).contains("visitor-0001"));
+    let forged = post(
+        "/v1/batch",
+        vec![("authorization", &auth), ("cookie", "braid_aid=<script>")],
+        events,
+    );
+    let Handled::Store(write, _) = collector.handle(&forged, now()) else {
+        panic!("not stored");
+    };
+    assert!(String::from_utf8_lossy(&write.accepted).contains("0f8e7d6c"));
 }

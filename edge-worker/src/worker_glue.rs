@@ -2,8 +2,11 @@
 //! forwarded, signed, to Braid's ingest (`docs/forward.md`), and the client gets its 2xx only
 //! after ingest's.
 //!
-//! Bindings (`wrangler.toml`): `INGEST_URL` (var) and the secrets `BRAID_FORWARD_SECRET` and
-//! `BRAID_WORKSPACES` (JSON: `[{"name": "shop", "write_keys": ["..."]}]`).
+//! Bindings (`wrangler.toml`): `INGEST_URL` and optionally `BRAID_COOKIE_DOMAIN` (vars), and
+//! the secrets `BRAID_FORWARD_SECRET` and `BRAID_WORKSPACES` (JSON:
+//! `[{"name": "shop", "write_keys": ["..."]}]`). Every collection answer sets the first-party
+//! identity cookie (`braid_aid`, `HttpOnly; Secure; SameSite=Lax`, one year), whose id fills
+//! `anonymousId` in events that have none and comes back in the body.
 
 use braid_core::forward::{ForwardBatch, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 use time::OffsetDateTime;
@@ -12,7 +15,8 @@ use worker::{
 };
 
 use crate::{
-    Collector, EdgeConfig, Handled, HttpRequest, HttpResponse, LakeWrite, WorkspaceConfig,
+    Collector, CookieConfig, EdgeConfig, Handled, HttpRequest, HttpResponse, LakeWrite,
+    WorkspaceConfig,
 };
 
 #[event(fetch)]
@@ -21,8 +25,14 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
     let workspaces: Vec<WorkspaceConfig> =
         serde_json::from_str(&env.secret("BRAID_WORKSPACES")?.to_string())
             .map_err(|e| worker::Error::RustError(format!("BRAID_WORKSPACES: {e}")))?;
+    // The first-party identity cookie, on this zone (or BRAID_COOKIE_DOMAIN and its subdomains).
+    let cookie = CookieConfig {
+        domain: env.var("BRAID_COOKIE_DOMAIN").ok().map(|d| d.to_string()),
+        ..CookieConfig::default()
+    };
     let collector = Collector::new(EdgeConfig {
         workspaces,
+        identity_cookie: Some(cookie),
         ..EdgeConfig::default()
     })
     .map_err(worker::Error::RustError)?;
@@ -34,6 +44,7 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
         .headers()
         .get("cf-connecting-ip")?
         .and_then(|ip| ip.parse().ok());
+    let fresh_id = random_uuid();
     let http = HttpRequest {
         method: &method,
         path: &path,
@@ -43,6 +54,7 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
             .collect(),
         body: &body,
         client_ip,
+        fresh_id: fresh_id.as_deref(),
     };
     let response = match collector.handle(&http, now) {
         Handled::Respond(response, _) => response,
@@ -55,6 +67,16 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
         }
     };
     to_worker(response)
+}
+
+/// A random UUID from the runtime's `crypto.randomUUID()`.
+fn random_uuid() -> Option<String> {
+    let crypto = js_sys::Reflect::get(&js_sys::global(), &"crypto".into()).ok()?;
+    let function = js_sys::Reflect::get(&crypto, &"randomUUID".into()).ok()?;
+    js_sys::Function::from(function)
+        .call0(&crypto)
+        .ok()?
+        .as_string()
 }
 
 /// The request time, from the runtime's clock (workerd advances it between I/O).

@@ -64,11 +64,12 @@ fn post(path: &str, key: &str, body: &Value) -> Value {
 }
 
 /// The fields that depend on when and from where the request came, which differ between two
-/// requests carrying the same event.
+/// requests carrying the same event, and the edge's own `anonymousId` (its identity cookie).
 fn without_request_fields(mut event: Value) -> Value {
     let fields = event.as_object_mut().unwrap();
     fields.remove("receivedAt");
     fields.remove("timestamp");
+    fields.remove("anonymousId");
     fields["context"].as_object_mut().unwrap().remove("ip");
     event
 }
@@ -123,6 +124,36 @@ fn the_worker_forwards_to_braid_serve_and_lands_the_same_rows() {
     );
     let failed = read_lake(&server.data, "failed");
     assert_eq!(failed.len(), 1, "the failed event was forwarded too");
+
+    // The first-party identity cookie: set on the answer, its id in the body; sent back, it
+    // fills the anonymousId of events that have none.
+    let cookie = answers[0]["headers"]["set-cookie"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for part in [
+        "braid_aid=",
+        "HttpOnly",
+        "Secure",
+        "SameSite=Lax",
+        "Max-Age=31536000",
+    ] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    let body: Value = serde_json::from_str(answers[0]["body"].as_str().unwrap()).unwrap();
+    let id = body["anonymousId"].as_str().unwrap().to_owned();
+    assert!(cookie.starts_with(&format!("braid_aid={id};")), "{cookie}");
+    let mut returning = post(
+        "/v1/track",
+        EDGE_KEY,
+        &json!({"event": "Came Back", "userId": "worker-user"}),
+    );
+    returning["headers"]["cookie"] = json!(format!("braid_aid={id}"));
+    let answers = through_worker(&url, &[returning]);
+    assert_eq!(answers[0]["status"], 200, "{}", answers[0]);
+    let rows = read_lake(&server.data, "raw");
+    let came_back = rows.iter().find(|r| r["event"] == "Came Back").unwrap();
+    assert_eq!(came_back["anonymousId"].as_str(), Some(id.as_str()));
 }
 
 #[test]
