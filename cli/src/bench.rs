@@ -134,6 +134,8 @@ fn bench_core(bodies: &[Bytes], events: usize, batch: usize) {
             client_ip: None,
             user_agent: None,
             anonymous_id: None,
+            location: None,
+            edge: None,
         };
         let outcome = process_batch(parsed, &info, &config);
         accepted += outcome.accepted_count;

@@ -125,6 +125,8 @@ async fn handle(
         body: &body,
         client_ip,
         fresh_id: fresh_id.as_deref(),
+        location: None,
+        edge: None,
     };
     let handled = app.collector.handle(&http_request, lake::now());
     let response = match handled {

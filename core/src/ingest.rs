@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -42,6 +43,11 @@ pub struct RequestInfo<'a> {
     pub user_agent: Option<&'a str>,
     /// An anonymous id for events that carry none (the edge's first-party cookie).
     pub anonymous_id: Option<&'a str>,
+    /// What only the edge knows, as compact JSON objects, for `context.location` (geo) and
+    /// `context.edge`.
+    pub location: Option<&'a str>,
+    /// See `location`.
+    pub edge: Option<&'a str>,
 }
 
 /// A request body, parsed: the write key it carries, and each event's text as received with its
@@ -397,12 +403,18 @@ pub fn process_batch(
         ..BatchOutcome::default()
     };
     let mut agents = AgentCache::new();
-    let input = EnrichInput::new(
+    let mut input = EnrichInput::new(
         request.workspace,
         request.received_at,
         request.client_ip,
         request.user_agent,
     );
+    // Edge-only enrichment: JSON objects, checked before they reach the lake.
+    for (key, json) in [("location", request.location), ("edge", request.edge)] {
+        if let Some(json) = json.filter(|j| crate::json::Obj::parse(j).is_ok()) {
+            input.edge.push((key, Arc::from(json)));
+        }
+    }
     let ParsedBody {
         events,
         implied,
@@ -542,6 +554,8 @@ mod tests {
             client_ip: None,
             user_agent: None,
             anonymous_id: None,
+            location: None,
+            edge: None,
         };
         let outcome = process_batch(parsed, &request, &IngestConfig::default());
         assert_eq!(outcome.accepted_count, 1);
@@ -614,6 +628,8 @@ mod tests {
             client_ip: None,
             user_agent: None,
             anonymous_id: None,
+            location: None,
+            edge: None,
         };
         let outcome = process_batch(
             parse(body, None).unwrap(),

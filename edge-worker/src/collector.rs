@@ -290,6 +290,8 @@ impl Collector {
             client_ip: request.client_ip,
             user_agent: request.header("user-agent"),
             anonymous_id: cookie_id.as_deref(),
+            location: request.location,
+            edge: request.edge,
         };
         let received = parsed.len();
         let outcome = process_batch(parsed, &info, &self.ingest);

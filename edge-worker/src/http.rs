@@ -18,6 +18,12 @@ pub struct HttpRequest<'a> {
     /// A fresh random id (a UUID) from the platform, used as the anonymous id of a visitor who
     /// has no identity cookie yet.
     pub fresh_id: Option<&'a str>,
+    /// What the platform knows of where the request came from, as compact JSON objects: geo
+    /// for `context.location`, the network and data centre for `context.edge` (the Worker, from
+    /// the request's `cf` object).
+    pub location: Option<&'a str>,
+    /// See `location`.
+    pub edge: Option<&'a str>,
 }
 
 impl HttpRequest<'_> {

@@ -42,6 +42,8 @@ fn post<'a>(path: &'a str, headers: Vec<(&'a str, &'a str)>, body: &'a [u8]) -> 
         body,
         client_ip: Some("203.0.113.9".parse().unwrap()),
         fresh_id: Some("0f8e7d6c-5b4a-4321-8fed-cba987654321"),
+        location: None,
+        edge: None,
     }
 }
 
@@ -371,6 +373,8 @@ fn cors_preflight_echoes_the_origin() {
         body: b"",
         client_ip: None,
         fresh_id: None,
+        location: None,
+        edge: None,
     };
     let (response, _) = send(&collector(), &request);
     assert_eq!(response.status, 204);
@@ -413,6 +417,8 @@ fn routes_and_methods() {
         body: b"",
         client_ip: None,
         fresh_id: None,
+        location: None,
+        edge: None,
     };
     assert_eq!(send(&collector(), &get("/health")).0.status, 200);
     assert_eq!(send(&collector(), &get("/v1/batch")).0.status, 405);

@@ -45,6 +45,7 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
         .get("cf-connecting-ip")?
         .and_then(|ip| ip.parse().ok());
     let fresh_id = random_uuid();
+    let (location, edge) = cf_context(&request);
     let http = HttpRequest {
         method: &method,
         path: &path,
@@ -55,6 +56,8 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
         body: &body,
         client_ip,
         fresh_id: fresh_id.as_deref(),
+        location: location.as_deref(),
+        edge: edge.as_deref(),
     };
     let response = match collector.handle(&http, now) {
         Handled::Respond(response, _) => response,
@@ -67,6 +70,57 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
         }
     };
     to_worker(response)
+}
+
+/// Geo (`context.location`) and network (`context.edge`) from the request's `cf` object, as
+/// compact JSON. Read as plain JSON, so that a field Cloudflare leaves out is simply absent.
+fn cf_context(request: &Request) -> (Option<String>, Option<String>) {
+    let cf = js_sys::Reflect::get(request.inner(), &"cf".into())
+        .ok()
+        .filter(wasm_bindgen::JsValue::is_object)
+        .and_then(|cf| js_sys::JSON::stringify(&cf).ok())
+        .and_then(|text| text.as_string())
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
+    let Some(cf) = cf else {
+        return (None, None);
+    };
+    let pick = |fields: &[(&str, &str)]| {
+        let mut out = serde_json::Map::new();
+        for (from, to) in fields {
+            let value = match cf.get(*from) {
+                // Coordinates come as strings: numbers in the lake.
+                Some(serde_json::Value::String(text))
+                    if matches!(*to, "latitude" | "longitude") =>
+                {
+                    text.parse::<f64>().ok().map(serde_json::Value::from)
+                }
+                Some(serde_json::Value::Null) | None => None,
+                Some(serde_json::Value::String(text)) if text.is_empty() => None,
+                Some(value) => Some(value.clone()),
+            };
+            if let Some(value) = value {
+                out.insert((*to).to_owned(), value);
+            }
+        }
+        (!out.is_empty()).then(|| serde_json::Value::Object(out).to_string())
+    };
+    let location = pick(&[
+        ("country", "country"),
+        ("region", "region"),
+        ("regionCode", "regionCode"),
+        ("city", "city"),
+        ("postalCode", "postalCode"),
+        ("timezone", "timezone"),
+        ("latitude", "latitude"),
+        ("longitude", "longitude"),
+        ("continent", "continent"),
+    ]);
+    let edge = pick(&[
+        ("colo", "colo"),
+        ("asn", "asn"),
+        ("asOrganization", "asOrganization"),
+    ]);
+    (location, edge)
 }
 
 /// A random UUID from the runtime's `crypto.randomUUID()`.

@@ -64,13 +64,17 @@ fn post(path: &str, key: &str, body: &Value) -> Value {
 }
 
 /// The fields that depend on when and from where the request came, which differ between two
-/// requests carrying the same event, and the edge's own `anonymousId` (its identity cookie).
+/// requests carrying the same event, and what only the edge adds: its `anonymousId` (the
+/// identity cookie), `context.location` and `context.edge` (from the `cf` object).
 fn without_request_fields(mut event: Value) -> Value {
     let fields = event.as_object_mut().unwrap();
     fields.remove("receivedAt");
     fields.remove("timestamp");
     fields.remove("anonymousId");
-    fields["context"].as_object_mut().unwrap().remove("ip");
+    let context = fields["context"].as_object_mut().unwrap();
+    for key in ["ip", "location", "edge"] {
+        context.remove(key);
+    }
     event
 }
 
@@ -143,6 +147,26 @@ fn the_worker_forwards_to_braid_serve_and_lands_the_same_rows() {
     let body: Value = serde_json::from_str(answers[0]["body"].as_str().unwrap()).unwrap();
     let id = body["anonymousId"].as_str().unwrap().to_owned();
     assert!(cookie.starts_with(&format!("braid_aid={id};")), "{cookie}");
+    // Geo and network from the request's cf object, on the edge only.
+    let mut located = post(
+        "/v1/track",
+        EDGE_KEY,
+        &json!({"event": "Located", "userId": "worker-user"}),
+    );
+    located["cf"] = json!({"country": "FR", "region": "Auvergne-Rhône-Alpes", "city": "Lyon",
+                           "postalCode": "69001", "timezone": "Europe/Paris",
+                           "latitude": "45.76", "longitude": "4.83", "colo": "LYS", "asn": 3215});
+    let answers = through_worker(&url, &[located]);
+    assert_eq!(answers[0]["status"], 200, "{}", answers[0]);
+    let rows = read_lake(&server.data, "raw");
+    let located = rows.iter().find(|r| r["event"] == "Located").unwrap();
+    assert_eq!(located["context"]["location"]["city"], "Lyon");
+    assert_eq!(located["context"]["location"]["latitude"], 45.76);
+    assert_eq!(
+        located["context"]["edge"],
+        json!({"colo": "LYS", "asn": 3215})
+    );
+
     let mut returning = post(
         "/v1/track",
         EDGE_KEY,

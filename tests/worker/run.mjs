@@ -31,6 +31,7 @@ try {
       method: r.method,
       headers: r.headers,
       body: r.body_base64 ? Buffer.from(r.body_base64, 'base64') : undefined,
+      cf: r.cf,
     });
     answers.push({
       status: response.status,

@@ -28,6 +28,9 @@ pub struct EnrichInput<'a> {
     pub client_ip: Option<IpAddr>,
     /// The request's `User-Agent` header, used when the event has no `context.userAgent`.
     pub user_agent: Option<&'a str>,
+    /// What only the edge knows, as JSON objects: `context.location` (geo) and `context.edge`
+    /// (the network and the data centre), set on every event of the request.
+    pub edge: Vec<(&'static str, Arc<str>)>,
 }
 
 impl<'a> EnrichInput<'a> {
@@ -44,6 +47,7 @@ impl<'a> EnrichInput<'a> {
             received_at_json: format!("\"{}\"", timestamp::format(received_at)).into(),
             client_ip,
             user_agent,
+            edge: Vec::new(),
         }
     }
 }
@@ -88,6 +92,10 @@ pub fn enrich(
     }
     if config.campaign || config.referrer {
         enrich_page_sources(fields, kind, config);
+    }
+    for (key, json) in &input.edge {
+        let json = Arc::clone(json);
+        with_context(fields, |context| context.insert(*key, Node::Json(json)));
     }
 }
 
