@@ -250,9 +250,10 @@ async fn bench_http(args: &BenchArgs, bodies: &[Bytes]) -> anyhow::Result<()> {
         ..EdgeConfig::default()
     })
     .map_err(anyhow::Error::msg)?;
+    let store = braid_unifier::LocalStore::open(&data)?;
     let app = Arc::new(App {
         collector,
-        lake: Lake::open(&data, None)?,
+        lake: Lake::open(&store, None)?,
         metrics: Metrics::default(),
         trust_forwarded_for: false,
         forward: None,
@@ -262,7 +263,7 @@ async fn bench_http(args: &BenchArgs, bodies: &[Bytes]) -> anyhow::Result<()> {
             braid_core::identity::ProfileConfig::default(),
         )),
         profile_token: None,
-        store: braid_unifier::LocalStore::open(&data)?,
+        store,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

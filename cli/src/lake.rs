@@ -14,6 +14,7 @@ use std::thread;
 
 use braid_core::lake::{self, Area};
 use braid_edge::LakeWrite;
+use braid_unifier::LocalStore;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use time::OffsetDateTime;
@@ -34,16 +35,15 @@ pub(crate) struct Lake {
 }
 
 impl Lake {
-    /// Opens (creating) the lake under `root`, removing leftovers of interrupted writes. The
-    /// keys of the `raw/` objects each commit writes are sent to `written`, when given.
+    /// Opens the lake in the folder of `store` (whose opening removed the leftovers of
+    /// interrupted writes). The keys of the `raw/` objects each commit writes are sent to
+    /// `written`, when given.
     pub(crate) fn open(
-        root: &Path,
+        store: &LocalStore,
         written: Option<mpsc::UnboundedSender<Vec<String>>>,
     ) -> io::Result<Lake> {
-        fs::create_dir_all(root)?;
-        remove_temporary_files(root)?;
         let (jobs, receiver) = mpsc::channel(4_096);
-        let root = root.to_owned();
+        let root = store.root().to_owned();
         let writer = thread::Builder::new()
             .name("braid-lake".into())
             .spawn(move || write_loop(&root, receiver, written.as_ref()))?;
@@ -160,20 +160,6 @@ fn write_durably(folder: &Path, name: &str, content: &[u8]) -> io::Result<()> {
         .map_err(io::IntoInnerError::into_error)?;
     file.sync_all()?;
     fs::rename(&temporary, folder.join(name))
-}
-
-fn remove_temporary_files(folder: &Path) -> io::Result<()> {
-    for entry in fs::read_dir(folder)? {
-        let entry = entry?;
-        let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            remove_temporary_files(&path)?;
-        } else if path.extension().is_some_and(|e| e == "tmp") {
-            tracing::warn!(message = "Removing an interrupted write.", path = %path.display());
-            fs::remove_file(&path)?;
-        }
-    }
-    Ok(())
 }
 
 /// The current time, for request handling (the one place the server reads the clock).

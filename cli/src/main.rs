@@ -305,7 +305,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::clone(&profiles),
         new_objects,
     ));
-    let lake = lake::Lake::open(&config.data, Some(written))
+    let lake = lake::Lake::open(&store, Some(written))
         .with_context(|| format!("cannot open {}", config.data.display()))?;
     let listener = TcpListener::bind(config.listen)
         .await

@@ -256,10 +256,6 @@ async fn profile(app: &App, parts: &axum::http::request::Parts, path: &str) -> R
             "the path must be /v1/profiles/TYPE:VALUE",
         );
     };
-    // The value as stored: normalised for its type (emails lower-cased, phones in E.164).
-    let value = braid_core::identity::normalize(&identifier.kind, &identifier.value, None)
-        .unwrap_or(identifier.value);
-    let identifier = Identifier::new(identifier.kind, value);
     if events {
         return profile_events(app, parts, &identifier).await;
     }

@@ -23,6 +23,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::extract::{DropReason, Dropped, Extracted};
 use super::id::{IdType, Identifier};
+use super::normalize::normalize;
 use super::rules::IdentityRules;
 use crate::enrich::push_hex;
 
@@ -349,9 +350,16 @@ impl IdentityGraph {
         survivor
     }
 
-    /// The profile an identifier belongs to.
+    /// The profile an identifier belongs to; the value is normalised for its type as events'
+    /// are (`email:Jane@X.example` finds `email:jane@x.example`).
     pub fn profile_of(&self, id: &Identifier) -> Option<&ProfileIds> {
-        self.index.get(id).and_then(|p| self.profiles.get(p))
+        let profile = if let Some(profile) = self.index.get(id) {
+            profile
+        } else {
+            let value = normalize(&id.kind, &id.value, self.rules.default_country.as_deref())?;
+            self.index.get(&Identifier::new(id.kind.clone(), value))?
+        };
+        self.profiles.get(profile)
     }
 
     /// Every profile, by id.

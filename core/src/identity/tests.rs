@@ -651,3 +651,19 @@ fn the_profile_api_view_explains_the_profile() {
             .is_none()
     );
 }
+
+#[test]
+fn lookups_normalise_like_events() {
+    let mut rules = IdentityRules::default();
+    rules.default_country = Some("33".into());
+    let mut s = Scenario::with(rules);
+    s.send(
+        0,
+        json!({"type": "identify", "userId": "u",
+                     "traits": {"email": "jane@shop.example", "phone": "+33612345678"}}),
+    );
+    let profile = s.profile_of("user_id:u");
+    for lookup in ["email:Jane@Shop.EXAMPLE", "phone:06 12 34 56 78"] {
+        assert_eq!(s.profile_of(lookup), profile, "{lookup}");
+    }
+}
