@@ -45,6 +45,28 @@ pub(crate) struct ServeConfig {
     pub(crate) identity: IdentityRules,
     /// How profiles are computed.
     pub(crate) profiles: ProfileConfig,
+    /// The browser SDK, served first-party.
+    pub(crate) sdk: SdkConfig,
+}
+
+/// Where the browser SDK's files (`sdk-js/dist`, built by `npm run build`) are and the path
+/// they are served under.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SdkConfig {
+    /// The folder; without it the SDK is not served. Relative to the config file's folder.
+    pub(crate) dir: Option<PathBuf>,
+    /// The URL path prefix (the snippet's `sdkPath`).
+    pub(crate) path: String,
+}
+
+impl Default for SdkConfig {
+    fn default() -> Self {
+        SdkConfig {
+            dir: None,
+            path: "/sdk".to_owned(),
+        }
+    }
 }
 
 impl Default for ServeConfig {
@@ -63,6 +85,7 @@ impl Default for ServeConfig {
             profile_token: None,
             identity: IdentityRules::default(),
             profiles: ProfileConfig::default(),
+            sdk: SdkConfig::default(),
         }
     }
 }
@@ -82,6 +105,18 @@ impl ServeConfig {
             && let Some(folder) = path.parent()
         {
             config.data = folder.join(&config.data);
+        }
+        if let (Some(dir), Some(folder)) = (&mut config.sdk.dir, path.parent())
+            && dir.is_relative()
+        {
+            *dir = folder.join(&*dir);
+        }
+        if !config.sdk.path.starts_with('/') || config.sdk.path.ends_with('/') {
+            anyhow::bail!(
+                "invalid {}: sdk.path must start with / and not end with one: {:?}",
+                path.display(),
+                config.sdk.path
+            );
         }
         Ok(config)
     }

@@ -206,6 +206,9 @@ struct ServeArgs {
     /// `BRAID_PROFILE_TOKEN`, or `profile_token` in `braid.toml`).
     #[arg(long)]
     profile_token: Option<String>,
+    /// Serve the browser SDK from this folder (`sdk-js/dist`) under /sdk.
+    #[arg(long)]
+    sdk: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -252,6 +255,9 @@ fn load_config(args: ServeArgs) -> anyhow::Result<ServeConfig> {
     }
     if let Some(token) = args.profile_token {
         config.profile_token = Some(token);
+    }
+    if let Some(dir) = args.sdk {
+        config.sdk.dir = Some(dir);
     }
     if !args.write_key.is_empty() {
         match config
@@ -346,6 +352,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .clone()
             .or_else(|| std::env::var("BRAID_PROFILE_TOKEN").ok())
             .filter(|t| !t.is_empty()),
+        sdk: config.sdk.dir.clone().map(|dir| server::Sdk {
+            dir,
+            prefix: format!("{}/", config.sdk.path),
+        }),
     });
     server::serve(listener, app, shutdown_signal()).await
 }

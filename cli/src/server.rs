@@ -36,6 +36,14 @@ pub(crate) struct App {
     pub(crate) profile_token: Option<String>,
     /// The data folder as a store (the profile API reads events from it).
     pub(crate) store: LocalStore,
+    /// The browser SDK's files, when served.
+    pub(crate) sdk: Option<Sdk>,
+}
+
+/// The browser SDK's folder and the path prefix it is served under (ending in `/`).
+pub(crate) struct Sdk {
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) prefix: String,
 }
 
 /// What `POST /v1/forward` needs: the same ingest handler as the Lambda function, over the
@@ -83,6 +91,16 @@ async fn handle(
     if let Some(id) = parts.uri.path().strip_prefix("/v1/profiles/") {
         return profile(&app, &parts, id).await;
     }
+    if let Some(sdk) = &app.sdk
+        && let Some(name) = parts.uri.path().strip_prefix(sdk.prefix.as_str())
+    {
+        // Only plain file names are read: no folders, no dot files.
+        let file = match braid_edge::sdk_content_type(name) {
+            Some(_) => tokio::fs::read(sdk.dir.join(name)).await.ok(),
+            None => None,
+        };
+        return to_axum(braid_edge::sdk_response(parts.method.as_str(), name, file));
+    }
     let limit = app.collector.config().limits.max_batch_bytes;
     let body = match read_limited(body, limit).await {
         Ok(body) => body,
@@ -121,6 +139,7 @@ async fn handle(
     let http_request = HttpRequest {
         method: parts.method.as_str(),
         path: parts.uri.path(),
+        query: parts.uri.query(),
         headers,
         body: &body,
         client_ip,

@@ -467,6 +467,14 @@ impl Collector {
         self.dropped_in_flight = 0;
     }
 
+    /// Forgets the events stored under `keys` (delivered by a request whose response came after
+    /// [`Collector::abandon_in_flight`]).
+    pub fn forget<'k>(&mut self, keys: impl IntoIterator<Item = &'k str>) {
+        let keys: Vec<&str> = keys.into_iter().collect();
+        self.entries
+            .retain(|entry| !keys.contains(&entry.key.as_str()));
+    }
+
     /// Forgets every queued event (consent withdrawn); returns their keys.
     pub fn clear(&mut self) -> Vec<String> {
         self.in_flight.clear();

@@ -165,6 +165,16 @@ impl WasmCollector {
         self.inner.abandon_in_flight();
     }
 
+    /// Forgets the events of space-separated `keys`.
+    pub fn forget(&mut self, keys: &str) {
+        self.inner.forget(keys.split(' '));
+    }
+
+    #[wasm_bindgen(js_name = backingOff)]
+    pub fn backing_off(&self, now: f64) -> bool {
+        self.inner.backing_off(now)
+    }
+
     /// Forgets every queued event; returns their keys, space-separated.
     pub fn clear(&mut self) -> String {
         self.inner.clear().join(" ")

@@ -330,6 +330,24 @@ impl Collector {
                 .headers
                 .push(("set-cookie", set_cookie(cookie, id)));
         }
+        if let Some(token) = request.query_param("ack").filter(|t| is_cookie_id(t))
+            && status == 200
+        {
+            // The browser SDK's receipt for a batch whose answer its page may never see (sent
+            // as the page unloads): the next page reads it and does not send the batch again.
+            // Set only when the events are stored (a failed store answers 503 without it).
+            let domain = self
+                .config
+                .identity_cookie
+                .as_ref()
+                .and_then(|c| c.domain.as_deref());
+            let mut value = format!("braid_ack={token}; Path=/; Max-Age=604800; SameSite=Lax");
+            if let Some(domain) = domain {
+                value.push_str("; Domain=");
+                value.push_str(domain);
+            }
+            response.headers.push(("set-cookie", value));
+        }
         cors::add_headers(request, &self.config.cors, &mut response);
         let write = LakeWrite {
             workspace: workspace.to_owned(),

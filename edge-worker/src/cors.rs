@@ -23,6 +23,10 @@ pub(crate) fn add_headers(
     response
         .headers
         .push(("access-control-allow-credentials", "true".to_owned()));
+    // The SDK reads Retry-After of a 429 or 503 to know when to send again.
+    response
+        .headers
+        .push(("access-control-expose-headers", "Retry-After".to_owned()));
 }
 
 /// The answer to a preflight `OPTIONS` request.

@@ -9,6 +9,8 @@ pub struct HttpRequest<'a> {
     pub method: &'a str,
     /// The path without the query string.
     pub path: &'a str,
+    /// The query string, without the `?`.
+    pub query: Option<&'a str>,
     /// Header names and values, in any case.
     pub headers: Vec<(&'a str, &'a str)>,
     /// The body as received (possibly gzip).
@@ -33,6 +35,14 @@ impl HttpRequest<'_> {
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| *value)
+    }
+
+    /// The first value of a query parameter (not percent-decoded: for tokens and flags).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query?.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then_some(value)
+        })
     }
 }
 

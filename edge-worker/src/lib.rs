@@ -17,6 +17,7 @@ mod decode;
 mod error;
 mod http;
 mod rate;
+mod sdk;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "wasm32")]
@@ -26,3 +27,4 @@ pub use collector::{Collector, Counts, Handled, LakeWrite, Reply};
 pub use config::{CookieConfig, CorsConfig, EdgeConfig, RateLimit, WorkspaceConfig};
 pub use error::RequestError;
 pub use http::{HttpRequest, HttpResponse};
+pub use sdk::{sdk_content_type, sdk_response};

@@ -38,6 +38,7 @@ fn post<'a>(path: &'a str, headers: Vec<(&'a str, &'a str)>, body: &'a [u8]) -> 
     HttpRequest {
         method: "POST",
         path,
+        query: None,
         headers,
         body,
         client_ip: Some("203.0.113.9".parse().unwrap()),
@@ -363,6 +364,7 @@ fn cors_preflight_echoes_the_origin() {
     let request = HttpRequest {
         method: "OPTIONS",
         path: "/v1/t",
+        query: None,
         headers: vec![
             ("Origin", "https://shop.example"),
             (
@@ -413,6 +415,7 @@ fn routes_and_methods() {
     let get = |path| HttpRequest {
         method: "GET",
         path,
+        query: None,
         headers: vec![],
         body: b"",
         client_ip: None,
@@ -534,4 +537,30 @@ fn the_identity_cookie_is_set_and_fills_missing_anonymous_ids() {
         panic!("not stored");
     };
     assert!(String::from_utf8_lossy(&write.accepted).contains("0f8e7d6c"));
+}
+
+#[test]
+fn a_stored_batch_with_an_ack_token_answers_with_a_receipt_cookie() {
+    let auth = basic(KEY);
+    let body = batch(&json!([{"type": "track", "event": "A", "anonymousId": "a"}]));
+    let mut request = post("/v1/batch", vec![("authorization", &auth)], &body);
+    request.query = Some("x=1&ack=0a1b2c3d-batch");
+    let Handled::Store(_, reply) = collector().handle(&request, now()) else {
+        panic!("not stored");
+    };
+    let stored = reply.finish(true);
+    assert_eq!(
+        stored.header("set-cookie"),
+        Some("braid_ack=0a1b2c3d-batch; Path=/; Max-Age=604800; SameSite=Lax")
+    );
+    // Not stored: no receipt, the client sends again.
+    let Handled::Store(_, reply) = collector().handle(&request, now()) else {
+        panic!("not stored");
+    };
+    assert_eq!(reply.finish(false).header("set-cookie"), None);
+    // A malformed token is ignored.
+    request.query = Some("ack=<x>");
+    let (response, _) = send(&collector(), &request);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("set-cookie"), None);
 }

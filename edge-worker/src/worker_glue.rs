@@ -38,6 +38,10 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
     .map_err(worker::Error::RustError)?;
     let method = request.method().to_string();
     let path = request.path();
+    let query = request
+        .url()
+        .ok()
+        .and_then(|url| url.query().map(str::to_owned));
     let headers: Vec<(String, String)> = request.headers().entries().collect();
     let body = request.bytes().await.unwrap_or_default();
     let client_ip = request
@@ -49,6 +53,7 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
     let http = HttpRequest {
         method: &method,
         path: &path,
+        query: query.as_deref(),
         headers: headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))

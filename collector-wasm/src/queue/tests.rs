@@ -362,6 +362,20 @@ fn a_sync_forgets_what_another_tab_delivered() {
 }
 
 #[test]
+fn forget_removes_only_the_named_events() {
+    let mut c = collector(Config::default());
+    track(&mut c, "A", T0);
+    let a = c.last_key().to_string();
+    track(&mut c, "B", T0);
+    c.take_batch(T0, 64_000).unwrap();
+    c.abandon_in_flight();
+    c.forget([a.as_str()]);
+    let events = batch_events(&c.take_batch(T0, 64_000).unwrap());
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["event"], "B");
+}
+
+#[test]
 fn clear_forgets_everything() {
     let mut c = collector(Config::default());
     track(&mut c, "A", T0);
