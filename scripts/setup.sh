@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what Braid needs on a fresh Debian machine, skipping whatever is already there.
-#   scripts/setup.sh          the Rust toolchain (from rust-toolchain.toml)
-#   scripts/setup.sh --test   plus the wasm target, the Python venv and the npm packages of the tests
+#   scripts/setup.sh          the Rust toolchain (from rust-toolchain.toml) and what builds the
+#                             browser SDK: the wasm target, wasm-bindgen-cli, node and sdk-js's npm
+#                             packages (esbuild, binaryen's wasm-opt)
+#   scripts/setup.sh --test   plus the Python venv, the npm packages of the tests, Chromium and
+#                             the S3 server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,9 +23,8 @@ if ! command -v cargo >/dev/null 2>&1; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
 rustup show active-toolchain >/dev/null 2>&1 || rustup toolchain install
-[ "$want_test" = 1 ] || exit 0
 
-# The core must build for the browser and the edge. rust-toolchain.toml lists the target, but
+# The browser SDK and the Worker build for wasm32. rust-toolchain.toml lists the target, but
 # rustup adds listed targets only when it installs the toolchain itself.
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   say "adding the wasm32-unknown-unknown target"
@@ -30,6 +32,31 @@ if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
 fi
 
 stamp() { sha256sum "$@" | sha256sum | cut -c1-16; }
+
+# wasm-bindgen-cli of exactly the version Cargo.lock pins (no --locked: the registry mirror
+# lacks a dependency its lockfile names; 6–15 minutes, once).
+WASM_BINDGEN_VERSION=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
+if [ "$(.tools/bin/wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
+  say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION into .tools (several minutes, once)"
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --root .tools
+fi
+
+if ! command -v npm >/dev/null 2>&1; then
+  say "installing nodejs and npm"
+  apt-get update -qq && apt-get install -y -qq nodejs npm
+fi
+npm_ci() {
+  local want
+  want=$(stamp "$1/package-lock.json")
+  if [ "$(cat "$1/node_modules/.braid-stamp" 2>/dev/null)" != "$want" ]; then
+    say "npm ci in $1"
+    (cd "$1" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" > "$1/node_modules/.braid-stamp"
+  fi
+}
+# The SDK's build tools: esbuild, and binaryen's wasm-opt (not Debian's: its -Oz output breaks).
+npm_ci sdk-js
+[ "$want_test" = 1 ] || exit 0
 
 # Python clients of the wire-compatibility tests, and DuckDB, in a venv at .venv.
 if ! command -v python3 >/dev/null 2>&1; then
@@ -45,16 +72,14 @@ if [ "$(cat .venv/.braid-stamp 2>/dev/null)" != "$want" ]; then
 fi
 
 # Node clients of the wire-compatibility tests.
-if ! command -v npm >/dev/null 2>&1; then
-  say "installing nodejs and npm"
-  apt-get update -qq && apt-get install -y -qq nodejs npm
+npm_ci tests/clients
+
+# The browser tests: Debian's Chromium driven by playwright-core (which downloads no browser).
+if [ ! -x /usr/bin/chromium ]; then
+  say "installing chromium (Debian; about 2 minutes)"
+  apt-get update -qq && apt-get install -y -qq chromium
 fi
-want=$(stamp tests/clients/package-lock.json)
-if [ "$(cat tests/clients/node_modules/.braid-stamp 2>/dev/null)" != "$want" ]; then
-  say "npm ci in tests/clients"
-  (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$want" > tests/clients/node_modules/.braid-stamp
-fi
+npm_ci tests/browser
 
 # A real S3-compatible server for the S3 tests: s3s-fs, which checks SigV4 signatures as S3
 # does. 0.14.1 is the last release that builds with this toolchain; a debug build is enough
@@ -66,18 +91,5 @@ if [ "$(cat .tools/.s3s-fs-version 2>/dev/null)" != "$S3S_FS_VERSION" ] || [ ! -
   echo "$S3S_FS_VERSION" > .tools/.s3s-fs-version
 fi
 
-# The Cloudflare Worker build: wasm-bindgen-cli of exactly the version Cargo.lock pins (no
-# --locked: the registry mirror lacks a dependency its lockfile names; 6–15 minutes, once).
-WASM_BINDGEN_VERSION=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
-if [ "$(.tools/bin/wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
-  say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION into .tools (several minutes, once)"
-  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --root .tools
-fi
-
 # Miniflare (workerd) to run the built Worker in the tests.
-want=$(stamp tests/worker/package-lock.json)
-if [ "$(cat tests/worker/node_modules/.braid-stamp 2>/dev/null)" != "$want" ]; then
-  say "npm ci in tests/worker (Miniflare, workerd)"
-  (cd tests/worker && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$want" > tests/worker/node_modules/.braid-stamp
-fi
+npm_ci tests/worker

@@ -14,8 +14,9 @@ say "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 say "cargo clippy (the Lambda functions)"
 cargo clippy --locked -p braid-unifier --features lambda --all-targets -- -D warnings
-say "cargo clippy (the Cloudflare Worker, wasm32)"
+say "cargo clippy (the Cloudflare Worker and the browser collector, wasm32)"
 cargo clippy --locked -p braid-edge --target wasm32-unknown-unknown -- -D warnings
+cargo clippy --locked -p braid-collector --target wasm32-unknown-unknown -- -D warnings
 say "cfn-lint deploy/template.yaml"
 .venv/bin/cfn-lint deploy/template.yaml
 say "braid-core for wasm32-unknown-unknown"
@@ -23,6 +24,8 @@ cargo build --locked -p braid-core --target wasm32-unknown-unknown
 say "building the braid binary and the Lambda functions for the end-to-end tests"
 cargo build --locked -p braid
 cargo build --locked -p braid-unifier --features lambda --bins
+say "building the browser SDK (sdk-js/dist), checking its 25 KB gzip budget"
+(cd sdk-js && npm run build)
 say "building the Cloudflare Worker, checking it with wrangler deploy --dry-run"
 scripts/worker-build.sh
 (cd edge-worker && WRANGLER_SEND_METRICS=false CI=true \
