@@ -74,6 +74,13 @@ fi
 # Node clients of the wire-compatibility tests.
 npm_ci tests/clients
 
+# cbindgen: the tests check that the collector's committed C header is what it generates.
+CBINDGEN_VERSION=0.29.4
+if [ "$(.tools/bin/cbindgen --version 2>/dev/null | awk '{print $2}')" != "$CBINDGEN_VERSION" ]; then
+  say "installing cbindgen $CBINDGEN_VERSION into .tools (about a minute, once)"
+  cargo install cbindgen --version "$CBINDGEN_VERSION" --locked --root .tools
+fi
+
 # The browser tests: Debian's Chromium driven by playwright-core (which downloads no browser).
 if [ ! -x /usr/bin/chromium ]; then
   say "installing chromium (Debian; about 2 minutes)"

@@ -23,6 +23,8 @@ say "braid-core for wasm32-unknown-unknown"
 cargo build --locked -p braid-core --target wasm32-unknown-unknown
 say "building the braid binary and the Lambda functions for the end-to-end tests"
 cargo build --locked -p braid
+say "building the collector's C library (libbraid_collector) for the native-app test"
+cargo build --locked -p braid-collector
 cargo build --locked -p braid-unifier --features lambda --bins
 say "building the browser SDK (sdk-js/dist), checking its 25 KB gzip budget"
 (cd sdk-js && npm run build)
