@@ -169,6 +169,13 @@ impl<'a> ParsedBody<'a> {
         self.write_key.as_deref().filter(|k| !k.is_empty())
     }
 
+    /// The first event's `anonymousId`, when it is a non-empty string: for a visitor without
+    /// an identity cookie yet, the id the client (the browser SDK) already uses.
+    pub fn first_anonymous_id(&self) -> Option<Cow<'_, str>> {
+        let fields = self.events.first()?.fields.as_ref()?;
+        fields.text("anonymousId").filter(|id| !id.is_empty())
+    }
+
     /// The number of events in the body.
     pub fn len(&self) -> usize {
         self.events.len()

@@ -283,7 +283,7 @@ impl Collector {
             }
         }
         let workspace = self.workspace_name(index);
-        let cookie_id = self.cookie_id(request);
+        let cookie_id = self.cookie_id(request, &parsed);
         let info = RequestInfo {
             workspace,
             received_at: now,
@@ -361,7 +361,10 @@ impl Collector {
 
     /// The visitor's anonymous id when the identity cookie is on: the cookie's, when it holds a
     /// well-formed id, else the platform's fresh one.
-    fn cookie_id(&self, request: &HttpRequest<'_>) -> Option<String> {
+    /// The visitor's id for the identity cookie: the cookie's, else (a first visit) the id the
+    /// client already gives its events, so that the SDK's id and the cookie agree from the
+    /// start, else a fresh one.
+    fn cookie_id(&self, request: &HttpRequest<'_>, parsed: &ParsedBody<'_>) -> Option<String> {
         let cookie = self.config.identity_cookie.as_ref()?;
         let sent = request.header("cookie").and_then(|header| {
             header.split(';').find_map(|pair| {
@@ -370,6 +373,12 @@ impl Collector {
             })
         });
         sent.or_else(|| {
+            parsed
+                .first_anonymous_id()
+                .filter(|id| is_cookie_id(id))
+                .map(std::borrow::Cow::into_owned)
+        })
+        .or_else(|| {
             request
                 .fresh_id
                 .filter(|id| is_cookie_id(id))

@@ -537,6 +537,25 @@ fn the_identity_cookie_is_set_and_fills_missing_anonymous_ids() {
         panic!("not stored");
     };
     assert!(String::from_utf8_lossy(&write.accepted).contains("0f8e7d6c"));
+    // A first visit whose events carry the SDK's own id: the cookie takes that id.
+    let own = br#"{"batch":[{"type":"track","event":"A","anonymousId":"sdk-id-42"},{"type":"track","event":"B"}]}"#;
+    let first = post("/v1/batch", vec![("authorization", &auth)], own);
+    let Handled::Store(write, reply) = collector.handle(&first, now()) else {
+        panic!("not stored");
+    };
+    let response = reply.finish(true);
+    assert!(
+        response
+            .header("set-cookie")
+            .unwrap()
+            .starts_with("braid_aid=sdk-id-42;")
+    );
+    assert_eq!(response.json_body()["anonymousId"], "sdk-id-42");
+    assert_eq!(
+        self::lines(&write.accepted)[1]["anonymousId"],
+        "sdk-id-42",
+        "an event without an id gets the cookie's"
+    );
 }
 
 #[test]

@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -42,7 +43,7 @@ async function context(b, pages, fault = () => null, stalled = []) {
     const page = pages[path];
     return page ? route.fulfill({ status: 200, contentType: 'text/html', body: page }) : route.fulfill({ status: 404 });
   });
-  await ctx.route(`${base}/v1/batch?*`, async (route) => {
+  await ctx.route(`${base}/v1/batch*`, async (route) => {
     const n = log.batches.length + 1;
     const body = JSON.parse(route.request().postData());
     log.batches.push({ at: Date.now(), events: body.batch.map((e) => e.messageId) });
@@ -76,7 +77,53 @@ const pending = (page) =>
 const storedKeys = (page) =>
   page.evaluate(() => Object.keys(localStorage).filter((k) => k.includes('.q.')).length);
 
+// Segment's own browser SDK from npm, bundled into one script for an inline <script>.
+async function analyticsNext() {
+  const out = await build({
+    stdin: {
+      contents: "import { AnalyticsBrowser } from '@segment/analytics-next'; window.AnalyticsBrowser = AnalyticsBrowser;",
+      resolveDir: here,
+    },
+    bundle: true,
+    format: 'iife',
+    minify: true,
+    write: false,
+    logLevel: 'error',
+  });
+  return out.outputFiles[0].text;
+}
+
 const scenarios = {
+  // A site running @segment/analytics-next switches to Braid by changing only the host (inline
+  // settings, as a site without Segment's CDN configures it).
+  async segment(b) {
+    const host = new URL(base).host;
+    const settings = { integrations: { 'Segment.io': { apiKey: key, apiHost: host + '/v1', protocol: 'http' } } };
+    const page_html = `<!doctype html><html><head><title>Segment site</title>
+<script>${(await analyticsNext()).replace(/<\/script/g, '<\\/script')}</script>
+<script>
+  window.analytics = AnalyticsBrowser.load({ writeKey: ${JSON.stringify(key)}, cdnSettings: ${JSON.stringify(settings)} });
+  analytics.page();
+  analytics.identify('segment-user', { plan: 'enterprise' });
+  analytics.track('Segment Event', { amount: 3 });
+</script></head><body></body></html>`;
+    const ctx = await b.newContext();
+    const statuses = [];
+    await ctx.route(`${base}/test/**`, (route) => route.fulfill({ status: 200, contentType: 'text/html', body: page_html }));
+    ctx.on('response', (response) => {
+      if (new URL(response.url()).pathname.startsWith('/v1/')) statuses.push(response.status());
+    });
+    const page = await ctx.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`${base}/test/segment.html`);
+    await until('three answers', () => statuses.length >= 3).catch((e) => {
+      throw new Error(e.message + ' ' + JSON.stringify({ statuses, errors }));
+    });
+    return { statuses, errors };
+  },
+
+
   // Calls made before the SDK loads are queued by the snippet and replayed in order; the page
   // view of autoPage comes first; context is filled in.
   async snippet(b) {
@@ -304,6 +351,68 @@ const scenarios = {
     return { pending, batchesWhilePending, granted };
   },
 
+  // With the server's identity cookie (HttpOnly): a first visit's cookie takes the SDK's id;
+  // after script storage is wiped (Safari's 7-day cap), the SDK takes the id back from the
+  // server's answer.
+  async edgeid(b) {
+    const pages = { '/test/edge.html': html({ flushAt: 1, autoPage: false }) };
+    const { ctx, log } = await context(b, pages);
+    const page = await ctx.newPage();
+    await page.goto(`${base}/test/edge.html`);
+    const first = await page.evaluate(async () => {
+      await new Promise((r) => braid.ready(r));
+      braid.track('First Visit');
+      return braid.user().anonymousId();
+    });
+    await until('delivery', () => log.statuses.includes(200));
+    const httpOnly = (await ctx.cookies()).find((c) => c.name === 'braid_aid');
+    // Script storage is wiped; the HttpOnly cookie survives.
+    await page.evaluate(() => {
+      localStorage.clear();
+      document.cookie = 'braid_anon_id=; max-age=0; path=/';
+    });
+    await page.reload();
+    const wiped = await page.evaluate(async () => {
+      await new Promise((r) => braid.ready(r));
+      const fresh = braid.user().anonymousId();
+      braid.track('After Wipe');
+      return fresh;
+    });
+    await until('the second delivery', () => log.statuses.filter((s) => s === 200).length === 2);
+    await until('the id from the server', async () => (await page.evaluate(() => braid.user().anonymousId())) === first);
+    await page.evaluate(() => braid.track('Realigned'));
+    await until('the third delivery', () => log.statuses.filter((s) => s === 200).length === 3);
+    return { first, cookie: httpOnly && { value: httpOnly.value, httpOnly: httpOnly.httpOnly }, wiped };
+  },
+
+  // cookieless: nothing stored, events still sent; with honorGPC and Global Privacy Control on,
+  // the same, and events say so.
+  async privacy(b) {
+    const pages = {
+      '/test/cookieless.html': html({ flushAt: 1, cookieless: true }),
+      '/test/gpc.html': html({ flushAt: 1, honorGPC: true }),
+    };
+    const { ctx, log } = await context(b, pages);
+    await ctx.addInitScript(() => Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', { get: () => true }));
+    const result = {};
+    for (const name of ['cookieless', 'gpc']) {
+      const page = await ctx.newPage();
+      await page.goto(`${base}/test/${name}.html`);
+      await page.evaluate(async () => {
+        await new Promise((r) => braid.ready(r));
+        braid.identify('private-user', { plan: 'x' });
+      });
+      const want = name === 'gpc' ? 4 : 2;
+      await until(name + ' delivery', () => sent(log).length >= want && log.statuses.length === log.batches.length);
+      result[name] = await page.evaluate(() => ({
+        cookie: document.cookie,
+        storage: Object.keys(localStorage).filter((k) => k.startsWith('braid.')),
+      }));
+      await page.close();
+    }
+    return result;
+  },
+
   // Single-page navigation sends a page view per new path; UTM parameters become the campaign.
   async spa(b) {
     const pages = { '/test/spa.html': html({ flushAt: 3, flushInterval: 500 }) };
@@ -319,6 +428,46 @@ const scenarios = {
     await until('delivery', async () => log.statuses.includes(200) && (await storedKeys(page)) === 0);
     return { batches: log.batches.length };
   },
+};
+
+// Not a test: the cost of one track() call, persistence included, for Braid's SDK and for
+// Segment's analytics-next (default settings: localStorage persistence of its queue) in the
+// same browser. Printed by scripts/bench-sdk.sh.
+scenarios.bench = async (b) => {
+  const calls = Number(process.env.BENCH_CALLS || 2000);
+  const host = new URL(base).host;
+  const measure = async (name, body, ready) => {
+    const ctx = await b.newContext();
+    await ctx.route(`${base}/test/**`, (route) => route.fulfill({ status: 200, contentType: 'text/html', body }));
+    const page = await ctx.newPage();
+    await page.goto(`${base}/test/${name}.html`);
+    await page.evaluate(ready);
+    const result = await page.evaluate(async (calls) => {
+      const lib = window.braid && window.braid.track ? window.braid : window.analytics;
+      const props = { sku: 'A-100', price: 19.99, currency: 'EUR', tags: ['x', 'y'] };
+      for (let i = 0; i < 200; i++) lib.track('Warm Up', props); // JIT warm-up
+      const times = [];
+      for (let i = 0; i < calls; i++) {
+        const t0 = performance.now();
+        lib.track('Product Viewed', props);
+        times.push(performance.now() - t0);
+      }
+      times.sort((a, b) => a - b);
+      const sum = times.reduce((a, b) => a + b, 0);
+      return { mean_ms: sum / calls, p50_ms: times[calls >> 1], p99_ms: times[Math.floor(calls * 0.99)] };
+    }, calls);
+    await ctx.close();
+    return { calls, ...result };
+  };
+  const braid = await measure('bench-braid', html({ flushAt: 20, autoPage: false }), () => new Promise((r) => braid.ready(r)));
+  const settings = { integrations: { 'Segment.io': { apiKey: key, apiHost: host + '/v1', protocol: 'http' } } };
+  const segment = await measure(
+    'bench-segment',
+    `<!doctype html><html><head><script>${(await analyticsNext()).replace(/<\/script/g, '<\\/script')}</script>
+<script>window.analytics = AnalyticsBrowser.load({ writeKey: ${JSON.stringify(key)}, cdnSettings: ${JSON.stringify(settings)} });</script></head></html>`,
+    () => window.analytics.ready ? new Promise((r) => window.analytics.ready(r)) : null,
+  );
+  return { braid, segment };
 };
 
 const name = process.argv[2];

@@ -375,3 +375,99 @@ fn chromium_a_batch_in_flight_when_the_page_crashed_is_sent_once_by_the_next_pag
     );
     assert_once_each(&events);
 }
+
+#[test]
+fn chromium_a_site_on_segment_analytics_next_switches_by_changing_only_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sdk_server(dir.path());
+    let result = scenario(&server, "segment");
+    assert_eq!(result["errors"], json!([]));
+    assert_eq!(result["statuses"], json!([200, 200, 200]));
+    let mut events = lake_events(&server, 3);
+    events.sort_by(|a, b| {
+        a["originalTimestamp"]
+            .as_str()
+            .cmp(&b["originalTimestamp"].as_str())
+    });
+    assert_eq!(
+        names(&events),
+        ["page:", "identify:", "track:Segment Event"]
+    );
+    for event in &events {
+        assert_eq!(event["context"]["library"]["name"], "analytics.js");
+        assert_eq!(event["context"]["page"]["path"], "/test/segment.html");
+        assert!(event["anonymousId"].is_string());
+    }
+    assert_eq!(events[1]["userId"], "segment-user");
+    assert_eq!(events[1]["traits"]["plan"], "enterprise");
+    assert_eq!(events[2]["properties"]["amount"], 3);
+}
+
+#[test]
+fn chromium_the_sdk_and_the_servers_identity_cookie_agree_and_survive_a_storage_wipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("braid.toml");
+    std::fs::write(&config, "[identity_cookie]\nsecure = false\n").unwrap();
+    let dist = repo_root().join("sdk-js/dist");
+    let server = Server::start_with(
+        dir.path().join("data"),
+        dir.path().join("braid.log"),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--sdk",
+            dist.to_str().unwrap(),
+        ],
+    );
+    let result = scenario(&server, "edgeid");
+    let first = result["first"].as_str().unwrap();
+    assert_eq!(
+        result["cookie"],
+        json!({"value": first, "httpOnly": true}),
+        "a first visit's cookie takes the SDK's id"
+    );
+    assert_ne!(
+        result["wiped"], first,
+        "after the wipe the SDK starts with a new id"
+    );
+    let events = read_lake(&server.data, "raw");
+    let ids: HashMap<String, String> = events
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().to_owned(),
+                e["anonymousId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(ids["First Visit"], first);
+    assert_eq!(
+        ids["After Wipe"],
+        result["wiped"].as_str().unwrap(),
+        "sent before the answer"
+    );
+    assert_eq!(ids["Realigned"], first, "the server's id from then on");
+}
+
+#[test]
+fn chromium_cookieless_and_global_privacy_control_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sdk_server(dir.path());
+    let result = scenario(&server, "privacy");
+    let nothing = json!({"cookie": "", "storage": []});
+    assert_eq!(result["cookieless"], nothing);
+    assert_eq!(result["gpc"], nothing);
+    let events = lake_events(&server, 4);
+    assert_eq!(events.len(), 4, "page and identify from each page");
+    let gpc: Vec<bool> = events.iter().map(|e| e["context"]["gpc"] == true).collect();
+    assert_eq!(
+        gpc.iter().filter(|g| **g).count(),
+        2,
+        "only the GPC page's events say so"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["userId"] == "private-user" || e["type"] == "page")
+    );
+}
