@@ -5,7 +5,7 @@
 // browser's network layer for the first requests only; the rest go through to the real server.
 //
 //   node run.mjs <scenario>   with BRAID_URL and BRAID_KEY set; prints one JSON object.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -411,6 +411,35 @@ const scenarios = {
       await page.close();
     }
     return result;
+  },
+
+  // A site bundles braid-sdk from npm (esbuild; the wasm file sits next to the bundle, where
+  // `new URL(..., import.meta.url)` finds it) and runs it.
+  async bundler(b) {
+    const out = await build({
+      entryPoints: [join(here, 'bundler/app.ts')],
+      bundle: true,
+      format: 'esm',
+      write: false,
+      alias: { 'braid-sdk': join(root, 'sdk-js') },
+      logLevel: 'error',
+    });
+    const bundle = out.outputFiles[0].text;
+    const wasm = readdirSync(join(root, 'sdk-js/dist')).find((f) => f.endsWith('.wasm'));
+    const pages = {
+      '/test/app/index.html': `<!doctype html><html><body data-key="${key}"><script type="module" src="app.js"></script></body></html>`,
+    };
+    const { ctx, log } = await context(b, pages);
+    await ctx.route(`${base}/test/app/app.js`, (route) =>
+      route.fulfill({ status: 200, contentType: 'text/javascript', body: bundle }),
+    );
+    await ctx.route(`${base}/test/app/${wasm}`, (route) =>
+      route.fulfill({ status: 200, contentType: 'application/wasm', body: readFileSync(join(root, 'sdk-js/dist', wasm)) }),
+    );
+    const page = await ctx.newPage();
+    await page.goto(`${base}/test/app/index.html`);
+    await until('delivery', () => log.statuses.includes(200));
+    return { anon: await page.evaluate(async () => (await window.bundled).user().anonymousId()) };
   },
 
   // Single-page navigation sends a page view per new path; UTM parameters become the campaign.

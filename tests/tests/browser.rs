@@ -471,3 +471,31 @@ fn chromium_cookieless_and_global_privacy_control_store_nothing() {
             .all(|e| e["userId"] == "private-user" || e["type"] == "page")
     );
 }
+
+#[test]
+fn chromium_braid_sdk_from_npm_works_in_a_bundle_and_type_checks() {
+    // The package's types: a site's TypeScript that uses them compiles with `tsc --strict`.
+    let browser = repo_root().join("tests/browser");
+    let tsc = Command::new(browser.join("node_modules/.bin/tsc"))
+        .args(["-p", "bundler/tsconfig.json"])
+        .current_dir(&browser)
+        .output()
+        .unwrap();
+    assert!(
+        tsc.status.success(),
+        "tsc: {}",
+        String::from_utf8_lossy(&tsc.stdout)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = sdk_server(dir.path());
+    let result = scenario(&server, "bundler");
+    let events = lake_events(&server, 2);
+    assert_eq!(names(&events), ["identify:", "track:Bundled Event"]);
+    for event in &events {
+        assert_eq!(event["anonymousId"], result["anon"]);
+        assert_eq!(event["userId"], "bundled-user");
+        assert_eq!(event["context"]["bundler"], "esbuild", "the middleware ran");
+    }
+    assert_eq!(events[1]["context"]["app"]["name"], "shop");
+    assert_eq!(events[1]["properties"]["tags"], json!(["a", "b"]));
+}
