@@ -2,8 +2,10 @@
 //! forwarded, signed, to Braid's ingest (`docs/forward.md`), and the client gets its 2xx only
 //! after ingest's.
 //!
-//! Bindings (`wrangler.toml`): `INGEST_URL` and optionally `BRAID_COOKIE_DOMAIN` (vars), and
-//! the secrets `BRAID_FORWARD_SECRET` and `BRAID_WORKSPACES` (JSON:
+//! Bindings (`wrangler.toml`): `INGEST_URL` and optionally `BRAID_COOKIE_DOMAIN` and
+//! `BRAID_SDK_PATH` (vars), the `SDK` static assets (the browser SDK's files, served under
+//! `BRAID_SDK_PATH`, default `/sdk`), and the secrets `BRAID_FORWARD_SECRET` and
+//! `BRAID_WORKSPACES` (JSON:
 //! `[{"name": "shop", "write_keys": ["..."]}]`). Every collection answer sets the first-party
 //! identity cookie (`braid_aid`, `HttpOnly; Secure; SameSite=Lax`, one year), whose id fills
 //! `anonymousId` in events that have none and comes back in the body.
@@ -38,10 +40,23 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
     .map_err(worker::Error::RustError)?;
     let method = request.method().to_string();
     let path = request.path();
-    let query = request
-        .url()
-        .ok()
-        .and_then(|url| url.query().map(str::to_owned));
+    // The browser SDK, first-party: its files from the static assets binding.
+    let sdk_path = env
+        .var(SDK_PATH_VAR)
+        .map_or_else(|_| "/sdk".to_owned(), |v| v.to_string());
+    if let Some(name) = path
+        .strip_prefix(sdk_path.as_str())
+        .and_then(|rest| rest.strip_prefix('/'))
+    {
+        return to_worker(sdk_file(&env, &method, name).await);
+    }
+    // From the raw URL: `Request::url` would link a whole URL parser (IDNA tables) for this.
+    let raw_url = request.inner().url();
+    let query = raw_url.split_once('?').map(|(_, rest)| {
+        rest.split_once('#')
+            .map_or(rest, |(query, _)| query)
+            .to_owned()
+    });
     let headers: Vec<(String, String)> = request.headers().entries().collect();
     let body = request.bytes().await.unwrap_or_default();
     let client_ip = request
@@ -75,6 +90,26 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
         }
     };
     to_worker(response)
+}
+
+/// The SDK files' binding (`[assets]` in wrangler.toml: `sdk-js/dist`) and the variable with
+/// their path prefix (default `/sdk`).
+const SDK_ASSETS: &str = "SDK";
+const SDK_PATH_VAR: &str = "BRAID_SDK_PATH";
+
+/// An SDK file from the assets binding, with Braid's content type and cache headers.
+async fn sdk_file(env: &Env, method: &str, name: &str) -> HttpResponse {
+    let mut bytes = None;
+    if crate::sdk_content_type(name).is_some()
+        && let Ok(assets) = env.assets(SDK_ASSETS)
+        && let Ok(mut response) = assets
+            .fetch(format!("https://assets.invalid/{name}"), None)
+            .await
+        && response.status_code() == 200
+    {
+        bytes = response.bytes().await.ok();
+    }
+    crate::sdk_response(method, name, bytes)
 }
 
 /// Geo (`context.location`) and network (`context.edge`) from the request's `cf` object, as

@@ -34,6 +34,7 @@ fn through_worker(ingest_url: &str, requests: &[Value]) -> Vec<Value> {
         .env("INGEST_URL", ingest_url)
         .env("BRAID_FORWARD_SECRET", SECRET)
         .env("BRAID_WORKSPACES", workspaces)
+        .env("BRAID_SDK_DIR", repo_root().join("sdk-js/dist"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -198,4 +199,50 @@ fn an_upstream_that_is_down_gives_503_and_stores_nothing() {
         "{}",
         answers[0]
     );
+}
+
+#[test]
+fn the_worker_serves_the_browser_sdk_first_party_with_cache_headers() {
+    let dist = repo_root().join("sdk-js/dist");
+    let wasm = std::fs::read_dir(&dist)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|name| name.ends_with(".wasm"))
+        .expect("sdk-js/dist has the wasm: run npm run build in sdk-js");
+    let get = |path: &str| json!({"method": "GET", "path": path, "headers": {}});
+    let answers = through_worker(
+        "http://127.0.0.1:9/v1/forward",
+        &[
+            get("/sdk/braid.js"),
+            get(&format!("/sdk/{wasm}")),
+            get("/sdk/missing.js"),
+            get("/sdk/../wrangler.toml"),
+            json!({"method": "POST", "path": "/sdk/braid.js", "headers": {}}),
+        ],
+    );
+    let decoded = |answer: &Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(answer["body_base64"].as_str().unwrap())
+            .unwrap()
+    };
+    let js = &answers[0];
+    assert_eq!(js["status"], 200);
+    assert_eq!(
+        js["headers"]["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(js["headers"]["cache-control"], "public, max-age=300");
+    assert_eq!(js["headers"]["access-control-allow-origin"], "*");
+    assert_eq!(decoded(js), std::fs::read(dist.join("braid.js")).unwrap());
+    let module = &answers[1];
+    assert_eq!(module["status"], 200);
+    assert_eq!(module["headers"]["content-type"], "application/wasm");
+    assert_eq!(
+        module["headers"]["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(decoded(module), std::fs::read(dist.join(&wasm)).unwrap());
+    assert_eq!(answers[2]["status"], 404);
+    assert_eq!(answers[3]["status"], 404);
+    assert_eq!(answers[4]["status"], 405);
 }

@@ -21,6 +21,14 @@ const mf = new Miniflare({
     BRAID_FORWARD_SECRET: process.env.BRAID_FORWARD_SECRET,
     BRAID_WORKSPACES: process.env.BRAID_WORKSPACES,
   },
+  // The browser SDK's files as static assets, with the Worker first (as wrangler.toml says).
+  ...(process.env.BRAID_SDK_DIR && {
+    assets: {
+      directory: process.env.BRAID_SDK_DIR,
+      binding: 'SDK',
+      routerConfig: { invoke_user_worker_ahead_of_assets: true, has_user_worker: true },
+    },
+  }),
   cf: false,
   host: '127.0.0.1',
 });
@@ -33,10 +41,12 @@ try {
       body: r.body_base64 ? Buffer.from(r.body_base64, 'base64') : undefined,
       cf: r.cf,
     });
+    const bytes = Buffer.from(await response.arrayBuffer());
     answers.push({
       status: response.status,
       headers: Object.fromEntries(response.headers),
-      body: await response.text(),
+      body: bytes.toString('utf8'),
+      body_base64: bytes.toString('base64'),
     });
   }
 } finally {
