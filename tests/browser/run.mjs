@@ -262,6 +262,25 @@ const scenarios = {
     return { resentAfter: log.batches[1].at - crashedAt, batches: log.batches.map((b) => b.events) };
   },
 
+  // A bounded queue: offline with maxQueue 3, five events keep the newest three; the next
+  // batch reports the two dropped.
+  async bounded(b) {
+    let offline = true;
+    const pages = { '/test/bounded.html': html({ flushAt: 1, maxQueue: 3, autoPage: false }) };
+    const { ctx, log } = await context(b, pages, () => (offline ? 'abort' : null));
+    const page = await ctx.newPage();
+    await page.goto(`${base}/test/bounded.html`);
+    await page.evaluate(async () => {
+      await new Promise((r) => braid.ready(r));
+      for (let i = 0; i < 5; i++) braid.track('Bounded ' + i);
+    });
+    const stored = await storedKeys(page);
+    offline = false;
+    await page.evaluate(() => braid.flush());
+    await until('delivery', async () => log.statuses.includes(200) && (await pending(page)) === 0, 20000);
+    return { stored };
+  },
+
   // 503 twice, then the server: delivered once, after backoff.
   async retry503(b) {
     const pages = { '/test/retry.html': html({ flushAt: 2, autoPage: false }) };

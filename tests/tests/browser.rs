@@ -499,3 +499,19 @@ fn chromium_braid_sdk_from_npm_works_in_a_bundle_and_type_checks() {
     assert_eq!(events[1]["context"]["app"]["name"], "shop");
     assert_eq!(events[1]["properties"]["tags"], json!(["a", "b"]));
 }
+
+#[test]
+fn chromium_a_full_queue_drops_the_oldest_and_reports_how_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = sdk_server(dir.path());
+    let result = scenario(&server, "bounded");
+    assert_eq!(result["stored"], 3);
+    let events = lake_events(&server, 3);
+    assert_eq!(
+        names(&events),
+        ["track:Bounded 2", "track:Bounded 3", "track:Bounded 4"]
+    );
+    for event in &events {
+        assert_eq!(event["context"]["droppedEvents"], 2);
+    }
+}
