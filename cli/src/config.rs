@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use braid_core::enrich::EnrichConfig;
 use braid_core::identity::{IdentityRules, ProfileConfig};
 use braid_core::validate::Limits;
-use braid_edge::{CookieConfig, CorsConfig, EdgeConfig, WorkspaceConfig};
+use braid_edge::{CookieConfig, CorsConfig, EdgeConfig, PersonalizeConfig, WorkspaceConfig};
 use serde::Deserialize;
 
 /// The whole configuration file.
@@ -47,6 +47,8 @@ pub(crate) struct ServeConfig {
     pub(crate) profiles: ProfileConfig,
     /// The browser SDK, served first-party.
     pub(crate) sdk: SdkConfig,
+    /// `GET /v1/personalize` and the edge store export (`braid profiles --edge`).
+    pub(crate) personalize: Option<PersonalizeConfig>,
 }
 
 /// Where the browser SDK's files (`sdk-js/dist`, built by `npm run build`) are and the path
@@ -86,6 +88,7 @@ impl Default for ServeConfig {
             identity: IdentityRules::default(),
             profiles: ProfileConfig::default(),
             sdk: SdkConfig::default(),
+            personalize: None,
         }
     }
 }
@@ -129,6 +132,7 @@ impl ServeConfig {
             enrich: self.enrich.clone(),
             cors: self.cors.clone(),
             identity_cookie: self.identity_cookie.clone(),
+            personalize: self.personalize.clone(),
         }
     }
 }

@@ -63,6 +63,10 @@ struct ProfilesArgs {
     /// Write here instead of stdout.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Write the edge's personalization entries instead (JSON for `wrangler kv bulk put`:
+    /// `[{"key", "value"}]`), keyed with `[personalize] key_secret`, with its `traits`.
+    #[arg(long)]
+    edge: bool,
 }
 
 /// `braid profiles`: the rebuild path, on its own: every live lake object in write order
@@ -93,6 +97,21 @@ async fn profiles(args: &ProfilesArgs) -> anyhow::Result<()> {
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
+    if args.edge {
+        let Some(personalize) = config.personalize.filter(|p| !p.key_secret.is_empty()) else {
+            anyhow::bail!("--edge needs [personalize] key_secret in the configuration");
+        };
+        let entries: Vec<serde_json::Value> = unify
+            .edge_entries(personalize.key_secret.as_bytes(), &personalize.traits)
+            .into_iter()
+            .map(|(key, value)| serde_json::json!({"key": key, "value": value}))
+            .collect();
+        serde_json::to_writer(&mut out, &entries)?;
+        writeln!(out)?;
+        out.flush()?;
+        eprintln!("{} edge entries from {events} events", entries.len());
+        return Ok(());
+    }
     let snapshot = unify.snapshot();
     for profile in &snapshot {
         writeln!(out, "{profile}")?;

@@ -167,6 +167,17 @@ async fn handle(
             app.metrics.record(counts);
             reply.finish(stored.is_ok())
         }
+        Handled::Personalize(lookup) => {
+            // The local profiles stand in for the edge's store.
+            let visible = app
+                .collector
+                .config()
+                .personalize
+                .as_ref()
+                .map_or(&[][..], |p| p.traits.as_slice());
+            let value = app.profiles.edge_value(&lookup.identifier, visible);
+            lookup.finish(value)
+        }
     };
     to_axum(response)
 }

@@ -16,6 +16,7 @@ pub mod identity;
 pub mod ingest;
 mod json;
 pub mod lake;
+pub mod personalize;
 pub mod timestamp;
 pub mod validate;
 

@@ -90,6 +90,8 @@ pub enum Handled {
     Respond(HttpResponse, Counts),
     /// Store the events, then answer with `reply.finish(stored)`.
     Store(LakeWrite, Reply),
+    /// Look up the caller's edge profile, then answer with `personalization.finish(value)`.
+    Personalize(crate::personalize::Personalization),
 }
 
 impl Handled {
@@ -101,6 +103,7 @@ impl Handled {
 /// Which endpoint a path names.
 enum Route {
     Health,
+    Personalize,
     Collect(Option<EventType>),
 }
 
@@ -108,6 +111,7 @@ fn route(path: &str) -> Option<Route> {
     let path = path.strip_suffix('/').unwrap_or(path);
     let kind = match path {
         "/health" => return Some(Route::Health),
+        "/v1/personalize" => return Some(Route::Personalize),
         "/v1/batch" | "/v1/b" | "/v1/import" => None,
         "/v1/track" | "/v1/t" => Some(EventType::Track),
         "/v1/identify" | "/v1/i" => Some(EventType::Identify),
@@ -191,6 +195,18 @@ impl Collector {
                 self.with_cors(request, HttpResponse::json(200, &json!({"status": "ok"})))
             }
             (Route::Collect(kind), "POST") => self.collect(request, kind, now),
+            (Route::Personalize, "GET") => {
+                match crate::personalize::personalize(
+                    request,
+                    self.config.personalize.as_ref(),
+                    self.config.identity_cookie.as_ref(),
+                    &self.config.cors,
+                    now,
+                ) {
+                    crate::personalize::Step::Respond(response) => Handled::respond(response),
+                    crate::personalize::Step::Lookup(lookup) => Handled::Personalize(lookup),
+                }
+            }
             _ => self.refuse(
                 request,
                 &RequestError::MethodNotAllowed {
@@ -465,7 +481,7 @@ impl Collector {
 
 /// Whether a cookie value can be an anonymous id: 8 to 64 of `A-Z a-z 0-9 - _` (a UUID, or an id
 /// an SDK made), so that nothing else from a cookie reaches the lake.
-fn is_cookie_id(value: &str) -> bool {
+pub(crate) fn is_cookie_id(value: &str) -> bool {
     (8..=64).contains(&value.len())
         && value
             .bytes()

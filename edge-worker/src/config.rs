@@ -19,6 +19,21 @@ pub struct EdgeConfig {
     /// A first-party cookie holding the visitor's anonymous id, set on every collection answer
     /// (off when absent).
     pub identity_cookie: Option<CookieConfig>,
+    /// `GET /v1/personalize` (off when absent).
+    pub personalize: Option<PersonalizeConfig>,
+}
+
+/// Personalization reads (`docs/personalization.md`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersonalizeConfig {
+    /// The secret of the store's keys, shared with the unifier that writes them.
+    pub key_secret: String,
+    /// The secret of the tokens a site's server signs for logged-in users; without it only the
+    /// identity cookie identifies the caller.
+    pub token_secret: Option<String>,
+    /// Trait names visible at the edge (`braid serve` and the export read them).
+    pub traits: Vec<String>,
 }
 
 /// The first-party identity cookie: set by the server, so it outlives the 7-day cap browsers

@@ -16,6 +16,7 @@ mod cors;
 mod decode;
 mod error;
 mod http;
+mod personalize;
 mod rate;
 mod sdk;
 #[cfg(test)]
@@ -24,7 +25,10 @@ mod tests;
 mod worker_glue;
 
 pub use collector::{Collector, Counts, Handled, LakeWrite, Reply};
-pub use config::{CookieConfig, CorsConfig, EdgeConfig, RateLimit, WorkspaceConfig};
+pub use config::{
+    CookieConfig, CorsConfig, EdgeConfig, PersonalizeConfig, RateLimit, WorkspaceConfig,
+};
 pub use error::RequestError;
 pub use http::{HttpRequest, HttpResponse};
+pub use personalize::Personalization;
 pub use sdk::{sdk_content_type, sdk_response};

@@ -53,6 +53,7 @@ fn send(collector: &Collector, request: &HttpRequest<'_>) -> (HttpResponse, Opti
     match collector.handle(request, now()) {
         Handled::Respond(response, _) => (response, None),
         Handled::Store(write, reply) => (reply.finish(true), Some(write)),
+        Handled::Personalize(lookup) => (lookup.finish(None), None),
     }
 }
 
@@ -582,4 +583,106 @@ fn a_stored_batch_with_an_ack_token_answers_with_a_receipt_cookie() {
     let (response, _) = send(&collector(), &request);
     assert_eq!(response.status, 200);
     assert_eq!(response.header("set-cookie"), None);
+}
+
+fn personalizing() -> Collector {
+    Collector::new(EdgeConfig {
+        workspaces: vec![WorkspaceConfig {
+            name: "shop".into(),
+            write_keys: vec![KEY.into()],
+            rate_limit: None,
+        }],
+        identity_cookie: Some(crate::CookieConfig::default()),
+        personalize: Some(crate::PersonalizeConfig {
+            key_secret: "kv-secret".into(),
+            token_secret: Some("token-secret".into()),
+            traits: vec![],
+        }),
+        ..EdgeConfig::default()
+    })
+    .unwrap()
+}
+
+fn personalize_get<'a>(
+    query: Option<&'a str>,
+    headers: Vec<(&'a str, &'a str)>,
+) -> HttpRequest<'a> {
+    HttpRequest {
+        method: "GET",
+        path: "/v1/personalize",
+        query,
+        headers,
+        body: b"",
+        client_ip: None,
+        fresh_id: None,
+        location: None,
+        edge: None,
+    }
+}
+
+#[test]
+fn personalization_looks_up_only_the_callers_own_id() {
+    use braid_core::identity::Identifier;
+    use braid_core::personalize::{edge_key, sign_token};
+    let collector = personalizing();
+    // The cookie names the caller; the query string names someone else and is ignored.
+    let request = personalize_get(
+        Some("anonymousId=visitor-bbbb&userId=u-2&key=abc"),
+        vec![("cookie", "x=1; braid_aid=visitor-aaaa")],
+    );
+    let Handled::Personalize(lookup) = collector.handle(&request, now()) else {
+        panic!("no lookup");
+    };
+    let caller = Identifier::parse("anonymous_id:visitor-aaaa").unwrap();
+    assert_eq!(lookup.identifier, caller);
+    assert_eq!(lookup.key, edge_key(b"kv-secret", &caller));
+    let response = lookup.finish(Some(r#"{"traits":{"plan":"pro"},"audiences":[]}"#.into()));
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json_body()["traits"]["plan"], "pro");
+    assert_eq!(response.header("cache-control"), Some("private, no-store"));
+
+    // A token signed by the site's server: the logged-in user, whatever the cookie says.
+    let user = Identifier::parse("user_id:u-1").unwrap();
+    let token = sign_token(b"token-secret", &user, now() + time::Duration::minutes(5));
+    let bearer = format!("Bearer {token}");
+    let request = personalize_get(
+        None,
+        vec![
+            ("authorization", &bearer),
+            ("cookie", "braid_aid=visitor-aaaa"),
+        ],
+    );
+    let Handled::Personalize(lookup) = collector.handle(&request, now()) else {
+        panic!("no lookup");
+    };
+    assert_eq!(lookup.identifier, user);
+    assert_eq!(
+        lookup.finish(None).json_body(),
+        json!({"traits": {}, "audiences": []}),
+        "unknown: empty"
+    );
+
+    // A forged or expired token is refused; so is another site's secret.
+    for token in [
+        token.replace("u-1", "u-2"),
+        sign_token(b"token-secret", &user, now() - time::Duration::seconds(1)),
+        sign_token(b"other-secret", &user, now() + time::Duration::minutes(5)),
+    ] {
+        let bearer = format!("Bearer {token}");
+        let (response, _) = send(
+            &collector,
+            &personalize_get(None, vec![("authorization", &bearer)]),
+        );
+        assert_eq!(response.status, 401, "{token}");
+    }
+    // No cookie, no token: an empty profile, without a lookup.
+    let (response, _) = send(
+        &collector,
+        &personalize_get(Some("anonymousId=visitor-bbbb"), vec![]),
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json_body(), json!({"traits": {}, "audiences": []}));
+    // Not configured: 404.
+    let (response, _) = send(&self::collector(), &personalize_get(None, vec![]));
+    assert_eq!(response.status, 404);
 }

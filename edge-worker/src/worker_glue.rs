@@ -18,7 +18,7 @@ use worker::{
 
 use crate::{
     Collector, CookieConfig, EdgeConfig, Handled, HttpRequest, HttpResponse, LakeWrite,
-    WorkspaceConfig,
+    PersonalizeConfig, WorkspaceConfig,
 };
 
 #[event(fetch)]
@@ -32,9 +32,19 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
         domain: env.var("BRAID_COOKIE_DOMAIN").ok().map(|d| d.to_string()),
         ..CookieConfig::default()
     };
+    // Personalization reads, when the store's key secret is set.
+    let personalize = env
+        .secret(EDGE_KEY_SECRET)
+        .ok()
+        .map(|secret| PersonalizeConfig {
+            key_secret: secret.to_string(),
+            token_secret: env.secret(TOKEN_SECRET).ok().map(|s| s.to_string()),
+            traits: Vec::new(),
+        });
     let collector = Collector::new(EdgeConfig {
         workspaces,
         identity_cookie: Some(cookie),
+        personalize,
         ..EdgeConfig::default()
     })
     .map_err(worker::Error::RustError)?;
@@ -88,9 +98,25 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
             }
             reply.finish(stored.is_ok())
         }
+        Handled::Personalize(lookup) => {
+            let value = match env.kv(PROFILES_KV) {
+                Ok(kv) => kv.get(&lookup.key).text().await.unwrap_or_else(|error| {
+                    worker::console_error!("braid: personalization read failed: {error}");
+                    None
+                }),
+                Err(_) => None,
+            };
+            lookup.finish(value)
+        }
     };
     to_worker(response)
 }
+
+/// Personalization: the KV namespace the unifier fills (`braid profiles --edge`), the secret of
+/// its keys, and the secret of the tokens a site's server signs.
+const PROFILES_KV: &str = "PROFILES";
+const EDGE_KEY_SECRET: &str = "BRAID_EDGE_KEY_SECRET";
+const TOKEN_SECRET: &str = "BRAID_TOKEN_SECRET";
 
 /// The SDK files' binding (`[assets]` in wrangler.toml: `sdk-js/dist`) and the variable with
 /// their path prefix (default `/sdk`).

@@ -20,6 +20,11 @@ const EDGE_KEY: &str = "edge-write-key";
 
 /// Sends `requests` to the Worker in workerd; gives its answers.
 fn through_worker(ingest_url: &str, requests: &[Value]) -> Vec<Value> {
+    through_worker_with(ingest_url, requests, &[])
+}
+
+/// [`through_worker`] with more environment for run.mjs (secrets, the KV seed file).
+fn through_worker_with(ingest_url: &str, requests: &[Value], env: &[(&str, &str)]) -> Vec<Value> {
     let entry = repo_root().join("edge-worker/build/worker.mjs");
     assert!(
         entry.exists(),
@@ -35,6 +40,7 @@ fn through_worker(ingest_url: &str, requests: &[Value]) -> Vec<Value> {
         .env("BRAID_FORWARD_SECRET", SECRET)
         .env("BRAID_WORKSPACES", workspaces)
         .env("BRAID_SDK_DIR", repo_root().join("sdk-js/dist"))
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -207,7 +213,11 @@ fn the_worker_serves_the_browser_sdk_first_party_with_cache_headers() {
     let wasm = std::fs::read_dir(&dist)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .find(|name| name.ends_with(".wasm"))
+        .find(|name| {
+            std::path::Path::new(name)
+                .extension()
+                .is_some_and(|e| e == "wasm")
+        })
         .expect("sdk-js/dist has the wasm: run npm run build in sdk-js");
     let get = |path: &str| json!({"method": "GET", "path": path, "headers": {}});
     let answers = through_worker(
@@ -245,4 +255,106 @@ fn the_worker_serves_the_browser_sdk_first_party_with_cache_headers() {
     assert_eq!(answers[2]["status"], 404);
     assert_eq!(answers[3]["status"], 404);
     assert_eq!(answers[4]["status"], 405);
+}
+
+#[test]
+fn personalization_reads_only_the_callers_own_profile_from_kv() {
+    use braid_core::identity::Identifier;
+    use braid_core::personalize::sign_token;
+
+    // Profiles from real events, exported for the edge by `braid profiles --edge`.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("braid.toml");
+    std::fs::write(
+        &config,
+        "[personalize]\nkey_secret = \"kv-secret\"\ntraits = [\"plan\"]\n\n[identity_cookie]\nsecure = false\n",
+    )
+    .unwrap();
+    let server = Server::start_with(
+        dir.path().join("data"),
+        dir.path().join("braid.log"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let batch = json!({"batch": [
+        {"type": "identify", "anonymousId": "visitor-aaaa", "userId": "user-1",
+         "traits": {"plan": "pro", "email": "ada@example.com"}},
+        {"type": "identify", "anonymousId": "visitor-bbbb", "traits": {"plan": "basic"}},
+    ]});
+    let response = server.post("/v1/batch", batch.to_string().as_bytes());
+    assert_eq!(response.status, 200, "{}", response.text());
+    let kv_file = dir.path().join("kv.json");
+    let export = Command::new(braid_tests::braid_bin())
+        .args(["profiles", "--edge", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(&server.data)
+        .arg("--output")
+        .arg(&kv_file)
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let entries: Vec<Value> = serde_json::from_slice(&std::fs::read(&kv_file).unwrap()).unwrap();
+    assert_eq!(
+        entries.len(),
+        3,
+        "visitor-aaaa, user-1 and visitor-bbbb: {entries:?}"
+    );
+
+    let token = sign_token(
+        b"token-secret",
+        &Identifier::parse("user_id:user-1").unwrap(),
+        time::OffsetDateTime::now_utc() + time::Duration::minutes(5),
+    );
+    let forged = token.replace("user-1", "user-2");
+    let get = |query: &str, headers: Value| json!({"method": "GET", "path": format!("/v1/personalize{query}"), "headers": headers});
+    let answers = through_worker_with(
+        "http://127.0.0.1:9/v1/forward",
+        &[
+            get(
+                "?anonymousId=visitor-bbbb&userId=user-2",
+                json!({"cookie": "braid_aid=visitor-aaaa"}),
+            ),
+            get("", json!({"cookie": "braid_aid=visitor-bbbb"})),
+            get("?anonymousId=visitor-aaaa", json!({})),
+            get("", json!({"authorization": format!("Bearer {token}")})),
+            get("", json!({"authorization": format!("Bearer {forged}")})),
+            get("", json!({"cookie": "braid_aid=visitor-zzzz"})),
+        ],
+        &[
+            ("BRAID_EDGE_KEY_SECRET", "kv-secret"),
+            ("BRAID_TOKEN_SECRET", "token-secret"),
+            ("BRAID_KV_FILE", kv_file.to_str().unwrap()),
+        ],
+    );
+    let body =
+        |n: usize| -> Value { serde_json::from_str(answers[n]["body"].as_str().unwrap()).unwrap() };
+    let pro = json!({"traits": {"plan": "pro"}, "audiences": []});
+    let empty = json!({"traits": {}, "audiences": []});
+    assert_eq!(body(0), pro, "the cookie's profile, not the query string's");
+    assert_eq!(answers[0]["headers"]["cache-control"], "private, no-store");
+    assert_eq!(
+        body(1),
+        json!({"traits": {"plan": "basic"}, "audiences": []})
+    );
+    assert_eq!(body(2), empty, "a query string identifies no one");
+    assert_eq!(body(3), pro, "a signed token for user-1");
+    assert_eq!(answers[4]["status"], 401);
+    assert_eq!(body(4)["message"], "the token's signature does not match");
+    assert_eq!(answers[5]["status"], 200);
+    assert_eq!(body(5), empty, "an unknown id is an empty profile");
+
+    // braid serve answers the same from its own profiles.
+    let local = braid_tests::request(
+        server.addr,
+        "GET",
+        "/v1/personalize?anonymousId=visitor-bbbb",
+        &[("cookie", "braid_aid=visitor-aaaa")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(local.json(), pro);
 }

@@ -20,7 +20,10 @@ const mf = new Miniflare({
     INGEST_URL: process.env.INGEST_URL,
     BRAID_FORWARD_SECRET: process.env.BRAID_FORWARD_SECRET,
     BRAID_WORKSPACES: process.env.BRAID_WORKSPACES,
+    ...(process.env.BRAID_EDGE_KEY_SECRET && { BRAID_EDGE_KEY_SECRET: process.env.BRAID_EDGE_KEY_SECRET }),
+    ...(process.env.BRAID_TOKEN_SECRET && { BRAID_TOKEN_SECRET: process.env.BRAID_TOKEN_SECRET }),
   },
+  kvNamespaces: ['PROFILES'],
   // The browser SDK's files as static assets, with the Worker first (as wrangler.toml says).
   ...(process.env.BRAID_SDK_DIR && {
     assets: {
@@ -34,6 +37,11 @@ const mf = new Miniflare({
 });
 const answers = [];
 try {
+  // The edge store as `braid profiles --edge` wrote it (wrangler kv bulk put's format).
+  if (process.env.BRAID_KV_FILE) {
+    const kv = await mf.getKVNamespace('PROFILES');
+    for (const { key, value } of JSON.parse(readFileSync(process.env.BRAID_KV_FILE, 'utf8'))) await kv.put(key, value);
+  }
   for (const r of requests) {
     const response = await mf.dispatchFetch(`http://edge.example${r.path}`, {
       method: r.method,

@@ -77,6 +77,20 @@ impl ProfileUnify {
         self.unifier.lock().ok()?.profile_json(id)
     }
 
+    /// The edge's personalization value for `id` (`braid_core::personalize::edge_value`).
+    pub fn edge_value(&self, id: &Identifier, visible: &[String]) -> Option<String> {
+        let unifier = self.unifier.lock().ok()?;
+        braid_core::personalize::edge_value(&unifier, id, visible)
+    }
+
+    /// Every entry of the edge's personalization store (`braid_core::personalize::edge_entries`).
+    pub fn edge_entries(&self, secret: &[u8], visible: &[String]) -> Vec<(String, String)> {
+        self.unifier.lock().map_or_else(
+            |_| Vec::new(),
+            |unifier| braid_core::personalize::edge_entries(&unifier, secret, visible),
+        )
+    }
+
     /// A page of the events of the profile that `id` belongs to, in the order they were
     /// unified: the `offset`-th matching event and up to `limit` after it, and the offset of
     /// the next page when there is one. `None` when no profile has `id`.
