@@ -21,7 +21,7 @@ sdk-js/node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
   "$out/index_bg.wasm" -o "$out/index_bg.opt.wasm"
 mv "$out/index_bg.opt.wasm" "$out/index_bg.wasm"
 cat > "$out/worker.mjs" <<'JS'
-import { fetch } from './index.js';
-export default { fetch };
+import { fetch, queue } from './index.js';
+export default { fetch, queue };
 JS
 ls -l "$out"

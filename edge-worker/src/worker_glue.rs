@@ -1,6 +1,7 @@
 //! The Cloudflare Worker: the same handlers as `braid serve`, in workerd. Accepted events are
-//! forwarded, signed, to Braid's ingest (`docs/forward.md`), and the client gets its 2xx only
-//! after ingest's.
+//! handed off before the client gets its 2xx: to the `EVENTS` queue when the Worker has one (its
+//! consumer, here too, forwards them), else forwarded, signed, to Braid's ingest
+//! (`docs/forward.md`), whose 2xx it waits for.
 //!
 //! Bindings (`wrangler.toml`): `INGEST_URL` and optionally `BRAID_COOKIE_DOMAIN` and
 //! `BRAID_SDK_PATH` (vars), the `SDK` static assets (the browser SDK's files, served under
@@ -13,7 +14,8 @@
 use braid_core::forward::{ForwardBatch, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 use time::OffsetDateTime;
 use worker::{
-    Context, Env, Fetch, Headers, Method, Request, RequestInit, Response, Result, event, js_sys,
+    Context, Env, Fetch, Headers, MessageBatch, MessageExt as _, Method, Request, RequestInit,
+    Response, Result, event, js_sys,
 };
 
 use crate::{
@@ -92,9 +94,9 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
     let response = match collector.handle(&http, now) {
         Handled::Respond(response, _) => response,
         Handled::Store(write, reply) => {
-            let stored = forward(&env, &write, now).await;
+            let stored = hand_off(&env, &write, now).await;
             if let Err(error) = &stored {
-                worker::console_error!("braid: the upstream did not take a batch: {error}");
+                worker::console_error!("braid: the batch was not handed off: {error}");
             }
             reply.finish(stored.is_ok())
         }
@@ -210,24 +212,61 @@ fn now() -> OffsetDateTime {
 }
 
 /// Forwards one request's events to ingest, signed; `Ok` once ingest answered 2xx.
-async fn forward(env: &Env, write: &LakeWrite, now: OffsetDateTime) -> Result<()> {
-    let url = env.var("INGEST_URL")?.to_string();
-    let secret = env.secret("BRAID_FORWARD_SECRET")?.to_string();
+/// Makes an accepted batch safe before the client hears 2xx: sent to the `EVENTS` queue when
+/// the Worker has one (the consumer below forwards it), else — or when it is larger than a
+/// queue message may be — forwarded to ingest directly, whose 2xx it waits for.
+async fn hand_off(env: &Env, write: &LakeWrite, now: OffsetDateTime) -> Result<()> {
     let body = ForwardBatch::write(
         &write.workspace,
         write.received_at,
         &write.accepted,
         &write.failed,
     );
+    if let Ok(queue) = env.queue(EVENTS_QUEUE)
+        && body.len() <= QUEUE_MESSAGE_BYTES
+    {
+        let text = String::from_utf8(body)
+            .map_err(|_| worker::Error::RustError("the batch is not UTF-8".into()))?;
+        return queue.send(text).await;
+    }
+    forward(env, &body, now).await
+}
+
+/// The queue of accepted batches (`[[queues.producers]]`/`[[queues.consumers]]` in
+/// wrangler.toml), and the largest message it takes (Cloudflare allows 128 KB).
+const EVENTS_QUEUE: &str = "EVENTS";
+const QUEUE_MESSAGE_BYTES: usize = 120 * 1024;
+
+/// The queue consumer: forwards each batch to ingest, signed now; acknowledges it on ingest's
+/// 2xx, else asks the queue to deliver it again later (after the configured retries it goes to
+/// the dead-letter queue, where nothing is lost).
+#[event(queue)]
+async fn queue(batch: MessageBatch<String>, env: Env, _context: Context) -> Result<()> {
+    for message in batch.messages()? {
+        match forward(&env, message.body().as_bytes(), now()).await {
+            Ok(()) => message.ack(),
+            Err(error) => {
+                worker::console_error!("braid: ingest did not take a queued batch: {error}");
+                message.retry();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// POSTs a forward body to ingest, signed (`docs/forward.md`); `Ok` only on its 2xx.
+async fn forward(env: &Env, body: &[u8], now: OffsetDateTime) -> Result<()> {
+    let url = env.var("INGEST_URL")?.to_string();
+    let secret = env.secret("BRAID_FORWARD_SECRET")?.to_string();
     let timestamp = now.unix_timestamp();
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
     headers.set(TIMESTAMP_HEADER, &timestamp.to_string())?;
-    headers.set(SIGNATURE_HEADER, &sign(secret.as_bytes(), timestamp, &body))?;
+    headers.set(SIGNATURE_HEADER, &sign(secret.as_bytes(), timestamp, body))?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
-        .with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+        .with_body(Some(js_sys::Uint8Array::from(body).into()));
     let response = Fetch::Request(Request::new_with_init(&url, &init)?)
         .send()
         .await?;

@@ -339,7 +339,11 @@ impl Server {
 
     /// Starts a server on `data` (kept across restarts), logging to `log`, with extra args.
     pub fn start_with(data: PathBuf, log: PathBuf, extra: &[&str]) -> Server {
-        let addr = free_addr();
+        Server::start_at(free_addr(), data, log, extra)
+    }
+
+    /// [`Server::start_with`] on a given address (one a client was told about earlier).
+    pub fn start_at(addr: SocketAddr, data: PathBuf, log: PathBuf, extra: &[&str]) -> Server {
         let key = "wk_e2e_test".to_owned();
         let log_file = std::fs::OpenOptions::new()
             .create(true)

@@ -358,3 +358,45 @@ fn personalization_reads_only_the_callers_own_profile_from_kv() {
     .unwrap();
     assert_eq!(local.json(), pro);
 }
+
+#[test]
+fn with_a_queue_batches_are_acknowledged_at_once_and_reach_ingest_once_it_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = braid_tests::free_addr();
+    let ingest = format!("http://{addr}/v1/forward");
+    let batch = json!({"batch": [
+        {"type": "track", "event": "Queued A", "userId": "q-1", "messageId": "queued-a"},
+        {"type": "track", "event": "Queued B", "userId": "q-1", "messageId": "queued-b"},
+    ]});
+    // Ingest is down when the Worker takes the batch; it comes up two seconds later.
+    let requests = vec![
+        post("/v1/batch", EDGE_KEY, &batch),
+        json!({"wait_ms": 7000}),
+    ];
+    let worker = std::thread::spawn(move || {
+        through_worker_with(&ingest, &requests, &[("BRAID_QUEUE", "1")])
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let server = Server::start_at(
+        addr,
+        dir.path().join("data"),
+        dir.path().join("braid.log"),
+        &["--forward-secret", SECRET],
+    );
+    let answers = worker.join().unwrap();
+    assert_eq!(
+        answers[0]["status"], 200,
+        "queued: the client is answered at once"
+    );
+    let events = read_lake(&server.data, "raw");
+    let mut ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["messageId"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        ["queued-a", "queued-b"],
+        "delivered by the consumer, once"
+    );
+}

@@ -24,6 +24,12 @@ const mf = new Miniflare({
     ...(process.env.BRAID_TOKEN_SECRET && { BRAID_TOKEN_SECRET: process.env.BRAID_TOKEN_SECRET }),
   },
   kvNamespaces: ['PROFILES'],
+  // Queue mode (BRAID_QUEUE=1): batches go to a queue whose consumer (the same Worker)
+  // forwards them, retrying every second.
+  ...(process.env.BRAID_QUEUE && {
+    queueProducers: { EVENTS: 'braid-events' },
+    queueConsumers: { 'braid-events': { maxBatchSize: 10, maxBatchTimeout: 0.1, maxRetries: 50, retryDelay: 1 } },
+  }),
   // The browser SDK's files as static assets, with the Worker first (as wrangler.toml says).
   ...(process.env.BRAID_SDK_DIR && {
     assets: {
@@ -43,6 +49,11 @@ try {
     for (const { key, value } of JSON.parse(readFileSync(process.env.BRAID_KV_FILE, 'utf8'))) await kv.put(key, value);
   }
   for (const r of requests) {
+    if (r.wait_ms) {
+      // Let the queue consumer work.
+      await new Promise((resolve) => setTimeout(resolve, r.wait_ms));
+      continue;
+    }
     const response = await mf.dispatchFetch(`http://edge.example${r.path}`, {
       method: r.method,
       headers: r.headers,
