@@ -624,13 +624,82 @@ pub fn clients_dir() -> PathBuf {
     dir
 }
 
+/// Checks the seven events one client script sent (see `tests/clients/*`) in the lake at `data`.
+pub fn check_client_events(data: &Path, user: &str, run: &str, library: &str) {
+    let events = read_lake(data, "raw");
+    let mine: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["userId"] == user || e["anonymousId"] == format!("anon-{run}"))
+        .collect();
+    let kinds = |kind: &str| mine.iter().filter(|e| e["type"] == kind).count();
+    assert_eq!(mine.len(), 7, "expected 7 events for {user}, got {mine:#?}");
+    for kind in ["identify", "page", "screen", "group", "alias"] {
+        assert_eq!(kinds(kind), 1, "{kind} for {user}");
+    }
+    assert_eq!(kinds("track"), 2);
+    let find = |kind: &str| {
+        *mine
+            .iter()
+            .find(|e| e["type"] == kind && e["userId"] == user)
+            .unwrap()
+    };
+    assert_eq!(
+        find("identify")["traits"]["email"],
+        format!("{user}@example.com")
+    );
+    assert_eq!(find("identify")["traits"]["plan"], "pro");
+    let order = find("track");
+    assert_eq!(order["event"], "Order Completed");
+    assert_eq!(order["properties"]["revenue"], 42.5);
+    assert_eq!(find("page")["context"]["campaign"]["source"], "news");
+    assert_eq!(find("group")["groupId"], format!("grp-{run}"));
+    assert_eq!(find("alias")["previousId"], format!("prev-{run}"));
+    for event in &mine {
+        assert!(
+            event["messageId"].as_str().is_some_and(|id| !id.is_empty()),
+            "{event}"
+        );
+        assert!(
+            event["receivedAt"].is_string() && event["timestamp"].is_string(),
+            "{event}"
+        );
+        assert_eq!(event["context"]["library"]["name"], library, "{event}");
+        assert_eq!(event["context"]["ip"], "127.0.0.0", "anonymised client IP");
+        assert!(event.get("writeKey").is_none());
+    }
+    let failed = read_lake(data, "failed");
+    assert!(failed.is_empty(), "nothing should fail: {failed:#?}");
+}
+
 /// Runs a client script against a server and checks it exited 0.
 pub fn run_client(program: &Path, script: &str, server: &Server, run: &str, gzip: bool) {
+    run_client_at(
+        program,
+        script,
+        &server.url(),
+        &server.key,
+        run,
+        gzip,
+        &|| server.log_text(),
+    );
+}
+
+/// Runs a client script against any endpoint (`http://host:port`) with a write key; `log` gives
+/// the endpoint's log for the failure message.
+pub fn run_client_at(
+    program: &Path,
+    script: &str,
+    url: &str,
+    key: &str,
+    run: &str,
+    gzip: bool,
+    log: &dyn Fn() -> String,
+) {
     let output = Command::new(program)
         .arg(clients_dir().join(script))
         .current_dir(clients_dir())
-        .env("BRAID_URL", server.url())
-        .env("BRAID_WRITE_KEY", &server.key)
+        .env("BRAID_URL", url)
+        .env("BRAID_WRITE_KEY", key)
         .env("BRAID_RUN", run)
         .env("BRAID_GZIP", if gzip { "1" } else { "0" })
         .stdin(Stdio::null())
@@ -641,6 +710,6 @@ pub fn run_client(program: &Path, script: &str, server: &Server, run: &str, gzip
         "{script} failed:\nstdout: {}\nstderr: {}\nserver log:\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
-        server.log_text()
+        log()
     );
 }

@@ -10,54 +10,10 @@
 
 use std::path::Path;
 
-use braid_tests::{Server, python, read_lake, run_client};
-use serde_json::Value;
+use braid_tests::{Server, check_client_events, python, run_client};
 
-/// Checks the seven events one client script sends (see `tests/clients/*`).
 fn check_delivered(server: &Server, user: &str, run: &str, library: &str) {
-    let events = read_lake(&server.data, "raw");
-    let mine: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["userId"] == user || e["anonymousId"] == format!("anon-{run}"))
-        .collect();
-    let kinds = |kind: &str| mine.iter().filter(|e| e["type"] == kind).count();
-    assert_eq!(mine.len(), 7, "expected 7 events for {user}, got {mine:#?}");
-    for kind in ["identify", "page", "screen", "group", "alias"] {
-        assert_eq!(kinds(kind), 1, "{kind} for {user}");
-    }
-    assert_eq!(kinds("track"), 2);
-    let find = |kind: &str| {
-        *mine
-            .iter()
-            .find(|e| e["type"] == kind && e["userId"] == user)
-            .unwrap()
-    };
-    assert_eq!(
-        find("identify")["traits"]["email"],
-        format!("{user}@example.com")
-    );
-    assert_eq!(find("identify")["traits"]["plan"], "pro");
-    let order = find("track");
-    assert_eq!(order["event"], "Order Completed");
-    assert_eq!(order["properties"]["revenue"], 42.5);
-    assert_eq!(find("page")["context"]["campaign"]["source"], "news");
-    assert_eq!(find("group")["groupId"], format!("grp-{run}"));
-    assert_eq!(find("alias")["previousId"], format!("prev-{run}"));
-    for event in &mine {
-        assert!(
-            event["messageId"].as_str().is_some_and(|id| !id.is_empty()),
-            "{event}"
-        );
-        assert!(
-            event["receivedAt"].is_string() && event["timestamp"].is_string(),
-            "{event}"
-        );
-        assert_eq!(event["context"]["library"]["name"], library, "{event}");
-        assert_eq!(event["context"]["ip"], "127.0.0.0", "anonymised client IP");
-        assert!(event.get("writeKey").is_none());
-    }
-    let failed = read_lake(&server.data, "failed");
-    assert!(failed.is_empty(), "nothing should fail: {failed:#?}");
+    check_client_events(&server.data, user, run, library);
 }
 
 #[test]

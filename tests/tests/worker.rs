@@ -400,3 +400,81 @@ fn with_a_queue_batches_are_acknowledged_at_once_and_reach_ingest_once_it_is_up(
         "delivered by the consumer, once"
     );
 }
+
+/// The built Worker in workerd, listening for real clients; stops when dropped.
+struct ListeningWorker {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ListeningWorker {
+    fn start(ingest_url: &str) -> ListeningWorker {
+        use std::io::BufRead as _;
+        let workspaces = json!([{"name": "edge", "write_keys": [EDGE_KEY]}]).to_string();
+        let mut child = Command::new("node")
+            .arg(repo_root().join("tests/worker/run.mjs"))
+            .current_dir(repo_root().join("tests/worker"))
+            .env(
+                "BRAID_WORKER_ENTRY",
+                repo_root().join("edge-worker/build/worker.mjs"),
+            )
+            .env("INGEST_URL", ingest_url)
+            .env("BRAID_FORWARD_SECRET", SECRET)
+            .env("BRAID_WORKSPACES", workspaces)
+            .env("BRAID_SERVE", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut url = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut url)
+            .unwrap();
+        ListeningWorker {
+            child,
+            url: url.trim().to_owned(),
+        }
+    }
+}
+
+impl Drop for ListeningWorker {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_real_segment_and_rudderstack_clients_send_through_the_worker() {
+    use braid_tests::{check_client_events, python, run_client_at};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        dir.path().join("data"),
+        dir.path().join("braid.log"),
+        &["--forward-secret", SECRET],
+    );
+    let worker = ListeningWorker::start(&format!("{}/v1/forward", server.url()));
+    assert!(
+        worker.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        worker.url
+    );
+    let log = || server.log_text();
+    let node = std::path::Path::new("node");
+    for (program, script, run, gzip) in [
+        (python(), "segment_python.py", "wa", false),
+        (python(), "rudder_python.py", "wb", true),
+        (node.to_owned(), "segment_node.mjs", "wc", false),
+        (node.to_owned(), "rudder_node.mjs", "wd", false),
+    ] {
+        run_client_at(&program, script, &worker.url, EDGE_KEY, run, gzip, &log);
+    }
+    for (user, run, library) in [
+        ("py-seg-wa", "wa", "analytics-python"),
+        ("py-rud-wb", "wb", "analytics-python"),
+        ("node-seg-wc", "wc", "@segment/analytics-node"),
+        ("node-rud-wd", "wd", "analytics-node"),
+    ] {
+        check_client_events(&server.data, user, run, library);
+    }
+}

@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import { readFileSync } from 'node:fs';
 
 const scriptPath = process.env.BRAID_WORKER_ENTRY;
-const requests = JSON.parse(readFileSync(0, 'utf8'));
+const requests = process.env.BRAID_SERVE ? [] : JSON.parse(readFileSync(0, 'utf8'));
 const mf = new Miniflare({
   modules: true,
   scriptPath,
@@ -40,7 +40,18 @@ const mf = new Miniflare({
   }),
   cf: false,
   host: '127.0.0.1',
+  port: 0,
 });
+// Serve mode (BRAID_SERVE=1): listen on a port for real clients, print the URL, and run until
+// stdin closes.
+if (process.env.BRAID_SERVE) {
+  const url = await mf.ready;
+  process.stdout.write(url.href.replace(/\/$/, '') + '\n');
+  process.stdin.resume();
+  await new Promise((resolve) => process.stdin.on('end', resolve));
+  await mf.dispose();
+  process.exit(0);
+}
 const answers = [];
 try {
   // The edge store as `braid profiles --edge` wrote it (wrangler kv bulk put's format).
