@@ -26,30 +26,7 @@ use crate::{
 #[event(fetch)]
 async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Response> {
     let now = now();
-    let workspaces: Vec<WorkspaceConfig> =
-        serde_json::from_str(&env.secret("BRAID_WORKSPACES")?.to_string())
-            .map_err(|e| worker::Error::RustError(format!("BRAID_WORKSPACES: {e}")))?;
-    // The first-party identity cookie, on this zone (or BRAID_COOKIE_DOMAIN and its subdomains).
-    let cookie = CookieConfig {
-        domain: env.var("BRAID_COOKIE_DOMAIN").ok().map(|d| d.to_string()),
-        ..CookieConfig::default()
-    };
-    // Personalization reads, when the store's key secret is set.
-    let personalize = env
-        .secret(EDGE_KEY_SECRET)
-        .ok()
-        .map(|secret| PersonalizeConfig {
-            key_secret: secret.to_string(),
-            token_secret: env.secret(TOKEN_SECRET).ok().map(|s| s.to_string()),
-            traits: Vec::new(),
-        });
-    let collector = Collector::new(EdgeConfig {
-        workspaces,
-        identity_cookie: Some(cookie),
-        personalize,
-        ..EdgeConfig::default()
-    })
-    .map_err(worker::Error::RustError)?;
+    let collector = collector(&env)?;
     let method = request.method().to_string();
     let path = request.path();
     // The browser SDK, first-party: its files from the static assets binding.
@@ -119,6 +96,60 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
 const PROFILES_KV: &str = "PROFILES";
 const EDGE_KEY_SECRET: &str = "BRAID_EDGE_KEY_SECRET";
 const TOKEN_SECRET: &str = "BRAID_TOKEN_SECRET";
+
+thread_local! {
+    /// The endpoint built from the bindings, kept for the isolate's next requests (building it
+    /// parses the workspaces and sets up the enrichment caches): rebuilt when a binding changes.
+    static COLLECTOR: std::cell::RefCell<Option<(String, std::rc::Rc<Collector>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The endpoint for these bindings.
+fn collector(env: &Env) -> Result<std::rc::Rc<Collector>> {
+    let workspaces = env.secret("BRAID_WORKSPACES")?.to_string();
+    let domain = env.var("BRAID_COOKIE_DOMAIN").ok().map(|d| d.to_string());
+    let key_secret = env.secret(EDGE_KEY_SECRET).ok().map(|s| s.to_string());
+    let token_secret = env.secret(TOKEN_SECRET).ok().map(|s| s.to_string());
+    let fingerprint = [
+        workspaces.as_str(),
+        domain.as_deref().unwrap_or("\u{0}"),
+        key_secret.as_deref().unwrap_or("\u{0}"),
+        token_secret.as_deref().unwrap_or("\u{0}"),
+    ]
+    .join("\u{1}");
+    if let Some(cached) = COLLECTOR.with_borrow(|cached| {
+        cached
+            .as_ref()
+            .filter(|(seen, _)| *seen == fingerprint)
+            .map(|(_, collector)| std::rc::Rc::clone(collector))
+    }) {
+        return Ok(cached);
+    }
+    let workspaces: Vec<WorkspaceConfig> = serde_json::from_str(&workspaces)
+        .map_err(|e| worker::Error::RustError(format!("BRAID_WORKSPACES: {e}")))?;
+    // The first-party identity cookie, on this zone (or BRAID_COOKIE_DOMAIN and its subdomains).
+    let cookie = CookieConfig {
+        domain,
+        ..CookieConfig::default()
+    };
+    // Personalization reads, when the store's key secret is set.
+    let personalize = key_secret.map(|key_secret| PersonalizeConfig {
+        key_secret,
+        token_secret,
+        traits: Vec::new(),
+    });
+    let collector = std::rc::Rc::new(
+        Collector::new(EdgeConfig {
+            workspaces,
+            identity_cookie: Some(cookie),
+            personalize,
+            ..EdgeConfig::default()
+        })
+        .map_err(worker::Error::RustError)?,
+    );
+    COLLECTOR.set(Some((fingerprint, std::rc::Rc::clone(&collector))));
+    Ok(collector)
+}
 
 /// The SDK files' binding (`[assets]` in wrangler.toml: `sdk-js/dist`) and the variable with
 /// their path prefix (default `/sdk`).
