@@ -14,6 +14,7 @@ mod bench;
 mod config;
 mod lake;
 mod metrics;
+mod resolve;
 mod server;
 mod upstream;
 
@@ -49,6 +50,8 @@ enum Command {
     Compact(CompactArgs),
     /// Rebuild every profile from the local lake and write them as NDJSON (stdout or a file).
     Profiles(ProfilesArgs),
+    /// Find the records of one person among CRM-like CSV records (fuzzy matching).
+    Resolve(resolve::ResolveArgs),
 }
 
 #[derive(clap::Args)]
@@ -248,6 +251,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => runtime.block_on(bench::run(&args)),
         Command::Compact(args) => runtime.block_on(compact(&args)),
         Command::Profiles(args) => runtime.block_on(profiles(&args)),
+        Command::Resolve(args) => resolve::run(&args),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod ingest;
 mod json;
 pub mod lake;
 pub mod personalize;
+pub mod resolve;
 pub mod timestamp;
 pub mod validate;
 

@@ -1,0 +1,213 @@
+//! `braid resolve`: fuzzy matching of CRM-like records from CSV files into clusters
+//! (`braid_core::resolve`), printing what it chose and, against a truth column, how well it did.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use braid_core::resolve::{Resolution, ResolveConfig, Table, pair_metrics, resolve};
+
+/// `braid resolve` arguments.
+#[derive(clap::Args)]
+pub(crate) struct ResolveArgs {
+    /// Records as CSV with a header row. Give it twice to link two files (only records of
+    /// different files are compared).
+    #[arg(long, required = true)]
+    input: Vec<PathBuf>,
+    /// Where to write `<id column>,cluster_id` (and `source` when linking), one row per record.
+    #[arg(long)]
+    output: PathBuf,
+    /// Rules (TOML): fields, blocking, strong identifiers, threshold ... (default: chosen from
+    /// the columns).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The id column (default: the first).
+    #[arg(long)]
+    id_column: Option<String>,
+    /// A column with the true cluster of each record: report pairwise precision, recall, F1.
+    #[arg(long)]
+    truth_column: Option<String>,
+}
+
+pub(crate) fn run(args: &ResolveArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let config: ResolveConfig = match &args.config {
+        Some(path) => toml::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        )
+        .with_context(|| format!("invalid {}", path.display()))?,
+        None => ResolveConfig::default(),
+    };
+    let table = read_table(&args.input)?;
+    let column = |name: &str| {
+        table
+            .column(name)
+            .with_context(|| format!("no column {name:?}; the columns are {:?}", table.headers))
+    };
+    let id_column = match &args.id_column {
+        Some(name) => column(name)?,
+        None => 0,
+    };
+    let truth_column = args.truth_column.as_deref().map(column).transpose()?;
+    let read = started.elapsed();
+    let mut skip = vec![id_column];
+    skip.extend(truth_column);
+    let mut resolution = resolve(&table, &config, &skip).map_err(anyhow::Error::msg)?;
+    let resolved = started.elapsed().saturating_sub(read);
+
+    println!(
+        "{} records from {} file(s)",
+        table.rows.len(),
+        args.input.len()
+    );
+    report(&mut resolution, &config);
+    let labels = resolution.clusters.labels();
+    if let (Some(truth_column), Some(name)) = (truth_column, &args.truth_column) {
+        let truth: Vec<&str> = (0..table.rows.len())
+            .map(|r| table.cell(r, truth_column))
+            .collect();
+        let m = pair_metrics(&labels, &truth);
+        println!(
+            "against {name}: precision {:.4}, recall {:.4}, F1 {:.4} ({} true pairs, {} predicted, {} correct)",
+            m.precision(),
+            m.recall(),
+            m.f1(),
+            m.actual,
+            m.predicted,
+            m.true_positives
+        );
+    }
+    write_clusters(&args.output, &table, id_column, &labels)?;
+    println!(
+        "time: read {:.3} s, resolve {:.3} s, total {:.3} s",
+        read.as_secs_f64(),
+        resolved.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The records of every input file; with several files, each row's file.
+fn read_table(inputs: &[PathBuf]) -> anyhow::Result<Table> {
+    let mut table = Table::default();
+    for (source, path) in inputs.iter().enumerate() {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_path(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let headers: Vec<String> = reader
+            .headers()?
+            .iter()
+            .map(|h| h.trim().to_owned())
+            .collect();
+        if table.headers.is_empty() {
+            table.headers = headers;
+        } else if headers != table.headers {
+            anyhow::bail!(
+                "{}: its columns differ from the first file's: {:?}",
+                path.display(),
+                table.headers
+            );
+        }
+        for (line, record) in reader.records().enumerate() {
+            let record =
+                record.with_context(|| format!("{}: record {}", path.display(), line + 1))?;
+            table.rows.push(record.iter().map(str::to_owned).collect());
+            if inputs.len() > 1 {
+                table.sources.push(u32::try_from(source)?);
+            }
+        }
+    }
+    Ok(table)
+}
+
+/// What was chosen and found: fields with their kind, reason and learnt weights, strong
+/// identifiers, blocking rules, the model, and the links and clusters.
+fn report(resolution: &mut Resolution, config: &ResolveConfig) {
+    let plan = &resolution.plan;
+    println!("fields:");
+    for (field, model) in plan.fields.iter().zip(&resolution.model.fields) {
+        let levels = field.comparator.level_names();
+        let weights: Vec<String> = levels
+            .iter()
+            .enumerate()
+            .map(|(l, name)| format!("{name} {:+.1}", model.weight(l)))
+            .collect();
+        println!(
+            "  {:<16} {:<13} ({})  {}",
+            field.name,
+            format!("{:?}", field.kind),
+            field.why,
+            weights.join(", ")
+        );
+    }
+    let names = |rule: &[usize]| -> String {
+        rule.iter()
+            .filter_map(|&i| plan.fields.get(i).map(|f| f.name.as_str()))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    };
+    println!("strong identifiers: {}", names(&plan.strong));
+    println!(
+        "blocking: {}",
+        plan.blocking
+            .iter()
+            .map(|r| names(r))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!(
+        "model: λ = {:.4} after {} EM iterations; threshold {}",
+        resolution.model.lambda, resolution.model.iterations, config.threshold
+    );
+    if resolution.model.lambda > 0.5 {
+        println!(
+            "warning: the model takes most compared pairs for matches (λ {:.2}): the columns may \
+             not tell people apart. Check the clusters, or give fields and blocking in --config.",
+            resolution.model.lambda
+        );
+    }
+    println!(
+        "pairs compared {}, matched {}, linked by strong ids {} ({} shared values ignored), refused by the cluster cap {}",
+        resolution.candidate_pairs,
+        resolution.matched_pairs,
+        resolution.strong_links,
+        resolution.shared_values_ignored,
+        resolution.refused_links
+    );
+    println!(
+        "clusters {}, largest {}",
+        resolution.clusters.count(),
+        resolution.clusters.largest()
+    );
+}
+
+/// `<id column>,cluster_id` (and `source` when linking files), one row per record; a cluster
+/// is named after its first record's id.
+fn write_clusters(
+    output: &PathBuf,
+    table: &Table,
+    id_column: usize,
+    labels: &[usize],
+) -> anyhow::Result<()> {
+    let mut writer = csv::Writer::from_path(output)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    let id_name = table.headers.get(id_column).map_or("id", String::as_str);
+    if table.sources.is_empty() {
+        writer.write_record([id_name, "cluster_id"])?;
+    } else {
+        writer.write_record([id_name, "source", "cluster_id"])?;
+    }
+    for (row, label) in labels.iter().enumerate() {
+        let cluster = table.cell(*label, id_column);
+        let id = table.cell(row, id_column);
+        if let Some(source) = table.sources.get(row) {
+            writer.write_record([id, &source.to_string(), cluster])?;
+        } else {
+            writer.write_record([id, cluster])?;
+        }
+    }
+    writer.flush()?;
+    Ok(())
+}

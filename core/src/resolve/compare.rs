@@ -1,0 +1,233 @@
+//! Comparators: how close two values of a field are, as a level (0: different; the highest:
+//! identical), from `strsim` string similarities, edit distance, and date and number
+//! distances. Missing values compare as `None`: no evidence either way.
+
+use serde::{Deserialize, Serialize};
+
+/// What a column holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A person's given name.
+    GivenName,
+    /// A family name.
+    Surname,
+    /// A full name.
+    Name,
+    /// An email address.
+    Email,
+    /// A phone number.
+    Phone,
+    /// A date (of birth): compared on its digits.
+    Date,
+    /// A postcode.
+    Postcode,
+    /// A house number.
+    StreetNumber,
+    /// Street address lines.
+    Address,
+    /// A town or suburb.
+    City,
+    /// A state or region (few values).
+    State,
+    /// An identifier (customer number, social security number ...).
+    Id,
+    /// A number.
+    Number,
+    /// Anything else.
+    Text,
+}
+
+impl Kind {
+    /// Its comparator.
+    pub fn comparator(self) -> Comparator {
+        match self {
+            Kind::GivenName | Kind::Surname | Kind::Name | Kind::City | Kind::Address => {
+                Comparator::JaroWinkler
+            }
+            Kind::Text => Comparator::JaroWinkler,
+            Kind::Email | Kind::State => Comparator::Exact,
+            Kind::Phone | Kind::Postcode | Kind::Id => Comparator::Levenshtein,
+            Kind::Date => Comparator::Date,
+            Kind::StreetNumber | Kind::Number => Comparator::Numeric,
+        }
+    }
+
+    /// How values are normalised before comparing.
+    pub fn normalize(self, value: &str) -> String {
+        let value = value.trim();
+        match self {
+            Kind::Phone | Kind::Date => value.chars().filter(char::is_ascii_digit).collect(),
+            Kind::Postcode | Kind::Id => value
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .flat_map(char::to_lowercase)
+                .collect(),
+            _ => value
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase(),
+        }
+    }
+}
+
+/// How two values are compared, and its levels (lowest first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Comparator {
+    /// different / equal.
+    Exact,
+    /// different / Jaro–Winkler ≥ 0.80 / ≥ 0.92 / equal.
+    JaroWinkler,
+    /// different / Levenshtein ≤ 2 / ≤ 1 / equal.
+    Levenshtein,
+    /// different / same year and month, or one edit, or day and month swapped / equal.
+    Date,
+    /// different / within 1 (or one edit) / equal.
+    Numeric,
+}
+
+impl Comparator {
+    /// How many levels it has.
+    pub fn levels(self) -> usize {
+        match self {
+            Comparator::Exact => 2,
+            Comparator::Date | Comparator::Numeric => 3,
+            Comparator::JaroWinkler | Comparator::Levenshtein => 4,
+        }
+    }
+
+    /// Names of the levels, for reports.
+    pub fn level_names(self) -> &'static [&'static str] {
+        match self {
+            Comparator::Exact => &["different", "equal"],
+            Comparator::JaroWinkler => &["different", "jw>=0.80", "jw>=0.92", "equal"],
+            Comparator::Levenshtein => &["different", "lev<=2", "lev<=1", "equal"],
+            Comparator::Date => &["different", "close", "equal"],
+            Comparator::Numeric => &["different", "within 1", "equal"],
+        }
+    }
+
+    /// The level of two normalised values; `None` when either is empty.
+    pub fn level(self, a: &str, b: &str) -> Option<u8> {
+        if a.is_empty() || b.is_empty() {
+            return None;
+        }
+        if a == b {
+            return Some(u8::try_from(self.levels() - 1).unwrap_or(0));
+        }
+        Some(match self {
+            Comparator::Exact => 0,
+            Comparator::JaroWinkler => {
+                let similarity = jaro_winkler(a, b);
+                if similarity >= 0.92 {
+                    2
+                } else {
+                    u8::from(similarity >= 0.80)
+                }
+            }
+            Comparator::Levenshtein => match strsim::levenshtein(a, b) {
+                1 => 2,
+                2 => 1,
+                _ => 0,
+            },
+            Comparator::Date => u8::from(dates_close(a, b)),
+            Comparator::Numeric => {
+                let close = match (a.parse::<f64>(), b.parse::<f64>()) {
+                    (Ok(x), Ok(y)) => (x - y).abs() <= 1.0,
+                    _ => strsim::levenshtein(a, b) <= 1,
+                };
+                u8::from(close)
+            }
+        })
+    }
+}
+
+/// Dates as digits (`19850412`): one typo, a transposition, day and month swapped, or the
+/// same year and month.
+fn dates_close(a: &str, b: &str) -> bool {
+    if within_one_edit(a.as_bytes(), b.as_bytes()) {
+        return true;
+    }
+    if a.len() == 8 && b.len() == 8 {
+        let (ya, ma, da) = (a.get(..4), a.get(4..6), a.get(6..));
+        let (yb, mb, db) = (b.get(..4), b.get(4..6), b.get(6..));
+        return ya == yb && (ma == mb || (ma == db && da == mb));
+    }
+    false
+}
+
+/// Jaro–Winkler exactly as `strsim::jaro_winkler` computes it, without allocating, for ASCII
+/// strings of at most 64 bytes (bit sets hold the matched flags, and only the match window is
+/// searched): most values of CRM fields. Other strings go to `strsim`.
+#[expect(
+    clippy::many_single_char_names,
+    reason = "the textbook names of the algorithm"
+)]
+pub(crate) fn jaro_winkler(a: &str, b: &str) -> f64 {
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    if !(a.is_ascii() && b.is_ascii() && x.len() <= 64 && y.len() <= 64) {
+        return strsim::jaro_winkler(a, b);
+    }
+    if x.is_empty() || y.is_empty() {
+        return if x.is_empty() && y.is_empty() {
+            1.0
+        } else {
+            0.0
+        };
+    }
+    let range = (x.len().max(y.len()) / 2).saturating_sub(1);
+    let (mut matched_x, mut matched_y) = (0_u64, 0_u64);
+    let mut matches = 0_u32;
+    for (i, c) in x.iter().enumerate() {
+        let end = (i + range + 1).min(y.len());
+        for j in i.saturating_sub(range)..end {
+            if matched_y & (1 << j) == 0 && y.get(j) == Some(c) {
+                matched_x |= 1 << i;
+                matched_y |= 1 << j;
+                matches += 1;
+                break;
+            }
+        }
+    }
+    if matches == 0 {
+        return 0.0;
+    }
+    // Matched characters out of order, halved.
+    let mut transpositions = 0_u32;
+    let mut rest = matched_y;
+    for (i, c) in x.iter().enumerate() {
+        if matched_x & (1 << i) != 0 {
+            let j = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            transpositions += u32::from(y.get(j) != Some(c));
+        }
+    }
+    let m = f64::from(matches);
+    let jaro =
+        (m / x.len() as f64 + m / y.len() as f64 + (m - f64::from(transpositions / 2)) / m) / 3.0;
+    if jaro > 0.7 {
+        let prefix = x.iter().take(4).zip(y).take_while(|(p, q)| p == q).count();
+        jaro + 0.1 * prefix as f64 * (1.0 - jaro)
+    } else {
+        jaro
+    }
+}
+
+/// Whether two byte strings are at most one edit apart: a substitution, an insertion or
+/// deletion, or two adjacent characters swapped (the optimal string alignment distance ≤ 1).
+#[expect(clippy::many_single_char_names, reason = "short patterns read best")]
+pub(crate) fn within_one_edit(a: &[u8], b: &[u8]) -> bool {
+    let common = a.iter().zip(b).take_while(|(p, q)| p == q).count();
+    let (a_rest, b_rest) = (
+        a.get(common..).unwrap_or_default(),
+        b.get(common..).unwrap_or_default(),
+    );
+    match (a_rest, b_rest) {
+        ([], []) => true,
+        ([_, tail_a @ ..], [_, tail_b @ ..]) if tail_a == tail_b => true,
+        ([p, q, tail_a @ ..], [r, s, tail_b @ ..]) if p == s && q == r && tail_a == tail_b => true,
+        _ => a_rest.get(1..) == Some(b_rest) || b_rest.get(1..) == Some(a_rest),
+    }
+}

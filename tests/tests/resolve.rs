@@ -1,0 +1,160 @@
+//! `braid resolve` end to end: CSV in, `<id>,cluster_id` out, the report on stdout, and clear
+//! errors for bad input. The matching itself is tested in `braid-core` (`resolve/tests.rs`)
+//! and measured on FEBRL by `scripts/bench-resolve.sh`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    clippy::format_push_string,
+    reason = "test code"
+)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use braid_tests::braid_bin;
+
+fn resolve(args: &[&str]) -> Output {
+    Command::new(braid_bin())
+        .arg("resolve")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// 200 customers from a seeded generator; every fourth has a second record with a typo in the
+/// last name, the phone written differently and no email. The `person` column is the truth.
+fn customers(path: &Path) {
+    let first = [
+        "ana", "bruno", "carla", "diego", "elena", "felix", "gina", "hugo", "ines", "jonas",
+        "kira", "luca", "mara", "nils", "olga", "pavel",
+    ];
+    let last = [
+        "silva", "moreau", "rossi", "novak", "berg", "kowalski", "garcia", "weber", "costa",
+        "dubois", "lind", "horvat", "meyer", "santos", "ivanova", "jansen", "keller", "larsen",
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let mut out =
+        String::from("customer_no,first_name,last_name,email,phone,birth_date,zip,person\n");
+    let mut n = 0;
+    for person in 0..200 {
+        let given = first[next(16) as usize];
+        let family = last[next(18) as usize];
+        let birth = format!(
+            "19{:02}-{:02}-{:02}",
+            40 + next(60),
+            1 + next(12),
+            1 + next(28)
+        );
+        let zip = format!("{:05}", 10_000 + next(80_000));
+        let phone = format!("+49 30 {:07}", 1_000_000 + next(8_999_999));
+        n += 1;
+        out.push_str(&format!("C{n:04},{given},{family},{given}.{family}{person}@mail.example,{phone},{birth},{zip},p{person}\n"));
+        if person % 4 == 0 {
+            n += 1;
+            let typo = format!("{}x", &family[..family.len() - 1]);
+            let local = phone.replace("+49 30 ", "030-");
+            out.push_str(&format!(
+                "C{n:04},{given},{typo},,{local},{birth},{zip},p{person}\n"
+            ));
+        }
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn resolve_writes_one_cluster_per_person_and_reports_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("customers.csv");
+    let output = dir.path().join("clusters.csv");
+    customers(&input);
+    let run = resolve(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--truth-column",
+        "person",
+    ]);
+    let report = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // What it chose, printed for the user.
+    assert!(report.contains("250 records from 1 file(s)"), "{report}");
+    assert!(
+        report.contains("first_name       GivenName     (header)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("email            Email         (header)"),
+        "{report}"
+    );
+    assert!(
+        report.contains("strong identifiers: email + phone"),
+        "{report}"
+    );
+    assert!(report.contains("clusters 200, largest 2"), "{report}");
+    assert!(report.contains("F1 1.0000"), "{report}");
+    // One row per record: the id column (the first) and the cluster.
+    let text = std::fs::read_to_string(&output).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("customer_no,cluster_id"));
+    let rows: HashMap<String, String> = lines
+        .map(|l| {
+            let (id, cluster) = l.split_once(',').unwrap();
+            (id.to_owned(), cluster.to_owned())
+        })
+        .collect();
+    assert_eq!(rows.len(), 250);
+    assert_eq!(
+        rows["C0001"], rows["C0002"],
+        "person 0 and their second record"
+    );
+    assert_eq!(
+        rows["C0002"], "C0001",
+        "a cluster is named after its first record"
+    );
+    assert_ne!(rows["C0001"], rows["C0003"]);
+}
+
+#[test]
+fn resolve_refuses_bad_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("customers.csv");
+    customers(&input);
+    let out = dir.path().join("out.csv");
+    let (input, out) = (input.to_str().unwrap(), out.to_str().unwrap());
+    let error = |args: &[&str]| {
+        let run = resolve(args);
+        assert!(!run.status.success());
+        String::from_utf8_lossy(&run.stderr).into_owned()
+    };
+    let missing = error(&["--input", input, "--output", out, "--id-column", "nope"]);
+    assert!(missing.contains("no column \"nope\""), "{missing}");
+    let config = dir.path().join("rules.toml");
+    std::fs::write(&config, "threshold = 0.9\nthreshhold = 1\n").unwrap();
+    let typo = error(&[
+        "--input",
+        input,
+        "--output",
+        out,
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(typo.contains("unknown field `threshhold`"), "{typo}");
+    let ragged = dir.path().join("ragged.csv");
+    std::fs::write(&ragged, "id,name\n1,ada\n2,grace,extra\n").unwrap();
+    let bad = error(&["--input", ragged.to_str().unwrap(), "--output", out]);
+    assert!(bad.contains("record 2"), "{bad}");
+}
