@@ -23,6 +23,23 @@ fn through_worker(ingest_url: &str, requests: &[Value]) -> Vec<Value> {
     through_worker_with(ingest_url, requests, &[])
 }
 
+/// `node run.mjs` for the built Worker, with its workspace and forward secret.
+fn run_mjs(ingest_url: &str) -> Command {
+    let workspaces = json!([{"name": "edge", "write_keys": [EDGE_KEY]}]).to_string();
+    let mut command = Command::new("node");
+    command
+        .arg(repo_root().join("tests/worker/run.mjs"))
+        .current_dir(repo_root().join("tests/worker"))
+        .env(
+            "BRAID_WORKER_ENTRY",
+            repo_root().join("edge-worker/build/worker.mjs"),
+        )
+        .env("INGEST_URL", ingest_url)
+        .env("BRAID_FORWARD_SECRET", SECRET)
+        .env("BRAID_WORKSPACES", workspaces);
+    command
+}
+
 /// [`through_worker`] with more environment for run.mjs (secrets, the KV seed file).
 fn through_worker_with(ingest_url: &str, requests: &[Value], env: &[(&str, &str)]) -> Vec<Value> {
     let entry = repo_root().join("edge-worker/build/worker.mjs");
@@ -31,14 +48,7 @@ fn through_worker_with(ingest_url: &str, requests: &[Value], env: &[(&str, &str)
         "{} is missing: run scripts/worker-build.sh (scripts/test.sh does)",
         entry.display()
     );
-    let workspaces = json!([{"name": "edge", "write_keys": [EDGE_KEY]}]).to_string();
-    let mut child = Command::new("node")
-        .arg(repo_root().join("tests/worker/run.mjs"))
-        .current_dir(repo_root().join("tests/worker"))
-        .env("BRAID_WORKER_ENTRY", &entry)
-        .env("INGEST_URL", ingest_url)
-        .env("BRAID_FORWARD_SECRET", SECRET)
-        .env("BRAID_WORKSPACES", workspaces)
+    let mut child = run_mjs(ingest_url)
         .env("BRAID_SDK_DIR", repo_root().join("sdk-js/dist"))
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
@@ -410,17 +420,7 @@ struct ListeningWorker {
 impl ListeningWorker {
     fn start(ingest_url: &str) -> ListeningWorker {
         use std::io::BufRead as _;
-        let workspaces = json!([{"name": "edge", "write_keys": [EDGE_KEY]}]).to_string();
-        let mut child = Command::new("node")
-            .arg(repo_root().join("tests/worker/run.mjs"))
-            .current_dir(repo_root().join("tests/worker"))
-            .env(
-                "BRAID_WORKER_ENTRY",
-                repo_root().join("edge-worker/build/worker.mjs"),
-            )
-            .env("INGEST_URL", ingest_url)
-            .env("BRAID_FORWARD_SECRET", SECRET)
-            .env("BRAID_WORKSPACES", workspaces)
+        let mut child = run_mjs(ingest_url)
             .env("BRAID_SERVE", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

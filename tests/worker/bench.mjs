@@ -4,21 +4,14 @@
 //   request (validate, enrich, serialise, queue send), an upper bound of its CPU time;
 // - GET /v1/personalize reads from KV, with 10,000 profiles stored.
 import { createHmac } from 'node:crypto';
-import { dirname } from 'node:path';
 import { Miniflare } from 'miniflare';
+import { workerModule } from './module.mjs';
 
 const scriptPath = process.env.BRAID_WORKER_ENTRY;
 const N = Number(process.env.BENCH_REQUESTS || 2000);
 const KEY = 'bench-key';
 const mf = new Miniflare({
-  modules: true,
-  scriptPath,
-  modulesRoot: dirname(scriptPath),
-  modulesRules: [
-    { type: 'ESModule', include: ['**/*.js', '**/*.mjs'] },
-    { type: 'CompiledWasm', include: ['**/*.wasm'] },
-  ],
-  compatibilityDate: '2025-09-01',
+  ...workerModule(scriptPath),
   bindings: {
     INGEST_URL: 'http://127.0.0.1:9/v1/forward',
     BRAID_FORWARD_SECRET: 'bench',

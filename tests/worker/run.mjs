@@ -2,20 +2,13 @@
 // Rust test gives on stdin: [{method, path, headers, body_base64}], answering on stdout with
 // [{status, headers, body}]. Bindings come from the environment.
 import { Miniflare } from 'miniflare';
-import { dirname } from 'node:path';
+import { workerModule } from './module.mjs';
 import { readFileSync } from 'node:fs';
 
 const scriptPath = process.env.BRAID_WORKER_ENTRY;
 const requests = process.env.BRAID_SERVE ? [] : JSON.parse(readFileSync(0, 'utf8'));
 const mf = new Miniflare({
-  modules: true,
-  scriptPath,
-  modulesRoot: dirname(scriptPath),
-  modulesRules: [
-    { type: 'ESModule', include: ['**/*.js', '**/*.mjs'] },
-    { type: 'CompiledWasm', include: ['**/*.wasm'] },
-  ],
-  compatibilityDate: '2025-09-01',
+  ...workerModule(scriptPath),
   bindings: {
     INGEST_URL: process.env.INGEST_URL,
     BRAID_FORWARD_SECRET: process.env.BRAID_FORWARD_SECRET,
