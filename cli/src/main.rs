@@ -393,6 +393,13 @@ fn print_banner(config: &ServeConfig, address: std::net::SocketAddr) {
         }
     }
     println!("  data          {data}/raw (events), {data}/failed (rejected events)");
+    if let Some(dir) = &config.sdk.dir {
+        println!(
+            "  browser SDK   http://{address}{}/braid.js  (paste {} into your pages)",
+            config.sdk.path,
+            dir.join("snippet.min.js").display()
+        );
+    }
     if let Some(key) = config.workspaces.first().and_then(|w| w.write_keys.first()) {
         println!("Try it:");
         println!(
