@@ -157,6 +157,9 @@ impl IdentityGraph {
             let key = |id: &Identifier| (rules.priority(&id.kind), previous.as_ref() == Some(id));
             (key(a), a).cmp(&(key(b), b))
         });
+        if let Some(profile) = self.already_linked(&ids) {
+            return Applied::Profile(profile);
+        }
         let touched = loop {
             if ids.is_empty() {
                 return Applied::NoIdentity;
@@ -185,6 +188,20 @@ impl IdentityGraph {
             self.join(message_id, at, &ids, &touched)
         };
         Applied::Profile(profile)
+    }
+
+    /// The common case, answered without building anything: every identifier of the event is
+    /// already in one and the same profile, so the event links nothing new and can break no
+    /// rule (none of its types counts within a time window, where an old identifier may no
+    /// longer count and the full check is needed).
+    fn already_linked(&self, ids: &[Identifier]) -> Option<ProfileId> {
+        let (first, rest) = ids.split_first()?;
+        let profile = self.index.get(first)?;
+        let same = rest.iter().all(|id| self.index.get(id) == Some(profile));
+        let windowed = ids
+            .iter()
+            .any(|id| self.rules.rule(&id.kind).limit_window_days.is_some());
+        (same && !windowed).then(|| profile.clone())
     }
 
     fn remember(&mut self, message_id: &str, at: OffsetDateTime) {

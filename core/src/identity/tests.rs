@@ -313,6 +313,67 @@ fn limits_cap_the_values_of_a_type() {
     );
 }
 
+#[test]
+fn known_ids_of_one_profile_link_nothing_and_log_nothing() {
+    let mut s = Scenario::new();
+    s.send(
+        0,
+        json!({"type": "identify", "anonymousId": "a-1", "userId": "u"}),
+    );
+    let log = s.graph.log().len();
+    let profile = s.profile_of("user_id:u");
+    // The fast path: both ids already in the one profile.
+    assert_eq!(
+        s.send(
+            1,
+            json!({"type": "track", "anonymousId": "a-1", "userId": "u"})
+        ),
+        Applied::Profile(profile.clone())
+    );
+    assert_eq!(s.graph.log().len(), log, "nothing new to record");
+    // A new id still goes the full way and is linked.
+    s.send(
+        2,
+        json!({"type": "track", "anonymousId": "a-2", "userId": "u"}),
+    );
+    assert_eq!(s.profile_of("anonymous_id:a-2"), profile);
+    assert_eq!(s.graph.log().len(), log + 1);
+}
+
+#[test]
+fn windowed_limits_still_check_known_ids() {
+    // With a window, an old id no longer counts: the full check runs even for known ids.
+    let mut rules = IdentityRules::default();
+    let email = rules.types.get_mut("email").unwrap();
+    email.limit = 1;
+    email.limit_window_days = Some(1);
+    let mut s = Scenario::with(rules);
+    s.send(
+        0,
+        json!({"type": "identify", "userId": "u", "traits": {"email": "a@x.example"}}),
+    );
+    // Two days later a second email arrives, and the old one no longer counts toward the
+    // limit, so it may join; the known first email is then checked as usual.
+    s.send(
+        3 * 24 * 60,
+        json!({"type": "identify", "userId": "u", "traits": {"email": "b@x.example"}}),
+    );
+    assert_eq!(
+        s.profiles(),
+        profiles(&[&["email:a@x.example", "email:b@x.example", "user_id:u"]])
+    );
+    let before = s.graph.log().len();
+    s.send(
+        3 * 24 * 60 + 1,
+        json!({"type": "identify", "userId": "u", "traits": {"email": "a@x.example"}}),
+    );
+    assert_eq!(
+        s.graph.log().len(),
+        before + 1,
+        "the re-sent old email breaks the 1-per-day limit and its drop is recorded"
+    );
+}
+
 /// Processing the same events in any batch split, with any redeliveries, gives the same
 /// profiles (and the same log).
 #[test]
