@@ -6,7 +6,6 @@ import init, { Collector } from '../build/braid_collector.js';
 // Both set by build.mjs.
 const VERSION = __BRAID_VERSION__;
 const WASM_FILE = __BRAID_WASM_FILE__;
-const DAY = 864e5;
 // Keepalive requests share a 64 KB budget per page; keep some room for headers.
 const KEEPALIVE_BYTES = 60000;
 const RETRY = 2;
@@ -25,7 +24,6 @@ export async function load(writeKey, options = {}) {
   return braid;
 }
 
-const own = (obj, key) => Object.prototype.hasOwnProperty.call(obj, key);
 const isObj = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 // Reads and writes that never throw: storage can be full, disabled or blocked.
@@ -60,7 +58,6 @@ class Braid {
     });
     this._debug = false;
     this._middleware = [];
-    this._ready = [];
     const seed = new Uint32Array(4);
     crypto.getRandomValues(seed);
     this.c = new Collector(o.flushAt, o.flushInterval, o.maxQueue, o.sessionTimeout, ...seed);
@@ -219,9 +216,13 @@ class Braid {
     const was = this.consent;
     this.consent = granted;
     if (!granted) {
-      // Withdrawn or refused: forget what waits and what is stored.
+      // Withdrawn or refused: forget what waits, what is stored and the cookie.
       for (const key of this.c.clear().split(' ')) if (key) this._remove(key);
       this.consent = false;
+      if (this.ls) {
+        for (const key of Object.keys(this.ls)) if (key.startsWith(this.prefix)) this.ls.removeItem(key);
+      }
+      document.cookie = 'braid_anon_id=; path=/; max-age=0' + (this.options.cookieDomain ? '; domain=' + this.options.cookieDomain : '');
       return;
     }
     if (was !== true) {

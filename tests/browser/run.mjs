@@ -367,7 +367,18 @@ const scenarios = {
     await page.evaluate(() => braid.setConsent({ analytics: true, advertising: false }));
     await until('delivery', async () => log.statuses.includes(200) && (await storedKeys(page)) === 0);
     const granted = await page.evaluate(() => ({ cookie: document.cookie }));
-    return { pending, batchesWhilePending, granted };
+    // Withdrawn: the ids, the stored state and the cookie go; later events are not sent.
+    const withdrawn = await page.evaluate(async () => {
+      braid.setConsent({ analytics: false });
+      braid.track('After Withdrawal');
+      await new Promise((r) => setTimeout(r, 300));
+      return {
+        cookie: document.cookie.split('; ').filter((c) => c.startsWith('braid_anon_id=')),
+        storage: Object.keys(localStorage).filter((k) => k.startsWith('braid.')),
+      };
+    });
+    await new Promise((r) => setTimeout(r, 1000));
+    return { pending, batchesWhilePending, granted, withdrawn, batches: log.batches.length };
   },
 
   // With the server's identity cookie (HttpOnly): a first visit's cookie takes the SDK's id;

@@ -320,7 +320,7 @@ fn chromium_two_tabs_share_one_queue_without_duplicates() {
 }
 
 #[test]
-fn chromium_pending_consent_stores_and_sends_nothing_until_granted() {
+fn chromium_pending_consent_stores_and_sends_nothing_until_granted_and_withdrawal_forgets() {
     let dir = tempfile::tempdir().unwrap();
     let server = sdk_server(dir.path());
     let result = scenario(&server, "consent");
@@ -332,8 +332,17 @@ fn chromium_pending_consent_stores_and_sends_nothing_until_granted() {
             .unwrap()
             .starts_with("braid_anon_id=")
     );
+    assert_eq!(
+        result["withdrawn"],
+        json!({"cookie": [], "storage": []}),
+        "withdrawn: the ids, the stored state and the cookie are gone"
+    );
     let events = lake_events(&server, 2);
-    assert_eq!(names(&events), ["page:", "track:Before Consent"]);
+    assert_eq!(
+        names(&events),
+        ["page:", "track:Before Consent"],
+        "nothing is sent after the withdrawal"
+    );
 }
 
 #[test]
