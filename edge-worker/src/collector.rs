@@ -382,24 +382,20 @@ impl Collector {
     /// start, else a fresh one.
     fn cookie_id(&self, request: &HttpRequest<'_>, parsed: &ParsedBody<'_>) -> Option<String> {
         let cookie = self.config.identity_cookie.as_ref()?;
-        let sent = request.header("cookie").and_then(|header| {
-            header.split(';').find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                (name == cookie.name && is_cookie_id(value)).then(|| value.to_owned())
+        sent_cookie_id(request, cookie)
+            .map(str::to_owned)
+            .or_else(|| {
+                parsed
+                    .first_anonymous_id()
+                    .filter(|id| is_cookie_id(id))
+                    .map(std::borrow::Cow::into_owned)
             })
-        });
-        sent.or_else(|| {
-            parsed
-                .first_anonymous_id()
-                .filter(|id| is_cookie_id(id))
-                .map(std::borrow::Cow::into_owned)
-        })
-        .or_else(|| {
-            request
-                .fresh_id
-                .filter(|id| is_cookie_id(id))
-                .map(str::to_owned)
-        })
+            .or_else(|| {
+                request
+                    .fresh_id
+                    .filter(|id| is_cookie_id(id))
+                    .map(str::to_owned)
+            })
     }
 
     fn workspace_name(&self, index: usize) -> &str {
@@ -481,6 +477,17 @@ impl Collector {
 
 /// Whether a cookie value can be an anonymous id: 8 to 64 of `A-Z a-z 0-9 - _` (a UUID, or an id
 /// an SDK made), so that nothing else from a cookie reaches the lake.
+/// The identity cookie's id as the request sent it, when well-formed.
+pub(crate) fn sent_cookie_id<'r>(
+    request: &'r HttpRequest<'_>,
+    cookie: &crate::config::CookieConfig,
+) -> Option<&'r str> {
+    request.header("cookie")?.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name == cookie.name && is_cookie_id(value)).then_some(value)
+    })
+}
+
 pub(crate) fn is_cookie_id(value: &str) -> bool {
     (8..=64).contains(&value.len())
         && value

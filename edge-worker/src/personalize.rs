@@ -93,13 +93,9 @@ pub(crate) fn personalize(
             Err(e) => return error(401, "unauthorized", &e.to_string()),
         }
     } else {
-        let from_cookie = cookie.and_then(|cookie| {
-            request.header("cookie")?.split(';').find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                (name == cookie.name && crate::collector::is_cookie_id(value))
-                    .then(|| Identifier::new(IdType::AnonymousId, value))
-            })
-        });
+        let from_cookie = cookie
+            .and_then(|cookie| crate::collector::sent_cookie_id(request, cookie))
+            .map(|value| Identifier::new(IdType::AnonymousId, value));
         match from_cookie {
             Some(id) => id,
             None => return Step::Respond(answer(EMPTY_PROFILE.to_owned(), cors_headers)),

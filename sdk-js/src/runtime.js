@@ -95,11 +95,15 @@ class Braid {
   }
 
   _cookie(value) {
-    if (!this._canStore()) return;
+    if (this._canStore()) this._writeCookie(value, 365 * 86400);
+  }
+
+  // The SDK's own id cookie; max-age 0 removes it.
+  _writeCookie(value, maxAge) {
     const domain = this.options.cookieDomain ? '; domain=' + this.options.cookieDomain : '';
     const secure = win.location.protocol === 'https:' ? '; secure' : '';
     document.cookie =
-      'braid_anon_id=' + encodeURIComponent(value) + '; path=/; max-age=' + 365 * 86400 + '; samesite=lax' + domain + secure;
+      'braid_anon_id=' + encodeURIComponent(value) + '; path=/; max-age=' + maxAge + '; samesite=lax' + domain + secure;
   }
 
   _loadIds() {
@@ -222,7 +226,7 @@ class Braid {
       if (this.ls) {
         for (const key of Object.keys(this.ls)) if (key.startsWith(this.prefix)) this.ls.removeItem(key);
       }
-      document.cookie = 'braid_anon_id=; path=/; max-age=0' + (this.options.cookieDomain ? '; domain=' + this.options.cookieDomain : '');
+      this._writeCookie('', 0);
       return;
     }
     if (was !== true) {

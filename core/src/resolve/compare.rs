@@ -42,10 +42,12 @@ impl Kind {
     /// Its comparator.
     pub fn comparator(self) -> Comparator {
         match self {
-            Kind::GivenName | Kind::Surname | Kind::Name | Kind::City | Kind::Address => {
-                Comparator::JaroWinkler
-            }
-            Kind::Text => Comparator::JaroWinkler,
+            Kind::GivenName
+            | Kind::Surname
+            | Kind::Name
+            | Kind::City
+            | Kind::Address
+            | Kind::Text => Comparator::JaroWinkler,
             Kind::Email | Kind::State => Comparator::Exact,
             Kind::Phone | Kind::Postcode | Kind::Id => Comparator::Levenshtein,
             Kind::Date => Comparator::Date,
