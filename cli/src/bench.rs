@@ -4,7 +4,10 @@
 //!   `@segment/analytics-node`, on one thread (events per second per core);
 //! - HTTP: a real `braid serve` (same code, in process, on 127.0.0.1) with the group-commit,
 //!   fsync'ed lake in a temporary folder, loaded by keep-alive HTTP/1.1 clients sending 100-event
-//!   batches; the run ends by checking that every acknowledged event is in the lake.
+//!   batches; the run ends by checking that every acknowledged event is in the lake;
+//! - unify: lake lines through identity resolution and profiles, in memory on one thread (the
+//!   core alone), then into the persistent profile store (SlateDB on a temporary folder, every
+//!   batch durable), with the store's size on disk per million profiles.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,7 +65,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
     bench_core(&bodies, args.core_events, args.batch);
-    bench_unify(args.unify_events);
+    Box::pin(bench_unify(args)).await?;
     bench_http(args, &bodies).await
 }
 
@@ -156,18 +159,14 @@ fn bench_core(bodies: &[Bytes], events: usize, batch: usize) {
     );
 }
 
-/// Identity resolution and profiles on one thread: lake lines (enriched events, as NDJSON) in,
-/// parsed, their identifiers extracted and linked, their profile updated. The stream: 200,000
-/// browsers, a third of them logging in as one of 60,000 users (some on two devices), page
-/// views, product views, orders with revenue, and identify calls with traits.
+/// The unify benchmark's stream, as lake lines: 200,000 browsers, a third of them logging in
+/// as one of 60,000 users (some on two devices), page views, product views, orders with
+/// revenue, and identify calls with traits.
 #[expect(
     clippy::indexing_slicing,
-    clippy::cast_precision_loss,
-    reason = "building benchmark events (objects, where indexing inserts) and a report"
+    reason = "building benchmark events (objects, where indexing inserts)"
 )]
-fn bench_unify(events: usize) {
-    use braid_core::identity::{IdentityRules, ProfileConfig};
-    use braid_unifier::profiles::ProfileUnify;
+fn unify_stream(events: usize) -> Vec<u8> {
     let mut state: u64 = 0x2545_F491_4F6C_DD1D;
     let mut next = move |n: u64| {
         state ^= state << 13;
@@ -214,20 +213,47 @@ fn bench_unify(events: usize) {
         lines.extend_from_slice(event.to_string().as_bytes());
         lines.push(b'\n');
     }
-    let config: ProfileConfig = serde_json::from_value(json!({"aggregates": [
+    lines
+}
+
+fn unify_config() -> braid_core::identity::ProfileConfig {
+    serde_json::from_value(json!({"aggregates": [
         {"name": "revenue", "event": "Order Completed", "property": "revenue", "op": "sum"},
         {"name": "orders", "event": "Order Completed", "op": "count"}
     ]}))
-    .unwrap_or_default();
-    let unify = ProfileUnify::new(IdentityRules::default(), config);
+    .unwrap_or_default()
+}
+
+/// Identity resolution and profiles: on one thread in memory (the core: lake lines parsed,
+/// identifiers extracted and linked, profiles updated), then into the profile store.
+#[expect(clippy::cast_precision_loss, reason = "a report")]
+async fn bench_unify(args: &BenchArgs) -> anyhow::Result<()> {
+    use braid_core::identity::{Applied, IdentityRules, Unifier};
+    let events = args.unify_events;
+    let lines = unify_stream(events);
+    let mut unifier = Unifier::new(IdentityRules::default(), unify_config());
     let started = Instant::now();
-    let applied = unify.apply_lines(&lines);
+    let mut applied = 0;
+    for line in braid_unifier::object::lines(&lines) {
+        if let Ok(Value::Object(event)) = serde_json::from_slice::<Value>(line)
+            && matches!(unifier.apply(&event), Applied::Profile(_))
+        {
+            applied += 1;
+        }
+        // A long-running unifier keeps decisions in the profiles, not in a log.
+        if applied % 4096 == 0 {
+            unifier.graph_mut().take_log();
+        }
+    }
     let seconds = started.elapsed().as_secs_f64();
+    let profiles = unifier.graph().len();
+    drop(unifier);
     println!();
-    println!("unify (parse lake lines + identity resolution + profiles, 1 thread)");
     println!(
-        "  events            {events} ({} with an identity), {:.0} bytes each",
-        applied,
+        "unify, core (parse lake lines + identity resolution + profiles, in memory, 1 thread)"
+    );
+    println!(
+        "  events            {events} ({applied} with an identity), {:.0} bytes each",
         lines.len() as f64 / events.max(1) as f64
     );
     println!("  time              {seconds:.3} s");
@@ -235,7 +261,108 @@ fn bench_unify(events: usize) {
         "  throughput        {:.0} events/s per core",
         rate(events, seconds)
     );
-    println!("  profiles          {}", unify.len());
+    println!("  profiles          {profiles}");
+    for retention in [90, 0] {
+        bench_unify_store(args, &lines, retention).await?;
+    }
+    Ok(())
+}
+
+/// The same stream through the profile store on a local folder, in lake objects of 1,000
+/// events, each commit of 10 objects made durable as `braid serve` does before checkpointing.
+#[expect(clippy::cast_precision_loss, reason = "a report")]
+async fn bench_unify_store(
+    args: &BenchArgs,
+    lines: &[u8],
+    event_retention_days: u64,
+) -> anyhow::Result<()> {
+    use braid_unifier::unify::Unify as _;
+    let base = args.data.clone().unwrap_or_else(std::env::temp_dir);
+    let data = base.join(format!("braid-bench-unify-{}", std::process::id()));
+    let store = braid_unifier::LocalStore::open(&data)?;
+    let home =
+        braid_unifier::kv::LocalHome::open(&data, braid_unifier::kv::SlateOptions::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let settings = braid_unifier::profiles::StoreSettings {
+        event_retention_days,
+        ..braid_unifier::profiles::StoreSettings::default()
+    };
+    let profiles = braid_unifier::profiles::ProfileUnify::new(
+        store,
+        home,
+        braid_core::identity::IdentityRules::default(),
+        unify_config(),
+        settings.clone(),
+    );
+    let failed = |e: braid_unifier::unify::HandlerError| anyhow::anyhow!("{e}");
+    profiles.open("bench").await.map_err(failed)?;
+    let all: Vec<&[u8]> = braid_unifier::object::lines(lines).collect();
+    let started = Instant::now();
+    let mut applied = 0;
+    let mut objects = 0;
+    for chunk in all.chunks(1_000) {
+        let mut object = Vec::with_capacity(chunk.iter().map(|l| l.len() + 1).sum());
+        for line in chunk {
+            object.extend_from_slice(line);
+            object.push(b'\n');
+        }
+        applied += profiles
+            .apply("raw/workspace=bench/x.ndjson.gz", &object)
+            .await
+            .map_err(failed)?;
+        objects += 1;
+        if objects % 10 == 0 {
+            profiles.commit().await.map_err(failed)?;
+        }
+    }
+    profiles.commit().await.map_err(failed)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let count = profiles.snapshot("bench").await.map_err(failed)?.len();
+    profiles.close().await.map_err(failed)?;
+    drop(profiles);
+    let bytes = folder_size(&data.join("profiles"));
+    println!();
+    println!(
+        "unify into the profile store (SlateDB, local folder, fsync; cache {} profiles; events kept {})",
+        settings.cache_profiles,
+        if event_retention_days == 0 {
+            "none".to_owned()
+        } else {
+            format!("{event_retention_days} days")
+        }
+    );
+    println!(
+        "  events            {} ({applied} with an identity) in {objects} objects",
+        all.len()
+    );
+    println!("  time              {seconds:.3} s (durable every 10 objects)");
+    println!(
+        "  throughput        {:.0} events/s",
+        rate(all.len(), seconds)
+    );
+    println!("  profiles          {count}");
+    println!(
+        "  store on disk     {:.1} MB = {:.0} MB per million profiles",
+        bytes as f64 / 1e6,
+        bytes as f64 / count.max(1) as f64
+    );
+    std::fs::remove_dir_all(&data)?;
+    Ok(())
+}
+
+/// The bytes of every file under `folder`.
+fn folder_size(folder: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => folder_size(&entry.path()),
+            Ok(_) => entry.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 async fn bench_http(args: &BenchArgs, bodies: &[Bytes]) -> anyhow::Result<()> {
@@ -259,11 +386,15 @@ async fn bench_http(args: &BenchArgs, bodies: &[Bytes]) -> anyhow::Result<()> {
         forward: None,
         upstream: None,
         profiles: Arc::new(braid_unifier::profiles::ProfileUnify::new(
+            store.clone(),
+            braid_unifier::kv::LocalHome::open(&data, braid_unifier::kv::SlateOptions::default())
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
             braid_core::identity::IdentityRules::default(),
             braid_core::identity::ProfileConfig::default(),
+            braid_unifier::profiles::StoreSettings::default(),
         )),
+        profile_workspace: "bench".to_owned(),
         profile_token: None,
-        store,
         sdk: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await?;

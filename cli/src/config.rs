@@ -10,6 +10,7 @@ use braid_core::enrich::EnrichConfig;
 use braid_core::identity::{IdentityRules, ProfileConfig};
 use braid_core::validate::Limits;
 use braid_edge::{CookieConfig, CorsConfig, EdgeConfig, PersonalizeConfig, WorkspaceConfig};
+use braid_unifier::profiles::StoreSettings;
 use serde::Deserialize;
 
 /// The whole configuration file.
@@ -45,9 +46,11 @@ pub(crate) struct ServeConfig {
     pub(crate) identity: IdentityRules,
     /// How profiles are computed.
     pub(crate) profiles: ProfileConfig,
+    /// How the profile store is kept (memory, event retention).
+    pub(crate) profile_store: StoreSettings,
     /// The browser SDK, served first-party.
     pub(crate) sdk: SdkConfig,
-    /// `GET /v1/personalize` and the edge store export (`braid profiles --edge`).
+    /// `GET /v1/personalize` and the edge store export (`braid profiles export --edge`).
     pub(crate) personalize: Option<PersonalizeConfig>,
 }
 
@@ -87,6 +90,7 @@ impl Default for ServeConfig {
             profile_token: None,
             identity: IdentityRules::default(),
             profiles: ProfileConfig::default(),
+            profile_store: StoreSettings::default(),
             sdk: SdkConfig::default(),
             personalize: None,
         }

@@ -2,8 +2,9 @@
 //!
 //! - `braid serve` runs the Segment-compatible collection endpoint and writes the lake under
 //!   one local folder.
-//! - `braid bench` measures throughput: HTTP → validation → enrichment → fsync'ed lake, and the
-//!   core pipeline alone.
+//! - `braid bench` measures throughput: HTTP → validation → enrichment → fsync'ed lake, the
+//!   core pipeline alone, and unification (the core alone, and into the profile store).
+//! - `braid profiles rebuild|export` recomputes profiles from the lake, or writes them out.
 
 /// mimalloc instead of the system allocator: the pipeline makes a few short-lived allocations
 /// per event, and glibc's allocator costs several percent of its time (see `braid bench`).
@@ -28,6 +29,11 @@ use tokio::net::TcpListener;
 
 use crate::config::ServeConfig;
 
+/// Identity resolution and profiles over the data folder: the lake in it, the profile stores
+/// under `profiles/`.
+pub(crate) type Profiles =
+    braid_unifier::profiles::ProfileUnify<braid_unifier::LocalStore, braid_unifier::kv::LocalHome>;
+
 #[derive(Parser)]
 #[command(
     name = "braid",
@@ -48,21 +54,41 @@ enum Command {
     /// Merge the small objects of closed hours in the local lake (as the compact function does
     /// in the cloud).
     Compact(CompactArgs),
-    /// Rebuild every profile from the local lake and write them as NDJSON (stdout or a file).
-    Profiles(ProfilesArgs),
+    /// Profiles: rebuild them from the lake, or export them.
+    #[command(subcommand)]
+    Profiles(ProfilesCommand),
     /// Find the records of one person among CRM-like CSV records (fuzzy matching).
     Resolve(resolve::ResolveArgs),
 }
 
+#[derive(Subcommand)]
+enum ProfilesCommand {
+    /// Recompute every profile from the lake (as after a rule change), replacing the profile
+    /// store; `braid serve` must not be running on the data folder.
+    Rebuild(ProfilesArgs),
+    /// Write every profile of the profile store as NDJSON (stdout or a file), or the edge's
+    /// personalization entries (--edge).
+    Export(ExportArgs),
+}
+
 #[derive(clap::Args)]
 struct ProfilesArgs {
-    /// Configuration file, for `[identity]` and `[profiles]` (default: ./braid.toml when it
-    /// exists).
+    /// Configuration file, for `[identity]`, `[profiles]` and `[profile_store]` (default:
+    /// ./braid.toml when it exists).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Data folder (default: the configuration's, or ./braid-data).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// The workspace (default: every workspace of the lake).
+    #[arg(long)]
+    workspace: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    common: ProfilesArgs,
     /// Write here instead of stdout.
     #[arg(long)]
     output: Option<PathBuf>,
@@ -72,10 +98,18 @@ struct ProfilesArgs {
     edge: bool,
 }
 
-/// `braid profiles`: the rebuild path, on its own: every live lake object in write order
-/// through identity resolution and profiles, every profile out as one JSON line.
-async fn profiles(args: &ProfilesArgs) -> anyhow::Result<()> {
-    use std::io::Write as _;
+/// The configuration of a `braid profiles` command, and the profiles of its data folder.
+fn open_profiles(args: &ProfilesArgs) -> anyhow::Result<(ServeConfig, Profiles, Vec<String>)> {
+    let (config, store, workspaces) = read_config_and_workspaces(args)?;
+    let profiles = local_profiles(&config, &store)?;
+    Ok((config, profiles, workspaces))
+}
+
+/// The configuration of a `braid profiles` command, its data folder's lake, and the
+/// workspaces it names.
+fn read_config_and_workspaces(
+    args: &ProfilesArgs,
+) -> anyhow::Result<(ServeConfig, braid_unifier::LocalStore, Vec<String>)> {
     let mut config = match &args.config {
         Some(path) => ServeConfig::load(path)?,
         None if std::path::Path::new("braid.toml").exists() => {
@@ -88,11 +122,109 @@ async fn profiles(args: &ProfilesArgs) -> anyhow::Result<()> {
     }
     let store = braid_unifier::LocalStore::open(&config.data)
         .with_context(|| format!("cannot open {}", config.data.display()))?;
-    let unify = braid_unifier::profiles::ProfileUnify::new(config.identity, config.profiles);
-    let events = unify
-        .replay(&store)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read the lake: {e}"))?;
+    let workspaces = match &args.workspace {
+        Some(workspace) => vec![workspace.clone()],
+        None => lake_workspaces(&config.data)?,
+    };
+    Ok((config, store, workspaces))
+}
+
+/// [`open_profiles`], read-only when another process (a running `braid serve`) writes the
+/// profiles: what it made durable.
+fn open_profiles_to_read(
+    args: &ProfilesArgs,
+) -> anyhow::Result<(ServeConfig, Profiles, Vec<String>)> {
+    use braid_unifier::kv::KvHome as _;
+    let (config, store, workspaces) = read_config_and_workspaces(args)?;
+    let home = braid_unifier::kv::LocalHome::open_to_read(
+        &config.data,
+        braid_unifier::kv::SlateOptions::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if home.read_only() {
+        eprintln!(
+            "braid serve is running on {}: reading what its profile store has made durable",
+            config.data.display()
+        );
+    }
+    let profiles = braid_unifier::profiles::ProfileUnify::new(
+        store,
+        home,
+        config.identity.clone(),
+        config.profiles.clone(),
+        config.profile_store.clone(),
+    );
+    Ok((config, profiles, workspaces))
+}
+
+/// The profiles of `store`'s data folder, under the configuration's rules.
+fn local_profiles(
+    config: &ServeConfig,
+    store: &braid_unifier::LocalStore,
+) -> anyhow::Result<Profiles> {
+    let home = braid_unifier::kv::LocalHome::open(
+        &config.data,
+        braid_unifier::kv::SlateOptions::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(braid_unifier::profiles::ProfileUnify::new(
+        store.clone(),
+        home,
+        config.identity.clone(),
+        config.profiles.clone(),
+        config.profile_store.clone(),
+    ))
+}
+
+/// The workspaces that have events in the lake of `data` (`raw/workspace=W`) or a profile
+/// store (`profiles/workspace=W`).
+fn lake_workspaces(data: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let mut names = std::collections::BTreeSet::new();
+    for area in ["raw", "profiles"] {
+        let Ok(entries) = std::fs::read_dir(data.join(area)) else {
+            continue;
+        };
+        for entry in entries {
+            let name = entry?.file_name();
+            if let Some(workspace) = name.to_str().and_then(|n| n.strip_prefix("workspace=")) {
+                names.insert(workspace.to_owned());
+            }
+        }
+    }
+    Ok(names.into_iter().collect())
+}
+
+/// `braid profiles rebuild`: every profile recomputed from the lake, in a new generation of
+/// each workspace's store.
+async fn profiles_rebuild(args: &ProfilesArgs) -> anyhow::Result<()> {
+    let (_, profiles, workspaces) = open_profiles(args)?;
+    for workspace in &workspaces {
+        let started = std::time::Instant::now();
+        let opened = profiles
+            .rebuild(workspace)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot rebuild {workspace:?}: {e}"))?;
+        let count = profiles
+            .snapshot(workspace)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .len();
+        eprintln!(
+            "workspace {workspace:?}: {count} profiles from {} events in {:.2} s (generation {})",
+            opened.rebuilt.unwrap_or(0),
+            started.elapsed().as_secs_f64(),
+            opened.generation
+        );
+    }
+    profiles.close().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+/// `braid profiles export`: every profile of the store, one JSON line each, or the edge's
+/// entries.
+async fn profiles_export(args: &ExportArgs) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let (config, profiles, workspaces) = open_profiles_to_read(&args.common)?;
     let mut out: Box<dyn std::io::Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -100,35 +232,53 @@ async fn profiles(args: &ProfilesArgs) -> anyhow::Result<()> {
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
+    let failed = |e: braid_unifier::unify::HandlerError| anyhow::anyhow!("{e}");
     if args.edge {
         let Some(personalize) = config.personalize.filter(|p| !p.key_secret.is_empty()) else {
             anyhow::bail!("--edge needs [personalize] key_secret in the configuration");
         };
-        let entries: Vec<serde_json::Value> = unify
-            .edge_entries(personalize.key_secret.as_bytes(), &personalize.traits)
-            .into_iter()
-            .map(|(key, value)| serde_json::json!({"key": key, "value": value}))
-            .collect();
+        let mut entries = Vec::new();
+        for workspace in &workspaces {
+            for (key, value) in profiles
+                .edge_entries(
+                    workspace,
+                    personalize.key_secret.as_bytes(),
+                    &personalize.traits,
+                )
+                .await
+                .map_err(failed)?
+            {
+                entries.push(serde_json::json!({"key": key, "value": value}));
+            }
+        }
         serde_json::to_writer(&mut out, &entries)?;
         writeln!(out)?;
         out.flush()?;
-        eprintln!("{} edge entries from {events} events", entries.len());
+        eprintln!("{} edge entries", entries.len());
         return Ok(());
     }
-    let snapshot = unify.snapshot();
-    for profile in &snapshot {
-        writeln!(out, "{profile}")?;
+    let mut count = 0;
+    for workspace in &workspaces {
+        for profile in profiles.snapshot(workspace).await.map_err(failed)? {
+            writeln!(out, "{profile}")?;
+            count += 1;
+        }
     }
     out.flush()?;
-    eprintln!("{} profiles from {events} events", snapshot.len());
+    profiles.close().await.map_err(failed)?;
+    eprintln!("{count} profiles");
     Ok(())
 }
 
 #[derive(clap::Args)]
 struct CompactArgs {
-    /// Data folder (default ./braid-data).
-    #[arg(long, default_value = "braid-data")]
-    data: PathBuf,
+    /// Configuration file, for the rules of the profiles unified first (default:
+    /// ./braid.toml when it exists).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data folder (default: the configuration's, or ./braid-data).
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Minutes after an hour ends before it is compacted.
     #[arg(long, default_value_t = 15)]
     grace_minutes: i64,
@@ -146,8 +296,12 @@ async fn unify_loop<U: braid_unifier::unify::Unify>(
 ) {
     use braid_unifier::ObjectStore as _;
     use braid_unifier::unify::unify_objects;
+    // In the order they were written, as the unify step would have met them.
     let existing = match store.list("raw/").await {
-        Ok(objects) => objects.into_iter().map(|o| o.key).collect(),
+        Ok(mut objects) => {
+            objects.sort_by(|a, b| (a.modified, &a.key).cmp(&(b.modified, &b.key)));
+            objects.into_iter().map(|o| o.key).collect()
+        }
         Err(error) => {
             tracing::warn!(%error, "unify: cannot list the lake");
             Vec::new()
@@ -170,14 +324,23 @@ async fn unify_loop<U: braid_unifier::unify::Unify>(
 }
 
 async fn compact(args: &CompactArgs) -> anyhow::Result<()> {
-    let store = braid_unifier::LocalStore::open(&args.data)
-        .with_context(|| format!("cannot open {}", args.data.display()))?;
+    let (config, profiles, _) = open_profiles(&ProfilesArgs {
+        config: args.config.clone(),
+        data: args.data.clone(),
+        workspace: None,
+    })?;
+    let store = braid_unifier::LocalStore::open(&config.data)
+        .with_context(|| format!("cannot open {}", config.data.display()))?;
     // Unify first applies what it has not (as `braid serve` does): compaction then only
     // merges objects unify has read.
     let (done, finished) = tokio::sync::mpsc::unbounded_channel();
     drop(done);
-    let count = Arc::new(braid_unifier::unify::CountEvents);
-    unify_loop(store.clone(), count, finished).await;
+    let profiles = Arc::new(profiles);
+    unify_loop(store.clone(), Arc::clone(&profiles), finished).await;
+    profiles
+        .close()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot close the profile stores: {e}"))?;
     let settings = braid_unifier::compact::CompactSettings {
         grace: time::Duration::minutes(args.grace_minutes),
         target_bytes: args.target_mb.saturating_mul(1024 * 1024),
@@ -250,7 +413,12 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Bench(args) => runtime.block_on(bench::run(&args)),
         Command::Compact(args) => runtime.block_on(compact(&args)),
-        Command::Profiles(args) => runtime.block_on(profiles(&args)),
+        Command::Profiles(ProfilesCommand::Rebuild(args)) => {
+            runtime.block_on(profiles_rebuild(&args))
+        }
+        Command::Profiles(ProfilesCommand::Export(args)) => {
+            runtime.block_on(profiles_export(&args))
+        }
         Command::Resolve(args) => resolve::run(&args),
     }
 }
@@ -313,23 +481,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Collector::new(config.edge()).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let store = braid_unifier::LocalStore::open(&config.data)
         .with_context(|| format!("cannot open {}", config.data.display()))?;
-    // Identity resolution and profiles, rebuilt from the lake, then kept up to date by the
-    // unify entry point (as in the cloud): each new raw/ object once.
-    let profiles = Arc::new(braid_unifier::profiles::ProfileUnify::new(
-        config.identity.clone(),
-        config.profiles.clone(),
-    ));
-    let replayed = profiles
-        .replay(&store)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot read the lake: {e}"))?;
-    tracing::info!(
-        events = replayed,
-        profiles = profiles.len(),
-        "Profiles rebuilt from the lake."
-    );
+    // Identity resolution and profiles in the profile store under the data folder, kept up
+    // to date by the unify entry point (as in the cloud): each new raw/ object once.
+    let profiles = Arc::new(local_profiles(&config, &store)?);
+    for workspace in &config.workspaces {
+        let opened = profiles.open(&workspace.name).await.map_err(|e| {
+            anyhow::anyhow!("cannot open the profiles of {:?}: {e}", workspace.name)
+        })?;
+        if let Some(events) = opened.rebuilt {
+            tracing::info!(
+                workspace = workspace.name,
+                events,
+                generation = opened.generation,
+                "Profiles rebuilt from the lake."
+            );
+        }
+    }
     let (written, new_objects) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(unify_loop(
+    let unifying = tokio::spawn(unify_loop(
         store.clone(),
         Arc::clone(&profiles),
         new_objects,
@@ -368,8 +537,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         trust_forwarded_for: config.trust_forwarded_for,
         forward,
         upstream,
-        profiles,
-        store: store.clone(),
+        profiles: Arc::clone(&profiles),
+        profile_workspace: config
+            .workspaces
+            .first()
+            .map_or_else(|| "default".to_owned(), |w| w.name.clone()),
         profile_token: config
             .profile_token
             .clone()
@@ -380,7 +552,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             prefix: format!("{}/", config.sdk.path),
         }),
     });
-    server::serve(listener, app, shutdown_signal()).await
+    server::serve(listener, app, shutdown_signal()).await?;
+    // The lake is closed: the unify loop applies what it has, then the stores are closed.
+    if unifying.await.is_err() {
+        tracing::error!(message = "The unify loop panicked.");
+    }
+    profiles
+        .close()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot close the profile stores: {e}"))
 }
 
 fn print_banner(config: &ServeConfig, address: std::net::SocketAddr) {

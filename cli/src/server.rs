@@ -11,7 +11,6 @@ use axum::response::Response;
 use braid_core::forward::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use braid_core::identity::Identifier;
 use braid_edge::{Collector, Handled, HttpRequest, HttpResponse};
-use braid_unifier::profiles::ProfileUnify;
 use braid_unifier::{ForwardRequest, IngestSettings, LocalStore, ingest};
 use http_body_util::BodyExt as _;
 use tokio::net::TcpListener;
@@ -31,11 +30,12 @@ pub(crate) struct App {
     /// Edge mode: accepted events go to this upstream ingest instead of the local lake.
     pub(crate) upstream: Option<Upstream>,
     /// Identity resolution and profiles, kept up to date by the unify loop.
-    pub(crate) profiles: Arc<ProfileUnify>,
+    pub(crate) profiles: Arc<crate::Profiles>,
+    /// The workspace the profile API and personalization answer for when a request names
+    /// none (the first configured one).
+    pub(crate) profile_workspace: String,
     /// The profile API's bearer token; `None`: the API is off.
     pub(crate) profile_token: Option<String>,
-    /// The data folder as a store (the profile API reads events from it).
-    pub(crate) store: LocalStore,
     /// The browser SDK's files, when served.
     pub(crate) sdk: Option<Sdk>,
 }
@@ -167,19 +167,30 @@ async fn handle(
             app.metrics.record(counts);
             reply.finish(stored.is_ok())
         }
-        Handled::Personalize(lookup) => {
-            // The local profiles stand in for the edge's store.
-            let visible = app
-                .collector
-                .config()
-                .personalize
-                .as_ref()
-                .map_or(&[][..], |p| p.traits.as_slice());
-            let value = app.profiles.edge_value(&lookup.identifier, visible);
-            lookup.finish(value)
-        }
+        Handled::Personalize(lookup) => return personalize(&app, lookup).await,
     };
     to_axum(response)
+}
+
+/// `GET /v1/personalize`: the local profiles stand in for the edge's store.
+async fn personalize(app: &App, lookup: braid_edge::Personalization) -> Response {
+    let visible = app
+        .collector
+        .config()
+        .personalize
+        .as_ref()
+        .map_or(&[][..], |p| p.traits.as_slice());
+    match app
+        .profiles
+        .edge_value(&app.profile_workspace, &lookup.identifier, visible)
+        .await
+    {
+        Ok(value) => to_axum(lookup.finish(value)),
+        Err(error) => {
+            tracing::warn!(%error, "personalize: the profile store failed");
+            json_error(503, "store_failed", &error.to_string())
+        }
+    }
 }
 
 /// A random (version 4) UUID, for a new visitor's anonymous id.
@@ -251,6 +262,7 @@ async fn forward(app: &App, parts: &axum::http::request::Parts, body: Body) -> R
 
 /// `GET /v1/profiles/{type}:{value}`: a profile, with a bearer token separate from write keys;
 /// `GET /v1/profiles/{type}:{value}/events?limit=N&cursor=C`: its events, a page at a time.
+/// Both take `?workspace=W` (default: the first configured workspace).
 async fn profile(app: &App, parts: &axum::http::request::Parts, path: &str) -> Response {
     let Some(token) = &app.profile_token else {
         return json_error(
@@ -286,48 +298,67 @@ async fn profile(app: &App, parts: &axum::http::request::Parts, path: &str) -> R
             "the path must be /v1/profiles/TYPE:VALUE",
         );
     };
+    let workspace = match query(parts, "workspace") {
+        None => app.profile_workspace.clone(),
+        Some(name) if braid_core::lake::is_valid_workspace(&name) => name,
+        Some(name) => {
+            return json_error(
+                400,
+                "bad_workspace",
+                &format!("\"workspace\" is not a workspace name: {name:?}"),
+            );
+        }
+    };
     if events {
-        return profile_events(app, parts, &identifier).await;
+        return profile_events(app, parts, &workspace, &identifier).await;
     }
-    match app.profiles.profile(&identifier) {
-        Some(profile) => text_response(200, "application/json", profile.to_string()),
-        None => json_error(404, "not_found", &format!("no profile has {identifier}")),
+    match app.profiles.profile(&workspace, &identifier).await {
+        Ok(Some(profile)) => text_response(200, "application/json", profile.to_string()),
+        Ok(None) => json_error(404, "not_found", &format!("no profile has {identifier}")),
+        Err(error) => json_error(503, "store_failed", &error.to_string()),
     }
+}
+
+/// The value of a query parameter (percent-decoded).
+fn query(parts: &axum::http::request::Parts, name: &str) -> Option<String> {
+    parts.uri.query().and_then(|q| {
+        q.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| percent_decode(v))
+    })
 }
 
 async fn profile_events(
     app: &App,
     parts: &axum::http::request::Parts,
+    workspace: &str,
     identifier: &Identifier,
 ) -> Response {
-    let query = |name: &str| {
-        parts.uri.query().and_then(|q| {
-            q.split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_owned())
-        })
-    };
-    let limit = match query("limit").map(|v| v.parse::<usize>()) {
+    let limit = match query(parts, "limit").map(|v| v.parse::<usize>()) {
         None => 100,
         Some(Ok(n)) if (1..=1_000).contains(&n) => n,
-        Some(_) => return json_error(400, "bad_limit", "limit must be 1 to 1000"),
+        Some(_) => return json_error(400, "bad_limit", "\"limit\" must be 1 to 1000"),
     };
-    let Ok(offset) = query("cursor").map_or(Ok(0), |v| v.parse::<usize>()) else {
-        return json_error(
-            400,
-            "bad_cursor",
-            "cursor must be the nextCursor of a previous page",
-        );
+    let after = match query(parts, "cursor").map(|v| u64::from_str_radix(&v, 16)) {
+        None => None,
+        Some(Ok(after)) => Some(after),
+        Some(Err(_)) => {
+            return json_error(
+                400,
+                "bad_cursor",
+                "\"cursor\" must be the nextCursor of a previous page",
+            );
+        }
     };
     match app
         .profiles
-        .events(&app.store, identifier, offset, limit)
+        .events(workspace, identifier, after, limit)
         .await
     {
         Ok(Some((events, next))) => {
-            let body =
-                serde_json::json!({"events": events, "nextCursor": next.map(|n| n.to_string())});
+            let body = serde_json::json!({"events": events,
+                "nextCursor": next.map(|n| format!("{n:x}"))});
             text_response(200, "application/json", body.to_string())
         }
         Ok(None) => json_error(404, "not_found", &format!("no profile has {identifier}")),

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use sha2::Sha256;
 use time::OffsetDateTime;
 
-use crate::identity::{IdType, Identifier, Unifier};
+use crate::identity::{IdType, Identifier, Profile, ProfileIds, Unifier};
 
 /// The answer for a caller without an entry: an empty profile, not an error.
 pub const EMPTY_PROFILE: &str = r#"{"traits":{},"audiences":[]}"#;
@@ -39,15 +39,9 @@ pub fn edge_key(secret: &[u8], id: &Identifier) -> String {
     key
 }
 
-/// The edge's value for the profile of `id`: its edge-visible traits (`visible`, by name) and
-/// audiences (none are computed yet: an empty list); `None` for an unknown id.
-pub fn edge_value(unifier: &Unifier, id: &Identifier, visible: &[String]) -> Option<String> {
-    let ids = unifier.graph().profile_of(id)?;
-    let profile = unifier.profile(&ids.id)?;
-    Some(value_of(profile, visible))
-}
-
-fn value_of(profile: &crate::identity::Profile, visible: &[String]) -> String {
+/// The edge's value for a profile: its edge-visible traits (`visible`, by name) and
+/// audiences (none are computed yet: an empty list).
+pub fn edge_value(profile: &Profile, visible: &[String]) -> String {
     let traits: Map<String, Value> = visible
         .iter()
         .filter_map(|name| Some((name.clone(), profile.traits.get(name)?.value.clone())))
@@ -55,20 +49,29 @@ fn value_of(profile: &crate::identity::Profile, visible: &[String]) -> String {
     json!({"traits": traits, "audiences": []}).to_string()
 }
 
-/// Every entry the edge needs: for each profile, its edge-visible traits (`visible`, by name)
-/// and audiences (none are computed yet: an empty list), under the key of each of its
-/// `anonymous_id` and `user_id` identifiers (the ids a request can prove). Sorted by key.
+/// The entries the edge needs for one profile: its value ([`edge_value`]) under the key of
+/// each of its `anonymous_id` and `user_id` identifiers (the ids a request can prove).
+pub fn profile_edge_entries(
+    ids: &ProfileIds,
+    profile: &Profile,
+    secret: &[u8],
+    visible: &[String],
+) -> Vec<(String, String)> {
+    let value = edge_value(profile, visible);
+    ids.identifiers
+        .keys()
+        .filter(|id| matches!(id.kind, IdType::AnonymousId | IdType::UserId))
+        .map(|id| (edge_key(secret, id), value.clone()))
+        .collect()
+}
+
+/// Every entry the edge needs for every profile of a unifier ([`profile_edge_entries`]),
+/// sorted by key.
 pub fn edge_entries(unifier: &Unifier, secret: &[u8], visible: &[String]) -> Vec<(String, String)> {
     let mut entries = Vec::new();
     for ids in unifier.graph().profiles() {
-        let Some(profile) = unifier.profile(&ids.id) else {
-            continue;
-        };
-        let value = value_of(profile, visible);
-        for id in ids.identifiers.keys() {
-            if matches!(id.kind, IdType::AnonymousId | IdType::UserId) {
-                entries.push((edge_key(secret, id), value.clone()));
-            }
+        if let Some(profile) = unifier.profile(&ids.id) {
+            entries.extend(profile_edge_entries(ids, profile, secret, visible));
         }
     }
     entries.sort();

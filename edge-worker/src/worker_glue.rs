@@ -91,7 +91,7 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
     to_worker(response)
 }
 
-/// Personalization: the KV namespace the unifier fills (`braid profiles --edge`), the secret of
+/// Personalization: the KV namespace the unifier fills (`braid profiles export --edge`), the secret of
 /// its keys, and the secret of the tokens a site's server signs.
 const PROFILES_KV: &str = "PROFILES";
 const EDGE_KEY_SECRET: &str = "BRAID_EDGE_KEY_SECRET";

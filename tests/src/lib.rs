@@ -602,6 +602,24 @@ pub fn collect(folder: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Waits until the unify loop of a server on `data` has checkpointed every lake object of
+/// `raw/`: what it applied is then durable in the profile store.
+pub fn wait_unified(data: &Path) {
+    let count = |folder: &str| {
+        let mut out = Vec::new();
+        collect(&data.join(folder), &mut out);
+        out.len()
+    };
+    let started = Instant::now();
+    while count("checkpoints/unify/raw") < count("raw") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "unify did not catch up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The Python interpreter of the test venv.
 pub fn python() -> PathBuf {
     let path = std::env::var_os("BRAID_PYTHON")

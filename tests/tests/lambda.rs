@@ -22,6 +22,7 @@ use braid_tests::{
 use braid_unifier::ObjectStore;
 use braid_unifier::compact::live_objects;
 use braid_unifier::object::{gunzip, lines};
+use braid_unifier::profiles::ProfileUnify;
 use braid_unifier::store::{S3Store, s3_client};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -157,6 +158,28 @@ fn sqs_notification(keys: &[String]) -> Value {
     json!({"Records": records})
 }
 
+/// The profile stores in the test bucket, as the unify function opens them.
+fn bucket_profiles(
+    store: &S3Store,
+    s3: &S3Server,
+) -> ProfileUnify<S3Store, braid_unifier::kv::S3Home> {
+    let home = braid_unifier::kv::S3Home::new(
+        BUCKET,
+        "us-east-1",
+        (S3_ACCESS_KEY, S3_SECRET_KEY, None),
+        Some(&s3.endpoint),
+        braid_unifier::kv::SlateOptions::default(),
+    )
+    .unwrap();
+    ProfileUnify::new(
+        store.clone(),
+        home,
+        braid_core::identity::IdentityRules::default(),
+        braid_core::identity::ProfileConfig::default(),
+        braid_unifier::profiles::StoreSettings::default(),
+    )
+}
+
 #[test]
 fn ingest_unify_and_compact_under_the_lambda_emulator() {
     let dir = tempfile::tempdir().unwrap();
@@ -177,8 +200,12 @@ fn ingest_unify_and_compact_under_the_lambda_emulator() {
         let mut events = String::new();
         for i in 0..3 {
             let id = format!("lambda-{batch}-{i}");
+            // As the edge enriched it: the times are set.
+            let at = braid_core::timestamp::format(received);
             events.push_str(
-                &json!({"type": "track", "event": "E", "userId": "u", "messageId": id}).to_string(),
+                &json!({"type": "track", "event": "E", "userId": "u", "messageId": id,
+                        "timestamp": at, "receivedAt": at})
+                .to_string(),
             );
             events.push('\n');
             expected.push(id);
@@ -214,6 +241,21 @@ fn ingest_unify_and_compact_under_the_lambda_emulator() {
     assert_eq!(direct["already_applied"], 2, "{direct}");
     let bad = emulator.invoke("unify", &json!({"detail": "not a notification"}));
     assert_eq!(bad["errorType"], "BadNotification", "{bad}");
+
+    // The profile is in the bucket's profile store, each event counted once.
+    let user = braid_core::identity::Identifier::parse("user_id:u").unwrap();
+    let profiles = bucket_profiles(&store, &s3);
+    let profile = runtime
+        .block_on(profiles.profile("shop", &user))
+        .unwrap()
+        .unwrap();
+    assert_eq!(profile["eventCounts"]["E"], 6, "{profile}");
+    let (events, _) = runtime
+        .block_on(profiles.events("shop", &user, None, 100))
+        .unwrap()
+        .unwrap();
+    assert_eq!(events.len(), 6);
+    runtime.block_on(profiles.close()).unwrap();
 
     // The schedule: the closed hour becomes one object, every event once.
     let scheduled = json!({

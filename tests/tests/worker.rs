@@ -272,7 +272,8 @@ fn personalization_reads_only_the_callers_own_profile_from_kv() {
     use braid_core::identity::Identifier;
     use braid_core::personalize::sign_token;
 
-    // Profiles from real events, exported for the edge by `braid profiles --edge`.
+    // Profiles from real events, exported for the edge by `braid profiles export --edge`
+    // (beside the running server: read-only, what it made durable).
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("braid.toml");
     std::fs::write(
@@ -292,9 +293,10 @@ fn personalization_reads_only_the_callers_own_profile_from_kv() {
     ]});
     let response = server.post("/v1/batch", batch.to_string().as_bytes());
     assert_eq!(response.status, 200, "{}", response.text());
+    braid_tests::wait_unified(&server.data);
     let kv_file = dir.path().join("kv.json");
     let export = Command::new(braid_tests::braid_bin())
-        .args(["profiles", "--edge", "--config"])
+        .args(["profiles", "export", "--edge", "--config"])
         .arg(&config)
         .arg("--data")
         .arg(&server.data)

@@ -10,10 +10,9 @@ use time::OffsetDateTime;
 
 use crate::compact::{CompactSettings, CompactSummary, compact_closed_hours};
 use crate::ingest::{ForwardRequest, IngestSettings, ingest};
+use crate::profiles::StoreSettings;
 use crate::store::ObjectStore;
-use crate::unify::{
-    CountEvents, HandlerError, UnifySummary, keys_from_notification, unify_objects,
-};
+use crate::unify::{HandlerError, Unify, UnifySummary, keys_from_notification, unify_objects};
 
 /// The ingest function: a function URL (or API Gateway) request in, an HTTP response out.
 ///
@@ -48,19 +47,21 @@ pub async fn handle_ingest<S: ObjectStore>(
     Ok(response.body(Body::from(reply.body))?)
 }
 
-/// The unify function: an S3 notification (directly or through SQS) in.
+/// The unify function: an S3 notification (directly or through SQS) in, the objects it names
+/// applied by `unify` (identity resolution and profiles, in the bucket's profile stores).
 ///
 /// # Errors
 ///
 /// `BadNotification` (not retriable) for a payload that is neither; store failures
 /// (retriable), which make Lambda or SQS deliver the notification again.
-pub async fn handle_unify<S: ObjectStore>(
+pub async fn handle_unify<S: ObjectStore, U: Unify>(
     store: &S,
+    unify: &U,
     event: LambdaEvent<Value>,
     now: OffsetDateTime,
 ) -> Result<UnifySummary, HandlerError> {
     let keys = keys_from_notification(&event.payload)?;
-    let summary = unify_objects(store, &CountEvents, &keys, now).await?;
+    let summary = unify_objects(store, unify, &keys, now).await?;
     tracing::info!(request = event.context.request_id, ?summary, "unify");
     Ok(summary)
 }
@@ -89,6 +90,49 @@ pub async fn handle_compact<S: ObjectStore>(
         "compact"
     );
     Ok(summary)
+}
+
+/// The unify function's rules: `BRAID_UNIFY_CONFIG`, JSON with the sections of `braid.toml`
+/// that unification reads, `{"identity": {...}, "profiles": {...}, "profile_store": {...}}`
+/// (each optional; the defaults of `braid serve` otherwise).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UnifyConfig {
+    /// `[identity]`.
+    pub identity: braid_core::identity::IdentityRules,
+    /// `[profiles]`.
+    pub profiles: braid_core::identity::ProfileConfig,
+    /// `[profile_store]`.
+    pub profile_store: StoreSettings,
+}
+
+impl UnifyConfig {
+    /// Reads `text` (the variable's value).
+    ///
+    /// # Errors
+    ///
+    /// Names what is wrong: not JSON, an unknown field, a bad blocked-value pattern.
+    pub fn parse(text: &str) -> Result<UnifyConfig, String> {
+        let config: UnifyConfig =
+            serde_json::from_str(text).map_err(|e| format!("BRAID_UNIFY_CONFIG: {e}"))?;
+        let identity = config
+            .identity
+            .compiled()
+            .map_err(|e| format!("BRAID_UNIFY_CONFIG: {e}"))?;
+        Ok(UnifyConfig { identity, ..config })
+    }
+
+    /// From `BRAID_UNIFY_CONFIG`, or the defaults when it is not set.
+    ///
+    /// # Errors
+    ///
+    /// As [`UnifyConfig::parse`].
+    pub fn from_env() -> Result<UnifyConfig, String> {
+        match std::env::var("BRAID_UNIFY_CONFIG") {
+            Ok(text) if !text.trim().is_empty() => UnifyConfig::parse(&text),
+            _ => Ok(UnifyConfig::default()),
+        }
+    }
 }
 
 /// Logs to stdout, which Lambda sends to `CloudWatch`; level from `RUST_LOG` (default `info`).
@@ -190,8 +234,10 @@ mod tests {
             .unwrap();
         let s3_event = json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
             "s3": {"bucket": {"name": "lake"}, "object": {"key": key.replace('=', "%3D"), "size": 40}}}]});
+        let unify = crate::unify::CountEvents;
         let summary = handle_unify(
             &store,
+            &unify,
             LambdaEvent::new(s3_event, Context::default()),
             now(),
         )
@@ -200,6 +246,7 @@ mod tests {
         assert_eq!(summary.applied, 1);
         let error = handle_unify(
             &store,
+            &unify,
             LambdaEvent::new(json!({}), Context::default()),
             now(),
         )
@@ -218,5 +265,29 @@ mod tests {
         .await
         .unwrap();
         assert_eq!((summary.merged, summary.written), (2, 1));
+    }
+
+    #[test]
+    fn the_unify_configuration_is_checked() {
+        let config = UnifyConfig::parse(
+            r#"{"identity": {"types": {"email": {"limit": 2}}}, "profile_store": {"cache_profiles": 10}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            config
+                .identity
+                .rule(&braid_core::identity::IdType::Email)
+                .limit,
+            2
+        );
+        assert_eq!(config.profile_store.cache_profiles, 10);
+        let error = UnifyConfig::parse(r#"{"identity": {"typo": 1}}"#).unwrap_err();
+        assert!(
+            error.starts_with("BRAID_UNIFY_CONFIG: unknown field `typo`"),
+            "{error}"
+        );
+        let error = UnifyConfig::parse(r#"{"identity": {"types": {"email": {"blocked": ["("]}}}}"#)
+            .unwrap_err();
+        assert!(error.contains("identity.types.email.blocked"), "{error}");
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod compact;
 pub mod ingest;
+pub mod kv;
 pub mod object;
 pub mod profiles;
 pub mod store;

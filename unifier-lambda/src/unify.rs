@@ -8,8 +8,9 @@
 //! NDJSON) is recorded under `dead-letter/unify/<key>` with the reason — the object itself stays
 //! in the lake — and does not block the rest.
 //!
-//! Identity resolution plugs in as a [`Unify`] implementation; until it lands, [`CountEvents`]
-//! only counts.
+//! Identity resolution is a [`Unify`] implementation (`crate::profiles::ProfileUnify`), whose
+//! writes [`Unify::commit`] makes durable before the objects' checkpoints are written;
+//! [`CountEvents`] only counts.
 
 use std::future::Future;
 
@@ -67,9 +68,15 @@ pub trait Unify: Send + Sync {
         key: &str,
         events: &[u8],
     ) -> impl Future<Output = Result<usize, HandlerError>> + Send;
+
+    /// Makes what every `apply` so far did durable; the objects are checkpointed (counted as
+    /// applied) only after it returns `Ok`.
+    fn commit(&self) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async { Ok(()) }
+    }
 }
 
-/// The step until identity resolution lands: counts the events.
+/// A step that only counts the events (`braid compact` before compaction, tests).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CountEvents;
 
@@ -107,6 +114,8 @@ pub async fn unify_objects<S: ObjectStore, U: Unify>(
     now: OffsetDateTime,
 ) -> Result<UnifySummary, HandlerError> {
     let mut summary = UnifySummary::default();
+    let mut applied = Vec::new();
+    let mut failure = None;
     for key in keys {
         // Compacted objects hold events unify has seen in the objects they replace.
         let is_lake_object = key.starts_with("raw/") && key.ends_with(OBJECT_SUFFIX);
@@ -115,7 +124,8 @@ pub async fn unify_objects<S: ObjectStore, U: Unify>(
             continue;
         }
         let checkpoint = format!("{CHECKPOINT_PREFIX}{key}");
-        if store.get(&checkpoint).await?.is_some() {
+        let again = applied.iter().any(|(done, _)| *done == checkpoint);
+        if again || store.get(&checkpoint).await?.is_some() {
             summary.already_applied += 1;
             continue;
         }
@@ -138,13 +148,29 @@ pub async fn unify_objects<S: ObjectStore, U: Unify>(
             summary.dead_lettered += 1;
             continue;
         }
-        let events = unify.apply(key, &content).await?;
+        match unify.apply(key, &content).await {
+            Ok(events) => applied.push((checkpoint, events)),
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    // What was applied becomes durable, then counts as applied; a failure before this point
+    // leaves the objects without checkpoints, to be applied again (a no-op for what was).
+    if !applied.is_empty() {
+        unify.commit().await?;
+    }
+    for (checkpoint, events) in applied {
         let record = json!({"events": events, "appliedAt": braid_core::timestamp::format(now)});
         store
             .put(&checkpoint, record.to_string().into_bytes())
             .await?;
         summary.applied += 1;
         summary.events += events;
+    }
+    if let Some(error) = failure {
+        return Err(error);
     }
     Ok(summary)
 }

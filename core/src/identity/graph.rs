@@ -3,7 +3,8 @@
 //! a rebuild from the lake under new rules gives the new answer.
 //!
 //! Applying an event:
-//! 1. a `messageId` already applied within the dedupe window does nothing;
+//! 1. a `messageId` already applied by an event received within the dedupe window of this one
+//!    does nothing;
 //! 2. the event's identifiers, strongest first (rule priority), are checked against the profiles
 //!    they touch: if linking them all would put two values of a unique type in one profile, or
 //!    more values of a type than its limit, the event's weakest identifier is dropped (logged
@@ -13,10 +14,21 @@
 //!
 //! The graph is deterministic: the same events in the same order give the same profiles and
 //! log on every platform, however the stream is split into batches and whatever is redelivered.
+//!
+//! Each profile carries its own history (its decisions and those of the profiles merged into
+//! it, numbered in the order they were made), so that a profile read back from a store explains
+//! itself without the rest of the graph.
+//!
+//! The graph is also a working set over a persistent store: what a platform loads into it
+//! ([`IdentityGraph::load`], [`IdentityGraph::load_seen`]) is taken as the whole truth about
+//! those keys, what is absent as absent, and [`IdentityGraph::take_changes`] gives what changed
+//! since the last call, to be written back. The platform loads, before a batch, every key the
+//! batch reads ([`super::Unifier::lookups`]); kept in memory with nothing evicted, the graph is
+//! simply the whole state.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
@@ -39,6 +51,10 @@ pub struct ProfileIds {
     pub created_at: OffsetDateTime,
     /// Its identifiers, with when each was first seen.
     pub identifiers: BTreeMap<Identifier, OffsetDateTime>,
+    /// The decisions that made it what it is, in the order they were made: its creation and
+    /// that of every profile merged into it, the identifiers that joined them, the merges, and
+    /// identifiers of its events that were left out (each value and reason once).
+    pub history: Vec<LogEntry>,
 }
 
 /// One decision of the graph.
@@ -74,6 +90,8 @@ pub enum Change {
 /// A logged decision with the event that caused it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEntry {
+    /// Its number: decisions are numbered from 1 in the order they are made.
+    pub number: u64,
     /// The event's `messageId`.
     pub message_id: String,
     /// The event's time.
@@ -93,15 +111,36 @@ pub enum Applied {
     Profile(ProfileId),
 }
 
+/// What changed in the graph since the last [`IdentityGraph::take_changes`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GraphChanges {
+    /// Profiles created or changed (their identifiers or history), sorted.
+    pub profiles: Vec<ProfileId>,
+    /// Profiles merged into another: they no longer exist. Sorted.
+    pub removed: Vec<ProfileId>,
+    /// Identifiers that now point to another profile (or to a profile for the first time),
+    /// with it, sorted.
+    pub identifiers: Vec<(Identifier, ProfileId)>,
+    /// `messageId`s applied, with the time their events were received, sorted.
+    pub seen: Vec<(String, OffsetDateTime)>,
+}
+
 /// The identity graph of one workspace.
 #[derive(Clone, Debug)]
 pub struct IdentityGraph {
     rules: IdentityRules,
     profiles: HashMap<ProfileId, ProfileIds>,
     index: HashMap<Identifier, ProfileId>,
-    seen: HashMap<String, OffsetDateTime>,
-    latest: Option<OffsetDateTime>,
+    /// `messageId` → when the event that carried it was received, and whether that is new
+    /// since the last [`IdentityGraph::take_changes`] (not loaded from a store).
+    seen: HashMap<String, (OffsetDateTime, bool)>,
+    latest_received: Option<OffsetDateTime>,
+    /// How many decisions were made, ever (the number of the last).
+    decisions: u64,
     log: Vec<LogEntry>,
+    changed: HashSet<ProfileId>,
+    removed: HashSet<ProfileId>,
+    relinked: HashSet<Identifier>,
 }
 
 impl IdentityGraph {
@@ -112,8 +151,12 @@ impl IdentityGraph {
             profiles: HashMap::default(),
             index: HashMap::default(),
             seen: HashMap::default(),
-            latest: None,
+            latest_received: None,
+            decisions: 0,
             log: Vec::new(),
+            changed: HashSet::default(),
+            removed: HashSet::default(),
+            relinked: HashSet::default(),
         }
     }
 
@@ -122,20 +165,25 @@ impl IdentityGraph {
         &self.rules
     }
 
-    /// Applies one event: its `messageId`, time, and what [`super::extract`] found in it.
-    pub fn apply(&mut self, message_id: &str, at: OffsetDateTime, extracted: Extracted) -> Applied {
-        if self.seen.contains_key(message_id) {
+    /// Applies one event: its `messageId`, time, the time it was received (for the dedupe
+    /// window), and what [`super::extract`] found in it.
+    pub fn apply(
+        &mut self,
+        message_id: &str,
+        at: OffsetDateTime,
+        received: OffsetDateTime,
+        extracted: Extracted,
+    ) -> Applied {
+        if self.is_duplicate(message_id, received) {
             return Applied::Duplicate;
         }
-        self.remember(message_id, at);
+        self.remember(message_id, received);
         let Extracted {
             mut ids,
             previous_id,
             dropped,
         } = extracted;
-        for dropped in dropped {
-            self.record(message_id, at, Change::Dropped(dropped));
-        }
+        let mut drops = dropped;
         let mut previous = None;
         if let Some(value) = previous_id {
             // A known user id, else (analytics.js's alias from the anonymous id) an anonymous id.
@@ -158,10 +206,14 @@ impl IdentityGraph {
             (key(a), a).cmp(&(key(b), b))
         });
         if let Some(profile) = self.already_linked(&ids) {
+            self.record_drops(&profile, message_id, at, drops);
             return Applied::Profile(profile);
         }
         let touched = loop {
             if ids.is_empty() {
+                for dropped in drops {
+                    self.log_only(message_id, at, Change::Dropped(dropped));
+                }
                 return Applied::NoIdentity;
             }
             let touched: BTreeSet<ProfileId> = ids
@@ -172,12 +224,11 @@ impl IdentityGraph {
                 None => break touched,
                 Some(reason) => {
                     if let Some(weakest) = ids.pop() {
-                        let dropped = Dropped {
+                        drops.push(Dropped {
                             kind: weakest.kind,
                             value: weakest.value,
                             reason,
-                        };
-                        self.record(message_id, at, Change::Dropped(dropped));
+                        });
                     }
                 }
             }
@@ -187,7 +238,17 @@ impl IdentityGraph {
         } else {
             self.join(message_id, at, &ids, &touched)
         };
+        self.record_drops(&profile, message_id, at, drops);
         Applied::Profile(profile)
+    }
+
+    /// Whether `message_id` was applied for an event received within the dedupe window of
+    /// `received` (either side: objects can arrive out of order).
+    fn is_duplicate(&self, message_id: &str, received: OffsetDateTime) -> bool {
+        let window = Duration::days(self.rules.dedupe_window_days);
+        self.seen
+            .get(message_id)
+            .is_some_and(|(before, _)| (received - *before).abs() <= window)
     }
 
     /// The common case, answered without building anything: every identifier of the event is
@@ -204,23 +265,62 @@ impl IdentityGraph {
         (same && !windowed).then(|| profile.clone())
     }
 
-    fn remember(&mut self, message_id: &str, at: OffsetDateTime) {
-        self.seen.insert(message_id.to_owned(), at);
-        let latest = self.latest.map_or(at, |l| l.max(at));
-        self.latest = Some(latest);
-        // Forget ids older than the window, in bulk, now and then.
+    fn remember(&mut self, message_id: &str, received: OffsetDateTime) {
+        self.seen.insert(message_id.to_owned(), (received, true));
+        let latest = self.latest_received.map_or(received, |l| l.max(received));
+        self.latest_received = Some(latest);
+        // Forget, now and then, ids that no event can duplicate any more: received more than
+        // the window (and a day's slack for objects unified out of order) before the latest.
         if self.seen.len().is_multiple_of(65_536) {
-            let horizon = latest - Duration::days(self.rules.dedupe_window_days);
-            self.seen.retain(|_, when| *when >= horizon);
+            let horizon = latest - Duration::days(self.rules.dedupe_window_days + 1);
+            self.seen.retain(|_, (when, _)| *when >= horizon);
         }
     }
 
-    fn record(&mut self, message_id: &str, at: OffsetDateTime, change: Change) {
-        self.log.push(LogEntry {
+    /// Numbers a decision and adds it to the log.
+    fn log_only(&mut self, message_id: &str, at: OffsetDateTime, change: Change) -> LogEntry {
+        self.decisions += 1;
+        let entry = LogEntry {
+            number: self.decisions,
             message_id: message_id.to_owned(),
             at,
             change,
-        });
+        };
+        self.log.push(entry.clone());
+        entry
+    }
+
+    /// Logs a decision about `profile` and adds it to the profile's history.
+    fn record(&mut self, profile: &str, message_id: &str, at: OffsetDateTime, change: Change) {
+        let entry = self.log_only(message_id, at, change);
+        if let Some(ids) = self.profiles.get_mut(profile) {
+            ids.history.push(entry);
+            self.changed.insert(profile.to_owned());
+        }
+    }
+
+    /// Logs the identifiers of an event that belongs to `profile` but were left out; its
+    /// history keeps each value and reason once (a blocked value on every event of a profile
+    /// would otherwise grow it without end).
+    fn record_drops(
+        &mut self,
+        profile: &str,
+        message_id: &str,
+        at: OffsetDateTime,
+        drops: Vec<Dropped>,
+    ) {
+        for dropped in drops {
+            let known = self.profiles.get(profile).is_some_and(|p| {
+                p.history
+                    .iter()
+                    .any(|e| matches!(&e.change, Change::Dropped(d) if *d == dropped))
+            });
+            if known {
+                self.log_only(message_id, at, Change::Dropped(dropped));
+            } else {
+                self.record(profile, message_id, at, Change::Dropped(dropped));
+            }
+        }
     }
 
     /// The rule that linking `ids` with the profiles `touched` would break, if any. A link
@@ -274,11 +374,16 @@ impl IdentityGraph {
         }
     }
 
+    fn point(&mut self, identifier: &Identifier, profile: &ProfileId) {
+        self.index.insert(identifier.clone(), profile.clone());
+        self.relinked.insert(identifier.clone());
+    }
+
     fn create(&mut self, message_id: &str, at: OffsetDateTime, ids: &[Identifier]) -> ProfileId {
         let id = profile_id(message_id);
         let identifiers = ids.iter().map(|i| (i.clone(), at)).collect();
         for identifier in ids {
-            self.index.insert(identifier.clone(), id.clone());
+            self.point(identifier, &id);
         }
         self.profiles.insert(
             id.clone(),
@@ -286,9 +391,12 @@ impl IdentityGraph {
                 id: id.clone(),
                 created_at: at,
                 identifiers,
+                history: Vec::new(),
             },
         );
+        self.removed.remove(&id);
         self.record(
+            &id,
             message_id,
             at,
             Change::Created {
@@ -316,6 +424,8 @@ impl IdentityGraph {
             let Some(absorbed) = self.profiles.remove(other) else {
                 continue;
             };
+            self.changed.remove(other);
+            self.removed.insert(other.clone());
             // The evidence: the event's identifiers already in one of the two profiles.
             let via: Vec<Identifier> = ids
                 .iter()
@@ -325,15 +435,20 @@ impl IdentityGraph {
                 })
                 .cloned()
                 .collect();
-            for (identifier, first_seen) in absorbed.identifiers {
-                self.index.insert(identifier.clone(), survivor.clone());
-                if let Some(profile) = self.profiles.get_mut(&survivor) {
+            for identifier in absorbed.identifiers.keys() {
+                self.point(identifier, &survivor);
+            }
+            if let Some(profile) = self.profiles.get_mut(&survivor) {
+                for (identifier, first_seen) in absorbed.identifiers {
                     let entry = profile.identifiers.entry(identifier).or_insert(first_seen);
                     *entry = (*entry).min(first_seen);
-                    profile.created_at = profile.created_at.min(absorbed.created_at);
                 }
+                profile.created_at = profile.created_at.min(absorbed.created_at);
+                profile.history =
+                    merge_histories(std::mem::take(&mut profile.history), absorbed.history);
             }
             self.record(
+                &survivor,
                 message_id,
                 at,
                 Change::Merged {
@@ -350,12 +465,13 @@ impl IdentityGraph {
             .collect();
         if !new.is_empty() {
             for identifier in &new {
-                self.index.insert(identifier.clone(), survivor.clone());
+                self.point(identifier, &survivor);
                 if let Some(profile) = self.profiles.get_mut(&survivor) {
                     profile.identifiers.insert(identifier.clone(), at);
                 }
             }
             self.record(
+                &survivor,
                 message_id,
                 at,
                 Change::Linked {
@@ -370,13 +486,23 @@ impl IdentityGraph {
     /// The profile an identifier belongs to; the value is normalised for its type as events'
     /// are (`email:Jane@X.example` finds `email:jane@x.example`).
     pub fn profile_of(&self, id: &Identifier) -> Option<&ProfileIds> {
-        let profile = if let Some(profile) = self.index.get(id) {
-            profile
-        } else {
-            let value = normalize(&id.kind, &id.value, self.rules.default_country.as_deref())?;
-            self.index.get(&Identifier::new(id.kind.clone(), value))?
-        };
+        let profile = self.index.get(&self.lookup_form(id)?)?;
         self.profiles.get(profile)
+    }
+
+    /// `id` as events carry it: its value normalised for its type (`None` when it cannot be
+    /// an identifier).
+    pub fn lookup_form(&self, id: &Identifier) -> Option<Identifier> {
+        if self.index.contains_key(id) {
+            return Some(id.clone());
+        }
+        let value = normalize(&id.kind, &id.value, self.rules.default_country.as_deref())?;
+        Some(Identifier::new(id.kind.clone(), value))
+    }
+
+    /// A profile by id.
+    pub fn profile(&self, id: &str) -> Option<&ProfileIds> {
+        self.profiles.get(id)
     }
 
     /// Every profile, by id.
@@ -394,34 +520,144 @@ impl IdentityGraph {
         self.profiles.is_empty()
     }
 
-    /// Every decision, in order.
+    /// Every decision since the graph was made (or since [`IdentityGraph::take_log`]), in
+    /// order.
     pub fn log(&self) -> &[LogEntry] {
         &self.log
     }
 
-    /// The decisions that made a profile what it is: its creation and that of every profile
-    /// merged into it, the identifiers that joined them, the merges, in order.
-    pub fn history(&self, profile: &str) -> Vec<&LogEntry> {
-        let mut lineage: BTreeSet<&str> = BTreeSet::from([profile]);
-        // Merges point from the absorbed to the survivor: walk them backwards.
-        for entry in self.log.iter().rev() {
-            if let Change::Merged { into, from, .. } = &entry.change
-                && lineage.contains(into.as_str())
-            {
-                lineage.insert(from);
+    /// Takes the decisions logged so far, leaving the log empty (a long-running platform
+    /// keeps decisions in the profiles' histories, not in memory).
+    pub fn take_log(&mut self) -> Vec<LogEntry> {
+        std::mem::take(&mut self.log)
+    }
+
+    /// The decisions that made a profile what it is (see [`ProfileIds::history`]).
+    pub fn history(&self, profile: &str) -> &[LogEntry] {
+        self.profiles
+            .get(profile)
+            .map_or(&[], |p| p.history.as_slice())
+    }
+
+    /// How many decisions were made, ever.
+    pub fn decisions(&self) -> u64 {
+        self.decisions
+    }
+
+    /// Whether the working set holds `id` (a profile has it).
+    pub fn holds(&self, id: &Identifier) -> bool {
+        self.index.contains_key(id)
+    }
+
+    /// Whether the working set holds what is known of `message_id`.
+    pub fn holds_message(&self, message_id: &str) -> bool {
+        self.seen.contains_key(message_id)
+    }
+
+    /// Whether the working set holds the profile `id`.
+    pub fn holds_profile(&self, id: &str) -> bool {
+        self.profiles.contains_key(id)
+    }
+
+    /// Loads a profile from a store into the working set, with its identifiers. What the
+    /// working set holds already wins (it is newer than the store).
+    pub fn load(&mut self, profile: ProfileIds) {
+        if self.profiles.contains_key(&profile.id) {
+            return;
+        }
+        for identifier in profile.identifiers.keys() {
+            self.index.insert(identifier.clone(), profile.id.clone());
+        }
+        self.profiles.insert(profile.id.clone(), profile);
+    }
+
+    /// Loads what a store knows of a `messageId`: when the event that carried it was received.
+    pub fn load_seen(&mut self, message_id: &str, received: OffsetDateTime) {
+        self.seen
+            .entry(message_id.to_owned())
+            .or_insert((received, false));
+    }
+
+    /// Restores the decision counter of a stored graph.
+    pub fn load_decisions(&mut self, decisions: u64) {
+        self.decisions = self.decisions.max(decisions);
+    }
+
+    /// What changed since the last call (or since the graph was made).
+    pub fn take_changes(&mut self) -> GraphChanges {
+        let mut profiles: Vec<ProfileId> = self.changed.drain().collect();
+        profiles.sort();
+        let mut removed: Vec<ProfileId> = self.removed.drain().collect();
+        removed.sort();
+        let mut identifiers: Vec<(Identifier, ProfileId)> = self
+            .relinked
+            .drain()
+            .filter_map(|id| {
+                let profile = self.index.get(&id)?.clone();
+                Some((id, profile))
+            })
+            .collect();
+        identifiers.sort();
+        let mut seen = Vec::new();
+        for (id, (received, fresh)) in &mut self.seen {
+            if *fresh {
+                *fresh = false;
+                seen.push((id.clone(), *received));
             }
         }
-        self.log
-            .iter()
-            .filter(|entry| match &entry.change {
-                Change::Created { profile, .. } | Change::Linked { profile, .. } => {
-                    lineage.contains(profile.as_str())
-                }
-                Change::Merged { into, .. } => lineage.contains(into.as_str()),
-                Change::Dropped(_) => false,
-            })
-            .collect()
+        seen.sort();
+        GraphChanges {
+            profiles,
+            removed,
+            identifiers,
+            seen,
+        }
     }
+
+    /// Whether anything changed since the last [`IdentityGraph::take_changes`].
+    pub fn has_changes(&self) -> bool {
+        !(self.changed.is_empty()
+            && self.removed.is_empty()
+            && self.relinked.is_empty()
+            && self.seen.values().all(|(_, fresh)| !fresh))
+    }
+
+    /// Forgets the `messageId`s of the working set (a store keeps them).
+    pub fn forget_seen(&mut self) {
+        self.seen.clear();
+    }
+
+    /// Removes a profile and its identifiers from the working set (not from the graph's
+    /// truth: a store still holds it). Only for profiles without unsaved changes.
+    pub fn evict(&mut self, id: &str) {
+        if let Some(profile) = self.profiles.remove(id) {
+            for identifier in profile.identifiers.keys() {
+                self.index.remove(identifier);
+            }
+        }
+    }
+}
+
+/// Two histories in decision order (each is already in order).
+fn merge_histories(mine: Vec<LogEntry>, theirs: Vec<LogEntry>) -> Vec<LogEntry> {
+    let mut out = Vec::with_capacity(mine.len() + theirs.len());
+    let mut mine = mine.into_iter().peekable();
+    let mut theirs = theirs.into_iter().peekable();
+    loop {
+        let take_mine = match (mine.peek(), theirs.peek()) {
+            (Some(a), Some(b)) => a.number <= b.number,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let next = if take_mine {
+            mine.next()
+        } else {
+            theirs.next()
+        };
+        out.extend(next);
+    }
+    out
 }
 
 /// `p_` and 20 hex digits of SHA-256 over the first event's `messageId`.

@@ -15,6 +15,8 @@ use time::{Duration, OffsetDateTime};
 
 use super::extract::extract;
 use super::graph::{Applied, Change, IdentityGraph, ProfileId, ProfileIds};
+use super::id::{IdType, Identifier};
+use super::record::{self, RecordError};
 use super::rules::IdentityRules;
 use crate::timestamp;
 
@@ -369,11 +371,56 @@ fn combine(current: &mut TraitValue, incoming: TraitValue, rule: &Survivorship) 
 }
 
 /// The identity graph and the profiles of one workspace, updated event by event.
+///
+/// Like the graph, a unifier is a working set over a store: [`Unifier::lookups`] says which
+/// keys an event reads, [`Unifier::load_record`] and [`Unifier::load_seen`] bring them in,
+/// [`Unifier::take_changes`] gives what to write back, and [`Unifier::evict_to`] keeps it to
+/// a size. Left alone, it holds everything.
 #[derive(Clone, Debug)]
 pub struct Unifier {
     graph: IdentityGraph,
     config: ProfileConfig,
-    profiles: HashMap<ProfileId, Profile>,
+    profiles: HashMap<ProfileId, Slot>,
+    /// Events applied to a profile, ever (the number of the last).
+    sequence: u64,
+    /// Profiles changed since the last [`Unifier::take_changes`] (their slots say so too).
+    changed: Vec<ProfileId>,
+    clock: u64,
+}
+
+/// A profile of the working set.
+#[derive(Clone, Debug)]
+struct Slot {
+    profile: Profile,
+    /// When it was last used (a counter), for eviction.
+    used: u64,
+    /// Whether it changed since the last [`Unifier::take_changes`].
+    changed: bool,
+}
+
+/// The keys an event reads: what a store must load into the working set before it is applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lookups {
+    /// Its `messageId`, for the dedupe window.
+    pub message_id: Option<String>,
+    /// Its identifiers (an alias's `previousId` both as a user id and as an anonymous id).
+    pub identifiers: Vec<Identifier>,
+}
+
+/// What changed since the last [`Unifier::take_changes`], ready to write to a store.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Changes {
+    /// Profiles created or changed, each with its record ([`super::encode_record`]), sorted.
+    pub profiles: Vec<(ProfileId, Vec<u8>)>,
+    /// Profiles merged into others, sorted.
+    pub removed: Vec<ProfileId>,
+    /// Identifiers and the profile each now belongs to, sorted.
+    pub identifiers: Vec<(Identifier, ProfileId)>,
+    /// `messageId`s applied, with the time their events were received (milliseconds since
+    /// the Unix epoch).
+    pub seen: Vec<(String, i64)>,
+    /// The counters to store with them ([`super::StoredCounters`]).
+    pub counters: super::StoredCounters,
 }
 
 impl Unifier {
@@ -383,6 +430,9 @@ impl Unifier {
             graph: IdentityGraph::new(rules),
             config,
             profiles: HashMap::default(),
+            sequence: 0,
+            changed: Vec::new(),
+            clock: 0,
         }
     }
 
@@ -391,32 +441,70 @@ impl Unifier {
         &self.graph
     }
 
+    /// The identity graph, to drain its log ([`IdentityGraph::take_log`]).
+    pub fn graph_mut(&mut self) -> &mut IdentityGraph {
+        &mut self.graph
+    }
+
+    /// The profile configuration.
+    pub fn config(&self) -> &ProfileConfig {
+        &self.config
+    }
+
     /// A profile by id.
     pub fn profile(&self, id: &str) -> Option<&Profile> {
-        self.profiles.get(id)
+        self.profiles.get(id).map(|slot| &slot.profile)
     }
 
     /// Every profile.
     pub fn profiles(&self) -> impl Iterator<Item = &Profile> {
-        self.profiles.values()
+        self.profiles.values().map(|slot| &slot.profile)
+    }
+
+    /// How many events were applied to a profile, ever: the number of the last one.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// The keys `event` reads (see [`Lookups`]).
+    pub fn lookups(&self, event: &Map<String, Value>) -> Lookups {
+        let message_id = event
+            .get("messageId")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let extracted = extract(event, self.graph.rules());
+        let mut identifiers = extracted.ids;
+        if let Some(previous) = extracted.previous_id {
+            identifiers.push(Identifier::new(IdType::UserId, previous.clone()));
+            identifiers.push(Identifier::new(IdType::AnonymousId, previous));
+        }
+        Lookups {
+            message_id,
+            identifiers,
+        }
     }
 
     /// Applies one lake event (an enriched event as a JSON object). Its time is `timestamp`
-    /// (skew-corrected by ingestion), else `receivedAt`; its id `messageId`.
+    /// (skew-corrected by ingestion), else `receivedAt`; it was received at `receivedAt`, else
+    /// at its time; its id is `messageId`. Times count to the millisecond, as the lake writes
+    /// them (and as a store keeps them).
     pub fn apply(&mut self, event: &Map<String, Value>) -> Applied {
         let text = |key: &str| event.get(key).and_then(Value::as_str);
+        let time = |key: &str| {
+            text(key)
+                .and_then(|t| timestamp::parse(t).ok())
+                .map(record::to_millis)
+        };
         let Some(message_id) = text("messageId") else {
             return Applied::NoIdentity;
         };
-        let Some(at) = text("timestamp")
-            .or_else(|| text("receivedAt"))
-            .and_then(|t| timestamp::parse(t).ok())
-        else {
+        let Some(at) = time("timestamp").or_else(|| time("receivedAt")) else {
             return Applied::NoIdentity;
         };
+        let received = time("receivedAt").unwrap_or(at);
         let extracted = extract(event, self.graph.rules());
         let log_before = self.graph.log().len();
-        let applied = self.graph.apply(message_id, at, extracted);
+        let applied = self.graph.apply(message_id, at, received, extracted);
         let Applied::Profile(profile_id) = &applied else {
             return applied;
         };
@@ -433,11 +521,12 @@ impl Unifier {
             .collect();
         for (into, from) in merges {
             if let Some(absorbed) = self.profiles.remove(&from) {
-                let survivor = self
-                    .profiles
-                    .entry(into.clone())
-                    .or_insert_with(|| Profile::new(into, absorbed.first_seen));
-                survivor.absorb(absorbed, &self.config);
+                let survivor = self.profiles.entry(into.clone()).or_insert_with(|| Slot {
+                    profile: Profile::new(into, absorbed.profile.first_seen),
+                    used: 0,
+                    changed: false,
+                });
+                survivor.profile.absorb(absorbed.profile, &self.config);
             }
         }
         let context = event.get("context");
@@ -452,11 +541,127 @@ impl Unifier {
                 .and_then(|l| l.get("name"))
                 .and_then(Value::as_str),
         };
-        self.profiles
-            .entry(profile_id.clone())
-            .or_insert_with(|| Profile::new(profile_id.clone(), at))
-            .apply(event, &fact, &self.config);
+        self.sequence += 1;
+        self.clock += 1;
+        let slot = match self.profiles.get_mut(profile_id) {
+            Some(slot) => slot,
+            None => self.profiles.entry(profile_id.clone()).or_insert(Slot {
+                profile: Profile::new(profile_id.clone(), at),
+                used: 0,
+                changed: false,
+            }),
+        };
+        slot.profile.apply(event, &fact, &self.config);
+        slot.used = self.clock;
+        if !slot.changed {
+            slot.changed = true;
+            self.changed.push(profile_id.clone());
+        }
         applied
+    }
+
+    /// Loads a stored record ([`super::encode_record`]) into the working set; what the working
+    /// set holds already wins.
+    ///
+    /// # Errors
+    ///
+    /// When the record cannot be read.
+    pub fn load_record(&mut self, bytes: &[u8]) -> Result<(), RecordError> {
+        let (ids, profile) = record::decode_record(bytes)?;
+        if self.graph.holds_profile(&ids.id) {
+            return Ok(());
+        }
+        self.clock += 1;
+        let slot = Slot {
+            profile,
+            used: self.clock,
+            changed: false,
+        };
+        self.profiles.insert(ids.id.clone(), slot);
+        self.graph.load(ids);
+        Ok(())
+    }
+
+    /// Loads what a store knows of a `messageId` (received at `received_millis`).
+    pub fn load_seen(&mut self, message_id: &str, received_millis: i64) {
+        if let Some(received) = record::from_millis(received_millis) {
+            self.graph.load_seen(message_id, received);
+        }
+    }
+
+    /// Restores the counters of a stored unifier.
+    pub fn load_counters(&mut self, counters: &super::StoredCounters) {
+        self.sequence = self.sequence.max(counters.sequence);
+        self.graph.load_decisions(counters.decisions);
+    }
+
+    /// What changed since the last call, with the records to write.
+    pub fn take_changes(&mut self) -> Changes {
+        let graph = self.graph.take_changes();
+        let mut ids = std::mem::take(&mut self.changed);
+        ids.extend(graph.profiles);
+        ids.sort();
+        ids.dedup();
+        let profiles = ids
+            .into_iter()
+            .filter_map(|id| {
+                let slot = self.profiles.get_mut(&id)?;
+                slot.changed = false;
+                let record = record::encode_record(self.graph.profile(&id)?, &slot.profile);
+                Some((id, record))
+            })
+            .collect();
+        Changes {
+            profiles,
+            removed: graph.removed,
+            identifiers: graph.identifiers,
+            seen: graph
+                .seen
+                .into_iter()
+                .map(|(id, at)| (id, record::millis(at)))
+                .collect(),
+            counters: self.counters(),
+        }
+    }
+
+    /// The counters a store keeps with the records.
+    pub fn counters(&self) -> super::StoredCounters {
+        super::StoredCounters {
+            sequence: self.sequence,
+            decisions: self.graph.decisions(),
+        }
+    }
+
+    /// Forgets the `messageId`s of the working set (after their changes were written).
+    pub fn forget_seen(&mut self) {
+        self.graph.forget_seen();
+    }
+
+    /// Evicts the least recently used profiles until at most `keep` are held. Only profiles
+    /// whose changes were taken ([`Unifier::take_changes`]) are evicted.
+    pub fn evict_to(&mut self, keep: usize) {
+        if self.profiles.len() <= keep || self.graph.has_changes() || !self.changed.is_empty() {
+            return;
+        }
+        let mut by_age: Vec<(u64, ProfileId)> = self
+            .profiles
+            .iter()
+            .map(|(id, slot)| (slot.used, id.clone()))
+            .collect();
+        by_age.sort_unstable();
+        let excess = self.profiles.len() - keep;
+        for (_, id) in by_age.into_iter().take(excess) {
+            self.profiles.remove(&id);
+            self.graph.evict(&id);
+        }
+    }
+
+    /// The record of a profile of the working set, as a store keeps it.
+    pub fn record(&self, id: &str) -> Option<Vec<u8>> {
+        Some(record::encode_record(
+            self.graph.profile(id)?,
+            &self.profiles.get(id)?.profile,
+        ))
     }
 }
 
@@ -466,79 +671,18 @@ impl Unifier {
         let mut ids: Vec<&ProfileIds> = self.graph.profiles().collect();
         ids.sort_by(|a, b| a.id.cmp(&b.id));
         ids.into_iter()
-            .filter_map(|p| p.identifiers.keys().next())
-            .filter_map(|id| self.profile_json(id))
+            .filter_map(|ids| {
+                let slot = self.profiles.get(&ids.id)?;
+                Some(super::view::profile_view(ids, &slot.profile))
+            })
             .collect()
     }
 
-    /// The profile of an identifier as the profile API shows it: id, identifiers (with when
-    /// each was first seen), traits (value, time, source, messageId), computed fields,
-    /// aggregates, and the history of decisions that made it.
-    pub fn profile_json(&self, id: &super::id::Identifier) -> Option<Value> {
+    /// The profile of an identifier as the profile API shows it
+    /// ([`super::view::profile_view`]).
+    pub fn profile_json(&self, id: &Identifier) -> Option<Value> {
         let ids = self.graph.profile_of(id)?;
-        let profile = self.profiles.get(&ids.id)?;
-        let identifiers: Vec<Value> = ids
-            .identifiers
-            .iter()
-            .map(|(identifier, first_seen)| {
-                serde_json::json!({
-                    "type": identifier.kind.as_str(),
-                    "value": identifier.value,
-                    "firstSeen": timestamp::format(*first_seen),
-                })
-            })
-            .collect();
-        let traits: Map<String, Value> = profile
-            .traits
-            .iter()
-            .map(|(key, t)| {
-                let value = serde_json::json!({
-                    "value": t.value,
-                    "at": timestamp::format(t.at),
-                    "source": t.source,
-                    "messageId": t.message_id,
-                });
-                (key.clone(), value)
-            })
-            .collect();
-        let history: Vec<Value> = self
-            .graph
-            .history(&ids.id)
-            .into_iter()
-            .map(|entry| {
-                let mut out = match &entry.change {
-                    Change::Created {
-                        profile,
-                        identifiers,
-                    } => serde_json::json!({"change": "created", "profile": profile,
-                        "identifiers": identifiers.iter().map(ToString::to_string).collect::<Vec<_>>()}),
-                    Change::Linked {
-                        profile,
-                        identifiers,
-                    } => serde_json::json!({"change": "linked", "profile": profile,
-                        "identifiers": identifiers.iter().map(ToString::to_string).collect::<Vec<_>>()}),
-                    Change::Merged { into, from, via } => serde_json::json!({"change": "merged",
-                        "into": into, "from": from,
-                        "via": via.iter().map(ToString::to_string).collect::<Vec<_>>()}),
-                    Change::Dropped(_) => Value::Null,
-                };
-                if let Value::Object(fields) = &mut out {
-                    fields.insert("messageId".into(), Value::from(entry.message_id.clone()));
-                    fields.insert("at".into(), Value::from(timestamp::format(entry.at)));
-                }
-                out
-            })
-            .collect();
-        Some(serde_json::json!({
-            "id": ids.id,
-            "identifiers": identifiers,
-            "traits": traits,
-            "firstSeen": timestamp::format(profile.first_seen),
-            "lastSeen": timestamp::format(profile.last_seen),
-            "eventCounts": profile.event_counts,
-            "sessions": profile.sessions,
-            "aggregates": profile.aggregates,
-            "history": history,
-        }))
+        let slot = self.profiles.get(&ids.id)?;
+        Some(super::view::profile_view(ids, &slot.profile))
     }
 }

@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 
 use regex_lite::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::id::IdType;
 
 /// The rule for one identifier type.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TypeRule {
     /// Lower is stronger; when a link breaks a rule, the event's weakest identifier is dropped.
@@ -58,7 +58,7 @@ pub const PLACEHOLDERS: [&str; 12] = [
 pub const DEFAULT_BLOCKED: &str = "placeholder";
 
 /// Every rule of identity resolution (`[identity]` in `braid.toml`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdentityRules {
     /// Rules by type name (`user_id`, `email`, `phone`, `device_id`, `anonymous_id`, custom).

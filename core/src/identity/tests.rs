@@ -38,7 +38,8 @@ impl Scenario {
 
     fn send_id(&mut self, message_id: &str, at: i64, event: &Value) -> Applied {
         let extracted = extract(event.as_object().unwrap(), self.graph.rules());
-        self.graph.apply(message_id, minutes(at), extracted)
+        self.graph
+            .apply(message_id, minutes(at), minutes(at), extracted)
     }
 
     /// Every profile as its sorted `type:value` identifiers, sorted.
@@ -727,4 +728,258 @@ fn lookups_normalise_like_events() {
     for lookup in ["email:Jane@Shop.EXAMPLE", "phone:06 12 34 56 78"] {
         assert_eq!(s.profile_of(lookup), profile, "{lookup}");
     }
+}
+
+/// A store in memory, as a platform keeps one: records, the identifier index, the dedupe
+/// entries and the counters.
+#[derive(Default)]
+struct MemoryStore {
+    ids: std::collections::BTreeMap<Identifier, ProfileId>,
+    records: std::collections::BTreeMap<ProfileId, Vec<u8>>,
+    seen: std::collections::BTreeMap<String, i64>,
+    counters: StoredCounters,
+}
+
+impl MemoryStore {
+    /// Loads into the working set every key the batch reads, as a platform does.
+    fn load(&self, u: &mut Unifier, batch: &[serde_json::Map<String, Value>]) {
+        u.load_counters(&self.counters);
+        for event in batch {
+            let lookups = u.lookups(event);
+            if let Some(message_id) = lookups.message_id
+                && !u.graph().holds_message(&message_id)
+                && let Some(received) = self.seen.get(&message_id)
+            {
+                u.load_seen(&message_id, *received);
+            }
+            for id in lookups.identifiers {
+                if u.graph().holds(&id) {
+                    continue;
+                }
+                if let Some(profile) = self.ids.get(&id) {
+                    u.load_record(&self.records[profile]).unwrap();
+                }
+            }
+        }
+    }
+
+    fn save(&mut self, u: &mut Unifier) {
+        let changes = u.take_changes();
+        for (id, record) in changes.profiles {
+            self.records.insert(id, record);
+        }
+        for id in changes.removed {
+            self.records.remove(&id);
+        }
+        for (id, profile) in changes.identifiers {
+            self.ids.insert(id, profile);
+        }
+        self.seen.extend(changes.seen);
+        self.counters = changes.counters;
+    }
+
+    fn views(&self) -> Vec<Value> {
+        self.records
+            .values()
+            .map(|record| {
+                let (ids, profile) = decode_record(record).unwrap();
+                profile_view(&ids, &profile)
+            })
+            .collect()
+    }
+}
+
+fn random_lake_events(seed: u64, count: usize) -> Vec<serde_json::Map<String, Value>> {
+    let mut state = seed;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state >> 33).unwrap() % n
+    };
+    let mut events = Vec::new();
+    for i in 0..count {
+        let anonymous = format!("a{}", next(150));
+        let mut event = match next(6) {
+            0 => json!({"type": "identify", "anonymousId": anonymous,
+                        "userId": format!("u{}", next(50)),
+                        "traits": {"tier": next(3), "email": format!("e{}@x.example", next(40)),
+                                   "tags": [format!("t{}", next(4))]}}),
+            1 => json!({"type": "alias", "anonymousId": anonymous,
+                        "previousId": format!("a{}", next(150))}),
+            2 => json!({"type": "track", "event": "Buy", "anonymousId": anonymous,
+                        "userId": "null", "properties": {"amount": f64::from(u32::try_from(next(100)).unwrap()) / 3.0}}),
+            3 => json!({"type": "identify", "anonymousId": anonymous,
+                        "context": {"device": {"id": format!("d{}", next(30))},
+                                    "traits": {"phone": format!("+3361234{:04}", next(60))}}}),
+            _ => json!({"type": "page", "anonymousId": anonymous}),
+        };
+        let at = i64::try_from(i).unwrap() - i64::try_from(next(30)).unwrap();
+        event["context"]["sequence"] = json!(i);
+        events.push(lake_event(&format!("m{i}"), at, event));
+    }
+    events
+}
+
+/// The working set over a store gives what one unifier holding everything gives, however
+/// the events are batched, whatever is redelivered, and however little the working set keeps
+/// between batches (down to nothing): every key an event reads is loaded before it.
+#[test]
+fn a_working_set_over_a_store_gives_the_same_profiles() {
+    let config: ProfileConfig = serde_json::from_value(json!({
+        "traits": {"tier": {"rule": "most_frequent"}},
+        "aggregates": [{"name": "spent", "event": "Buy", "property": "amount", "op": "sum"},
+                       {"name": "last_amount", "event": "Buy", "property": "amount", "op": "last"}]
+    }))
+    .unwrap();
+    let events = random_lake_events(0x5DEE_CE66_D1CE_4E5B, 1_500);
+    let mut whole = unifier(config.clone());
+    for event in &events {
+        whole.apply(event);
+    }
+    let reference = whole.snapshot();
+    assert!(reference.len() > 40, "{} profiles", reference.len());
+    assert!(
+        reference
+            .iter()
+            .any(|p| p["history"].as_array().unwrap().len() > 4),
+        "some profiles merged"
+    );
+    let mut state: u64 = 0x0123_4567_89AB_CDEF;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state >> 33).unwrap() % n
+    };
+    for keep in [0, 3, 40, usize::MAX] {
+        let mut store = MemoryStore::default();
+        let mut u = unifier(config.clone());
+        let mut position = 0;
+        while position < events.len() {
+            let end = (position + 1 + next(60)).min(events.len());
+            let mut batch = events[position..end].to_vec();
+            for _ in 0..next(3) {
+                batch.push(events[next(end)].clone());
+            }
+            store.load(&mut u, &batch);
+            for event in &batch {
+                u.apply(event);
+            }
+            store.save(&mut u);
+            u.forget_seen();
+            u.graph_mut().take_log();
+            u.evict_to(keep);
+            position = end;
+        }
+        assert!(
+            store.views() == reference,
+            "keeping {keep} profiles between batches changed the result"
+        );
+        assert_eq!(store.counters, whole.counters());
+    }
+}
+
+#[test]
+fn records_read_back_as_written() {
+    let config: ProfileConfig = serde_json::from_value(json!({
+        "traits": {"tier": {"rule": "most_frequent"}},
+        "aggregates": [{"name": "spent", "event": "Buy", "property": "amount", "op": "sum"},
+                       {"name": "last_amount", "event": "Buy", "property": "amount", "op": "last"}]
+    }))
+    .unwrap();
+    let mut u = unifier(config);
+    for event in random_lake_events(7, 600) {
+        u.apply(&event);
+    }
+    let mut checked = 0;
+    for ids in u.graph().profiles() {
+        let profile = u.profile(&ids.id).unwrap();
+        let (ids_back, profile_back) = decode_record(&encode_record(ids, profile)).unwrap();
+        assert_eq!(&ids_back, ids);
+        assert_eq!(&profile_back, profile);
+        checked += 1;
+    }
+    assert!(checked > 40);
+    let error = decode_record(br#"{"v": 9}"#).unwrap_err().to_string();
+    assert!(error.starts_with("not a profile record"), "{error}");
+}
+
+#[test]
+fn the_dedupe_window_counts_from_when_events_were_received() {
+    let mut u = unifier(ProfileConfig::default());
+    let event = |received: &str| {
+        let mut e = lake_event(
+            "same-id",
+            0,
+            json!({"type": "track", "event": "E", "userId": "u"}),
+        );
+        e.insert("receivedAt".into(), json!(received));
+        e
+    };
+    assert!(matches!(
+        u.apply(&event("2024-05-01T10:00:00.000Z")),
+        Applied::Profile(_)
+    ));
+    assert_eq!(
+        u.apply(&event("2024-05-08T09:59:59.000Z")),
+        Applied::Duplicate,
+        "a redelivery within 7 days"
+    );
+    assert!(
+        matches!(
+            u.apply(&event("2024-05-08T10:00:01.000Z")),
+            Applied::Profile(_)
+        ),
+        "past the window the id counts again"
+    );
+    assert_eq!(profile_of(&u, "user_id:u").event_counts["E"], 2);
+}
+
+#[test]
+fn left_out_identifiers_are_explained_once_in_the_profile() {
+    let mut s = Scenario::new();
+    s.send(
+        0,
+        json!({"type": "identify", "anonymousId": "family-laptop", "userId": "mum"}),
+    );
+    for at in 1..5 {
+        s.send(
+            at,
+            json!({"type": "track", "event": "E", "anonymousId": "family-laptop", "userId": "son"}),
+        );
+    }
+    let son = s.profile_of("user_id:son");
+    let drops: Vec<&LogEntry> = s
+        .graph
+        .history(&son)
+        .iter()
+        .filter(|e| matches!(e.change, Change::Dropped(_)))
+        .collect();
+    assert_eq!(drops.len(), 1, "{drops:#?}");
+    assert_eq!(
+        drops[0].message_id, "m2",
+        "the first event that left it out"
+    );
+    let unifier_view = {
+        let mut u = unifier(ProfileConfig::default());
+        u.apply(&lake_event(
+            "x1",
+            0,
+            json!({"type": "identify", "anonymousId": "l", "userId": "mum"}),
+        ));
+        u.apply(&lake_event(
+            "x2",
+            1,
+            json!({"type": "identify", "anonymousId": "l", "userId": "son"}),
+        ));
+        u.profile_json(&Identifier::parse("user_id:son").unwrap())
+            .unwrap()
+    };
+    assert_eq!(
+        unifier_view["history"][1],
+        json!({"change": "dropped", "identifier": "anonymous_id:l",
+               "reason": "linking it would put two values of a unique type in one profile",
+               "messageId": "x2", "at": "2024-05-01T10:01:00.000Z"})
+    );
 }
