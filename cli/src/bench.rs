@@ -342,12 +342,63 @@ async fn bench_unify_store(
     );
     println!("  profiles          {count}");
     println!(
-        "  store on disk     {:.1} MB = {:.0} MB per million profiles",
+        "  store on disk     {:.1} MB = {:.0} MB per million profiles (lz4; log and L0 files not yet compacted or collected included)",
         bytes as f64 / 1e6,
         bytes as f64 / count.max(1) as f64
     );
+    // What the store holds, by kind of key (keys and values, before compression), read back
+    // from the closed store: what a fully compacted store would hold.
+    let logical = logical_sizes(&data).await?;
+    for (kind, (entries, bytes)) in &logical {
+        println!(
+            "  {kind:<17} {entries} entries, {:.1} MB = {:.0} bytes per profile",
+            *bytes as f64 / 1e6,
+            *bytes as f64 / count.max(1) as f64
+        );
+    }
     std::fs::remove_dir_all(&data)?;
     Ok(())
+}
+
+/// Entries and bytes (keys and values) of the bench workspace's store, by kind of key.
+async fn logical_sizes(
+    data: &std::path::Path,
+) -> anyhow::Result<std::collections::BTreeMap<&'static str, (u64, u64)>> {
+    use braid_unifier::kv::{Kv as _, KvHome as _};
+    let home = braid_unifier::kv::LocalHome::open(data, braid_unifier::kv::SlateOptions::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let kv = home
+        .open("profiles/workspace=bench/g1")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut sizes = std::collections::BTreeMap::new();
+    let mut start = Vec::new();
+    loop {
+        let page = kv
+            .scan(&start, &[0xFF], 10_000)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        start.clone_from(last);
+        start.push(0);
+        for (key, value) in &page {
+            let kind = match key.first() {
+                _ if key.as_slice() == b"meta" => "meta",
+                Some(b'p') => "profiles (p/)",
+                Some(b'i') => "identifiers (i/)",
+                Some(b'm') => "dedupe (m/)",
+                Some(b'e') => "events (e/)",
+                _ => "meta",
+            };
+            let entry = sizes.entry(kind).or_insert((0_u64, 0_u64));
+            entry.0 += 1;
+            entry.1 += (key.len() + value.len()) as u64;
+        }
+    }
+    kv.close().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(sizes)
 }
 
 /// The bytes of every file under `folder`.

@@ -12,7 +12,9 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod client;
 mod config;
+mod import;
 mod lake;
 mod metrics;
 mod resolve;
@@ -59,6 +61,9 @@ enum Command {
     Profiles(ProfilesCommand),
     /// Find the records of one person among CRM-like CSV records (fuzzy matching).
     Resolve(resolve::ResolveArgs),
+    /// Import CRM-like CSV records into profiles: matched as `braid resolve` does, then sent as
+    /// identify calls to a Braid endpoint.
+    Import(import::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -420,6 +425,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(profiles_export(&args))
         }
         Command::Resolve(args) => resolve::run(&args),
+        Command::Import(args) => runtime.block_on(import::run(&args)),
     }
 }
 

@@ -89,7 +89,7 @@ pub(crate) fn run(args: &ResolveArgs) -> anyhow::Result<()> {
 }
 
 /// The records of every input file; with several files, each row's file.
-fn read_table(inputs: &[PathBuf]) -> anyhow::Result<Table> {
+pub(crate) fn read_table(inputs: &[PathBuf]) -> anyhow::Result<Table> {
     let mut table = Table::default();
     for (source, path) in inputs.iter().enumerate() {
         let mut reader = csv::ReaderBuilder::new()
@@ -124,7 +124,7 @@ fn read_table(inputs: &[PathBuf]) -> anyhow::Result<Table> {
 
 /// What was chosen and found: fields with their kind, reason and learnt weights, strong
 /// identifiers, blocking rules, the model, and the links and clusters.
-fn report(resolution: &mut Resolution, config: &ResolveConfig) {
+pub(crate) fn report(resolution: &mut Resolution, config: &ResolveConfig) {
     let plan = &resolution.plan;
     println!("fields:");
     for (field, model) in plan.fields.iter().zip(&resolution.model.fields) {

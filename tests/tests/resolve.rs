@@ -158,3 +158,111 @@ fn resolve_refuses_bad_input_clearly() {
     let bad = error(&["--input", ragged.to_str().unwrap(), "--output", out]);
     assert!(bad.contains("record 2"), "{bad}");
 }
+
+/// `braid import` sends the records to a running `braid serve`; the identity graph links
+/// them into one profile per cluster `braid resolve` finds on the same file — records of one
+/// customer that share no identifier (a typo in the name, the phone written otherwise, no
+/// email) included — with each record's traits, and the link explained in the history.
+#[test]
+fn import_links_records_into_the_profiles_of_their_clusters() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("customers.csv");
+    customers(&input);
+    let clusters = dir.path().join("clusters.csv");
+    let run = resolve(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        clusters.to_str().unwrap(),
+        "--truth-column",
+        "person",
+    ]);
+    assert!(run.status.success(), "{run:?}");
+    let server = braid_tests::Server::start_with(
+        dir.path().join("data"),
+        dir.path().join("braid.log"),
+        &["--profile-token", "t"],
+    );
+    let import = Command::new(braid_bin())
+        .args(["import", "--input", input.to_str().unwrap(), "--url"])
+        .arg(server.url())
+        .args(["--write-key", &server.key, "--ignore-column", "person"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&import.stdout);
+    assert!(import.status.success(), "{import:?}");
+    assert!(
+        said.contains("250 identify events sent in 1 requests")
+            && said.contains("customer_no:<customer_no>"),
+        "{said}"
+    );
+    braid_tests::wait_unified(&server.data);
+
+    let mut cluster_of = HashMap::new();
+    for line in std::fs::read_to_string(&clusters).unwrap().lines().skip(1) {
+        let (id, cluster) = line.split_once(',').unwrap();
+        cluster_of.insert(id.to_owned(), cluster.to_owned());
+    }
+    assert_eq!(cluster_of.len(), 250);
+    let mut profile_of = HashMap::new();
+    let mut merged = None;
+    for id in cluster_of.keys() {
+        let reply = braid_tests::request(
+            server.addr,
+            "GET",
+            &format!("/v1/profiles/customer_no:{id}"),
+            &[("Authorization", "Bearer t")],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(reply.status, 200, "{id}: {}", reply.text());
+        let profile = reply.json();
+        assert!(
+            profile["traits"]["firstName"]["value"].is_string(),
+            "{profile}"
+        );
+        let records = profile["identifiers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["type"] == "customer_no")
+            .count();
+        if records == 2 {
+            merged = Some(profile.clone());
+        }
+        profile_of.insert(id.clone(), profile["id"].as_str().unwrap().to_owned());
+    }
+    let ids: Vec<&String> = cluster_of.keys().collect();
+    for a in &ids {
+        for b in &ids {
+            assert_eq!(
+                cluster_of[*a] == cluster_of[*b],
+                profile_of[*a] == profile_of[*b],
+                "{a} and {b}"
+            );
+        }
+    }
+    // A customer's two records: the second joined the first's profile through their
+    // cluster (they share no identifier), and the history says so.
+    let merged = merged.expect("some profile has two records");
+    let cluster = merged["identifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "customer_no_cluster")
+        .unwrap_or_else(|| panic!("{merged}"));
+    let history = merged["history"].as_array().unwrap();
+    let changes: Vec<&str> = history
+        .iter()
+        .map(|h| h["change"].as_str().unwrap())
+        .collect();
+    // The second record's national phone (no default country is configured) is explained.
+    assert_eq!(changes, ["created", "linked", "dropped"], "{merged}");
+    assert_eq!(history[2]["reason"], "not a valid value for its type");
+    assert!(
+        history[0]["identifiers"].as_array().unwrap().contains(
+            &format!("customer_no_cluster:{}", cluster["value"].as_str().unwrap()).into()
+        ),
+        "{merged}"
+    );
+}

@@ -12,6 +12,7 @@
 mod cluster;
 mod compare;
 mod config;
+mod import;
 mod model;
 mod profile;
 #[cfg(test)]
@@ -20,6 +21,7 @@ mod tests;
 pub use cluster::{Clusters, PairMetrics, pair_metrics};
 pub use compare::{Comparator, Kind};
 pub use config::{FieldConfig, ResolveConfig};
+pub use import::{ImportOptions, import_events};
 pub use model::{FieldModel, Model, Resolution, resolve};
 pub use profile::{Plan, plan};
 

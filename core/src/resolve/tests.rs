@@ -344,3 +344,99 @@ fn the_fast_jaro_winkler_and_edit_check_agree_with_strsim() {
         strsim::jaro_winkler(&long, "aaa")
     );
 }
+
+/// Imported records become identify events that the identity graph links into exactly the
+/// clusters resolve found (records of one person that share no identifier included), with
+/// the shared placeholder email left out of every event.
+#[test]
+fn imported_records_link_into_the_clusters_resolve_found() {
+    use crate::identity::{Identifier, IdentityRules, ProfileConfig, Unifier};
+    let table = crm(400, 5);
+    let truth_column = table.column("truth").unwrap();
+    let skip = [0, truth_column];
+    let config = ResolveConfig::default();
+    let mut resolution = resolve(&table, &config, &skip).unwrap();
+    let labels = resolution.clusters.labels();
+    let at = crate::timestamp::parse("2024-05-01T10:00:00Z").unwrap();
+    let options = ImportOptions {
+        id_type: "rec_id",
+        id_column: 0,
+        skip: &[truth_column],
+        at,
+        library: "braid-import",
+        max_shared: config.max_shared,
+    };
+    let imported = import_events(&table, &resolution.plan, &labels, &options);
+    assert_eq!(imported.events.len(), table.rows.len());
+    let placeholders = (0..table.rows.len())
+        .filter(|&r| row_email(&table, r) == "noreply@shop.example")
+        .count();
+    assert!(placeholders > config.max_shared);
+    assert_eq!(
+        imported.shared,
+        [(
+            "email".to_owned(),
+            "noreply@shop.example".to_owned(),
+            placeholders
+        )]
+    );
+    // The first record (a person with one duplicate), as it is sent.
+    let first = &imported.events[0];
+    assert_eq!(first["type"], "identify");
+    assert_eq!(first["anonymousId"], "rec_id:rec-0-org");
+    assert_eq!(
+        first["context"]["externalIds"],
+        serde_json::json!([
+            {"id": "rec-0-org", "type": "rec_id", "collection": "users", "encoding": "none"},
+            {"id": "rec-0-org", "type": "rec_id_cluster", "collection": "users", "encoding": "none"}
+        ])
+    );
+    let row = &table.rows[0];
+    assert_eq!(
+        first["traits"],
+        serde_json::json!({"firstName": row[1], "lastName": row[2], "birthday": row[3],
+            "address": {"postalCode": row[4], "street": row[5], "city": row[6]}}),
+        "the placeholder email of person 0 is left out"
+    );
+    let with_email = (0..table.rows.len())
+        .find(|&r| !matches!(row_email(&table, r).as_str(), "" | "noreply@shop.example"))
+        .unwrap();
+    assert_eq!(
+        imported.events[with_email]["traits"]["email"],
+        row_email(&table, with_email)
+    );
+    assert!(
+        imported.events[0]["messageId"]
+            .as_str()
+            .unwrap()
+            .starts_with("import-")
+    );
+    // Through the identity graph: one profile per cluster.
+    let mut unifier = Unifier::new(IdentityRules::default(), ProfileConfig::default());
+    for event in &imported.events {
+        unifier.apply(event.as_object().unwrap());
+    }
+    let profile_of = |row: usize| {
+        let id = Identifier::parse(&format!("rec_id:{}", table.cell(row, 0))).unwrap();
+        unifier.graph().profile_of(&id).unwrap().id.clone()
+    };
+    for a in 0..table.rows.len() {
+        for b in a + 1..table.rows.len() {
+            assert_eq!(
+                labels[a] == labels[b],
+                profile_of(a) == profile_of(b),
+                "records {a} and {b}"
+            );
+        }
+    }
+    // Importing the same file again changes nothing.
+    let before = unifier.snapshot();
+    for event in &import_events(&table, &resolution.plan, &labels, &options).events {
+        unifier.apply(event.as_object().unwrap());
+    }
+    assert!(unifier.snapshot() == before);
+}
+
+fn row_email(table: &Table, row: usize) -> String {
+    table.cell(row, table.column("email").unwrap()).to_owned()
+}

@@ -1,0 +1,203 @@
+//! `braid import`: CRM-like records (CSV) into profiles. The records are resolved into
+//! clusters as `braid resolve` does, turned into Segment `identify` calls
+//! (`braid_core::resolve::import_events`) that carry each record's id and cluster, and sent to a
+//! Braid collection endpoint (`braid serve`, or the Worker) with a write key: the identity graph
+//! then links them into profiles with everything else, under the same rules, and a rebuild from
+//! the lake gives the same result.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use braid_core::resolve::{ImportOptions, ResolveConfig, import_events, resolve};
+
+use crate::client::Endpoint;
+use crate::resolve::{read_table, report};
+
+/// The most bytes of events sent in one request (the endpoint takes 500 KB per batch).
+const BATCH_BYTES: usize = 400_000;
+
+/// How many times a request that may pass (429, 5xx, no connection) is sent.
+const ATTEMPTS: u32 = 8;
+
+/// `braid import` arguments.
+#[derive(clap::Args)]
+pub(crate) struct ImportArgs {
+    /// Records as CSV with a header row.
+    #[arg(long)]
+    input: PathBuf,
+    /// The collection endpoint (`http://127.0.0.1:8080`; `/v1/batch` is added).
+    #[arg(long)]
+    url: String,
+    /// The write key of the workspace the records belong to.
+    #[arg(long)]
+    write_key: String,
+    /// Rules for matching (TOML, as for `braid resolve --config`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The column with each record's id (default: the first).
+    #[arg(long)]
+    id_column: Option<String>,
+    /// The identifier type of the record ids (default: the id column's name, lower-cased).
+    #[arg(long)]
+    id_type: Option<String>,
+    /// Columns to leave out of the traits (and of matching).
+    #[arg(long)]
+    ignore_column: Vec<String>,
+    /// `context.library.name` of the events, the source for survivorship rules.
+    #[arg(long, default_value = "braid-import")]
+    source: String,
+    /// Write the events as NDJSON here instead of sending them.
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+pub(crate) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut config: ResolveConfig = match &args.config {
+        Some(path) => toml::from_str(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        )
+        .with_context(|| format!("invalid {}", path.display()))?,
+        None => ResolveConfig::default(),
+    };
+    config.ignore.extend(args.ignore_column.iter().cloned());
+    let table = read_table(std::slice::from_ref(&args.input))?;
+    let id_column = match &args.id_column {
+        Some(name) => table
+            .column(name)
+            .with_context(|| format!("no column {name:?}; the columns are {:?}", table.headers))?,
+        None => 0,
+    };
+    let id_type = args.id_type.clone().unwrap_or_else(|| {
+        table
+            .headers
+            .get(id_column)
+            .map_or_else(|| "record_id".to_owned(), |h| h.trim().to_ascii_lowercase())
+    });
+    anyhow::ensure!(
+        !id_type.is_empty() && !id_type.contains(':'),
+        "--id-type must be a name without ':' (got {id_type:?})"
+    );
+    let skip: Vec<usize> = args
+        .ignore_column
+        .iter()
+        .filter_map(|name| table.column(name))
+        .collect();
+    let mut resolution = resolve(&table, &config, &[&[id_column][..], &skip].concat())
+        .map_err(anyhow::Error::msg)?;
+    println!("{} records from {}", table.rows.len(), args.input.display());
+    report(&mut resolution, &config);
+    let labels = resolution.clusters.labels();
+    let options = ImportOptions {
+        id_type: &id_type,
+        id_column,
+        skip: &skip,
+        at: time::OffsetDateTime::now_utc(),
+        library: &args.source,
+        max_shared: config.max_shared,
+    };
+    let imported = import_events(&table, &resolution.plan, &labels, &options);
+    for (column, value, records) in &imported.shared {
+        println!(
+            "left out: {column} {value:?}, on {records} records (more than {}): not an identity; \
+             block it in [identity.types.*] blocked",
+            config.max_shared
+        );
+    }
+    let events = imported.events;
+    if events.len() < table.rows.len() {
+        println!(
+            "{} records without an id in column {:?} were left out",
+            table.rows.len() - events.len(),
+            table.headers.get(id_column).map_or("", String::as_str)
+        );
+    }
+    if let Some(output) = &args.output {
+        let mut text = String::new();
+        for event in &events {
+            text.push_str(&event.to_string());
+            text.push('\n');
+        }
+        std::fs::write(output, text)
+            .with_context(|| format!("cannot write {}", output.display()))?;
+        println!("{} events written to {}", events.len(), output.display());
+        return Ok(());
+    }
+    let endpoint = Endpoint::new(&args.url, "/v1/batch")?;
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{}:", args.write_key)
+        )
+    );
+    let mut sent = 0;
+    let mut requests = 0;
+    for batch in batches(&events) {
+        send(&endpoint, &auth, batch).await?;
+        sent += batch.len();
+        requests += 1;
+    }
+    println!(
+        "{sent} identify events sent in {requests} requests to {} as {id_type}:<{}> in {:.2} s",
+        args.url,
+        table.headers.get(id_column).map_or("", String::as_str),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The events cut into batches of at most [`BATCH_BYTES`].
+fn batches(events: &[serde_json::Value]) -> Vec<&[serde_json::Value]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, event) in events.iter().enumerate() {
+        let size = event.to_string().len() + 1;
+        if i > start && bytes + size > BATCH_BYTES {
+            out.extend(events.get(start..i));
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    out.extend(events.get(start..).filter(|rest| !rest.is_empty()));
+    out
+}
+
+/// Sends one batch, again after a 429, a 5xx or a failed connection (honouring
+/// `Retry-After`); any other answer but 2xx stops the import with the endpoint's words.
+async fn send(endpoint: &Endpoint, auth: &str, events: &[serde_json::Value]) -> anyhow::Result<()> {
+    let body = serde_json::json!({"batch": events})
+        .to_string()
+        .into_bytes();
+    let mut wait = Duration::from_millis(500);
+    for attempt in 1..=ATTEMPTS {
+        let last = attempt == ATTEMPTS;
+        match endpoint
+            .post_json(&[("authorization", auth)], body.clone())
+            .await
+        {
+            Ok(answer) if (200..300).contains(&answer.status) => return Ok(()),
+            Ok(answer) if (answer.status == 429 || answer.status >= 500) && !last => {
+                if let Some(seconds) = answer.retry_after {
+                    wait = Duration::from_secs(seconds.min(60));
+                }
+            }
+            Ok(answer) => anyhow::bail!(
+                "the endpoint answered {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            ),
+            Err(error) if !last => {
+                eprintln!("sending failed ({error}); again in {} ms", wait.as_millis());
+            }
+            Err(error) => return Err(error.context("the endpoint did not take the events")),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+    anyhow::bail!("the endpoint did not take the events after {ATTEMPTS} attempts")
+}
