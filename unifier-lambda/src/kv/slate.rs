@@ -415,3 +415,69 @@ impl KvHome for S3Home {
         SlateKv::open(Arc::clone(&self.store), path, &self.options).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use slatedb::object_store::memory::InMemory;
+
+    use super::*;
+
+    fn put(key: &str, value: &str) -> Vec<KvWrite> {
+        vec![KvWrite::Put {
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            ttl_millis: None,
+        }]
+    }
+
+    /// What was flushed survives a reopen; a reader sees it beside the writer; a second
+    /// writer fences the first, whose next write fails for good with a clear message.
+    #[tokio::test]
+    async fn flushed_writes_persist_and_a_second_writer_fences_the_first() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let options = SlateOptions::default();
+        let first = SlateKv::open(Arc::clone(&store), "profiles/w/g1", &options)
+            .await
+            .unwrap();
+        first.write(put("p/a", "1")).await.unwrap();
+        first
+            .write(vec![
+                KvWrite::Put {
+                    key: b"p/b".to_vec(),
+                    value: b"2".to_vec(),
+                    ttl_millis: Some(60_000),
+                },
+                KvWrite::Delete {
+                    key: b"p/a".to_vec(),
+                },
+            ])
+            .await
+            .unwrap();
+        first.flush().await.unwrap();
+        assert_eq!(first.get(b"p/a").await.unwrap(), None);
+        let reader = SlateKv::open_reader(Arc::clone(&store), "profiles/w/g1")
+            .await
+            .unwrap();
+        assert_eq!(reader.get(b"p/b").await.unwrap(), Some(b"2".to_vec()));
+        let refused = reader.write(put("p/c", "3")).await.unwrap_err();
+        assert_eq!(refused.message, "the profile store is open read-only");
+
+        let second = SlateKv::open(Arc::clone(&store), "profiles/w/g1", &options)
+            .await
+            .unwrap();
+        assert_eq!(
+            second.scan(b"p/", b"p0", 10).await.unwrap(),
+            [(b"p/b".to_vec(), b"2".to_vec())]
+        );
+        let fenced = async {
+            first.write(put("p/x", "stale")).await?;
+            first.flush().await
+        }
+        .await
+        .unwrap_err();
+        assert!(!fenced.retriable, "{fenced}");
+        assert!(fenced.message.contains("fenced"), "{fenced}");
+        assert_eq!(second.get(b"p/x").await.unwrap(), None);
+        second.close().await.unwrap();
+    }
+}
