@@ -340,8 +340,8 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ProfileIds, Profile), RecordError>
     Ok((ids, profile))
 }
 
-/// The identifiers of a profile (its lineage included: the profiles merged into it), read
-/// from its record without the rest: what a store needs to follow merges.
+/// The ids of a profile and of every profile merged into it (its history names them): what a
+/// store needs to find everything filed under the profiles that no longer exist.
 pub fn lineage(ids: &ProfileIds) -> Vec<String> {
     let mut out = vec![ids.id.clone()];
     for entry in &ids.history {
