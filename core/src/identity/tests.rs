@@ -821,17 +821,23 @@ fn random_lake_events(seed: u64, count: usize) -> Vec<serde_json::Map<String, Va
     events
 }
 
+/// A configuration with a counted trait and aggregates of both kinds (sums, last values):
+/// the state a store must keep exactly.
+fn stored_config() -> ProfileConfig {
+    serde_json::from_value(json!({
+        "traits": {"tier": {"rule": "most_frequent"}},
+        "aggregates": [{"name": "spent", "event": "Buy", "property": "amount", "op": "sum"},
+                       {"name": "last_amount", "event": "Buy", "property": "amount", "op": "last"}]
+    }))
+    .unwrap()
+}
+
 /// The working set over a store gives what one unifier holding everything gives, however
 /// the events are batched, whatever is redelivered, and however little the working set keeps
 /// between batches (down to nothing): every key an event reads is loaded before it.
 #[test]
 fn a_working_set_over_a_store_gives_the_same_profiles() {
-    let config: ProfileConfig = serde_json::from_value(json!({
-        "traits": {"tier": {"rule": "most_frequent"}},
-        "aggregates": [{"name": "spent", "event": "Buy", "property": "amount", "op": "sum"},
-                       {"name": "last_amount", "event": "Buy", "property": "amount", "op": "last"}]
-    }))
-    .unwrap();
+    let config = stored_config();
     let events = random_lake_events(0x5DEE_CE66_D1CE_4E5B, 1_500);
     let mut whole = unifier(config.clone());
     for event in &events {
@@ -882,12 +888,7 @@ fn a_working_set_over_a_store_gives_the_same_profiles() {
 
 #[test]
 fn records_read_back_as_written() {
-    let config: ProfileConfig = serde_json::from_value(json!({
-        "traits": {"tier": {"rule": "most_frequent"}},
-        "aggregates": [{"name": "spent", "event": "Buy", "property": "amount", "op": "sum"},
-                       {"name": "last_amount", "event": "Buy", "property": "amount", "op": "last"}]
-    }))
-    .unwrap();
+    let config = stored_config();
     let mut u = unifier(config);
     for event in random_lake_events(7, 600) {
         u.apply(&event);
