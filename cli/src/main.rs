@@ -579,6 +579,13 @@ fn print_banner(config: &ServeConfig, address: std::net::SocketAddr) {
         }
     }
     println!("  data          {data}/raw (events), {data}/failed (rejected events)");
+    let api = if config.profile_token.is_some() || std::env::var_os("BRAID_PROFILE_TOKEN").is_some()
+    {
+        format!("GET http://{address}/v1/profiles/TYPE:VALUE with the profile token")
+    } else {
+        "start with --profile-token T to read them over HTTP".to_owned()
+    };
+    println!("  profiles      {data}/profiles ({api})");
     if let Some(dir) = &config.sdk.dir {
         println!(
             "  browser SDK   http://{address}{}/braid.js  (paste {} into your pages)",
