@@ -254,7 +254,7 @@ async fn bench_unify(args: &BenchArgs) -> anyhow::Result<()> {
             }
             // A long-running unifier keeps decisions in the profiles, not in a log.
             if applied % 4096 == 0 {
-                unifier.graph_mut().take_log();
+                unifier.take_log();
             }
         }
         let seconds = started.elapsed().as_secs_f64();

@@ -110,6 +110,22 @@ fn open_profiles(args: &ProfilesArgs) -> anyhow::Result<(ServeConfig, Profiles, 
     Ok((config, profiles, workspaces))
 }
 
+/// The profiles of a data folder's lake `store` in the stores of `home`, under the
+/// configuration's rules.
+fn profiles_in(
+    config: &ServeConfig,
+    store: &braid_unifier::LocalStore,
+    home: braid_unifier::kv::LocalHome,
+) -> Profiles {
+    braid_unifier::profiles::ProfileUnify::new(
+        store.clone(),
+        home,
+        config.identity.clone(),
+        config.profiles.clone(),
+        config.profile_store.clone(),
+    )
+}
+
 /// The configuration of a `braid profiles` command, its data folder's lake, and the
 /// workspaces it names.
 fn read_config_and_workspaces(
@@ -152,13 +168,7 @@ fn open_profiles_to_read(
             config.data.display()
         );
     }
-    let profiles = braid_unifier::profiles::ProfileUnify::new(
-        store,
-        home,
-        config.identity.clone(),
-        config.profiles.clone(),
-        config.profile_store.clone(),
-    );
+    let profiles = profiles_in(&config, &store, home);
     Ok((config, profiles, workspaces))
 }
 
@@ -172,13 +182,7 @@ fn local_profiles(
         braid_unifier::kv::SlateOptions::default(),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(braid_unifier::profiles::ProfileUnify::new(
-        store.clone(),
-        home,
-        config.identity.clone(),
-        config.profiles.clone(),
-        config.profile_store.clone(),
-    ))
+    Ok(profiles_in(config, store, home))
 }
 
 /// The workspaces that have events in the lake of `data` (`raw/workspace=W`) or a profile
@@ -329,13 +333,12 @@ async fn unify_loop<U: braid_unifier::unify::Unify>(
 }
 
 async fn compact(args: &CompactArgs) -> anyhow::Result<()> {
-    let (config, profiles, _) = open_profiles(&ProfilesArgs {
+    let (config, store, _) = read_config_and_workspaces(&ProfilesArgs {
         config: args.config.clone(),
         data: args.data.clone(),
         workspace: None,
     })?;
-    let store = braid_unifier::LocalStore::open(&config.data)
-        .with_context(|| format!("cannot open {}", config.data.display()))?;
+    let profiles = local_profiles(&config, &store)?;
     // Unify first applies what it has not (as `braid serve` does): compaction then only
     // merges objects unify has read.
     let (done, finished) = tokio::sync::mpsc::unbounded_channel();

@@ -47,6 +47,21 @@ pub fn partition(area: Area, workspace: &str, at: OffsetDateTime) -> String {
     out
 }
 
+/// The folder of one workspace's objects in an area: `raw/workspace=W/`.
+pub fn workspace_prefix(area: Area, workspace: &str) -> String {
+    format!("{}/workspace={workspace}/", area.as_str())
+}
+
+/// The workspace of a key in an area (`raw/workspace=W/...` gives `W`), when it names a valid
+/// one.
+pub fn workspace_of(area: Area, key: &str) -> Option<&str> {
+    let rest = key
+        .strip_prefix(area.as_str())?
+        .strip_prefix("/workspace=")?;
+    let (workspace, _) = rest.split_once('/')?;
+    is_valid_workspace(workspace).then_some(workspace)
+}
+
 /// The key of a lake object: its partition and `<batch_id>.ndjson.gz`.
 pub fn object_key(area: Area, workspace: &str, at: OffsetDateTime, batch_id: &str) -> String {
     let mut key = partition(area, workspace, at);
@@ -92,6 +107,15 @@ mod tests {
             partition(Area::Failed, "shop", at),
             "failed/workspace=shop/date=2024-04-30/hour=23"
         );
+        let key = object_key(Area::Raw, "shop", at, "abc");
+        assert!(key.starts_with(&workspace_prefix(Area::Raw, "shop")));
+        assert_eq!(workspace_of(Area::Raw, &key), Some("shop"));
+        assert_eq!(workspace_of(Area::Failed, &key), None);
+        assert_eq!(
+            workspace_of(Area::Raw, "raw/workspace=Bad/x.ndjson.gz"),
+            None
+        );
+        assert_eq!(workspace_of(Area::Raw, "raw/workspace=shop"), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `meta` | the counters and the rules' fingerprint |
+//! | `meta` | the counters a unifier resumes from |
 //! | `p/<profile id>` | the profile's record (`braid_core::identity::encode_record`) |
 //! | `i/<type>\0<value>` | the id of the profile that has the identifier |
 //! | `m/<messageId>` | when the event was received (ms), kept for the dedupe window |
@@ -27,9 +27,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use braid_core::identity::{
-    Applied, Identifier, IdentityRules, ProfileConfig, StoredCounters, Unifier, decode_record,
-    fingerprint, lineage, normalize, profile_view,
+    Applied, Identifier, IdentityRules, Profile, ProfileConfig, ProfileIds, StoredCounters,
+    Unifier, decode_record, fingerprint, lineage, profile_view,
 };
+use braid_core::lake::{Area, workspace_of, workspace_prefix};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -74,13 +75,6 @@ impl Default for StoreSettings {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Current {
     generation: u64,
-    fingerprint: String,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Meta {
-    #[serde(flatten)]
-    counters: StoredCounters,
     fingerprint: String,
 }
 
@@ -131,16 +125,11 @@ const META_KEY: &[u8] = b"meta";
 
 const DAY_MILLIS: u64 = 86_400_000;
 
-/// The workspace of a lake key (`raw/workspace=W/...`).
-fn workspace_of(key: &str) -> Option<&str> {
-    let rest = key.strip_prefix("raw/workspace=")?;
-    let (workspace, _) = rest.split_once('/')?;
-    (!workspace.is_empty()).then_some(workspace)
-}
-
 /// One workspace's store and working set.
 struct Workspace<K> {
     kv: K,
+    /// The store's generation.
+    generation: u64,
     /// One batch at a time: a batch's lookups, application and write go together.
     writer: tokio::sync::Mutex<()>,
     state: std::sync::Mutex<Unifier>,
@@ -152,11 +141,13 @@ struct Workspace<K> {
 impl<K: Kv> Workspace<K> {
     async fn open(
         kv: K,
+        generation: u64,
         rules: &IdentityRules,
         config: &ProfileConfig,
     ) -> Result<Workspace<K>, HandlerError> {
         let workspace = Workspace {
             kv,
+            generation,
             writer: tokio::sync::Mutex::new(()),
             state: std::sync::Mutex::new(Unifier::new(rules.clone(), config.clone())),
             unflushed: AtomicBool::new(false),
@@ -175,19 +166,15 @@ impl<K: Kv> Workspace<K> {
 
     /// Drops the working set and starts again from what the store holds.
     async fn reset(&self) -> Result<(), HandlerError> {
-        let meta = self.meta().await?;
+        let counters: StoredCounters = match self.kv.get(META_KEY).await? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| corrupt(format!("the profile store's meta entry: {e}")))?,
+            None => StoredCounters::default(),
+        };
         let mut unifier = Unifier::new(self.rules.clone(), self.config.clone());
-        unifier.load_counters(&meta.counters);
+        unifier.load_counters(&counters);
         *self.state()? = unifier;
         Ok(())
-    }
-
-    async fn meta(&self) -> Result<Meta, HandlerError> {
-        match self.kv.get(META_KEY).await? {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| corrupt(format!("the profile store's meta entry: {e}"))),
-            None => Ok(Meta::default()),
-        }
     }
 
     /// Applies NDJSON lake lines, giving how many were applied to a profile.
@@ -195,7 +182,6 @@ impl<K: Kv> Workspace<K> {
         &self,
         content: &[u8],
         settings: &StoreSettings,
-        fingerprint: &str,
     ) -> Result<usize, HandlerError> {
         let _writer = self.writer.lock().await;
         let mut events = Vec::new();
@@ -207,7 +193,7 @@ impl<K: Kv> Workspace<K> {
         if events.is_empty() {
             return Ok(0);
         }
-        let result = self.apply_events(&events, settings, fingerprint).await;
+        let result = self.apply_events(&events, settings).await;
         if result.is_err() {
             // The working set may hold changes the store does not: start again from the store.
             let _ = self.reset().await;
@@ -219,7 +205,6 @@ impl<K: Kv> Workspace<K> {
         &self,
         events: &[(serde_json::Map<String, Value>, &[u8])],
         settings: &StoreSettings,
-        fingerprint: &str,
     ) -> Result<usize, HandlerError> {
         let (seen, records) = self.read_missing(events).await?;
         // Apply in memory.
@@ -243,11 +228,11 @@ impl<K: Kv> Workspace<K> {
             }
             let changes = unifier.take_changes();
             unifier.forget_seen();
-            unifier.graph_mut().take_log();
+            unifier.take_log();
             (changes, applied)
         };
         // Write back, in one batch.
-        let batch = self.batch(changes, indexed, settings, fingerprint);
+        let batch = self.batch(changes, indexed, settings);
         self.kv.write(batch).await?;
         self.unflushed.store(true, Ordering::SeqCst);
         self.state()?.evict_to(settings.cache_profiles);
@@ -321,7 +306,6 @@ impl<K: Kv> Workspace<K> {
         changes: braid_core::identity::Changes,
         indexed: Vec<(Vec<u8>, &[u8])>,
         settings: &StoreSettings,
-        fingerprint: &str,
     ) -> Vec<KvWrite> {
         let mut batch = Vec::with_capacity(
             changes.profiles.len() + changes.identifiers.len() + changes.seen.len() + 2,
@@ -364,13 +348,9 @@ impl<K: Kv> Workspace<K> {
                 });
             }
         }
-        let meta = Meta {
-            counters: changes.counters,
-            fingerprint: fingerprint.to_owned(),
-        };
         batch.push(KvWrite::Put {
             key: META_KEY.to_vec(),
-            value: serde_json::to_vec(&meta).unwrap_or_default(),
+            value: serde_json::to_vec(&changes.counters).unwrap_or_default(),
             ttl_millis: None,
         });
         batch
@@ -404,23 +384,11 @@ impl<K: Kv> Workspace<K> {
         flushed
     }
 
-    /// The identifier as the store has it (normalised for its type).
-    fn stored_form(&self, id: &Identifier) -> Option<Identifier> {
-        let value = normalize(&id.kind, &id.value, self.rules.default_country.as_deref())?;
-        Some(Identifier::new(id.kind.clone(), value))
-    }
-
     /// The record of the profile that has `id`, from the working set or the store.
     async fn record_of(
         &self,
         id: &Identifier,
-    ) -> Result<
-        Option<(
-            braid_core::identity::ProfileIds,
-            braid_core::identity::Profile,
-        )>,
-        HandlerError,
-    > {
+    ) -> Result<Option<(ProfileIds, Profile)>, HandlerError> {
         {
             let unifier = self.state()?;
             if let Some(ids) = unifier.graph().profile_of(id)
@@ -429,7 +397,7 @@ impl<K: Kv> Workspace<K> {
                 return Ok(Some((ids.clone(), profile.clone())));
             }
         }
-        let Some(form) = self.stored_form(id) else {
+        let Some(form) = self.rules.normalized(id) else {
             return Ok(None);
         };
         let Some(profile) = self.kv.get(&identifier_key(&form)).await? else {
@@ -448,7 +416,7 @@ impl<K: Kv> Workspace<K> {
     /// Every record, in profile id order, a page at a time.
     async fn for_each_record(
         &self,
-        mut each: impl FnMut(braid_core::identity::ProfileIds, braid_core::identity::Profile),
+        mut each: impl FnMut(ProfileIds, Profile),
     ) -> Result<(), HandlerError> {
         let end = prefix_end(b"p/");
         let mut start = b"p/".to_vec();
@@ -543,15 +511,23 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
     /// When a store fails.
     pub async fn open(&self, workspace: &str) -> Result<Opened, HandlerError> {
         let mut open = self.workspaces.lock().await;
-        if open.contains_key(workspace) {
-            let generation = self.current(workspace).await?.map_or(0, |c| c.generation);
+        if let Some(store) = open.get(workspace) {
             return Ok(Opened {
-                generation,
+                generation: store.generation,
                 rebuilt: None,
             });
         }
-        let current = self.current(workspace).await?;
-        let (opened, store) = match current {
+        let (opened, store) = self.open_locked(workspace).await?;
+        open.insert(workspace.to_owned(), Arc::new(store));
+        Ok(opened)
+    }
+
+    /// [`ProfileUnify::open`] with the map of open workspaces locked by the caller.
+    async fn open_locked(
+        &self,
+        workspace: &str,
+    ) -> Result<(Opened, Workspace<H::Kv>), HandlerError> {
+        match self.current(workspace).await? {
             Some(current) if current.fingerprint == self.fingerprint || self.home.read_only() => {
                 if current.fingerprint != self.fingerprint {
                     tracing::warn!(
@@ -559,16 +535,7 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
                         "The profile store was built under other rules (read-only: not rebuilt)."
                     );
                 }
-                let kv = self
-                    .home
-                    .open(&Self::store_path(workspace, current.generation))
-                    .await?;
-                let store = Workspace::open(kv, &self.rules, &self.config).await?;
-                let opened = Opened {
-                    generation: current.generation,
-                    rebuilt: None,
-                };
-                (opened, store)
+                self.open_generation(workspace, current.generation).await
             }
             Some(current) => {
                 tracing::info!(
@@ -576,36 +543,45 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
                     "The identity or profile rules changed: rebuilding profiles from the lake."
                 );
                 self.rebuild_locked(workspace, Some(current.generation))
-                    .await?
+                    .await
             }
-            None if self.home.read_only() => {
-                return Err(HandlerError {
-                    error_type: "NoProfileStore",
-                    message: format!("workspace {workspace:?} has no profile store yet"),
-                    retriable: false,
-                });
-            }
+            None if self.home.read_only() => Err(HandlerError {
+                error_type: "NoProfileStore",
+                message: format!("workspace {workspace:?} has no profile store yet"),
+                retriable: false,
+            }),
             None if self.lake_was_unified(workspace).await? => {
                 tracing::info!(workspace, "No profile store: building it from the lake.");
-                self.rebuild_locked(workspace, None).await?
+                self.rebuild_locked(workspace, None).await
             }
             None => {
-                let kv = self.home.open(&Self::store_path(workspace, 1)).await?;
+                let opened = self.open_generation(workspace, 1).await?;
                 let current = Current {
                     generation: 1,
                     fingerprint: self.fingerprint.clone(),
                 };
                 self.write_current(workspace, &current).await?;
-                let store = Workspace::open(kv, &self.rules, &self.config).await?;
-                let opened = Opened {
-                    generation: 1,
-                    rebuilt: None,
-                };
-                (opened, store)
+                Ok(opened)
             }
+        }
+    }
+
+    /// The store of a generation, as it is.
+    async fn open_generation(
+        &self,
+        workspace: &str,
+        generation: u64,
+    ) -> Result<(Opened, Workspace<H::Kv>), HandlerError> {
+        let kv = self
+            .home
+            .open(&Self::store_path(workspace, generation))
+            .await?;
+        let store = Workspace::open(kv, generation, &self.rules, &self.config).await?;
+        let opened = Opened {
+            generation,
+            rebuilt: None,
         };
-        open.insert(workspace.to_owned(), Arc::new(store));
-        Ok(opened)
+        Ok((opened, store))
     }
 
     async fn write_current(&self, workspace: &str, current: &Current) -> Result<(), HandlerError> {
@@ -614,15 +590,13 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         Ok(())
     }
 
-    async fn lake_has_events(&self, workspace: &str) -> Result<bool, HandlerError> {
-        let prefix = format!("raw/workspace={workspace}/");
-        Ok(!self.lake.list(&prefix).await?.is_empty())
-    }
-
     /// Whether the unify step has applied objects of the workspace (without a store: an
     /// older Braid did, or the store was deleted).
     async fn lake_was_unified(&self, workspace: &str) -> Result<bool, HandlerError> {
-        let prefix = format!("{CHECKPOINT_PREFIX}raw/workspace={workspace}/");
+        let prefix = format!(
+            "{CHECKPOINT_PREFIX}{}",
+            workspace_prefix(Area::Raw, workspace)
+        );
         Ok(!self.lake.list(&prefix).await?.is_empty())
     }
 
@@ -660,9 +634,8 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         let path = Self::store_path(workspace, generation);
         // Whatever an interrupted rebuild left at this generation goes first.
         self.remove_objects(&format!("{path}/")).await?;
-        let kv = self.home.open(&path).await?;
-        let store = Workspace::open(kv, &self.rules, &self.config).await?;
-        let mut objects = live_objects(&self.lake, &format!("raw/workspace={workspace}/")).await?;
+        let (_, store) = self.open_generation(workspace, generation).await?;
+        let mut objects = live_objects(&self.lake, &workspace_prefix(Area::Raw, workspace)).await?;
         objects.sort_by(|a, b| (a.modified, &a.key).cmp(&(b.modified, &b.key)));
         let mut events = 0;
         for (i, object) in objects.iter().enumerate() {
@@ -670,11 +643,7 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
                 continue;
             };
             match gunzip(&packed, MAX_OBJECT_BYTES) {
-                Ok(content) => {
-                    events += store
-                        .apply_lines(&content, &self.settings, &self.fingerprint)
-                        .await?;
-                }
+                Ok(content) => events += store.apply_lines(&content, &self.settings).await?,
                 Err(error) => {
                     tracing::warn!(key = object.key, %error, "rebuild: unreadable object");
                 }
@@ -707,21 +676,19 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         Ok(())
     }
 
+    /// A workspace's profiles, opened when they are not.
     async fn workspace(&self, workspace: &str) -> Result<Arc<Workspace<H::Kv>>, HandlerError> {
-        if let Some(store) = self.workspaces.lock().await.get(workspace) {
+        let mut open = self.workspaces.lock().await;
+        if let Some(store) = open.get(workspace) {
             return Ok(Arc::clone(store));
         }
-        self.open(workspace).await?;
-        self.workspaces
-            .lock()
-            .await
-            .get(workspace)
-            .cloned()
-            .ok_or_else(|| corrupt(format!("workspace {workspace:?} did not open")))
+        let (_, store) = self.open_locked(workspace).await?;
+        let store = Arc::new(store);
+        open.insert(workspace.to_owned(), Arc::clone(&store));
+        Ok(store)
     }
 
-    /// A workspace already open, or one with profiles (`None` for a workspace that has
-    /// neither a store nor events).
+    /// A workspace's profiles for reading: `None` for a workspace without a store.
     async fn existing(
         &self,
         workspace: &str,
@@ -729,9 +696,7 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         if let Some(store) = self.workspaces.lock().await.get(workspace) {
             return Ok(Some(Arc::clone(store)));
         }
-        if self.current(workspace).await?.is_none()
-            && (self.home.read_only() || !self.lake_has_events(workspace).await?)
-        {
+        if self.current(workspace).await?.is_none() {
             return Ok(None);
         }
         self.workspace(workspace).await.map(Some)
@@ -749,9 +714,7 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         content: &[u8],
     ) -> Result<usize, HandlerError> {
         let store = self.workspace(workspace).await?;
-        let applied = store
-            .apply_lines(content, &self.settings, &self.fingerprint)
-            .await;
+        let applied = store.apply_lines(content, &self.settings).await;
         if let Err(error) = &applied {
             self.forget_if_failed(workspace, error).await;
         }
@@ -904,12 +867,6 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         Ok(Some((events, next)))
     }
 
-    /// How many profiles a workspace's working set holds (the store may hold more).
-    pub async fn cached(&self, workspace: &str) -> usize {
-        let store = self.workspaces.lock().await.get(workspace).cloned();
-        store.map_or(0, |s| s.state().map_or(0, |u| u.graph().len()))
-    }
-
     /// Makes everything durable and closes every store.
     ///
     /// # Errors
@@ -927,7 +884,7 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
 
 impl<S: ObjectStore, H: KvHome> Unify for ProfileUnify<S, H> {
     async fn apply(&self, key: &str, events: &[u8]) -> Result<usize, HandlerError> {
-        match workspace_of(key) {
+        match workspace_of(Area::Raw, key) {
             Some(workspace) => self.apply_lines(workspace, events).await,
             None => Ok(0),
         }

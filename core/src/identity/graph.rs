@@ -35,7 +35,6 @@ use time::{Duration, OffsetDateTime};
 
 use super::extract::{DropReason, Dropped, Extracted};
 use super::id::{IdType, Identifier};
-use super::normalize::normalize;
 use super::rules::IdentityRules;
 use crate::enrich::push_hex;
 
@@ -486,18 +485,11 @@ impl IdentityGraph {
     /// The profile an identifier belongs to; the value is normalised for its type as events'
     /// are (`email:Jane@X.example` finds `email:jane@x.example`).
     pub fn profile_of(&self, id: &Identifier) -> Option<&ProfileIds> {
-        let profile = self.index.get(&self.lookup_form(id)?)?;
+        let profile = match self.index.get(id) {
+            Some(profile) => profile,
+            None => self.index.get(&self.rules.normalized(id)?)?,
+        };
         self.profiles.get(profile)
-    }
-
-    /// `id` as events carry it: its value normalised for its type (`None` when it cannot be
-    /// an identifier).
-    pub fn lookup_form(&self, id: &Identifier) -> Option<Identifier> {
-        if self.index.contains_key(id) {
-            return Some(id.clone());
-        }
-        let value = normalize(&id.kind, &id.value, self.rules.default_country.as_deref())?;
-        Some(Identifier::new(id.kind.clone(), value))
     }
 
     /// A profile by id.

@@ -441,14 +441,10 @@ impl Unifier {
         &self.graph
     }
 
-    /// The identity graph, to drain its log ([`IdentityGraph::take_log`]).
-    pub fn graph_mut(&mut self) -> &mut IdentityGraph {
-        &mut self.graph
-    }
-
-    /// The profile configuration.
-    pub fn config(&self) -> &ProfileConfig {
-        &self.config
+    /// Takes the graph's decisions logged so far ([`IdentityGraph::take_log`]): a
+    /// long-running unifier keeps them in the profiles' histories, not in a log.
+    pub fn take_log(&mut self) -> Vec<super::LogEntry> {
+        self.graph.take_log()
     }
 
     /// A profile by id.
@@ -654,14 +650,6 @@ impl Unifier {
             self.profiles.remove(&id);
             self.graph.evict(&id);
         }
-    }
-
-    /// The record of a profile of the working set, as a store keeps it.
-    pub fn record(&self, id: &str) -> Option<Vec<u8>> {
-        Some(record::encode_record(
-            self.graph.profile(id)?,
-            &self.profiles.get(id)?.profile,
-        ))
     }
 }
 

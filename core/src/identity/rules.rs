@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use regex_lite::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::id::IdType;
+use super::id::{IdType, Identifier};
+use super::normalize::normalize;
 
 /// The rule for one identifier type.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -149,6 +150,13 @@ impl IdentityRules {
             blocked: Vec::new(),
         };
         self.types.get(kind.as_str()).unwrap_or(&DEFAULT)
+    }
+
+    /// `id` as events carry it: its value normalised for its type, with the configured
+    /// calling code (`None` when it cannot be an identifier).
+    pub fn normalized(&self, id: &Identifier) -> Option<Identifier> {
+        let value = normalize(&id.kind, &id.value, self.default_country.as_deref())?;
+        Some(Identifier::new(id.kind.clone(), value))
     }
 
     /// The priority of a type (lower is stronger).

@@ -7,6 +7,17 @@ use time::OffsetDateTime;
 
 use super::*;
 
+/// A seeded xorshift generator: `next(n)` is in `0..n`.
+fn xorshift(seed: u64) -> impl FnMut(usize) -> usize {
+    let mut state = seed;
+    move |n| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state >> 33).unwrap() % n
+    }
+}
+
 /// A graph fed with JSON events; `at` is minutes after a fixed start.
 struct Scenario {
     graph: IdentityGraph,
@@ -379,13 +390,7 @@ fn windowed_limits_still_check_known_ids() {
 /// profiles (and the same log).
 #[test]
 fn batch_splits_and_redeliveries_do_not_change_the_result() {
-    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        usize::try_from(state >> 33).unwrap() % n
-    };
+    let mut next = xorshift(0x2545_F491_4F6C_DD1D);
     let mut events = Vec::new();
     for i in 0..400 {
         let mut event = json!({"type": "identify", "anonymousId": format!("a{}", next(120))});
@@ -623,13 +628,7 @@ fn profiles_do_not_depend_on_batches_or_redeliveries() {
         "aggregates": [{"name": "spent", "event": "Buy", "property": "amount", "op": "sum"}]
     }))
     .unwrap();
-    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        usize::try_from(state >> 33).unwrap() % n
-    };
+    let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
     let mut events = Vec::new();
     for i in 0..300 {
         let mut event = json!({"type": "track", "event": "Buy", "anonymousId": format!("a{}", next(60)),
@@ -790,13 +789,7 @@ impl MemoryStore {
 }
 
 fn random_lake_events(seed: u64, count: usize) -> Vec<serde_json::Map<String, Value>> {
-    let mut state = seed;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        usize::try_from(state >> 33).unwrap() % n
-    };
+    let mut next = xorshift(seed);
     let mut events = Vec::new();
     for i in 0..count {
         let anonymous = format!("a{}", next(150));
@@ -851,13 +844,7 @@ fn a_working_set_over_a_store_gives_the_same_profiles() {
             .any(|p| p["history"].as_array().unwrap().len() > 4),
         "some profiles merged"
     );
-    let mut state: u64 = 0x0123_4567_89AB_CDEF;
-    let mut next = move |n: usize| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        usize::try_from(state >> 33).unwrap() % n
-    };
+    let mut next = xorshift(0x0123_4567_89AB_CDEF);
     for keep in [0, 3, 40, usize::MAX] {
         let mut store = MemoryStore::default();
         let mut u = unifier(config.clone());
@@ -874,7 +861,7 @@ fn a_working_set_over_a_store_gives_the_same_profiles() {
             }
             store.save(&mut u);
             u.forget_seen();
-            u.graph_mut().take_log();
+            u.take_log();
             u.evict_to(keep);
             position = end;
         }

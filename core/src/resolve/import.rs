@@ -167,36 +167,15 @@ fn traits(
         {
             continue;
         }
-        match kind {
-            Some(Kind::GivenName) => {
-                traits.insert("firstName".into(), value);
+        match kind.map(reserved_name) {
+            Some(Reserved::Street) => street.push(cell),
+            Some(Reserved::Trait(name)) => {
+                traits.insert(name.to_owned(), value);
             }
-            Some(Kind::Surname) => {
-                traits.insert("lastName".into(), value);
+            Some(Reserved::Address(name)) => {
+                address.insert(name.to_owned(), value);
             }
-            Some(Kind::Name) => {
-                traits.insert("name".into(), value);
-            }
-            Some(Kind::Email) => {
-                traits.insert("email".into(), value);
-            }
-            Some(Kind::Phone) => {
-                traits.insert("phone".into(), value);
-            }
-            Some(Kind::Date) => {
-                traits.insert("birthday".into(), value);
-            }
-            Some(Kind::StreetNumber | Kind::Address) => street.push(cell),
-            Some(Kind::City) => {
-                address.insert("city".into(), value);
-            }
-            Some(Kind::Postcode) => {
-                address.insert("postalCode".into(), value);
-            }
-            Some(Kind::State) => {
-                address.insert("state".into(), value);
-            }
-            _ => {
+            Some(Reserved::None) | None => {
                 traits.insert(header.clone(), value);
             }
         }
@@ -208,6 +187,34 @@ fn traits(
         traits.insert("address".into(), Value::Object(address));
     }
     Value::Object(traits)
+}
+
+/// Where a column of a kind goes in the Segment Spec's traits.
+enum Reserved {
+    /// A top-level trait.
+    Trait(&'static str),
+    /// A field of `address`.
+    Address(&'static str),
+    /// Part of `address.street` (house number, street lines), joined in column order.
+    Street,
+    /// No reserved name: the column's header.
+    None,
+}
+
+fn reserved_name(kind: Kind) -> Reserved {
+    match kind {
+        Kind::GivenName => Reserved::Trait("firstName"),
+        Kind::Surname => Reserved::Trait("lastName"),
+        Kind::Name => Reserved::Trait("name"),
+        Kind::Email => Reserved::Trait("email"),
+        Kind::Phone => Reserved::Trait("phone"),
+        Kind::Date => Reserved::Trait("birthday"),
+        Kind::StreetNumber | Kind::Address => Reserved::Street,
+        Kind::City => Reserved::Address("city"),
+        Kind::Postcode => Reserved::Address("postalCode"),
+        Kind::State => Reserved::Address("state"),
+        Kind::Id | Kind::Number | Kind::Text => Reserved::None,
+    }
 }
 
 /// `import-` and 32 hex digits of SHA-256 over the id type, the record id and its cells.
