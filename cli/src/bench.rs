@@ -9,21 +9,27 @@
 //!   core alone), then into the persistent profile store (SlateDB on a temporary folder, every
 //!   batch durable), with the store's size on disk per million profiles.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use braid_core::ingest::ParsedBody;
-use braid_core::{IngestConfig, RequestInfo, process_batch};
-use braid_edge::{Collector, EdgeConfig, WorkspaceConfig};
+use braid_core::catalogue::CatalogueConfig;
+use braid_core::collect::{ParsedBody, RequestInfo, WorkspaceConfig, process_batch};
+use braid_core::unify::{Applied, IdentityRules, ProfileConfig, ProfileStoreConfig, Unifier};
+use braid_core::{Config, Event};
+use braid_unifier::lake::feed::Unify as _;
+use braid_unifier::lake::object::lines as ndjson_lines;
+use braid_unifier::lake::store::LocalStore;
+use braid_unifier::profiles::ProfileUnify;
+use braid_unifier::profiles::kv::{Kv as _, KvHome as _, LocalHome, SlateKv, SlateOptions};
+use braid_unifier::serve::{Options, Server};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::lake::{Lake, now};
-use crate::metrics::Metrics;
-use crate::server::{App, serve};
+fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
 
 const KEY: &str = "bench_write_key";
 
@@ -119,7 +125,7 @@ fn batch_body(seed: usize, size: usize) -> Vec<u8> {
 }
 
 fn bench_core(bodies: &[Bytes], events: usize, batch: usize) {
-    let config = IngestConfig::default();
+    let config = CatalogueConfig::default();
     let batches = events.div_ceil(batch.max(1));
     let started = Instant::now();
     let mut accepted = 0_usize;
@@ -216,7 +222,7 @@ fn unify_stream(events: usize) -> Vec<u8> {
     lines
 }
 
-fn unify_config() -> braid_core::identity::ProfileConfig {
+fn unify_config() -> ProfileConfig {
     serde_json::from_value(json!({"aggregates": [
         {"name": "revenue", "event": "Order Completed", "property": "revenue", "op": "sum"},
         {"name": "orders", "event": "Order Completed", "op": "count"}
@@ -228,7 +234,6 @@ fn unify_config() -> braid_core::identity::ProfileConfig {
 /// identifiers extracted and linked, profiles updated), then into the profile store.
 #[expect(clippy::cast_precision_loss, reason = "a report")]
 async fn bench_unify(args: &BenchArgs) -> anyhow::Result<()> {
-    use braid_core::identity::{Applied, IdentityRules, Unifier};
     let events = args.unify_events;
     let lines = unify_stream(events);
     println!();
@@ -246,8 +251,10 @@ async fn bench_unify(args: &BenchArgs) -> anyhow::Result<()> {
         let mut unifier = Unifier::new(IdentityRules::default(), unify_config());
         let started = Instant::now();
         let mut applied = 0;
-        for line in braid_unifier::object::lines(&lines) {
-            if let Ok(Value::Object(event)) = serde_json::from_slice::<Value>(line)
+        for line in ndjson_lines(&lines) {
+            if let Some(event) = std::str::from_utf8(line)
+                .ok()
+                .and_then(|text| Event::from_lake_line(text).ok())
                 && matches!(unifier.apply(&event), Applied::Profile(_))
             {
                 applied += 1;
@@ -284,27 +291,23 @@ async fn bench_unify_store(
     lines: &[u8],
     event_retention_days: u64,
 ) -> anyhow::Result<()> {
-    use braid_unifier::unify::Unify as _;
     let base = args.data.clone().unwrap_or_else(std::env::temp_dir);
     let data = base.join(format!("braid-bench-unify-{}", std::process::id()));
-    let store = braid_unifier::LocalStore::open(&data)?;
-    let home =
-        braid_unifier::kv::LocalHome::open(&data, braid_unifier::kv::SlateOptions::default())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let settings = braid_unifier::profiles::StoreSettings {
+    let store = LocalStore::open(&data)?;
+    let home = LocalHome::open(&data, SlateOptions::default())?;
+    let settings = ProfileStoreConfig {
         event_retention_days,
-        ..braid_unifier::profiles::StoreSettings::default()
+        ..ProfileStoreConfig::default()
     };
-    let profiles = braid_unifier::profiles::ProfileUnify::new(
+    let profiles = ProfileUnify::new(
         store,
         home,
-        braid_core::identity::IdentityRules::default(),
+        IdentityRules::default(),
         unify_config(),
         settings.clone(),
     );
-    let failed = |e: braid_unifier::unify::HandlerError| anyhow::anyhow!("{e}");
-    profiles.open("bench").await.map_err(failed)?;
-    let all: Vec<&[u8]> = braid_unifier::object::lines(lines).collect();
+    profiles.open("bench").await?;
+    let all: Vec<&[u8]> = ndjson_lines(lines).collect();
     let started = Instant::now();
     let mut applied = 0;
     let mut objects = 0;
@@ -316,22 +319,19 @@ async fn bench_unify_store(
         }
         applied += profiles
             .apply("raw/workspace=bench/x.ndjson.gz", &object)
-            .await
-            .map_err(failed)?;
+            .await?;
         objects += 1;
         if objects % 10 == 0 {
-            profiles.commit().await.map_err(failed)?;
+            profiles.commit().await?;
         }
     }
-    profiles.commit().await.map_err(failed)?;
+    profiles.commit().await?;
     let seconds = started.elapsed().as_secs_f64();
-    let count = profiles.snapshot("bench").await.map_err(failed)?.len();
-    profiles.close().await.map_err(failed)?;
+    let count = profiles.snapshot("bench").await?.len();
+    profiles.close().await?;
     drop(profiles);
     let on_close = folder_size(&data.join("profiles"));
-    braid_unifier::kv::SlateKv::collect_garbage_local(&data, "profiles/workspace=bench/g1")
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    SlateKv::collect_garbage_local(&data, "profiles/workspace=bench/g1").await?;
     let bytes = folder_size(&data.join("profiles"));
     println!();
     println!(
@@ -377,20 +377,12 @@ async fn bench_unify_store(
 async fn logical_sizes(
     data: &std::path::Path,
 ) -> anyhow::Result<std::collections::BTreeMap<&'static str, (u64, u64)>> {
-    use braid_unifier::kv::{Kv as _, KvHome as _};
-    let home = braid_unifier::kv::LocalHome::open(data, braid_unifier::kv::SlateOptions::default())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let kv = home
-        .open("profiles/workspace=bench/g1")
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let home = LocalHome::open(data, SlateOptions::default())?;
+    let kv = home.open("profiles/workspace=bench/g1").await?;
     let mut sizes = std::collections::BTreeMap::new();
     let mut start = Vec::new();
     loop {
-        let page = kv
-            .scan(&start, &[0xFF], 10_000)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let page = kv.scan(&start, &[0xFF], 10_000).await?;
         let Some((last, _)) = page.last() else {
             break;
         };
@@ -410,7 +402,7 @@ async fn logical_sizes(
             entry.1 += (key.len() + value.len()) as u64;
         }
     }
-    kv.close().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    kv.close().await?;
     Ok(sizes)
 }
 
@@ -432,40 +424,23 @@ fn folder_size(folder: &std::path::Path) -> u64 {
 async fn bench_http(args: &BenchArgs, bodies: &[Bytes]) -> anyhow::Result<()> {
     let base = args.data.clone().unwrap_or_else(std::env::temp_dir);
     let data = base.join(format!("braid-bench-{}", std::process::id()));
-    let collector = Collector::new(EdgeConfig {
+    let mut config = Config {
         workspaces: vec![WorkspaceConfig {
             name: "bench".into(),
             write_keys: vec![KEY.into()],
             rate_limit: None,
         }],
-        ..EdgeConfig::default()
-    })
-    .map_err(anyhow::Error::msg)?;
-    let store = braid_unifier::LocalStore::open(&data)?;
-    let app = Arc::new(App {
-        collector,
-        lake: Lake::open(&store, None)?,
-        metrics: Metrics::default(),
-        trust_forwarded_for: false,
-        forward: None,
-        upstream: None,
-        profiles: Arc::new(braid_unifier::profiles::ProfileUnify::new(
-            store.clone(),
-            braid_unifier::kv::LocalHome::open(&data, braid_unifier::kv::SlateOptions::default())
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-            braid_core::identity::IdentityRules::default(),
-            braid_core::identity::ProfileConfig::default(),
-            braid_unifier::profiles::StoreSettings::default(),
-        )),
-        profile_workspace: "bench".to_owned(),
-        profile_token: None,
-        sdk: None,
-    });
+        ..Config::default()
+    };
+    config.server.data.clone_from(&data);
+    // Collection only: the unify loop is measured on its own above.
+    let server = Server::open(config, Options { unify: false }).await?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, Arc::clone(&app), async {
-        let _ = stopped.await;
+    let server = tokio::spawn(server.run(listener, async {
+        // Stopped, or the sender dropped: either way, stop.
+        stopped.await.ok();
     }));
 
     let batches = args.events.div_ceil(args.batch.max(1));
@@ -488,8 +463,9 @@ async fn bench_http(args: &BenchArgs, bodies: &[Bytes]) -> anyhow::Result<()> {
         latencies.extend(client.await??);
     }
     let seconds = started.elapsed().as_secs_f64();
-    let _ = stop.send(());
-    drop(app);
+    if stop.send(()).is_err() {
+        anyhow::bail!("the benchmark's server stopped early");
+    }
     server.await??;
 
     let sent = latencies.len() * args.batch;
@@ -574,7 +550,7 @@ fn count_lines(folder: &std::path::Path) -> anyhow::Result<usize> {
             total += count_lines(&path)?;
         } else if path
             .to_string_lossy()
-            .ends_with(braid_core::lake::OBJECT_SUFFIX)
+            .ends_with(braid_core::catalogue::lake::OBJECT_SUFFIX)
         {
             let mut text = Vec::new();
             flate2::read::MultiGzDecoder::new(std::fs::File::open(&path)?)

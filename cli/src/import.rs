@@ -1,24 +1,18 @@
 //! `braid import`: CRM-like records (CSV) into profiles. The records are resolved into
 //! clusters as `braid resolve` does, turned into Segment `identify` calls
-//! (`braid_core::resolve::import_events`) that carry each record's id and cluster, and sent to a
+//! (`braid_core::unify::matching::import_events`) that carry each record's id and cluster, and sent to a
 //! Braid collection endpoint (`braid serve`, or the Worker) with a write key: the identity graph
 //! then links them into profiles with everything else, under the same rules, and a rebuild from
 //! the lake gives the same result.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
-use braid_core::resolve::{ImportOptions, ResolveConfig, import_events, resolve};
+use braid_core::unify::matching::{ImportOptions, ResolveConfig, import_events, resolve};
+use braid_unifier::client::{Endpoint, send_events};
 
-use crate::client::Endpoint;
 use crate::resolve::{read_table, report};
-
-/// The most bytes of events sent in one request (the endpoint takes 500 KB per batch).
-const BATCH_BYTES: usize = 400_000;
-
-/// How many times a request that may pass (429, 5xx, no connection) is sent.
-const ATTEMPTS: u32 = 8;
 
 /// `braid import` arguments.
 #[derive(clap::Args)]
@@ -85,8 +79,7 @@ pub(crate) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
         .iter()
         .filter_map(|name| table.column(name))
         .collect();
-    let mut resolution = resolve(&table, &config, &[&[id_column][..], &skip].concat())
-        .map_err(anyhow::Error::msg)?;
+    let mut resolution = resolve(&table, &config, &[&[id_column][..], &skip].concat())?;
     println!("{} records from {}", table.rows.len(), args.input.display());
     report(&mut resolution, &config);
     let labels = resolution.clusters.labels();
@@ -126,78 +119,14 @@ pub(crate) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let endpoint = Endpoint::new(&args.url, "/v1/batch")?;
-    let auth = format!(
-        "Basic {}",
-        base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            format!("{}:", args.write_key)
-        )
-    );
-    let mut sent = 0;
-    let mut requests = 0;
-    for batch in batches(&events) {
-        send(&endpoint, &auth, batch).await?;
-        sent += batch.len();
-        requests += 1;
-    }
+    let sent = send_events(&endpoint, &args.write_key, &events).await?;
     println!(
-        "{sent} identify events sent in {requests} requests to {} as {id_type}:<{}> in {:.2} s",
+        "{} identify events sent in {} requests to {} as {id_type}:<{}> in {:.2} s",
+        sent.events,
+        sent.requests,
         args.url,
         table.headers.get(id_column).map_or("", String::as_str),
         started.elapsed().as_secs_f64()
     );
     Ok(())
-}
-
-/// The events cut into batches of at most [`BATCH_BYTES`].
-fn batches(events: &[serde_json::Value]) -> Vec<&[serde_json::Value]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0;
-    for (i, event) in events.iter().enumerate() {
-        let size = event.to_string().len() + 1;
-        if i > start && bytes + size > BATCH_BYTES {
-            out.extend(events.get(start..i));
-            start = i;
-            bytes = 0;
-        }
-        bytes += size;
-    }
-    out.extend(events.get(start..).filter(|rest| !rest.is_empty()));
-    out
-}
-
-/// Sends one batch, again after a 429, a 5xx or a failed connection (honouring
-/// `Retry-After`); any other answer but 2xx stops the import with the endpoint's words.
-async fn send(endpoint: &Endpoint, auth: &str, events: &[serde_json::Value]) -> anyhow::Result<()> {
-    let body = serde_json::json!({"batch": events})
-        .to_string()
-        .into_bytes();
-    let mut wait = Duration::from_millis(500);
-    for attempt in 1..=ATTEMPTS {
-        let last = attempt == ATTEMPTS;
-        match endpoint
-            .post_json(&[("authorization", auth)], body.clone())
-            .await
-        {
-            Ok(answer) if (200..300).contains(&answer.status) => return Ok(()),
-            Ok(answer) if (answer.status == 429 || answer.status >= 500) && !last => {
-                if let Some(seconds) = answer.retry_after {
-                    wait = Duration::from_secs(seconds.min(60));
-                }
-            }
-            Ok(answer) => anyhow::bail!(
-                "the endpoint answered {}: {}",
-                answer.status,
-                String::from_utf8_lossy(&answer.body)
-            ),
-            Err(error) if !last => {
-                eprintln!("sending failed ({error}); again in {} ms", wait.as_millis());
-            }
-            Err(error) => return Err(error.context("the endpoint did not take the events")),
-        }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(30));
-    }
-    anyhow::bail!("the endpoint did not take the events after {ATTEMPTS} attempts")
 }

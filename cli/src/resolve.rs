@@ -1,11 +1,11 @@
 //! `braid resolve`: fuzzy matching of CRM-like records from CSV files into clusters
-//! (`braid_core::resolve`), printing what it chose and, against a truth column, how well it did.
+//! (`braid_core::unify::matching`), printing what it chose and, against a truth column, how well it did.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use braid_core::resolve::{Resolution, ResolveConfig, Table, pair_metrics, resolve};
+use braid_core::unify::matching::{Resolution, ResolveConfig, Table, pair_metrics, resolve};
 
 /// `braid resolve` arguments.
 #[derive(clap::Args)]
@@ -53,7 +53,7 @@ pub(crate) fn run(args: &ResolveArgs) -> anyhow::Result<()> {
     let read = started.elapsed();
     let mut skip = vec![id_column];
     skip.extend(truth_column);
-    let mut resolution = resolve(&table, &config, &skip).map_err(anyhow::Error::msg)?;
+    let mut resolution = resolve(&table, &config, &skip)?;
     let resolved = started.elapsed().saturating_sub(read);
 
     println!(

@@ -1,5 +1,7 @@
 //! The Segment Spec event model: six event types and their common fields, with every field the
-//! source sent preserved.
+//! source sent preserved. [`Event`] is the one typed view of an event, from the request body
+//! through validation and enrichment to the lake, and from a lake line to identity resolution
+//! and profiles.
 //!
 //! An [`Event`] wraps the JSON object as received (after validation and enrichment) rather than a
 //! struct of known fields, so that nothing a client sends is lost on the way to the lake; typed
@@ -10,7 +12,21 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::json::Obj;
+use crate::json::{Kind, Node, Obj, Shape};
+use crate::timestamp;
+
+/// How an event's text is opened: the top level, and in the same pass `context` and
+/// `context.page`, which enrichment reads and changes; every other value stays the text that was
+/// received until something reads it.
+pub(crate) const SHAPE: Shape = Shape {
+    open: &[("context", &CONTEXT_SHAPE)],
+    capacity: 16,
+};
+
+const CONTEXT_SHAPE: Shape = Shape {
+    open: &[("page", &Shape::LEAF)],
+    capacity: 12,
+};
 
 /// The six Segment Spec event types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -58,6 +74,17 @@ impl EventType {
     }
 }
 
+/// Why a lake line is not an event.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// The line is not a JSON object.
+    #[error("the line is not a JSON object")]
+    NotAnObject,
+    /// `type` is absent or names no Spec event type.
+    #[error("\"type\" is not one of track, identify, page, screen, group, alias")]
+    UnknownType,
+}
+
 /// The client's times, parsed once by validation and used by enrichment: each is `Some` when
 /// the field holds a valid RFC 3339 date-time.
 #[derive(Clone, Copy, Debug, Default)]
@@ -92,6 +119,20 @@ impl<'a> Event<'a> {
         }
     }
 
+    /// Reads a lake line: an event as `raw/` stores it, one JSON object with a Spec `type`.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError`] when the line is not a JSON object or has no Spec `type`.
+    pub fn from_lake_line(line: &'a str) -> Result<Event<'a>, LineError> {
+        let fields = Obj::parse_shaped(line, &SHAPE).map_err(|_| LineError::NotAnObject)?;
+        let kind = fields
+            .text("type")
+            .and_then(|name| EventType::parse(&name))
+            .ok_or(LineError::UnknownType)?;
+        Ok(Event::new(kind, fields, ClientTimes::default()))
+    }
+
     /// The event type.
     pub fn kind(&self) -> EventType {
         self.kind
@@ -110,6 +151,22 @@ impl<'a> Event<'a> {
     /// A top-level string field.
     pub fn str_field(&self, name: &str) -> Option<Cow<'_, str>> {
         self.fields.text(name)
+    }
+
+    /// A top-level field that holds an id: a string, or a number as text (clients may send
+    /// numeric ids; validation stores `userId` and the like as strings).
+    pub fn id_field(&self, name: &str) -> Option<Cow<'_, str>> {
+        id_text(self.fields.get(name)?)
+    }
+
+    /// A top-level RFC 3339 date-time field, parsed (`None` when absent or not a date-time).
+    pub fn time_field(&self, name: &str) -> Option<OffsetDateTime> {
+        timestamp::parse(&self.str_field(name)?).ok()
+    }
+
+    /// A top-level object field, opened for reading (`None` when absent or not an object).
+    pub(crate) fn object(&self, name: &str) -> Option<Cow<'_, Obj<'a>>> {
+        self.fields.get(name)?.as_object()
     }
 
     /// `messageId`, the idempotency key.
@@ -135,6 +192,18 @@ impl<'a> Event<'a> {
     /// Serializes the event as one line of NDJSON (without the newline).
     pub fn write_json(&self, out: &mut Vec<u8>) {
         self.fields.write_checked(out, self.multiline);
+    }
+}
+
+/// A value that holds an id as text: a string, or a number written as `serde_json` writes it.
+pub(crate) fn id_text<'n>(node: &'n Node<'_>) -> Option<Cow<'n, str>> {
+    match node.kind() {
+        Kind::String => node.as_text(),
+        Kind::Number => match node.to_value() {
+            Value::Number(number) => Some(Cow::Owned(number.to_string())),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

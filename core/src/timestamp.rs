@@ -68,7 +68,7 @@ pub fn format(at: OffsetDateTime) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Appends `at` as [`format`] writes it.
+/// Appends `at` as [`format()`] writes it.
 pub fn write(at: OffsetDateTime, out: &mut Vec<u8>) {
     let utc = at.to_offset(UtcOffset::UTC);
     // Years before 0 do not occur: `time` rejects them in RFC 3339 anyway.
@@ -88,21 +88,20 @@ pub fn write(at: OffsetDateTime, out: &mut Vec<u8>) {
     out.push(b'Z');
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch, rounded down (times before 1970 are negative).
 pub fn unix_millis(at: OffsetDateTime) -> i64 {
-    let nanos = at.unix_timestamp_nanos() / 1_000_000;
-    i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
+    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(i64::MAX)
 }
 
-/// The time `millis` milliseconds after the Unix epoch, clamped to the range `time` supports.
-pub fn from_unix_millis(millis: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).unwrap_or(
-        if millis < 0 {
-            OffsetDateTime::UNIX_EPOCH
-        } else {
-            OffsetDateTime::UNIX_EPOCH + time::Duration::days(365 * 8000)
-        },
-    )
+/// The time `millis` milliseconds after the Unix epoch (`None` outside the range `time`
+/// supports).
+pub fn from_unix_millis(millis: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
+}
+
+/// `at`, to the millisecond: as the lake writes times and as a profile store keeps them.
+pub fn to_millis(at: OffsetDateTime) -> OffsetDateTime {
+    from_unix_millis(unix_millis(at)).unwrap_or(at)
 }
 
 /// Appends `value` in decimal, left-padded with zeros to `width` digits (more digits when it
@@ -180,6 +179,9 @@ mod tests {
     fn millis_round_trip() {
         let at = parse("2001-02-03T04:05:06.789Z").unwrap();
         assert_eq!(unix_millis(at), 981_173_106_789);
-        assert_eq!(from_unix_millis(981_173_106_789), at);
+        assert_eq!(from_unix_millis(981_173_106_789), Some(at));
+        let before_1970 = parse("1969-12-31T23:59:59.9995Z").unwrap();
+        assert_eq!(unix_millis(before_1970), -1, "rounded down");
+        assert_eq!(format(to_millis(before_1970)), "1969-12-31T23:59:59.999Z");
     }
 }

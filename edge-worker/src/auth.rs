@@ -1,5 +1,5 @@
-//! Write keys: from `Authorization: Basic base64(key:)` (the password is ignored, as Segment
-//! does) or from `writeKey` in the body.
+//! Credentials: write keys from `Authorization: Basic base64(key:)` (the password is ignored,
+//! as Segment does; `writeKey` in the body is read with the body), and secret comparison.
 
 use base64::Engine as _;
 
@@ -18,10 +18,8 @@ pub(crate) fn basic_user(authorization: Option<&str>) -> Option<String> {
     (!user.is_empty()).then(|| user.to_owned())
 }
 
-/// A key shortened for an error message, so a long secret-looking value is not echoed whole.
-pub(crate) fn shorten_key(key: &str) -> String {
-    match key.char_indices().nth(12) {
-        Some((cut, _)) => format!("{}…", key.get(..cut).unwrap_or("")),
-        None => key.to_owned(),
-    }
+/// Whether two secrets are equal, comparing every byte whatever differs first (a caller cannot
+/// time its way to a token).
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
 }

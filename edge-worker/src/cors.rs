@@ -1,7 +1,7 @@
 //! Cross-origin headers, so browsers on the customer's site may send events.
 
-use crate::config::CorsConfig;
 use crate::http::{HttpRequest, HttpResponse};
+use braid_core::collect::CorsConfig;
 
 /// Adds `Access-Control-Allow-*` headers for an allowed `Origin` (echoed, with credentials, so
 /// first-party cookies work), or nothing for a request without one or from another origin.

@@ -5,14 +5,14 @@ use std::io::Read as _;
 
 use flate2::read::MultiGzDecoder;
 
-use crate::error::RequestError;
+use crate::error::ApiError;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Checks `Content-Type`: JSON travels as `application/json`, as `text/plain` (analytics.js,
 /// to avoid a CORS preflight) and as form-urlencoded (the `RudderStack` node client's label for
 /// gzip JSON). Absent is fine too.
-pub(crate) fn check_content_type(content_type: Option<&str>) -> Result<(), RequestError> {
+pub(crate) fn check_content_type(content_type: Option<&str>) -> Result<(), ApiError> {
     let Some(value) = content_type else {
         return Ok(());
     };
@@ -30,7 +30,7 @@ pub(crate) fn check_content_type(content_type: Option<&str>) -> Result<(), Reque
     if ok {
         Ok(())
     } else {
-        Err(RequestError::UnsupportedContentType {
+        Err(ApiError::UnsupportedContentType {
             content_type: value.to_owned(),
         })
     }
@@ -43,7 +43,7 @@ pub(crate) fn decode_body<'a>(
     body: &'a [u8],
     content_encoding: Option<&str>,
     limit: usize,
-) -> Result<Cow<'a, [u8]>, RequestError> {
+) -> Result<Cow<'a, [u8]>, ApiError> {
     let encoding = content_encoding
         .map(|e| e.trim().to_ascii_lowercase())
         .unwrap_or_default();
@@ -51,7 +51,7 @@ pub(crate) fn decode_body<'a>(
         "gzip" | "x-gzip" => true,
         "" | "identity" => body.starts_with(&GZIP_MAGIC),
         _ => {
-            return Err(RequestError::UnsupportedEncoding {
+            return Err(ApiError::UnsupportedEncoding {
                 encoding: encoding.clone(),
             });
         }
@@ -64,7 +64,7 @@ pub(crate) fn decode_body<'a>(
     MultiGzDecoder::new(body)
         .take(cap)
         .read_to_end(&mut decoded)
-        .map_err(|error| RequestError::BadGzip {
+        .map_err(|error| ApiError::BadGzip {
             detail: error.to_string(),
         })?;
     Ok(Cow::Owned(decoded))

@@ -1,18 +1,41 @@
-//! Why a request was refused, and the HTTP status and JSON body each reason maps to.
+//! Why a request was refused, the HTTP status each reason maps to, and the one error body every
+//! route answers with (`docs/http-api.md`):
+//!
+//! ```json
+//! {"success": false, "errors": [{"code": "...", "message": "...", "field": null, "index": null, "limit": null}]}
+//! ```
+//!
+//! `code` is stable and machine-readable, `message` names the bad value and the limit; `field`,
+//! `index` (an event's position in its batch) and `limit` are set where they apply.
 
-use braid_core::ValidationError;
+use braid_core::catalogue::validate::ValidationError;
+use braid_core::collect::forward::ForwardError;
 use serde_json::{Value, json};
 
 use crate::http::HttpResponse;
 
 /// A request that could not be accepted (as a whole).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RequestError {
+pub enum ApiError {
     /// No route has this path.
     #[error("no endpoint at {path:?}")]
     NotFound {
         /// The path.
         path: String,
+    },
+    /// No profile has the identifier.
+    #[error("no profile has {identifier}")]
+    NoProfile {
+        /// The identifier, as asked.
+        identifier: String,
+    },
+    /// The route exists but is switched off by the configuration.
+    #[error("{what} is off: {how}")]
+    Off {
+        /// What (`the profile API`).
+        what: &'static str,
+        /// How to switch it on.
+        how: &'static str,
     },
     /// The route exists but not for this method.
     #[error("{method} is not allowed on {path:?}")]
@@ -34,6 +57,12 @@ pub enum RequestError {
         /// The header value.
         content_type: String,
     },
+    /// The body could not be read to its end (the connection broke).
+    #[error("cannot read the body: {detail}")]
+    UnreadableBody {
+        /// What the platform saw.
+        detail: String,
+    },
     /// The body is not valid gzip.
     #[error("body is not valid gzip: {detail}")]
     BadGzip {
@@ -51,6 +80,13 @@ pub enum RequestError {
         /// The key, shortened.
         key: String,
     },
+    /// A route that needs a server's secret was called without valid proof of it: a profile
+    /// token, a forward signature, a personalization token.
+    #[error("{reason}")]
+    Unauthorized {
+        /// What is missing or wrong.
+        reason: String,
+    },
     /// The workspace's event rate limit is exhausted.
     #[error(
         "rate limit of {limit} events per second exceeded: retry after {retry_after_seconds} s"
@@ -64,59 +100,108 @@ pub enum RequestError {
     /// The body or its events broke a rule.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// A forwarded body is not a forward batch.
+    #[error("the body is not a forward batch: {detail}")]
+    BadForward {
+        /// What is wrong.
+        detail: String,
+    },
+    /// A workspace name that is not one.
+    #[error("\"workspace\" is not a workspace name: {name:?}")]
+    BadWorkspace {
+        /// The name.
+        name: String,
+    },
+    /// The profile API's path names no identifier.
+    #[error("the path must be /v1/profiles/TYPE:VALUE, not {path:?}")]
+    BadIdentifier {
+        /// The path.
+        path: String,
+    },
+    /// A query parameter is out of its range.
+    #[error("{field:?} must be {expected}")]
+    BadParameter {
+        /// The parameter.
+        field: &'static str,
+        /// What it must be.
+        expected: &'static str,
+        /// Its upper bound, where it has one.
+        limit: Option<usize>,
+    },
     /// The platform could not store the events durably.
     #[error("events could not be stored; retry later")]
     StorageUnavailable,
+    /// The platform's profile store failed.
+    #[error("the profile store failed: {message}")]
+    ProfileStoreFailed {
+        /// What failed.
+        message: String,
+    },
 }
 
-impl RequestError {
+impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         match self {
-            RequestError::NotFound { .. } => 404,
-            RequestError::MethodNotAllowed { .. } => 405,
-            RequestError::UnsupportedEncoding { .. }
-            | RequestError::UnsupportedContentType { .. } => 415,
-            RequestError::MissingWriteKey | RequestError::UnknownWriteKey { .. } => 401,
-            RequestError::RateLimited { .. } => 429,
-            RequestError::Invalid(error) if error.is_size_limit() => 413,
-            RequestError::Invalid(_) | RequestError::BadGzip { .. } => 400,
-            RequestError::StorageUnavailable => 503,
+            ApiError::NotFound { .. } | ApiError::NoProfile { .. } | ApiError::Off { .. } => 404,
+            ApiError::MethodNotAllowed { .. } => 405,
+            ApiError::UnsupportedEncoding { .. } | ApiError::UnsupportedContentType { .. } => 415,
+            ApiError::MissingWriteKey
+            | ApiError::UnknownWriteKey { .. }
+            | ApiError::Unauthorized { .. } => 401,
+            ApiError::RateLimited { .. } => 429,
+            ApiError::Invalid(error) if error.is_size_limit() => 413,
+            ApiError::Invalid(_)
+            | ApiError::BadGzip { .. }
+            | ApiError::UnreadableBody { .. }
+            | ApiError::BadForward { .. }
+            | ApiError::BadWorkspace { .. }
+            | ApiError::BadIdentifier { .. }
+            | ApiError::BadParameter { .. } => 400,
+            ApiError::StorageUnavailable | ApiError::ProfileStoreFailed { .. } => 503,
         }
     }
 
     /// A stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            RequestError::NotFound { .. } => "not_found",
-            RequestError::MethodNotAllowed { .. } => "method_not_allowed",
-            RequestError::UnsupportedEncoding { .. } => "unsupported_encoding",
-            RequestError::UnsupportedContentType { .. } => "unsupported_content_type",
-            RequestError::BadGzip { .. } => "bad_gzip",
-            RequestError::MissingWriteKey => "missing_write_key",
-            RequestError::UnknownWriteKey { .. } => "unknown_write_key",
-            RequestError::RateLimited { .. } => "rate_limited",
-            RequestError::Invalid(error) => error.code(),
-            RequestError::StorageUnavailable => "storage_unavailable",
+            ApiError::NotFound { .. } | ApiError::NoProfile { .. } | ApiError::Off { .. } => {
+                "not_found"
+            }
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::UnsupportedEncoding { .. } => "unsupported_encoding",
+            ApiError::UnsupportedContentType { .. } => "unsupported_content_type",
+            ApiError::BadGzip { .. } => "bad_gzip",
+            ApiError::UnreadableBody { .. } => "unreadable_body",
+            ApiError::MissingWriteKey => "missing_write_key",
+            ApiError::UnknownWriteKey { .. } => "unknown_write_key",
+            ApiError::Unauthorized { .. } => "unauthorized",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Invalid(error) => error.code(),
+            ApiError::BadForward { .. } => "bad_body",
+            ApiError::BadWorkspace { .. } => "bad_workspace",
+            ApiError::BadIdentifier { .. } => "bad_identifier",
+            ApiError::BadParameter { .. } => "bad_parameter",
+            ApiError::StorageUnavailable => "storage_unavailable",
+            ApiError::ProfileStoreFailed { .. } => "store_failed",
         }
     }
 
-    /// Whether the client should send the same request again later.
+    /// Whether the client should send the same request again later (it gets `Retry-After`).
     pub fn is_retriable(&self) -> bool {
         matches!(
             self,
-            RequestError::RateLimited { .. } | RequestError::StorageUnavailable
+            ApiError::RateLimited { .. }
+                | ApiError::StorageUnavailable
+                | ApiError::ProfileStoreFailed { .. }
         )
     }
 
     /// The JSON error response.
     pub fn to_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::json(
-            self.status(),
-            &json!({"success": false, "errors": [self.to_json()]}),
-        );
+        let mut response = error_response(self.status(), &[self.entry()]);
         match self {
-            RequestError::RateLimited {
+            ApiError::RateLimited {
                 retry_after_seconds,
                 ..
             } => {
@@ -124,7 +209,7 @@ impl RequestError {
                     .headers
                     .push(("retry-after", retry_after_seconds.to_string()));
             }
-            RequestError::StorageUnavailable => {
+            _ if self.is_retriable() => {
                 response.headers.push(("retry-after", "1".to_owned()));
             }
             _ => {}
@@ -132,24 +217,63 @@ impl RequestError {
         response
     }
 
-    fn to_json(&self) -> Value {
+    /// This error as an entry of `errors`.
+    fn entry(&self) -> Value {
         match self {
-            RequestError::Invalid(error) => validation_json(error),
-            RequestError::RateLimited { limit, .. } => {
-                json!({"code": self.code(), "message": self.to_string(), "limit": limit})
-            }
-            _ => json!({"code": self.code(), "message": self.to_string()}),
+            ApiError::Invalid(error) => validation_entry(error),
+            ApiError::RateLimited { limit, .. } => entry(
+                self.code(),
+                &self.to_string(),
+                None,
+                None,
+                Some(u64::from(*limit)),
+            ),
+            ApiError::BadParameter { field, limit, .. } => entry(
+                self.code(),
+                &self.to_string(),
+                Some(field),
+                None,
+                limit.and_then(|l| u64::try_from(l).ok()),
+            ),
+            _ => entry(self.code(), &self.to_string(), None, None, None),
         }
     }
 }
 
-/// One validation error as the response lists it: index, field, code, limit, message.
-pub(crate) fn validation_json(error: &ValidationError) -> Value {
-    json!({
-        "index": error.index(),
-        "field": error.field(),
-        "code": error.code(),
-        "limit": error.limit(),
-        "message": error.to_string(),
-    })
+impl From<ForwardError> for ApiError {
+    fn from(error: ForwardError) -> ApiError {
+        match error {
+            ForwardError::BadBody(detail) => ApiError::BadForward { detail },
+            other => ApiError::Unauthorized {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// One entry of `errors`: every key always present, `null` where it does not apply.
+fn entry(
+    code: &str,
+    message: &str,
+    field: Option<&str>,
+    index: Option<usize>,
+    limit: Option<u64>,
+) -> Value {
+    json!({"code": code, "message": message, "field": field, "index": index, "limit": limit})
+}
+
+/// One validation error as an entry of `errors`: its event's index, the field, the limit.
+pub(crate) fn validation_entry(error: &ValidationError) -> Value {
+    entry(
+        error.code(),
+        &error.to_string(),
+        error.field(),
+        error.index(),
+        error.limit().and_then(|l| u64::try_from(l).ok()),
+    )
+}
+
+/// The error body with `errors`, as `status`.
+pub(crate) fn error_response(status: u16, errors: &[Value]) -> HttpResponse {
+    HttpResponse::json(status, &json!({"success": false, "errors": errors}))
 }

@@ -1,5 +1,6 @@
 //! Requests and responses as plain data, so that any platform can build and send them.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// An HTTP request as the handlers see it.
@@ -37,13 +38,33 @@ impl HttpRequest<'_> {
             .map(|(_, value)| *value)
     }
 
-    /// The first value of a query parameter (not percent-decoded: for tokens and flags).
+    /// The token of `Authorization: Bearer <token>`, if the request sends one.
+    pub fn bearer_token(&self) -> Option<&str> {
+        self.header("authorization")?.strip_prefix("Bearer ")
+    }
+
+    /// The first value of a query parameter as sent (not percent-decoded: for tokens and
+    /// flags, which have no escapes).
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query?.split('&').find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             (key == name).then_some(value)
         })
     }
+
+    /// The first value of a query parameter, percent-decoded (`None` when absent or not UTF-8
+    /// once decoded).
+    pub fn query_value(&self, name: &str) -> Option<Cow<'_, str>> {
+        percent_decode(self.query_param(name)?)
+    }
+}
+
+/// `%XX` escapes decoded (a path segment or a query value); `None` when the result is not
+/// UTF-8. `+` stays `+`: in a path it is a plus (`email:a+b@shop.example`).
+pub fn percent_decode(text: &str) -> Option<Cow<'_, str>> {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .ok()
 }
 
 /// An HTTP response for the platform to send.
@@ -59,7 +80,7 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     /// A JSON response.
-    pub(crate) fn json(status: u16, body: &serde_json::Value) -> HttpResponse {
+    pub fn json(status: u16, body: &serde_json::Value) -> HttpResponse {
         HttpResponse {
             status,
             headers: vec![("content-type", "application/json".to_owned())],

@@ -1,34 +1,37 @@
-//! Braid's collection endpoint as platform-neutral handlers: a request comes in as plain data, a
-//! response goes out as plain data, and storing the accepted events is left to the platform.
+//! Every HTTP route of Braid as a platform-neutral handler ([`Api`]): a request comes in as
+//! plain data, a response goes out as plain data, and whatever needs a platform — storing
+//! events, reading a profile or a file — is handed back to it as a step to finish.
 //!
-//! `braid serve` runs these handlers natively (tokio + axum); the Cloudflare Worker runs the
-//! very same handlers in workerd. Nothing here knows about a server framework, a clock or a
-//! disk: the time of the request and the client's address are arguments, and a request that
-//! carries events comes back as [`Handled::Store`] — a [`LakeWrite`] for the platform to make
-//! durable and a [`Reply`] that gives the response once it has.
+//! `braid serve` runs these handlers natively (`braid_unifier::serve`, over axum); the
+//! Cloudflare Worker runs the very same handlers in workerd (`worker.rs`, wasm32 only); the
+//! ingest Lambda function runs them behind a function URL (`braid_unifier::lambda`). Nothing
+//! here knows about a server framework, a clock or a disk: the time of the request and the
+//! client's address are arguments.
 //!
-//! The HTTP contract (routes, auth, statuses, bodies) is `docs/wire-format.md`.
+//! The HTTP contract (routes, auth, statuses, the one error body) is `docs/http-api.md`.
 
+mod api;
 mod auth;
-mod collector;
-mod config;
+mod collect;
+mod cookie;
 mod cors;
 mod decode;
 mod error;
+mod forward;
+mod handled;
 mod http;
 mod personalize;
+mod profiles;
 mod rate;
 mod sdk;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "wasm32")]
-mod worker_glue;
+mod worker;
 
-pub use collector::{Collector, Counts, Handled, LakeWrite, Reply};
-pub use config::{
-    CookieConfig, CorsConfig, EdgeConfig, PersonalizeConfig, RateLimit, WorkspaceConfig,
+pub use api::Api;
+pub use error::ApiError;
+pub use handled::{
+    Counts, Handled, Personalization, ProfileAnswer, ProfileQuery, ProfileRead, Reply, SdkRead,
 };
-pub use error::RequestError;
-pub use http::{HttpRequest, HttpResponse};
-pub use personalize::Personalization;
-pub use sdk::{sdk_content_type, sdk_response};
+pub use http::{HttpRequest, HttpResponse, percent_decode};

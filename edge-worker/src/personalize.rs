@@ -4,106 +4,82 @@
 //! person's profile. The platform looks the key up in its store (KV for the Worker, the local
 //! profiles for `braid serve`) and answers with [`Personalization::finish`].
 
-use braid_core::identity::{IdType, Identifier};
-use braid_core::personalize::{EMPTY_PROFILE, edge_key, verify_token};
-use serde_json::json;
+use braid_core::activate::personalize::{EMPTY_PROFILE, edge_key, verify_token};
+use braid_core::unify::{IdType, Identifier};
 use time::OffsetDateTime;
 
-use crate::config::{CookieConfig, CorsConfig, PersonalizeConfig};
+use crate::api::Api;
+use crate::cookie;
 use crate::cors;
+use crate::error::ApiError;
+use crate::handled::{Handled, Personalization, personal_answer};
 use crate::http::{HttpRequest, HttpResponse};
 
-/// A personalization read for the platform to finish.
-#[derive(Debug)]
-pub struct Personalization {
-    /// The caller's identifier.
-    pub identifier: Identifier,
-    /// Its key in the edge store (`braid_core::personalize::edge_key`).
-    pub key: String,
-    headers: Vec<(&'static str, String)>,
-}
-
-impl Personalization {
-    /// The answer, given the stored value (`None`: unknown, an empty profile).
-    pub fn finish(self, value: Option<String>) -> HttpResponse {
-        answer(
-            value.unwrap_or_else(|| EMPTY_PROFILE.to_owned()),
-            self.headers,
-        )
-    }
-}
-
-fn answer(body: String, cors_headers: Vec<(&'static str, String)>) -> HttpResponse {
-    let mut headers = vec![
-        ("content-type", "application/json".to_owned()),
-        // One person's data: never cached by a shared cache, never reused for another caller.
-        ("cache-control", "private, no-store".to_owned()),
-        ("vary", "Cookie, Authorization".to_owned()),
-    ];
-    headers.extend(cors_headers);
-    HttpResponse {
-        status: 200,
-        headers,
-        body: body.into_bytes(),
-    }
-}
-
-/// What to do with a personalization request: answer now, or look up a key.
-#[derive(Debug)]
-pub(crate) enum Step {
-    Respond(HttpResponse),
-    Lookup(Personalization),
-}
-
-pub(crate) fn personalize(
-    request: &HttpRequest<'_>,
-    config: Option<&PersonalizeConfig>,
-    cookie: Option<&CookieConfig>,
-    cors_config: &CorsConfig,
-    now: OffsetDateTime,
-) -> Step {
-    let mut cors_response = HttpResponse {
-        status: 200,
-        headers: Vec::new(),
-        body: Vec::new(),
-    };
-    cors::add_headers(request, cors_config, &mut cors_response);
-    let cors_headers = cors_response.headers;
-    let error = |status: u16, code: &str, message: &str| {
-        let mut response = HttpResponse::json(status, &json!({"error": code, "message": message}));
-        response.headers.extend(cors_headers.clone());
-        Step::Respond(response)
-    };
-    let Some(config) = config.filter(|c| !c.key_secret.is_empty()) else {
-        return error(404, "not_found", "personalization is not configured");
-    };
-    let bearer = request
-        .header("authorization")
-        .and_then(|value| value.strip_prefix("Bearer "));
-    let identifier = if let Some(token) = bearer {
-        let Some(secret) = config.token_secret.as_deref().filter(|s| !s.is_empty()) else {
-            return error(
-                401,
-                "unauthorized",
-                "this edge accepts no tokens (no token secret)",
-            );
+impl Api {
+    pub(crate) fn personalize(&self, request: &HttpRequest<'_>, now: OffsetDateTime) -> Handled {
+        let mut cors_response = HttpResponse {
+            status: 200,
+            headers: Vec::new(),
+            body: Vec::new(),
         };
-        match verify_token(secret.as_bytes(), token.trim(), now) {
-            Ok(id) => id,
-            Err(e) => return error(401, "unauthorized", &e.to_string()),
-        }
-    } else {
-        let from_cookie = cookie
-            .and_then(|cookie| crate::collector::sent_cookie_id(request, cookie))
-            .map(|value| Identifier::new(IdType::AnonymousId, value));
-        match from_cookie {
-            Some(id) => id,
-            None => return Step::Respond(answer(EMPTY_PROFILE.to_owned(), cors_headers)),
-        }
-    };
-    Step::Lookup(Personalization {
-        key: edge_key(config.key_secret.as_bytes(), &identifier),
-        identifier,
-        headers: cors_headers,
-    })
+        cors::add_headers(request, &self.config.collect.cors, &mut cors_response);
+        let cors_headers = cors_response.headers;
+        let refuse = |error: ApiError| {
+            let mut response = error.to_response();
+            response.headers.extend(cors_headers.clone());
+            Handled::respond(response)
+        };
+        let Some(config) = self
+            .config
+            .activate
+            .personalize
+            .as_ref()
+            .filter(|c| !c.key_secret.is_empty())
+        else {
+            return refuse(ApiError::Off {
+                what: "personalization",
+                how: "set activate.personalize.key_secret (or BRAID_EDGE_KEY_SECRET)",
+            });
+        };
+        let bearer = request.bearer_token();
+        let identifier = if let Some(token) = bearer {
+            let Some(secret) = config.token_secret.as_deref().filter(|s| !s.is_empty()) else {
+                return refuse(ApiError::Unauthorized {
+                    reason: "this edge accepts no tokens (no token secret)".to_owned(),
+                });
+            };
+            match verify_token(secret.as_bytes(), token.trim(), now) {
+                Ok(id) => id,
+                Err(e) => {
+                    return refuse(ApiError::Unauthorized {
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        } else {
+            let from_cookie = self
+                .config
+                .collect
+                .identity_cookie
+                .as_ref()
+                .and_then(|config| cookie::sent_id(request, config))
+                .map(|value| Identifier::new(IdType::AnonymousId, value));
+            match from_cookie {
+                Some(id) => id,
+                None => {
+                    return Handled::respond(personal_answer(
+                        EMPTY_PROFILE.to_owned(),
+                        cors_headers,
+                    ));
+                }
+            }
+        };
+        Handled::Personalize(Personalization {
+            workspace: self.default_workspace().to_owned(),
+            key: edge_key(config.key_secret.as_bytes(), &identifier),
+            identifier,
+            traits: config.traits.clone(),
+            headers: cors_headers,
+        })
+    }
 }

@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use crate::config::RateLimit;
+use braid_core::collect::RateLimit;
 
 #[derive(Debug)]
 pub(crate) struct TokenBucket {

@@ -1,6 +1,8 @@
-//! Serving the browser SDK first-party (the files `sdk-js` builds into `dist/`): which names
-//! may be asked for, their content types, and cache headers. Where the bytes come from (a
-//! folder for `braid serve`, static assets or KV for the Worker) is the platform's business.
+//! Serving the browser SDK first-party (the files `sdk-js` builds into `dist/`) under
+//! `collect.sdk.path`: which names may be asked for, their content types, and cache headers.
+//! Where the bytes come from (a folder for `braid serve`, the static assets binding for the
+//! Worker) is the platform's business: it reads `SdkRead::name` and answers with
+//! `SdkRead::finish`.
 
 use crate::http::HttpResponse;
 
@@ -11,7 +13,7 @@ const SHORT: &str = "public, max-age=300";
 
 /// The content type of an SDK file, or `None` for a name that is not one: only plain names
 /// (no folders, no dot files) with a known extension are served.
-pub fn sdk_content_type(name: &str) -> Option<&'static str> {
+pub(crate) fn sdk_content_type(name: &str) -> Option<&'static str> {
     let plain = !name.is_empty()
         && !name.starts_with('.')
         && name
@@ -38,7 +40,7 @@ fn is_content_addressed(name: &str) -> bool {
 
 /// The answer to `GET`/`HEAD` of SDK file `name` whose bytes are `file` (`None`: not found).
 /// Any origin may load the files (module scripts and wasm are fetched with CORS).
-pub fn sdk_response(method: &str, name: &str, file: Option<Vec<u8>>) -> HttpResponse {
+pub(crate) fn sdk_response(method: &str, name: &str, file: Option<Vec<u8>>) -> HttpResponse {
     let plain = |status: u16, text: &str| HttpResponse {
         status,
         headers: vec![("content-type", "text/plain; charset=utf-8".to_owned())],

@@ -16,6 +16,7 @@
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss,
     clippy::indexing_slicing,
+    clippy::let_underscore_must_use,
     reason = "a benchmark report"
 )]
 
@@ -26,11 +27,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::Credentials;
-use braid_core::Limits;
-use braid_core::forward::{ForwardBatch, sign};
-use braid_tests::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, repo_root};
-use braid_unifier::store::{S3Store, s3_client};
-use braid_unifier::{ForwardRequest, IngestSettings, ObjectStore, ingest};
+use braid_core::collect::forward::{ForwardBatch, sign};
+use braid_edge::Api;
+use braid_tests::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, forward_request, repo_root};
+use braid_unifier::lake::store::ObjectStore;
+use braid_unifier::lake::store::{S3Store, s3_client};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -76,32 +77,24 @@ async fn throughput(store: &Arc<S3Store>) {
     let bodies: Vec<Vec<u8>> = (0..BATCHES).map(batch_body).collect();
     let bytes: usize = bodies.iter().map(Vec::len).sum();
     let bodies = Arc::new(bodies);
-    let settings = Arc::new(IngestSettings {
-        secret: b"bench".to_vec(),
-        limits: Limits::default(),
-    });
+    let mut config = braid_core::Config::default();
+    config.collect.forward_secret = Some("bench".to_owned());
+    let api = Arc::new(Api::new(config).unwrap());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..CONCURRENCY {
-        let (store, bodies, settings) = (
-            Arc::clone(store),
-            Arc::clone(&bodies),
-            Arc::clone(&settings),
-        );
+        let (store, bodies, api) = (Arc::clone(store), Arc::clone(&bodies), Arc::clone(&api));
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             for body in bodies.iter().skip(worker).step_by(CONCURRENCY) {
                 let now = OffsetDateTime::now_utc();
                 let signature = sign(b"bench", now.unix_timestamp(), body);
                 let timestamp = now.unix_timestamp().to_string();
-                let request = ForwardRequest {
-                    timestamp: Some(&timestamp),
-                    signature: Some(&signature),
-                    body,
-                };
+                let request = forward_request(&timestamp, &signature, body);
                 let sent = Instant::now();
-                let reply = ingest(store.as_ref(), &settings, request, now).await;
-                assert_eq!(reply.status, 200, "{}", reply.body);
+                let reply =
+                    braid_unifier::ingest::handle(&api, store.as_ref(), &request, now).await;
+                assert_eq!(reply.status, 200, "{:?}", reply.json_body());
                 latencies.push(sent.elapsed());
             }
             latencies

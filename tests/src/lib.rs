@@ -12,6 +12,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
+    clippy::let_underscore_must_use,
     reason = "test support"
 )]
 
@@ -50,8 +51,62 @@ pub fn forward_signature(secret: &[u8], body: &[u8]) -> (String, String) {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     (
         now.to_string(),
-        braid_core::forward::sign(secret, now, body),
+        braid_core::collect::forward::sign(secret, now, body),
     )
+}
+
+/// What ingest answered.
+#[derive(Clone, Debug)]
+pub struct IngestReply {
+    /// The status code.
+    pub status: u16,
+    /// The JSON body, as text.
+    pub body: String,
+    /// `Retry-After`, in seconds.
+    pub retry_after: Option<u32>,
+}
+
+/// `POST /v1/forward` with its signature headers, as the handlers take it.
+pub fn forward_request<'a>(
+    timestamp: &'a str,
+    signature: &'a str,
+    body: &'a [u8],
+) -> braid_edge::HttpRequest<'a> {
+    braid_edge::HttpRequest {
+        method: "POST",
+        path: "/v1/forward",
+        query: None,
+        headers: vec![
+            ("x-braid-timestamp", timestamp),
+            ("x-braid-signature", signature),
+        ],
+        body,
+        client_ip: None,
+        fresh_id: None,
+        location: None,
+        edge: None,
+    }
+}
+
+/// A forward body signed now with `secret` through the ingest handler over `store`: the code
+/// the ingest function runs behind its function URL (`braid_unifier::ingest::handle`).
+pub async fn ingest_forward<S: braid_unifier::lake::store::ObjectStore>(
+    store: &S,
+    secret: &str,
+    body: &[u8],
+    now: time::OffsetDateTime,
+) -> IngestReply {
+    let mut config = braid_core::Config::default();
+    config.collect.forward_secret = Some(secret.to_owned());
+    let api = braid_edge::Api::new(config).unwrap();
+    let (timestamp, signature) = forward_signature(secret.as_bytes(), body);
+    let request = forward_request(&timestamp, &signature, body);
+    let response = braid_unifier::ingest::handle(&api, store, &request, now).await;
+    IngestReply {
+        status: response.status,
+        retry_after: response.header("retry-after").and_then(|v| v.parse().ok()),
+        body: String::from_utf8(response.body).unwrap(),
+    }
 }
 
 /// A running `s3s-fs`, a real S3-compatible server that checks request signatures, on a free

@@ -416,7 +416,7 @@ fn chromium_a_site_on_segment_analytics_next_switches_by_changing_only_the_host(
 fn chromium_the_sdk_and_the_servers_identity_cookie_agree_and_survive_a_storage_wipe() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("braid.toml");
-    std::fs::write(&config, "[identity_cookie]\nsecure = false\n").unwrap();
+    std::fs::write(&config, "[collect.identity_cookie]\nsecure = false\n").unwrap();
     let dist = repo_root().join("sdk-js/dist");
     let server = Server::start_with(
         dir.path().join("data"),

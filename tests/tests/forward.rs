@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 
-use braid_core::forward::{ForwardBatch, sign};
+use braid_core::collect::forward::{ForwardBatch, sign};
 use braid_tests::{Server, read_lake, request};
 use time::OffsetDateTime;
 
@@ -82,7 +82,7 @@ fn signed_batches_land_once_and_the_rest_are_refused() {
     for (i, reply) in refused.iter().enumerate() {
         let expected = if i == 2 { 400 } else { 401 };
         assert_eq!(reply.status, expected, "case {i}: {}", reply.text());
-        assert_eq!(reply.json()["ok"], false);
+        assert_eq!(reply.json()["success"], false);
     }
     assert_eq!(
         read_lake(&server.data, "raw").len(),

@@ -6,6 +6,7 @@
     clippy::unwrap_used,
     clippy::indexing_slicing,
     clippy::panic,
+    clippy::let_underscore_must_use,
     reason = "test code"
 )]
 
@@ -14,16 +15,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::Credentials;
-use braid_core::forward::{ForwardBatch, sign};
+use braid_core::collect::forward::{ForwardBatch, sign};
 use braid_tests::{
     S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, Server, free_addr, python, repo_root, request,
     run_client, wait_for_port,
 };
-use braid_unifier::ObjectStore;
-use braid_unifier::compact::live_objects;
-use braid_unifier::object::{gunzip, lines};
+use braid_unifier::lake::compact::live_objects;
+use braid_unifier::lake::object::{gunzip, lines};
+use braid_unifier::lake::store::ObjectStore;
+use braid_unifier::lake::store::{S3Store, s3_client};
 use braid_unifier::profiles::ProfileUnify;
-use braid_unifier::store::{S3Store, s3_client};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -53,7 +54,6 @@ impl Emulator {
             format!("AWS_SECRET_ACCESS_KEY={S3_SECRET_KEY}"),
             "AWS_REGION=us-east-1".to_owned(),
             format!("BRAID_FORWARD_SECRET={SECRET}"),
-            "BRAID_COMPACT_REQUIRE_UNIFIED=true".to_owned(),
         ];
         let mut command = Command::new(bin);
         command
@@ -162,21 +162,21 @@ fn sqs_notification(keys: &[String]) -> Value {
 fn bucket_profiles(
     store: &S3Store,
     s3: &S3Server,
-) -> ProfileUnify<S3Store, braid_unifier::kv::S3Home> {
-    let home = braid_unifier::kv::S3Home::new(
+) -> ProfileUnify<S3Store, braid_unifier::profiles::kv::S3Home> {
+    let home = braid_unifier::profiles::kv::S3Home::new(
         BUCKET,
         "us-east-1",
         (S3_ACCESS_KEY, S3_SECRET_KEY, None),
         Some(&s3.endpoint),
-        braid_unifier::kv::SlateOptions::default(),
+        braid_unifier::profiles::kv::SlateOptions::default(),
     )
     .unwrap();
     ProfileUnify::new(
         store.clone(),
         home,
-        braid_core::identity::IdentityRules::default(),
-        braid_core::identity::ProfileConfig::default(),
-        braid_unifier::profiles::StoreSettings::default(),
+        braid_core::unify::IdentityRules::default(),
+        braid_core::unify::ProfileConfig::default(),
+        braid_core::unify::ProfileStoreConfig::default(),
     )
 }
 
@@ -243,7 +243,7 @@ fn ingest_unify_and_compact_under_the_lambda_emulator() {
     assert_eq!(bad["errorType"], "BadNotification", "{bad}");
 
     // The profile is in the bucket's profile store, each event counted once.
-    let user = braid_core::identity::Identifier::parse("user_id:u").unwrap();
+    let user = braid_core::unify::Identifier::parse("user_id:u").unwrap();
     let profiles = bucket_profiles(&store, &s3);
     let profile = runtime
         .block_on(profiles.profile("shop", &user))
@@ -298,10 +298,7 @@ fn a_segment_client_through_an_edge_to_lambda_and_s3() {
     let emulator = Emulator::start(
         &s3,
         &dir.path().join("cargo-lambda.log"),
-        &[
-            "BRAID_COMPACT_GRACE_MINUTES=-120",
-            "BRAID_COMPACT_REQUIRE_UNIFIED=false",
-        ],
+        &["BRAID_CONFIG=[catalogue.compaction]\ngrace_minutes = -120\nrequire_unified = false\n"],
     );
     let upstream = format!("http://{}/lambda-url/ingest/v1/forward", emulator.addr);
     let edge = Server::start_with(

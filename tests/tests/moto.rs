@@ -9,12 +9,11 @@ use aws_sdk_s3::types::{
     Event, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter,
     QueueConfiguration, S3KeyFilter,
 };
-use braid_core::Limits;
-use braid_core::forward::ForwardBatch;
-use braid_tests::{MotoServer, forward_signature};
-use braid_unifier::store::{S3Store, s3_client};
-use braid_unifier::unify::{CountEvents, keys_from_notification, unify_objects};
-use braid_unifier::{ForwardRequest, IngestSettings, ingest};
+use braid_core::collect::forward::ForwardBatch;
+use braid_tests::{MotoServer, ingest_forward};
+use braid_unifier::lake::feed::{CountEvents, unify_objects};
+use braid_unifier::lake::store::{S3Store, s3_client};
+use braid_unifier::lambda::keys_from_notification;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -80,17 +79,7 @@ async fn unify_reads_real_s3_notifications_through_sqs() {
         "\n"
     );
     let body = ForwardBatch::write("shop", now, events.as_bytes(), b"");
-    let settings = IngestSettings {
-        secret: b"s".to_vec(),
-        limits: Limits::default(),
-    };
-    let (timestamp, signature) = forward_signature(b"s", &body);
-    let request = ForwardRequest {
-        timestamp: Some(&timestamp),
-        signature: Some(&signature),
-        body: &body,
-    };
-    let reply = ingest(&store, &settings, request, now).await;
+    let reply = ingest_forward(&store, "s", &body, now).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
 
     let received = moto.sqs(

@@ -331,7 +331,7 @@ fn a_rule_change_at_restart_splits_a_profile() {
     let config = dir.path().join("braid.toml");
     std::fs::write(
         &config,
-        "[identity.types.email]\npriority = 2\nblocked = ['.*@hotel\\.example']\n",
+        "[unify.identity.types.email]\npriority = 2\nblocked = ['.*@hotel\\.example']\n",
     )
     .unwrap();
     let server = Server::start_with(

@@ -7,14 +7,13 @@
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::Credentials;
-use braid_core::Limits;
-use braid_core::forward::ForwardBatch;
-use braid_tests::{FaultyProxy, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, forward_signature};
-use braid_unifier::compact::{CompactSettings, compact_partition, live_objects};
-use braid_unifier::object::{gunzip, gzip, lines};
-use braid_unifier::store::{MULTIPART_THRESHOLD, S3Store, s3_client};
-use braid_unifier::unify::{CountEvents, unify_objects};
-use braid_unifier::{ForwardRequest, IngestSettings, ObjectStore, ingest};
+use braid_core::collect::forward::ForwardBatch;
+use braid_tests::{FaultyProxy, S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, ingest_forward};
+use braid_unifier::lake::compact::{CompactSettings, compact_partition, live_objects};
+use braid_unifier::lake::feed::{CountEvents, unify_objects};
+use braid_unifier::lake::object::{gunzip, gzip, lines};
+use braid_unifier::lake::store::ObjectStore;
+use braid_unifier::lake::store::{MULTIPART_THRESHOLD, S3Store, s3_client};
 use time::OffsetDateTime;
 
 const BUCKET: &str = "braid-lake";
@@ -52,7 +51,7 @@ async fn the_store_puts_gets_lists_and_deletes() {
     store.delete("raw/w=a/1.gz").await.unwrap();
     assert_eq!(store.list("raw/").await.unwrap().len(), 1);
     let error = store.put("../escape", b"x".to_vec()).await.unwrap_err();
-    assert!(!error.retriable);
+    assert!(!error.is_retriable());
 }
 
 #[tokio::test]
@@ -76,8 +75,8 @@ async fn a_wrong_signature_is_refused_for_good_and_a_dead_server_is_worth_retryi
     bucket(&server).await;
     let impostor = S3Store::new(client(&server, "not-the-secret"), BUCKET);
     let error = impostor.put("raw/x.gz", b"x".to_vec()).await.unwrap_err();
-    assert!(!error.retriable, "{error}");
-    assert!(error.message.contains("Signature"), "{error}");
+    assert!(!error.is_retriable(), "{error}");
+    assert!(error.to_string().contains("Signature"), "{error}");
     let addr = server.addr;
     drop(server);
     let credentials = Credentials::new(S3_ACCESS_KEY, S3_SECRET_KEY, None, None, "test");
@@ -86,7 +85,7 @@ async fn a_wrong_signature_is_refused_for_good_and_a_dead_server_is_worth_retryi
         BUCKET,
     );
     let error = gone.put("raw/x.gz", b"x".to_vec()).await.unwrap_err();
-    assert!(error.retriable, "{error}");
+    assert!(error.is_retriable(), "{error}");
 }
 
 #[tokio::test]
@@ -102,19 +101,9 @@ async fn ingest_and_unify_over_a_bucket() {
         "\n"
     );
     let body = ForwardBatch::write("shop", received, events.as_bytes(), b"");
-    let settings = IngestSettings {
-        secret: b"s".to_vec(),
-        limits: Limits::default(),
-    };
     let now = OffsetDateTime::now_utc();
-    let (timestamp, signature) = forward_signature(b"s", &body);
-    let request = ForwardRequest {
-        timestamp: Some(&timestamp),
-        signature: Some(&signature),
-        body: &body,
-    };
     for _ in 0..2 {
-        let reply = ingest(&store, &settings, request, now).await;
+        let reply = ingest_forward(&store, "s", &body, now).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
     let objects = store.list("raw/workspace=shop/").await.unwrap();
@@ -199,22 +188,8 @@ async fn throttling_loses_nothing_and_duplicates_nothing() {
             BUCKET,
         )
     };
-    let settings = IngestSettings {
-        secret: b"s".to_vec(),
-        limits: Limits::default(),
-    };
-    let send = |store: S3Store, body: Vec<u8>| {
-        let settings = settings.clone();
-        async move {
-            let now = OffsetDateTime::now_utc();
-            let (timestamp, signature) = forward_signature(b"s", &body);
-            let request = ForwardRequest {
-                timestamp: Some(&timestamp),
-                signature: Some(&signature),
-                body: &body,
-            };
-            ingest(&store, &settings, request, now).await
-        }
+    let send = |store: S3Store, body: Vec<u8>| async move {
+        ingest_forward(&store, "s", &body, OffsetDateTime::now_utc()).await
     };
     let received = braid_core::timestamp::parse("2024-05-01T10:00:00Z").unwrap();
     let batch = |id: &str| {

@@ -6,7 +6,12 @@
 //! Needs `scripts/worker-build.sh` (run by `scripts/test.sh`) and `tests/worker/node_modules`
 //! (`scripts/setup.sh --test`).
 
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::let_underscore_must_use,
+    reason = "test code"
+)]
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -23,9 +28,14 @@ fn through_worker(ingest_url: &str, requests: &[Value]) -> Vec<Value> {
     through_worker_with(ingest_url, requests, &[])
 }
 
-/// `node run.mjs` for the built Worker, with its workspace and forward secret.
+/// `node run.mjs` for the built Worker, with its configuration (`BRAID_CONFIG`: the workspace,
+/// the ingest to forward to, the identity cookie) and forward secret.
 fn run_mjs(ingest_url: &str) -> Command {
-    let workspaces = json!([{"name": "edge", "write_keys": [EDGE_KEY]}]).to_string();
+    let config = json!({
+        "workspaces": [{"name": "edge", "write_keys": [EDGE_KEY]}],
+        "collect": {"upstream": ingest_url, "identity_cookie": {}},
+    })
+    .to_string();
     let mut command = Command::new("node");
     command
         .arg(repo_root().join("tests/worker/run.mjs"))
@@ -34,9 +44,8 @@ fn run_mjs(ingest_url: &str) -> Command {
             "BRAID_WORKER_ENTRY",
             repo_root().join("edge-worker/build/worker.mjs"),
         )
-        .env("INGEST_URL", ingest_url)
-        .env("BRAID_FORWARD_SECRET", SECRET)
-        .env("BRAID_WORKSPACES", workspaces);
+        .env("BRAID_CONFIG", config)
+        .env("BRAID_FORWARD_SECRET", SECRET);
     command
 }
 
@@ -269,8 +278,8 @@ fn the_worker_serves_the_browser_sdk_first_party_with_cache_headers() {
 
 #[test]
 fn personalization_reads_only_the_callers_own_profile_from_kv() {
-    use braid_core::identity::Identifier;
-    use braid_core::personalize::sign_token;
+    use braid_core::activate::personalize::sign_token;
+    use braid_core::unify::Identifier;
 
     // Profiles from real events, exported for the edge by `braid profiles export --edge`
     // (beside the running server: read-only, what it made durable).
@@ -278,7 +287,7 @@ fn personalization_reads_only_the_callers_own_profile_from_kv() {
     let config = dir.path().join("braid.toml");
     std::fs::write(
         &config,
-        "[personalize]\nkey_secret = \"kv-secret\"\ntraits = [\"plan\"]\n\n[identity_cookie]\nsecure = false\n",
+        "[activate.personalize]\nkey_secret = \"kv-secret\"\ntraits = [\"plan\"]\n\n[collect.identity_cookie]\nsecure = false\n",
     )
     .unwrap();
     let server = Server::start_with(
@@ -355,7 +364,10 @@ fn personalization_reads_only_the_callers_own_profile_from_kv() {
     assert_eq!(body(2), empty, "a query string identifies no one");
     assert_eq!(body(3), pro, "a signed token for user-1");
     assert_eq!(answers[4]["status"], 401);
-    assert_eq!(body(4)["message"], "the token's signature does not match");
+    assert_eq!(
+        body(4)["errors"][0]["message"],
+        "the token's signature does not match"
+    );
     assert_eq!(answers[5]["status"], 200);
     assert_eq!(body(5), empty, "an unknown id is an empty profile");
 

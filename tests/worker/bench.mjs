@@ -13,9 +13,11 @@ const KEY = 'bench-key';
 const mf = new Miniflare({
   ...workerModule(scriptPath),
   bindings: {
-    INGEST_URL: 'http://127.0.0.1:9/v1/forward',
+    BRAID_CONFIG: JSON.stringify({
+      workspaces: [{ name: 'bench', write_keys: [KEY] }],
+      collect: { upstream: 'http://127.0.0.1:9/v1/forward', identity_cookie: {} },
+    }),
     BRAID_FORWARD_SECRET: 'bench',
-    BRAID_WORKSPACES: JSON.stringify([{ name: 'bench', write_keys: [KEY] }]),
     BRAID_EDGE_KEY_SECRET: 'kv-secret',
   },
   kvNamespaces: ['PROFILES'],
@@ -81,7 +83,7 @@ try {
   const refused = await timed(N, (i) => mf.dispatchFetch('http://edge.example/v1/batch', {
     method: 'POST', headers: { authorization: 'Basic eDo=', 'content-type': 'application/json' }, body: bodies[i % 50],
   }), 401);
-  // 10,000 profiles in KV, keyed as braid_core::personalize::edge_key does.
+  // 10,000 profiles in KV, keyed as braid_core::activate::personalize::edge_key does.
   const kv = await mf.getKVNamespace('PROFILES');
   const key = (id) => createHmac('sha256', 'kv-secret').update(id).digest('hex').slice(0, 32);
   for (let i = 0; i < 10000; i++) {

@@ -10,9 +10,8 @@ const requests = process.env.BRAID_SERVE ? [] : JSON.parse(readFileSync(0, 'utf8
 const mf = new Miniflare({
   ...workerModule(scriptPath),
   bindings: {
-    INGEST_URL: process.env.INGEST_URL,
+    BRAID_CONFIG: process.env.BRAID_CONFIG,
     BRAID_FORWARD_SECRET: process.env.BRAID_FORWARD_SECRET,
-    BRAID_WORKSPACES: process.env.BRAID_WORKSPACES,
     ...(process.env.BRAID_EDGE_KEY_SECRET && { BRAID_EDGE_KEY_SECRET: process.env.BRAID_EDGE_KEY_SECRET }),
     ...(process.env.BRAID_TOKEN_SECRET && { BRAID_TOKEN_SECRET: process.env.BRAID_TOKEN_SECRET }),
   },

@@ -1,23 +1,24 @@
-//! Braid's back end: the handlers behind the edge, generic over a small storage trait so that
-//! the same code runs as AWS Lambda functions over S3 (`src/bin/*`, feature `lambda`) and inside
-//! `braid serve` over a local folder.
+//! Braid's back end, by role, over storage traits that tests implement in memory:
 //!
-//! - [`ingest`]: forwarded batches in, one lake object per batch out;
-//! - [`unify`]: the entry point for new lake objects, with a durable checkpoint so that a
-//!   redelivered notification does nothing twice;
-//! - [`compact`]: merges the small objects of closed hours, switching by a manifest so that
-//!   readers see every event once;
-//! - [`store`]: the storage trait and its local-folder and S3 implementations.
+//! - [`ingest`]: the HTTP handlers with what they accept written to an object store;
+//! - [`lake`]: the lake's I/O — object stores (a local folder, S3), writing what collection
+//!   accepted, the unify feed (each new object applied once), compaction;
+//! - [`profiles`]: the profile store — identity resolution and profiles kept in a key-value
+//!   store per workspace (SlateDB), rebuilt from the lake when the rules change, and read by the
+//!   profile API and personalization;
+//! - destinations (activation) come here next (see the open issues).
+//!
+//! On top, thin platform glue: [`lambda`] (feature `lambda`) holds the AWS Lambda functions'
+//! handlers, with `src/bin/` running them; [`serve`] (feature `serve`) is `braid serve`, Braid on
+//! one machine over a local folder. Both run the same HTTP handlers (`braid_edge::Api`) and the
+//! same unify step.
 
-pub mod compact;
+#[cfg(feature = "serve")]
+pub mod client;
 pub mod ingest;
-pub mod kv;
-pub mod object;
-pub mod profiles;
-pub mod store;
-pub mod unify;
-
-pub use ingest::{ForwardRequest, IngestSettings, Reply, ingest};
-pub use store::{LocalStore, ObjectInfo, ObjectStore, StoreError};
+pub mod lake;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod profiles;
+#[cfg(feature = "serve")]
+pub mod serve;

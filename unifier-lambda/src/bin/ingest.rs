@@ -1,27 +1,25 @@
-//! The ingest Lambda function (a function URL or API Gateway): glue only — the handler is
-//! `braid_unifier::lambda::handle_ingest`. Environment: `BRAID_FORWARD_SECRET` (shared with
-//! the edge), `BRAID_BUCKET`, and the standard AWS variables (see `S3Store::from_env`).
+//! The ingest function (a function URL or API Gateway): glue only — the handler is
+//! `braid_unifier::lambda::handle_ingest`. Environment: `BRAID_CONFIG` (the document of
+//! `braid.toml`; optional) and `BRAID_FORWARD_SECRET` (shared with the edge, or
+//! `[collect] forward_secret`), `BRAID_BUCKET`, and the standard AWS variables.
 
-use braid_core::Limits;
-use braid_unifier::IngestSettings;
-use braid_unifier::lambda::{handle_ingest, init_tracing};
-use braid_unifier::store::S3Store;
+use braid_edge::Api;
+use braid_unifier::lambda::{Bucket, config_from_env, handle_ingest, init_tracing};
 use lambda_http::{Error, Request, run, service_fn};
 use time::OffsetDateTime;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
-    let store = S3Store::from_env()?;
-    let settings = IngestSettings {
-        secret: std::env::var("BRAID_FORWARD_SECRET")
-            .map_err(|_| "BRAID_FORWARD_SECRET is not set")?
-            .into_bytes(),
-        limits: Limits::default(),
-    };
+    let store = Bucket::from_env()?.lake();
+    let config = config_from_env()?;
+    if config.collect.forward_secret.is_none() {
+        return Err("BRAID_FORWARD_SECRET (or [collect] forward_secret) is not set".into());
+    }
+    let api = Api::new(config)?;
     run(service_fn(|request: Request| {
-        let (store, settings) = (&store, &settings);
-        async move { handle_ingest(store, settings, &request, OffsetDateTime::now_utc()).await }
+        let (api, store) = (&api, &store);
+        async move { handle_ingest(api, store, &request, OffsetDateTime::now_utc()).await }
     }))
     .await
 }

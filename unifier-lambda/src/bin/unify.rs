@@ -1,13 +1,13 @@
-//! The unify Lambda function (S3 object-created notifications, directly or through SQS): glue
-//! only — the handler is `braid_unifier::lambda::handle_unify`, over identity resolution and
-//! profiles kept in the bucket (`profiles/workspace=W/`, SlateDB). Retriable failures are
-//! returned as errors so that Lambda (or SQS) delivers the notification again; checkpoints and
-//! `messageId`s make that safe. One writer per workspace: deploy it with reserved concurrency 1.
+//! The unify function (S3 object-created notifications, directly or through SQS): glue only —
+//! the handler is `braid_unifier::lambda::handle_unify`, over identity resolution and profiles
+//! kept in the bucket (`profiles/workspace=W/`, SlateDB), under the `[unify]` rules of
+//! `BRAID_CONFIG`. Retriable failures are returned as errors so that Lambda (or SQS) delivers
+//! the notification again; checkpoints and `messageId`s make that safe. One writer per
+//! workspace: deploy it with reserved concurrency 1.
 
-use braid_unifier::kv::{S3Home, SlateOptions};
-use braid_unifier::lambda::{UnifyConfig, handle_unify, init_tracing};
+use braid_unifier::lambda::{Bucket, config_from_env, handle_unify, init_tracing};
 use braid_unifier::profiles::ProfileUnify;
-use braid_unifier::store::S3Store;
+use braid_unifier::profiles::kv::SlateOptions;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -15,15 +15,15 @@ use time::OffsetDateTime;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
-    let store = S3Store::from_env()?;
-    let config = UnifyConfig::from_env()?;
-    let home = S3Home::from_env(SlateOptions::default())?;
+    let bucket = Bucket::from_env()?;
+    let store = bucket.lake();
+    let config = config_from_env()?;
     let profiles = ProfileUnify::new(
         store.clone(),
-        home,
-        config.identity,
-        config.profiles,
-        config.profile_store,
+        bucket.profile_home(SlateOptions::default())?,
+        config.unify.identity,
+        config.unify.profiles,
+        config.unify.store,
     );
     run(service_fn(|event: LambdaEvent<Value>| {
         let (store, profiles) = (&store, &profiles);

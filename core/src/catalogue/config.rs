@@ -1,0 +1,42 @@
+//! `[catalogue]`: what an event may be (limits), what is added to it (enrichment), and how the
+//! lake is kept (compaction).
+
+use serde::{Deserialize, Serialize};
+
+use super::enrich::EnrichConfig;
+use super::validate::Limits;
+
+/// The catalogue's part of the configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogueConfig {
+    /// Size and count limits of requests and events.
+    pub limits: Limits,
+    /// Enrichment switches.
+    pub enrich: EnrichConfig,
+    /// How the small objects of closed hours are merged.
+    pub compaction: CompactionConfig,
+}
+
+/// Compaction of the lake (`docs/lake-layout.md`): the small per-request objects of an hour are
+/// merged once the hour is closed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompactionConfig {
+    /// Minutes after an hour ends before it is compacted (late retries land in their hour).
+    pub grace_minutes: i64,
+    /// Uncompressed megabytes per compacted object.
+    pub target_megabytes: usize,
+    /// Merge only objects the unify step has applied, so that none is taken away unread.
+    pub require_unified: bool,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            grace_minutes: 15,
+            target_megabytes: 64,
+            require_unified: true,
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The lake layout: where events land, as specified in `docs/lake-layout.md`.
+//!
+//! `raw/workspace=W/date=YYYY-MM-DD/hour=HH/<batch-id>.ndjson.gz` holds accepted events, one
+//! enriched event per line; `failed/` has the same partitions and holds rejected events with
+//! their reason. Partitions are by the time the server received the events (UTC). The lines of
+//! one request's worth of events travel to a writer as a [`LakeWrite`]; failure records are
+//! [`FailedEvent`]s.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use time::{OffsetDateTime, UtcOffset};
+
+use super::validate::ValidationError;
+use crate::{hex, timestamp};
+
+/// The two areas of the lake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Area {
+    /// Accepted, enriched events.
+    Raw,
+    /// Rejected events with their reason.
+    Failed,
+}
+
+impl Area {
+    /// The top-level folder.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Area::Raw => "raw",
+            Area::Failed => "failed",
+        }
+    }
+}
+
+/// The suffix of every lake object.
+pub const OBJECT_SUFFIX: &str = ".ndjson.gz";
+
+/// The partition folder of events of `workspace` received at `at`:
+/// `raw/workspace=W/date=YYYY-MM-DD/hour=HH`.
+pub fn partition(area: Area, workspace: &str, at: OffsetDateTime) -> String {
+    let utc = at.to_offset(UtcOffset::UTC);
+    let mut out = String::with_capacity(64);
+    out.push_str(area.as_str());
+    out.push_str("/workspace=");
+    out.push_str(workspace);
+    out.push_str("/date=");
+    let date = timestamp::format(utc);
+    out.push_str(date.get(..10).unwrap_or(&date));
+    out.push_str("/hour=");
+    out.push_str(date.get(11..13).unwrap_or("00"));
+    out
+}
+
+/// The folder of one workspace's objects in an area: `raw/workspace=W/`.
+pub fn workspace_prefix(area: Area, workspace: &str) -> String {
+    format!("{}/workspace={workspace}/", area.as_str())
+}
+
+/// The workspace of a key in an area (`raw/workspace=W/...` gives `W`), when it names a valid
+/// one.
+pub fn workspace_of(area: Area, key: &str) -> Option<&str> {
+    let rest = key
+        .strip_prefix(area.as_str())?
+        .strip_prefix("/workspace=")?;
+    let (workspace, _) = rest.split_once('/')?;
+    is_valid_workspace(workspace).then_some(workspace)
+}
+
+/// Where the unify step records each object it has applied: `checkpoints/unify/<key>`.
+pub const CHECKPOINT_PREFIX: &str = "checkpoints/unify/";
+
+/// Where unify records an object it could not read: `dead-letter/unify/<key>.json`.
+pub const DEAD_LETTER_PREFIX: &str = "dead-letter/unify/";
+
+/// Where compaction keeps each partition's manifest: `manifests/compaction/<partition>.json`.
+pub const MANIFEST_PREFIX: &str = "manifests/compaction/";
+
+/// The file-name prefix of compacted objects (`compacted-<id>.ndjson.gz`).
+pub const COMPACTED_PREFIX: &str = "compacted-";
+
+/// The checkpoint of a lake object.
+pub fn checkpoint_key(key: &str) -> String {
+    format!("{CHECKPOINT_PREFIX}{key}")
+}
+
+/// The manifest of a partition (`raw/workspace=W/date=D/hour=H`).
+pub fn manifest_key(partition: &str) -> String {
+    format!("{MANIFEST_PREFIX}{partition}.json")
+}
+
+/// Whether `key` is a compacted object.
+pub fn is_compacted(key: &str) -> bool {
+    key.rsplit('/')
+        .next()
+        .is_some_and(|name| name.starts_with(COMPACTED_PREFIX))
+}
+
+/// Whether `key` is a `raw/` lake object (compacted or not).
+pub fn is_raw_object(key: &str) -> bool {
+    key.starts_with("raw/") && key.ends_with(OBJECT_SUFFIX)
+}
+
+/// The key of a lake object: its partition and `<batch_id>.ndjson.gz`.
+pub fn object_key(area: Area, workspace: &str, at: OffsetDateTime, batch_id: &str) -> String {
+    let mut key = partition(area, workspace, at);
+    key.push('/');
+    key.push_str(batch_id);
+    key.push_str(OBJECT_SUFFIX);
+    key
+}
+
+/// The batch id of an object with this (uncompressed) content: 32 hex digits of its SHA-256,
+/// so that writing the same content twice gives the same key, never a duplicate object.
+pub fn batch_id(content: &[u8]) -> String {
+    hex::encode(Sha256::digest(content).get(..16).unwrap_or_default())
+}
+
+/// Whether `name` can be a workspace name: 1–64 characters of `a-z`, `0-9`, `_` and `-`, so it
+/// is safe as a path segment and a Hive partition value.
+pub fn is_valid_workspace(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// An event that failed validation, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedEvent {
+    /// Why it failed.
+    pub error: ValidationError,
+    /// The event's JSON (or the whole body) as received.
+    pub payload: String,
+}
+
+impl FailedEvent {
+    /// Writes the failure record as one NDJSON line (with its newline): `receivedAt`,
+    /// `workspace`, `index`, `code`, `field`, `limit`, `message`, and the `payload` as received,
+    /// as a string, so that any payload, even one that is not JSON, can be kept and replayed.
+    pub fn write_json(&self, workspace: &str, received_at: OffsetDateTime, out: &mut Vec<u8>) {
+        let mut record = Map::new();
+        record.insert(
+            "receivedAt".to_owned(),
+            Value::String(timestamp::format(received_at)),
+        );
+        record.insert("workspace".to_owned(), Value::String(workspace.to_owned()));
+        record.insert(
+            "index".to_owned(),
+            self.error.index().map_or(Value::Null, Value::from),
+        );
+        record.insert(
+            "code".to_owned(),
+            Value::String(self.error.code().to_owned()),
+        );
+        record.insert(
+            "field".to_owned(),
+            self.error.field().map_or(Value::Null, Value::from),
+        );
+        record.insert(
+            "limit".to_owned(),
+            self.error.limit().map_or(Value::Null, Value::from),
+        );
+        record.insert("message".to_owned(), Value::String(self.error.to_string()));
+        record.insert("payload".to_owned(), Value::String(self.payload.clone()));
+        if serde_json::to_writer(&mut *out, &record).is_ok() {
+            out.push(b'\n');
+        }
+    }
+}
+
+/// What one request adds to the lake, for a platform to make durable before it answers: the
+/// accepted events and the failure records of one workspace, received at one time (their
+/// partition).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LakeWrite {
+    /// The workspace (a lake partition).
+    pub workspace: String,
+    /// When the events were received (the partition's date and hour).
+    pub received_at: OffsetDateTime,
+    /// Accepted events, NDJSON: the lines of `raw/`.
+    pub accepted: Vec<u8>,
+    /// Failure records, NDJSON: the lines of `failed/`.
+    pub failed: Vec<u8>,
+    /// How many lines `accepted` holds.
+    pub accepted_count: usize,
+    /// How many lines `failed` holds.
+    pub failed_count: usize,
+}
+
+impl LakeWrite {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.accepted.is_empty() && self.failed.is_empty()
+    }
+
+    /// The content of each area that has any: `(Area::Raw, accepted)`, `(Area::Failed,
+    /// failed)`.
+    pub fn areas(&self) -> impl Iterator<Item = (Area, &[u8])> {
+        [(Area::Raw, &self.accepted), (Area::Failed, &self.failed)]
+            .into_iter()
+            .filter(|(_, content)| !content.is_empty())
+            .map(|(area, content)| (area, content.as_slice()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timestamp;
+
+    #[test]
+    fn keys_follow_the_hive_layout_in_utc() {
+        let at = timestamp::parse("2024-05-01T01:30:00+02:00").unwrap();
+        assert_eq!(
+            object_key(Area::Raw, "shop", at, "abc"),
+            "raw/workspace=shop/date=2024-04-30/hour=23/abc.ndjson.gz"
+        );
+        assert_eq!(
+            partition(Area::Failed, "shop", at),
+            "failed/workspace=shop/date=2024-04-30/hour=23"
+        );
+        let key = object_key(Area::Raw, "shop", at, "abc");
+        assert!(key.starts_with(&workspace_prefix(Area::Raw, "shop")));
+        assert_eq!(workspace_of(Area::Raw, &key), Some("shop"));
+        assert_eq!(workspace_of(Area::Failed, &key), None);
+        assert_eq!(
+            workspace_of(Area::Raw, "raw/workspace=Bad/x.ndjson.gz"),
+            None
+        );
+        assert_eq!(workspace_of(Area::Raw, "raw/workspace=shop"), None);
+    }
+
+    #[test]
+    fn batch_ids_depend_on_content_only() {
+        assert_eq!(batch_id(b"a\n"), batch_id(b"a\n"));
+        assert_ne!(batch_id(b"a\n"), batch_id(b"b\n"));
+        assert_eq!(batch_id(b"").len(), 32);
+    }
+
+    #[test]
+    fn workspace_names_are_path_safe() {
+        assert!(is_valid_workspace("shop-eu_1"));
+        for bad in ["", "Shop", "a/b", "..", "a b", &"x".repeat(65)] {
+            assert!(!is_valid_workspace(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The catalogue, the second step of the CDP: what an event must be (validation against the
+//! Segment Spec and the limits), what Braid adds to it (enrichment), and where it lands (the lake
+//! layout, with the failure records of what was rejected).
+//!
+//! Planned here (see the open issues): tracking plans enforced at the edge, and the data map of
+//! every source, event and property.
+
+mod config;
+pub mod enrich;
+pub mod lake;
+pub mod validate;
+
+pub use config::{CatalogueConfig, CompactionConfig};

@@ -1,0 +1,249 @@
+//! One request body through the pipeline: validate each event, normalise, enrich, and serialize
+//! accepted events as NDJSON lines and rejected ones as failure records.
+//!
+//! The partial-failure policy (see `docs/wire-format.md`): a body that cannot be parsed, or
+//! that breaks a whole-batch limit, is rejected whole ([`ParsedBody::parse`]); otherwise every
+//! valid event is accepted and every invalid one is kept apart as a [`FailedEvent`], so one bad
+//! event never costs the good ones and nothing is silently dropped.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::body::{BatchDefaults, BodyEvent, ParsedBody};
+use crate::catalogue::CatalogueConfig;
+use crate::catalogue::enrich::{AgentCache, EnrichInput, enrich};
+use crate::catalogue::lake::FailedEvent;
+use crate::catalogue::validate::{
+    Limits, ValidationError, check_size, parse_event, validate_object,
+};
+use crate::event::{Event, EventType};
+use crate::json::{Kind, Node, Obj};
+
+/// What the platform knows about a request.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestInfo<'a> {
+    /// The workspace the write key belongs to.
+    pub workspace: &'a str,
+    /// When the request was received.
+    pub received_at: OffsetDateTime,
+    /// The client's address.
+    pub client_ip: Option<IpAddr>,
+    /// The request's `User-Agent` header.
+    pub user_agent: Option<&'a str>,
+    /// An anonymous id for events that carry none (the edge's first-party cookie).
+    pub anonymous_id: Option<&'a str>,
+    /// What only the edge knows, as compact JSON objects, for `context.location` (geo) and
+    /// `context.edge`.
+    pub location: Option<&'a str>,
+    /// See `location`.
+    pub edge: Option<&'a str>,
+}
+
+/// The result of running a body through the pipeline.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    /// Accepted events as NDJSON, one enriched event per line.
+    pub accepted: Vec<u8>,
+    /// How many events `accepted` holds.
+    pub accepted_count: usize,
+    /// Rejected events, in batch order.
+    pub failed: Vec<FailedEvent>,
+}
+
+/// Validates, normalises and enriches every event of a parsed body.
+///
+/// Normalisation: batch-level `sentAt`, `context` (key by key) and `integrations` apply to
+/// events that lack them; `writeKey` is removed from stored events; identify and group traits
+/// sent in `context.traits` are merged into `traits` (top-level values win).
+pub fn process_batch(
+    body: ParsedBody<'_>,
+    request: &RequestInfo<'_>,
+    config: &CatalogueConfig,
+) -> BatchOutcome {
+    // Room for every event as received plus what enrichment adds, so the buffer never moves.
+    let capacity = body.events.iter().map(|e| e.raw.len() + 512).sum();
+    let mut outcome = BatchOutcome {
+        accepted: Vec::with_capacity(capacity),
+        ..BatchOutcome::default()
+    };
+    let mut agents = AgentCache::new();
+    let mut input = EnrichInput::new(
+        request.workspace,
+        request.received_at,
+        request.client_ip,
+        request.user_agent,
+    );
+    // Edge-only enrichment: JSON objects, checked before they reach the lake.
+    for (key, json) in [("location", request.location), ("edge", request.edge)] {
+        if let Some(json) = json.filter(|j| Obj::parse(j).is_ok()) {
+            input.edge.push((key, Arc::from(json)));
+        }
+    }
+    let ParsedBody {
+        events,
+        implied,
+        mut defaults,
+        multiline,
+        ..
+    } = body;
+    let anonymous_id = request
+        .anonymous_id
+        .map(|id| Node::Text(Cow::Owned(id.to_owned())));
+    defaults.anonymous_id = anonymous_id;
+    for (index, BodyEvent { raw: json, fields }) in events.into_iter().enumerate() {
+        let checked = match fields {
+            Some(fields) => check_one(index, json, fields, implied, &defaults, &config.limits),
+            // Not an object: `parse_event` says what it is.
+            None => parse_event(index, json, &config.limits).and_then(|fields| {
+                check_one(index, json, fields, implied, &defaults, &config.limits)
+            }),
+        };
+        match checked.map(|mut event| {
+            event.multiline = multiline;
+            event
+        }) {
+            Ok(mut event) => {
+                enrich(&mut event, json, &input, &config.enrich, &mut agents);
+                event.write_json(&mut outcome.accepted);
+                outcome.accepted.push(b'\n');
+                outcome.accepted_count += 1;
+            }
+            Err(error) => outcome.failed.push(FailedEvent {
+                error,
+                payload: json.to_owned(),
+            }),
+        }
+    }
+    outcome
+}
+
+fn check_one<'a>(
+    index: usize,
+    json: &str,
+    mut fields: Obj<'a>,
+    implied: Option<EventType>,
+    defaults: &BatchDefaults<'a>,
+    limits: &Limits,
+) -> Result<Event<'a>, ValidationError> {
+    check_size(index, json, limits)?;
+    fields.remove("writeKey");
+    apply_defaults(&mut fields, defaults);
+    let mut event = validate_object(index, fields, implied, limits)?;
+    if matches!(event.kind(), EventType::Identify | EventType::Group) {
+        merge_context_traits(event.fields_mut());
+    }
+    Ok(event)
+}
+
+fn apply_defaults<'a>(fields: &mut Obj<'a>, defaults: &BatchDefaults<'a>) {
+    if let Some(anonymous_id) = &defaults.anonymous_id
+        && fields.get("anonymousId").is_none_or(|id| match id.kind() {
+            Kind::Null => true,
+            Kind::String => !id.is_nonempty_text(),
+            _ => false,
+        })
+    {
+        fields.insert("anonymousId", anonymous_id.clone());
+    }
+    if let Some(sent_at) = defaults.sent_at {
+        fields.insert_missing("sentAt", || Node::Raw(sent_at));
+    }
+    if let Some(integrations) = defaults.integrations {
+        fields.insert_missing("integrations", || Node::Raw(integrations));
+    }
+    if let Some(batch_context) = &defaults.context {
+        fields.insert_missing("context", || Node::Obj(Obj::new()));
+        // A context that is not an object is reported by validation; it is left for that.
+        if let Some(context) = fields.open("context") {
+            for (key, value) in batch_context.iter() {
+                context.insert_missing(key.clone(), || value.clone());
+            }
+        }
+    }
+}
+
+fn merge_context_traits(fields: &mut Obj<'_>) {
+    let Some(Value::Object(context_traits)) = fields
+        .open("context")
+        .and_then(|c| c.get("traits"))
+        .map(Node::to_value)
+    else {
+        return;
+    };
+    let merged = match fields.get("traits").map(Node::to_value) {
+        Some(Value::Object(mut traits)) => {
+            for (key, value) in context_traits {
+                traits.entry(key).or_insert(value);
+            }
+            traits
+        }
+        // Validation has ensured `traits` is an object or null.
+        _ => context_traits,
+    };
+    fields.insert("traits", Node::Value(Value::Object(merged)));
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn parse(body: &str, implied: Option<EventType>) -> Result<ParsedBody<'_>, ValidationError> {
+        ParsedBody::parse(body.as_bytes(), implied, &Limits::default())
+    }
+
+    #[test]
+    fn reads_a_batch_body_in_one_pass() {
+        let body = r#" { "writeKey" : "k\u0031", "x": [1, {"y": 2}], "sentAt": "2024-05-01T10:00:00Z",
+            "context": {"ip": "1.2.3.4"}, "batch": [ {"type":"track","event":"E","userId":"u"} , 7 ] } "#;
+        let parsed = parse(body, None).unwrap();
+        assert_eq!(parsed.write_key(), Some("k1"));
+        assert_eq!(parsed.len(), 2);
+        let received = crate::timestamp::parse("2024-05-01T10:00:05Z").unwrap();
+        let request = RequestInfo {
+            workspace: "w",
+            received_at: received,
+            client_ip: None,
+            user_agent: None,
+            anonymous_id: None,
+            location: None,
+            edge: None,
+        };
+        let outcome = process_batch(parsed, &request, &CatalogueConfig::default());
+        assert_eq!(outcome.accepted_count, 1);
+        let line: Value = serde_json::from_slice(&outcome.accepted).unwrap();
+        assert_eq!(line["sentAt"], "2024-05-01T10:00:00Z");
+        assert_eq!(line["context"]["ip"], "1.2.3.0");
+        assert_eq!(outcome.failed.len(), 1);
+        assert_eq!(outcome.failed[0].error.code(), "not_an_object");
+        assert_eq!(outcome.failed[0].payload, "7");
+    }
+
+    #[test]
+    fn pretty_printed_events_land_on_one_line() {
+        let body = "{\n  \"batch\": [\n    {\n      \"type\": \"track\",\n      \"event\": \"E\",\n      \"userId\": \"u\",\n      \"properties\": {\n        \"a\": [1,\n 2]\n      }\n    }\n  ]\n}";
+        let request = RequestInfo {
+            workspace: "w",
+            received_at: crate::timestamp::parse("2024-05-01T10:00:05Z").unwrap(),
+            client_ip: None,
+            user_agent: None,
+            anonymous_id: None,
+            location: None,
+            edge: None,
+        };
+        let outcome = process_batch(
+            parse(body, None).unwrap(),
+            &request,
+            &CatalogueConfig::default(),
+        );
+        let text = String::from_utf8(outcome.accepted).unwrap();
+        assert_eq!(text.matches('\n').count(), 1, "{text}");
+        let line: Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(line["properties"]["a"], serde_json::json!([1, 2]));
+    }
+}

@@ -1,0 +1,269 @@
+//! The configuration of Braid: one document, grouped by the steps of the CDP, read the same way
+//! on every platform (`docs/configuration.md`).
+//!
+//! - `braid serve` reads `braid.toml` (or `--config FILE`), then its flags;
+//! - the Cloudflare Worker and the Lambda functions read the same document from
+//!   `BRAID_CONFIG` (TOML, or the same structure as JSON);
+//! - every platform then takes the secrets it keeps apart from the document, by name, from its
+//!   environment ([`SECRETS`]), and checks the whole ([`Config::load`]).
+//!
+//! Strict: a key the model does not have is an error that names it. Every setting has a
+//! default, so an empty document is a valid configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::activate::ActivateConfig;
+use crate::catalogue::CatalogueConfig;
+use crate::catalogue::lake::is_valid_workspace;
+use crate::collect::{CollectConfig, WorkspaceConfig};
+use crate::unify::{RulesError, UnifyConfig};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `braid serve`: where to listen and where the data lives.
+    pub server: ServerConfig,
+    /// The workspaces; each write key belongs to exactly one.
+    pub workspaces: Vec<WorkspaceConfig>,
+    /// Collection: CORS, the identity cookie, the SDK's files, the edge → ingest hand-off.
+    pub collect: CollectConfig,
+    /// The catalogue: limits, enrichment, compaction.
+    pub catalogue: CatalogueConfig,
+    /// Unification: identity rules, profiles, the profile store.
+    pub unify: UnifyConfig,
+    /// Activation: the profile API and personalization.
+    pub activate: ActivateConfig,
+}
+
+/// `[server]`: what only `braid serve` reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The data folder: the lake (`raw/`, `failed/`) and the profile stores (`profiles/`).
+    /// Relative to the configuration file's folder.
+    pub data: PathBuf,
+    /// Take the client's address from `X-Forwarded-For` (only behind a proxy you run).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data: PathBuf::from("braid-data"),
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// The secrets a platform may keep out of the document, by the name of the environment
+/// variable (or Worker secret) that holds each, and the setting it fills.
+pub const SECRETS: [(&str, &str); 4] = [
+    ("BRAID_FORWARD_SECRET", "collect.forward_secret"),
+    ("BRAID_PROFILE_TOKEN", "activate.profile_api.token"),
+    ("BRAID_EDGE_KEY_SECRET", "activate.personalize.key_secret"),
+    ("BRAID_TOKEN_SECRET", "activate.personalize.token_secret"),
+];
+
+/// The environment variable (or Worker secret) that holds the document on the Worker and the
+/// Lambda functions.
+pub const DOCUMENT_VARIABLE: &str = "BRAID_CONFIG";
+
+/// A configuration that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The document is not TOML (or JSON) of the model: a syntax error, a wrong type, or a key
+    /// the model does not have, in the parser's words.
+    #[error("{format}: {message}")]
+    Syntax {
+        /// `TOML` or `JSON`.
+        format: &'static str,
+        /// The parser's message, naming the key and where it is.
+        message: String,
+    },
+    /// An identity rule cannot be used.
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    /// A workspace name is not path-safe.
+    #[error("workspaces: name {name:?} must be 1-64 characters of a-z, 0-9, '_' and '-'")]
+    BadWorkspace {
+        /// The name.
+        name: String,
+    },
+    /// A workspace has an empty write key.
+    #[error("workspaces: {workspace:?} has an empty write key")]
+    EmptyWriteKey {
+        /// The workspace.
+        workspace: String,
+    },
+    /// A write key belongs to two workspaces.
+    #[error("workspaces: write key {key:?} belongs to two workspaces")]
+    SharedWriteKey {
+        /// The key, shortened.
+        key: String,
+    },
+    /// `collect.sdk.path` is not a path prefix.
+    #[error("collect.sdk.path must start with / and not end with one: {path:?}")]
+    BadSdkPath {
+        /// The value.
+        path: String,
+    },
+}
+
+impl Config {
+    /// Reads a document: JSON when it starts with `{`, TOML otherwise. Nothing is checked
+    /// beyond the model's shape ([`Config::check`] does).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Syntax`] naming what is wrong and where.
+    pub fn parse(document: &str) -> Result<Config, ConfigError> {
+        if document.trim_start().starts_with('{') {
+            serde_json::from_str(document).map_err(|e| ConfigError::Syntax {
+                format: "JSON",
+                message: e.to_string(),
+            })
+        } else {
+            toml::from_str(document).map_err(|e| ConfigError::Syntax {
+                format: "TOML",
+                message: e.to_string().trim_end().to_owned(),
+            })
+        }
+    }
+
+    /// The configuration of a platform: its document (none: every default), the secrets of
+    /// [`SECRETS`] that `secret` finds (they win over the document), checked.
+    ///
+    /// # Errors
+    ///
+    /// When the document does not parse, or the whole does not check ([`ConfigError`]).
+    pub fn load(
+        document: Option<&str>,
+        secret: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let config = match document.filter(|d| !d.trim().is_empty()) {
+            Some(document) => Config::parse(document)?,
+            None => Config::default(),
+        };
+        config.with_secrets(secret).check()
+    }
+
+    /// The configuration with the secrets that `secret` finds (by the names of [`SECRETS`])
+    /// in place of the document's; an empty value counts as absent.
+    #[must_use]
+    pub fn with_secrets(mut self, secret: impl Fn(&str) -> Option<String>) -> Config {
+        let found = |name: &str| secret(name).filter(|value| !value.is_empty());
+        if let Some(value) = found("BRAID_FORWARD_SECRET") {
+            self.collect.forward_secret = Some(value);
+        }
+        if let Some(value) = found("BRAID_PROFILE_TOKEN") {
+            self.activate
+                .profile_api
+                .get_or_insert_with(Default::default)
+                .token = value;
+        }
+        if let Some(value) = found("BRAID_EDGE_KEY_SECRET") {
+            self.activate
+                .personalize
+                .get_or_insert_with(Default::default)
+                .key_secret = value;
+        }
+        if let Some(value) = found("BRAID_TOKEN_SECRET")
+            && let Some(personalize) = &mut self.activate.personalize
+        {
+            personalize.token_secret = Some(value);
+        }
+        self
+    }
+
+    /// Checks what the model's shape cannot say: identity rules compile (and are kept
+    /// compiled), workspace names are path-safe, each write key belongs to one workspace, the
+    /// SDK path is a prefix. Empty secrets count as absent.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`] found.
+    pub fn check(mut self) -> Result<Config, ConfigError> {
+        self.unify.identity = self.unify.identity.compiled()?;
+        let mut keys = std::collections::BTreeSet::new();
+        for workspace in &self.workspaces {
+            if !is_valid_workspace(&workspace.name) {
+                return Err(ConfigError::BadWorkspace {
+                    name: workspace.name.clone(),
+                });
+            }
+            for key in &workspace.write_keys {
+                if key.is_empty() {
+                    return Err(ConfigError::EmptyWriteKey {
+                        workspace: workspace.name.clone(),
+                    });
+                }
+                if !keys.insert(key.as_str()) {
+                    return Err(ConfigError::SharedWriteKey {
+                        key: shorten_key(key),
+                    });
+                }
+            }
+        }
+        let path = &self.collect.sdk.path;
+        if !path.starts_with('/') || path.ends_with('/') {
+            return Err(ConfigError::BadSdkPath { path: path.clone() });
+        }
+        if self.collect.forward_secret.as_deref() == Some("") {
+            self.collect.forward_secret = None;
+        }
+        if self
+            .activate
+            .profile_api
+            .as_ref()
+            .is_some_and(|api| api.token.is_empty())
+        {
+            self.activate.profile_api = None;
+        }
+        if let Some(personalize) = &mut self.activate.personalize
+            && personalize.token_secret.as_deref() == Some("")
+        {
+            personalize.token_secret = None;
+        }
+        Ok(self)
+    }
+
+    /// The paths of the document taken as relative to `folder` (the configuration file's):
+    /// the data folder and the SDK's folder.
+    #[must_use]
+    pub fn relative_to(mut self, folder: &Path) -> Config {
+        if self.server.data.is_relative() {
+            self.server.data = folder.join(&self.server.data);
+        }
+        if let Some(dir) = &mut self.collect.sdk.dir
+            && dir.is_relative()
+        {
+            *dir = folder.join(&*dir);
+        }
+        self
+    }
+
+    /// The workspace a write key sends to.
+    pub fn workspace_of_key(&self, key: &str) -> Option<&WorkspaceConfig> {
+        self.workspaces
+            .iter()
+            .find(|w| w.write_keys.iter().any(|k| k == key))
+    }
+}
+
+/// A key shortened for a message, so that a long secret-looking value is not echoed whole.
+pub fn shorten_key(key: &str) -> String {
+    match key.char_indices().nth(12) {
+        Some((cut, _)) => format!("{}…", key.get(..cut).unwrap_or("")),
+        None => key.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,662 @@
+//! The identity graph: which identifiers belong to one person, decided event by event under
+//! the rules, with every decision logged so that "why are these one profile?" has an answer and
+//! a rebuild from the lake under new rules gives the new answer.
+//!
+//! Applying an event:
+//! 1. a `messageId` already applied by an event received within the dedupe window of this one
+//!    does nothing;
+//! 2. the event's identifiers, strongest first (rule priority), are checked against the profiles
+//!    they touch: if linking them all would put two values of a unique type in one profile, or
+//!    more values of a type than its limit, the event's weakest identifier is dropped (logged
+//!    with the reason) and the check runs again — as Segment's Unify does;
+//! 3. no profile touched: a new profile; one: the new identifiers join it; several: they merge
+//!    into the oldest (by its first event's time, then id), whose id survives.
+//!
+//! The graph is deterministic: the same events in the same order give the same profiles and
+//! log on every platform, however the stream is split into batches and whatever is redelivered.
+//!
+//! Each profile carries its own history (its decisions and those of the profiles merged into
+//! it, numbered in the order they were made), so that a profile read back from a store explains
+//! itself without the rest of the graph.
+//!
+//! The graph is also a working set over a persistent store: what a platform loads into it
+//! ([`IdentityGraph::load`], [`IdentityGraph::load_seen`]) is taken as the whole truth about
+//! those keys, what is absent as absent, and [`IdentityGraph::take_changes`] gives what changed
+//! since the last call, to be written back. The platform loads, before a batch, every key the
+//! batch reads ([`crate::unify::Unifier::lookups`]); kept in memory with nothing evicted, the graph is
+//! simply the whole state.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashSet};
+
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+use super::extract::{DropReason, Dropped, Extracted};
+use super::id::{IdType, Identifier};
+use super::rules::IdentityRules;
+use crate::hex;
+
+/// A profile's id: `p_` and 20 hex digits derived from the `messageId` of its first event.
+pub type ProfileId = String;
+
+/// A profile, as far as identity goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileIds {
+    /// Its id.
+    pub id: ProfileId,
+    /// The time of its first event (the older profile's id survives a merge).
+    pub created_at: OffsetDateTime,
+    /// Its identifiers, with when each was first seen.
+    pub identifiers: BTreeMap<Identifier, OffsetDateTime>,
+    /// The decisions that made it what it is, in the order they were made: its creation and
+    /// that of every profile merged into it, the identifiers that joined them, the merges, and
+    /// identifiers of its events that were left out (each value and reason once).
+    pub history: Vec<LogEntry>,
+}
+
+/// One decision of the graph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A new profile.
+    Created {
+        /// Its id.
+        profile: ProfileId,
+        /// Its first identifiers.
+        identifiers: Vec<Identifier>,
+    },
+    /// Identifiers joined a profile.
+    Linked {
+        /// The profile.
+        profile: ProfileId,
+        /// The identifiers.
+        identifiers: Vec<Identifier>,
+    },
+    /// A profile was merged into another, because an event carried identifiers of both.
+    Merged {
+        /// The survivor.
+        into: ProfileId,
+        /// The profile that no longer exists.
+        from: ProfileId,
+        /// The event's identifiers that linked them.
+        via: Vec<Identifier>,
+    },
+    /// An identifier of the event was not used.
+    Dropped(Dropped),
+}
+
+/// A logged decision with the event that caused it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Its number: decisions are numbered from 1 in the order they are made.
+    pub number: u64,
+    /// The event's `messageId`.
+    pub message_id: String,
+    /// The event's time.
+    pub at: OffsetDateTime,
+    /// What was decided.
+    pub change: Change,
+}
+
+/// What applying an event did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Its `messageId` was applied before: nothing.
+    Duplicate,
+    /// It carried no usable identifier.
+    NoIdentity,
+    /// It belongs to this profile.
+    Profile(ProfileId),
+}
+
+/// What changed in the graph since the last [`IdentityGraph::take_changes`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GraphChanges {
+    /// Profiles created or changed (their identifiers or history), sorted.
+    pub profiles: Vec<ProfileId>,
+    /// Profiles merged into another: they no longer exist. Sorted.
+    pub removed: Vec<ProfileId>,
+    /// Identifiers that now point to another profile (or to a profile for the first time),
+    /// with it, sorted.
+    pub identifiers: Vec<(Identifier, ProfileId)>,
+    /// `messageId`s applied, with the time their events were received, sorted.
+    pub seen: Vec<(String, OffsetDateTime)>,
+}
+
+/// The identity graph of one workspace.
+#[derive(Clone, Debug)]
+pub struct IdentityGraph {
+    rules: IdentityRules,
+    profiles: HashMap<ProfileId, ProfileIds>,
+    index: HashMap<Identifier, ProfileId>,
+    /// `messageId` → when the event that carried it was received, and whether that is new
+    /// since the last [`IdentityGraph::take_changes`] (not loaded from a store).
+    seen: HashMap<String, (OffsetDateTime, bool)>,
+    latest_received: Option<OffsetDateTime>,
+    /// How many decisions were made, ever (the number of the last).
+    decisions: u64,
+    log: Vec<LogEntry>,
+    changed: HashSet<ProfileId>,
+    removed: HashSet<ProfileId>,
+    relinked: HashSet<Identifier>,
+}
+
+impl IdentityGraph {
+    /// An empty graph under `rules`.
+    pub fn new(rules: IdentityRules) -> IdentityGraph {
+        IdentityGraph {
+            rules,
+            profiles: HashMap::default(),
+            index: HashMap::default(),
+            seen: HashMap::default(),
+            latest_received: None,
+            decisions: 0,
+            log: Vec::new(),
+            changed: HashSet::default(),
+            removed: HashSet::default(),
+            relinked: HashSet::default(),
+        }
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &IdentityRules {
+        &self.rules
+    }
+
+    /// Applies one event: its `messageId`, time, the time it was received (for the dedupe
+    /// window), and what [`super::extract`] found in it.
+    pub fn apply(
+        &mut self,
+        message_id: &str,
+        at: OffsetDateTime,
+        received: OffsetDateTime,
+        extracted: Extracted,
+    ) -> Applied {
+        if self.is_duplicate(message_id, received) {
+            return Applied::Duplicate;
+        }
+        self.remember(message_id, received);
+        let Extracted {
+            mut ids,
+            previous_id,
+            dropped,
+        } = extracted;
+        let mut drops = dropped;
+        let mut previous = None;
+        if let Some(value) = previous_id {
+            // A known user id, else (analytics.js's alias from the anonymous id) an anonymous id.
+            let as_user = Identifier::new(IdType::UserId, value.clone());
+            let id = if self.index.contains_key(&as_user) {
+                as_user
+            } else {
+                Identifier::new(IdType::AnonymousId, value)
+            };
+            if !ids.contains(&id) {
+                ids.push(id.clone());
+                previous = Some(id);
+            }
+        }
+        // Strongest first; among equals, an alias's previousId is weaker than the event's own
+        // ids (the event belongs to its userId).
+        let rules = &self.rules;
+        ids.sort_by(|a, b| {
+            let key = |id: &Identifier| (rules.priority(&id.kind), previous.as_ref() == Some(id));
+            (key(a), a).cmp(&(key(b), b))
+        });
+        if let Some(profile) = self.already_linked(&ids) {
+            self.record_drops(&profile, message_id, at, drops);
+            return Applied::Profile(profile);
+        }
+        let touched = loop {
+            if ids.is_empty() {
+                for dropped in drops {
+                    self.log_only(message_id, at, Change::Dropped(dropped));
+                }
+                return Applied::NoIdentity;
+            }
+            let touched: BTreeSet<ProfileId> = ids
+                .iter()
+                .filter_map(|id| self.index.get(id).cloned())
+                .collect();
+            match self.violation(&ids, &touched, at) {
+                None => break touched,
+                Some(reason) => {
+                    if let Some(weakest) = ids.pop() {
+                        drops.push(Dropped {
+                            kind: weakest.kind,
+                            value: weakest.value,
+                            reason,
+                        });
+                    }
+                }
+            }
+        };
+        let profile = if touched.is_empty() {
+            self.create(message_id, at, &ids)
+        } else {
+            self.join(message_id, at, &ids, &touched)
+        };
+        self.record_drops(&profile, message_id, at, drops);
+        Applied::Profile(profile)
+    }
+
+    /// Whether `message_id` was applied for an event received within the dedupe window of
+    /// `received` (either side: objects can arrive out of order).
+    fn is_duplicate(&self, message_id: &str, received: OffsetDateTime) -> bool {
+        let window = Duration::days(self.rules.dedupe_window_days);
+        self.seen
+            .get(message_id)
+            .is_some_and(|(before, _)| (received - *before).abs() <= window)
+    }
+
+    /// The common case, answered without building anything: every identifier of the event is
+    /// already in one and the same profile, so the event links nothing new and can break no
+    /// rule (none of its types counts within a time window, where an old identifier may no
+    /// longer count and the full check is needed).
+    fn already_linked(&self, ids: &[Identifier]) -> Option<ProfileId> {
+        let (first, rest) = ids.split_first()?;
+        let profile = self.index.get(first)?;
+        let same = rest.iter().all(|id| self.index.get(id) == Some(profile));
+        let windowed = ids
+            .iter()
+            .any(|id| self.rules.rule(&id.kind).limit_window_days.is_some());
+        (same && !windowed).then(|| profile.clone())
+    }
+
+    fn remember(&mut self, message_id: &str, received: OffsetDateTime) {
+        self.seen.insert(message_id.to_owned(), (received, true));
+        let latest = self.latest_received.map_or(received, |l| l.max(received));
+        self.latest_received = Some(latest);
+        // Forget, now and then, ids that no event can duplicate any more: received more than
+        // the window (and a day's slack for objects unified out of order) before the latest.
+        if self.seen.len().is_multiple_of(65_536) {
+            let horizon = latest - Duration::days(self.rules.dedupe_window_days + 1);
+            self.seen.retain(|_, (when, _)| *when >= horizon);
+        }
+    }
+
+    /// Numbers a decision and adds it to the log.
+    fn log_only(&mut self, message_id: &str, at: OffsetDateTime, change: Change) -> LogEntry {
+        self.decisions += 1;
+        let entry = LogEntry {
+            number: self.decisions,
+            message_id: message_id.to_owned(),
+            at,
+            change,
+        };
+        self.log.push(entry.clone());
+        entry
+    }
+
+    /// Logs a decision about `profile` and adds it to the profile's history.
+    fn record(&mut self, profile: &str, message_id: &str, at: OffsetDateTime, change: Change) {
+        let entry = self.log_only(message_id, at, change);
+        if let Some(ids) = self.profiles.get_mut(profile) {
+            ids.history.push(entry);
+            self.changed.insert(profile.to_owned());
+        }
+    }
+
+    /// Logs the identifiers of an event that belongs to `profile` but were left out; its
+    /// history keeps each value and reason once (a blocked value on every event of a profile
+    /// would otherwise grow it without end).
+    fn record_drops(
+        &mut self,
+        profile: &str,
+        message_id: &str,
+        at: OffsetDateTime,
+        drops: Vec<Dropped>,
+    ) {
+        for dropped in drops {
+            let known = self.profiles.get(profile).is_some_and(|p| {
+                p.history
+                    .iter()
+                    .any(|e| matches!(&e.change, Change::Dropped(d) if *d == dropped))
+            });
+            if known {
+                self.log_only(message_id, at, Change::Dropped(dropped));
+            } else {
+                self.record(profile, message_id, at, Change::Dropped(dropped));
+            }
+        }
+    }
+
+    /// The rule that linking `ids` with the profiles `touched` would break, if any. A link
+    /// breaks a rule only when it makes things worse than they are in each profile (a rule
+    /// tightened since is enforced by rebuilding, not by refusing every event).
+    fn violation(
+        &self,
+        ids: &[Identifier],
+        touched: &BTreeSet<ProfileId>,
+        at: OffsetDateTime,
+    ) -> Option<DropReason> {
+        let mut union: BTreeMap<&IdType, BTreeSet<&str>> = BTreeMap::new();
+        let mut largest: BTreeMap<&IdType, usize> = BTreeMap::new();
+        for profile in touched.iter().filter_map(|p| self.profiles.get(p)) {
+            let mut own: BTreeMap<&IdType, usize> = BTreeMap::new();
+            for (id, first_seen) in &profile.identifiers {
+                if self.counts(id, *first_seen, at) {
+                    union.entry(&id.kind).or_default().insert(&id.value);
+                    *own.entry(&id.kind).or_default() += 1;
+                }
+            }
+            for (kind, count) in own {
+                let entry = largest.entry(kind).or_default();
+                *entry = (*entry).max(count);
+            }
+        }
+        for id in ids {
+            union.entry(&id.kind).or_default().insert(&id.value);
+        }
+        for (kind, values) in union {
+            let rule = self.rules.rule(kind);
+            let before = largest.get(kind).copied().unwrap_or(0);
+            if values.len() <= before {
+                continue;
+            }
+            if rule.unique && values.len() > 1 {
+                return Some(DropReason::Unique);
+            }
+            if values.len() > rule.limit {
+                return Some(DropReason::Limit(rule.limit));
+            }
+        }
+        None
+    }
+
+    /// Whether an identifier first seen at `first_seen` counts toward its type's limit at `at`.
+    fn counts(&self, id: &Identifier, first_seen: OffsetDateTime, at: OffsetDateTime) -> bool {
+        match self.rules.rule(&id.kind).limit_window_days {
+            Some(days) => first_seen >= at - Duration::days(days),
+            None => true,
+        }
+    }
+
+    fn point(&mut self, identifier: &Identifier, profile: &ProfileId) {
+        self.index.insert(identifier.clone(), profile.clone());
+        self.relinked.insert(identifier.clone());
+    }
+
+    fn create(&mut self, message_id: &str, at: OffsetDateTime, ids: &[Identifier]) -> ProfileId {
+        let id = profile_id(message_id);
+        let identifiers = ids.iter().map(|i| (i.clone(), at)).collect();
+        for identifier in ids {
+            self.point(identifier, &id);
+        }
+        self.profiles.insert(
+            id.clone(),
+            ProfileIds {
+                id: id.clone(),
+                created_at: at,
+                identifiers,
+                history: Vec::new(),
+            },
+        );
+        self.removed.remove(&id);
+        self.record(
+            &id,
+            message_id,
+            at,
+            Change::Created {
+                profile: id.clone(),
+                identifiers: ids.to_vec(),
+            },
+        );
+        id
+    }
+
+    fn join(
+        &mut self,
+        message_id: &str,
+        at: OffsetDateTime,
+        ids: &[Identifier],
+        touched: &BTreeSet<ProfileId>,
+    ) -> ProfileId {
+        let survivor = touched
+            .iter()
+            .filter_map(|p| self.profiles.get(p))
+            .min_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)))
+            .map(|p| p.id.clone())
+            .unwrap_or_default();
+        for other in touched.iter().filter(|p| **p != survivor) {
+            let Some(absorbed) = self.profiles.remove(other) else {
+                continue;
+            };
+            self.changed.remove(other);
+            self.removed.insert(other.clone());
+            // The evidence: the event's identifiers already in one of the two profiles.
+            let via: Vec<Identifier> = ids
+                .iter()
+                .filter(|id| {
+                    absorbed.identifiers.contains_key(*id)
+                        || self.index.get(*id).is_some_and(|p| *p == survivor)
+                })
+                .cloned()
+                .collect();
+            for identifier in absorbed.identifiers.keys() {
+                self.point(identifier, &survivor);
+            }
+            if let Some(profile) = self.profiles.get_mut(&survivor) {
+                for (identifier, first_seen) in absorbed.identifiers {
+                    let entry = profile.identifiers.entry(identifier).or_insert(first_seen);
+                    *entry = (*entry).min(first_seen);
+                }
+                profile.created_at = profile.created_at.min(absorbed.created_at);
+                profile.history =
+                    merge_histories(std::mem::take(&mut profile.history), absorbed.history);
+            }
+            self.record(
+                &survivor,
+                message_id,
+                at,
+                Change::Merged {
+                    into: survivor.clone(),
+                    from: other.clone(),
+                    via,
+                },
+            );
+        }
+        let new: Vec<Identifier> = ids
+            .iter()
+            .filter(|id| !self.index.contains_key(*id))
+            .cloned()
+            .collect();
+        if !new.is_empty() {
+            for identifier in &new {
+                self.point(identifier, &survivor);
+                if let Some(profile) = self.profiles.get_mut(&survivor) {
+                    profile.identifiers.insert(identifier.clone(), at);
+                }
+            }
+            self.record(
+                &survivor,
+                message_id,
+                at,
+                Change::Linked {
+                    profile: survivor.clone(),
+                    identifiers: new,
+                },
+            );
+        }
+        survivor
+    }
+
+    /// The profile an identifier belongs to; the value is normalised for its type as events'
+    /// are (`email:Jane@X.example` finds `email:jane@x.example`).
+    pub fn profile_of(&self, id: &Identifier) -> Option<&ProfileIds> {
+        let profile = match self.index.get(id) {
+            Some(profile) => profile,
+            None => self.index.get(&self.rules.normalized(id)?)?,
+        };
+        self.profiles.get(profile)
+    }
+
+    /// A profile by id.
+    pub fn profile(&self, id: &str) -> Option<&ProfileIds> {
+        self.profiles.get(id)
+    }
+
+    /// Every profile, by id.
+    pub fn profiles(&self) -> impl Iterator<Item = &ProfileIds> {
+        self.profiles.values()
+    }
+
+    /// How many profiles there are.
+    pub fn len(&self) -> usize {
+        self.profiles.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.profiles.is_empty()
+    }
+
+    /// Every decision since the graph was made (or since [`IdentityGraph::take_log`]), in
+    /// order.
+    pub fn log(&self) -> &[LogEntry] {
+        &self.log
+    }
+
+    /// Takes the decisions logged so far, leaving the log empty (a long-running platform
+    /// keeps decisions in the profiles' histories, not in memory).
+    pub fn take_log(&mut self) -> Vec<LogEntry> {
+        std::mem::take(&mut self.log)
+    }
+
+    /// The decisions that made a profile what it is (see [`ProfileIds::history`]).
+    pub fn history(&self, profile: &str) -> &[LogEntry] {
+        self.profiles
+            .get(profile)
+            .map_or(&[], |p| p.history.as_slice())
+    }
+
+    /// How many decisions were made, ever.
+    pub fn decisions(&self) -> u64 {
+        self.decisions
+    }
+
+    /// Whether the working set holds `id` (a profile has it).
+    pub fn holds(&self, id: &Identifier) -> bool {
+        self.index.contains_key(id)
+    }
+
+    /// Whether the working set holds what is known of `message_id`.
+    pub fn holds_message(&self, message_id: &str) -> bool {
+        self.seen.contains_key(message_id)
+    }
+
+    /// Whether the working set holds the profile `id`.
+    pub fn holds_profile(&self, id: &str) -> bool {
+        self.profiles.contains_key(id)
+    }
+
+    /// Loads a profile from a store into the working set, with its identifiers. What the
+    /// working set holds already wins (it is newer than the store).
+    pub fn load(&mut self, profile: ProfileIds) {
+        if self.profiles.contains_key(&profile.id) {
+            return;
+        }
+        for identifier in profile.identifiers.keys() {
+            self.index.insert(identifier.clone(), profile.id.clone());
+        }
+        self.profiles.insert(profile.id.clone(), profile);
+    }
+
+    /// Loads what a store knows of a `messageId`: when the event that carried it was received.
+    pub fn load_seen(&mut self, message_id: &str, received: OffsetDateTime) {
+        self.seen
+            .entry(message_id.to_owned())
+            .or_insert((received, false));
+    }
+
+    /// Restores the decision counter of a stored graph.
+    pub fn load_decisions(&mut self, decisions: u64) {
+        self.decisions = self.decisions.max(decisions);
+    }
+
+    /// What changed since the last call (or since the graph was made).
+    pub fn take_changes(&mut self) -> GraphChanges {
+        let mut profiles: Vec<ProfileId> = self.changed.drain().collect();
+        profiles.sort();
+        let mut removed: Vec<ProfileId> = self.removed.drain().collect();
+        removed.sort();
+        let mut identifiers: Vec<(Identifier, ProfileId)> = self
+            .relinked
+            .drain()
+            .filter_map(|id| {
+                let profile = self.index.get(&id)?.clone();
+                Some((id, profile))
+            })
+            .collect();
+        identifiers.sort();
+        let mut seen = Vec::new();
+        for (id, (received, fresh)) in &mut self.seen {
+            if *fresh {
+                *fresh = false;
+                seen.push((id.clone(), *received));
+            }
+        }
+        seen.sort();
+        GraphChanges {
+            profiles,
+            removed,
+            identifiers,
+            seen,
+        }
+    }
+
+    /// Whether anything changed since the last [`IdentityGraph::take_changes`].
+    pub fn has_changes(&self) -> bool {
+        !(self.changed.is_empty()
+            && self.removed.is_empty()
+            && self.relinked.is_empty()
+            && self.seen.values().all(|(_, fresh)| !fresh))
+    }
+
+    /// Forgets the `messageId`s of the working set (a store keeps them).
+    pub fn forget_seen(&mut self) {
+        self.seen.clear();
+    }
+
+    /// Removes a profile and its identifiers from the working set (not from the graph's
+    /// truth: a store still holds it). Only for profiles without unsaved changes.
+    pub fn evict(&mut self, id: &str) {
+        if let Some(profile) = self.profiles.remove(id) {
+            for identifier in profile.identifiers.keys() {
+                self.index.remove(identifier);
+            }
+        }
+    }
+}
+
+/// Two histories in decision order (each is already in order).
+fn merge_histories(mine: Vec<LogEntry>, theirs: Vec<LogEntry>) -> Vec<LogEntry> {
+    let mut out = Vec::with_capacity(mine.len() + theirs.len());
+    let mut mine = mine.into_iter().peekable();
+    let mut theirs = theirs.into_iter().peekable();
+    loop {
+        let take_mine = match (mine.peek(), theirs.peek()) {
+            (Some(a), Some(b)) => a.number <= b.number,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let next = if take_mine {
+            mine.next()
+        } else {
+            theirs.next()
+        };
+        out.extend(next);
+    }
+    out
+}
+
+/// `p_` and 20 hex digits of SHA-256 over the first event's `messageId`.
+fn profile_id(message_id: &str) -> ProfileId {
+    let digest = Sha256::digest(message_id.as_bytes());
+    let mut id = String::with_capacity(22);
+    id.push_str("p_");
+    hex::push(&mut id, digest.get(..10).unwrap_or_default());
+    id
+}

@@ -1,0 +1,31 @@
+//! Unification, the third step of the CDP: identity resolution into one profile per person (the
+//! identity graph and its rules), the profile itself (traits under survivorship rules, computed
+//! fields and aggregates), the working set a platform keeps over its profile store with the
+//! records that store holds, the profile API's view, and the matching of CRM-like records
+//! (`braid resolve`, `braid import`).
+//!
+//! Pure and deterministic like the rest of the core: the same events in the same order give the
+//! same profiles on every platform. The contract is `docs/profiles.md`.
+
+mod config;
+mod identity;
+pub mod matching;
+mod profile;
+mod record;
+#[cfg(test)]
+mod tests;
+mod unifier;
+mod view;
+
+pub use config::{ProfileStoreConfig, UnifyConfig};
+pub use identity::{
+    Applied, Change, DEFAULT_BLOCKED, DropReason, Dropped, Extracted, GraphChanges, IdType,
+    Identifier, IdentityGraph, IdentityRules, LogEntry, PLACEHOLDERS, ProfileId, ProfileIds,
+    RulesError, TypeRule, extract, normalize,
+};
+pub use profile::{Aggregate, AggregateOp, Profile, ProfileConfig, Survivorship, TraitValue};
+pub use record::{
+    RECORD_VERSION, RecordError, StoredCounters, decode_record, encode_record, fingerprint, lineage,
+};
+pub use unifier::{Changes, Lookups, Unifier};
+pub use view::{profile_view, reason_text};

@@ -1,0 +1,338 @@
+//! Profiles as a store keeps them: one record per profile (its identifiers, history, traits
+//! and computed fields) as compact JSON, times in milliseconds since the Unix epoch; the
+//! counters a unifier resumes from; and the fingerprint of the rules a store was built under.
+//!
+//! A record read back gives exactly the profile that was written: times count to the
+//! millisecond everywhere in unification, and JSON numbers round-trip (`float_roundtrip`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::identity::{
+    Change, DropReason, Dropped, IdType, Identifier, IdentityRules, LogEntry, ProfileIds,
+};
+use super::profile::{Profile, ProfileConfig, TraitValue};
+use crate::hex;
+use crate::timestamp::{from_unix_millis as from_millis, unix_millis as millis};
+
+/// The version of the record format.
+pub const RECORD_VERSION: u32 = 1;
+
+/// A record that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Not a record of this format.
+    #[error("not a profile record: {0}")]
+    Malformed(String),
+    /// A record of another version.
+    #[error("profile record version {found}, this build reads version {RECORD_VERSION}")]
+    Version {
+        /// The version found.
+        found: u32,
+    },
+}
+
+/// The counters a store keeps with the records, so that a unifier resumes where it stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCounters {
+    /// Events applied to a profile, ever.
+    pub sequence: u64,
+    /// Decisions of the identity graph, ever.
+    pub decisions: u64,
+}
+
+/// The fingerprint of the rules and configuration profiles are computed under: a store built
+/// under other rules must be rebuilt from the lake.
+pub fn fingerprint(rules: &IdentityRules, config: &ProfileConfig) -> String {
+    let text = serde_json::json!({"identity": rules, "profiles": config, "record": RECORD_VERSION})
+        .to_string();
+    hex::encode(
+        Sha256::digest(text.as_bytes())
+            .get(..16)
+            .unwrap_or_default(),
+    )
+}
+
+#[derive(Serialize, Deserialize)]
+struct RecordWire {
+    v: u32,
+    id: String,
+    created: i64,
+    /// `[type, value, first seen]`.
+    ids: Vec<(String, String, i64)>,
+    history: Vec<EntryWire>,
+    traits: BTreeMap<String, TraitWire>,
+    first: i64,
+    last: i64,
+    counts: BTreeMap<String, u64>,
+    sessions: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    aggregates: BTreeMap<String, Value>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    last_at: BTreeMap<String, i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TraitWire {
+    value: Value,
+    at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
+    mid: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    counts: BTreeMap<String, u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EntryWire {
+    n: u64,
+    mid: String,
+    at: i64,
+    #[serde(flatten)]
+    change: ChangeWire,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+enum ChangeWire {
+    Created {
+        profile: String,
+        ids: Vec<(String, String)>,
+    },
+    Linked {
+        profile: String,
+        ids: Vec<(String, String)>,
+    },
+    Merged {
+        into: String,
+        from: String,
+        via: Vec<(String, String)>,
+    },
+    Dropped {
+        kind: String,
+        value: String,
+        reason: ReasonWire,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "why", content = "detail", rename_all = "snake_case")]
+enum ReasonWire {
+    Invalid,
+    Blocked(String),
+    Unique,
+    Limit(usize),
+}
+
+fn pair(id: &Identifier) -> (String, String) {
+    (id.kind.as_str().to_owned(), id.value.clone())
+}
+
+fn pairs(ids: &[Identifier]) -> Vec<(String, String)> {
+    ids.iter().map(pair).collect()
+}
+
+fn unpair((kind, value): (String, String)) -> Identifier {
+    Identifier::new(IdType::parse(&kind), value)
+}
+
+fn unpairs(ids: Vec<(String, String)>) -> Vec<Identifier> {
+    ids.into_iter().map(unpair).collect()
+}
+
+/// The record of a profile.
+pub fn encode_record(ids: &ProfileIds, profile: &Profile) -> Vec<u8> {
+    let history = ids
+        .history
+        .iter()
+        .map(|entry| EntryWire {
+            n: entry.number,
+            mid: entry.message_id.clone(),
+            at: millis(entry.at),
+            change: match &entry.change {
+                Change::Created {
+                    profile,
+                    identifiers,
+                } => ChangeWire::Created {
+                    profile: profile.clone(),
+                    ids: pairs(identifiers),
+                },
+                Change::Linked {
+                    profile,
+                    identifiers,
+                } => ChangeWire::Linked {
+                    profile: profile.clone(),
+                    ids: pairs(identifiers),
+                },
+                Change::Merged { into, from, via } => ChangeWire::Merged {
+                    into: into.clone(),
+                    from: from.clone(),
+                    via: pairs(via),
+                },
+                Change::Dropped(dropped) => ChangeWire::Dropped {
+                    kind: dropped.kind.as_str().to_owned(),
+                    value: dropped.value.clone(),
+                    reason: match &dropped.reason {
+                        DropReason::Invalid => ReasonWire::Invalid,
+                        DropReason::Blocked(pattern) => ReasonWire::Blocked(pattern.clone()),
+                        DropReason::Unique => ReasonWire::Unique,
+                        DropReason::Limit(limit) => ReasonWire::Limit(*limit),
+                    },
+                },
+            },
+        })
+        .collect();
+    let wire = RecordWire {
+        v: RECORD_VERSION,
+        id: ids.id.clone(),
+        created: millis(ids.created_at),
+        ids: ids
+            .identifiers
+            .iter()
+            .map(|(id, first)| {
+                (
+                    id.kind.as_str().to_owned(),
+                    id.value.clone(),
+                    millis(*first),
+                )
+            })
+            .collect(),
+        history,
+        traits: profile
+            .traits
+            .iter()
+            .map(|(key, t)| {
+                let wire = TraitWire {
+                    value: t.value.clone(),
+                    at: millis(t.at),
+                    seq: t.sequence,
+                    source: t.source.clone(),
+                    mid: t.message_id.clone(),
+                    counts: t.counts.clone(),
+                };
+                (key.clone(), wire)
+            })
+            .collect(),
+        first: millis(profile.first_seen),
+        last: millis(profile.last_seen),
+        counts: profile.event_counts.clone(),
+        sessions: profile.sessions,
+        aggregates: profile.aggregates.clone(),
+        last_at: profile
+            .last_at
+            .iter()
+            .map(|(name, at)| (name.clone(), millis(*at)))
+            .collect(),
+    };
+    serde_json::to_vec(&wire).unwrap_or_default()
+}
+
+/// Reads a record written by [`encode_record`].
+///
+/// # Errors
+///
+/// When `bytes` are not a record of this version.
+pub fn decode_record(bytes: &[u8]) -> Result<(ProfileIds, Profile), RecordError> {
+    let wire: RecordWire =
+        serde_json::from_slice(bytes).map_err(|e| RecordError::Malformed(e.to_string()))?;
+    if wire.v != RECORD_VERSION {
+        return Err(RecordError::Version { found: wire.v });
+    }
+    let time = |ms: i64| {
+        from_millis(ms).ok_or_else(|| RecordError::Malformed(format!("time out of range: {ms}")))
+    };
+    let mut identifiers = BTreeMap::new();
+    for (kind, value, first) in wire.ids {
+        identifiers.insert(Identifier::new(IdType::parse(&kind), value), time(first)?);
+    }
+    let mut history = Vec::with_capacity(wire.history.len());
+    for entry in wire.history {
+        let change = match entry.change {
+            ChangeWire::Created { profile, ids } => Change::Created {
+                profile,
+                identifiers: unpairs(ids),
+            },
+            ChangeWire::Linked { profile, ids } => Change::Linked {
+                profile,
+                identifiers: unpairs(ids),
+            },
+            ChangeWire::Merged { into, from, via } => Change::Merged {
+                into,
+                from,
+                via: unpairs(via),
+            },
+            ChangeWire::Dropped {
+                kind,
+                value,
+                reason,
+            } => Change::Dropped(Dropped {
+                kind: IdType::parse(&kind),
+                value,
+                reason: match reason {
+                    ReasonWire::Invalid => DropReason::Invalid,
+                    ReasonWire::Blocked(pattern) => DropReason::Blocked(pattern),
+                    ReasonWire::Unique => DropReason::Unique,
+                    ReasonWire::Limit(limit) => DropReason::Limit(limit),
+                },
+            }),
+        };
+        history.push(LogEntry {
+            number: entry.n,
+            message_id: entry.mid,
+            at: time(entry.at)?,
+            change,
+        });
+    }
+    let mut traits = BTreeMap::new();
+    for (key, t) in wire.traits {
+        let value = TraitValue {
+            value: t.value,
+            at: time(t.at)?,
+            sequence: t.seq,
+            source: t.source,
+            message_id: t.mid,
+            counts: t.counts,
+        };
+        traits.insert(key, value);
+    }
+    let mut last_at = BTreeMap::new();
+    for (name, at) in wire.last_at {
+        last_at.insert(name, time(at)?);
+    }
+    let ids = ProfileIds {
+        id: wire.id.clone(),
+        created_at: time(wire.created)?,
+        identifiers,
+        history,
+    };
+    let profile = Profile {
+        id: wire.id,
+        traits,
+        first_seen: time(wire.first)?,
+        last_seen: time(wire.last)?,
+        event_counts: wire.counts,
+        sessions: wire.sessions,
+        aggregates: wire.aggregates,
+        last_at,
+    };
+    Ok((ids, profile))
+}
+
+/// The ids of a profile and of every profile merged into it (its history names them): what a
+/// store needs to find everything filed under the profiles that no longer exist.
+pub fn lineage(ids: &ProfileIds) -> Vec<String> {
+    let mut out = vec![ids.id.clone()];
+    for entry in &ids.history {
+        if let Change::Merged { from, .. } = &entry.change
+            && !out.contains(from)
+        {
+            out.push(from.clone());
+        }
+    }
+    out
+}

@@ -1,0 +1,317 @@
+//! [`Unifier`] ties the identity graph and the profiles of one workspace: each event joins (or
+//! creates, or merges) profiles in the graph, then updates its profile. It is also a working set
+//! over a store: it says which keys an event reads, takes them in, and gives back what changed.
+
+use foldhash::HashMap;
+
+use serde_json::Value;
+
+use super::identity::IdentityRules;
+use super::identity::{
+    Applied, Change, IdType, Identifier, IdentityGraph, ProfileId, ProfileIds, extract,
+};
+use super::profile::{Fact, Profile, ProfileConfig};
+use super::record::{self, RecordError, StoredCounters};
+use super::view::profile_view;
+use crate::event::Event;
+use crate::json::Node;
+use crate::timestamp;
+
+/// The identity graph and the profiles of one workspace, updated event by event.
+///
+/// Like the graph, a unifier is a working set over a store: [`Unifier::lookups`] says which
+/// keys an event reads, [`Unifier::load_record`] and [`Unifier::load_seen`] bring them in,
+/// [`Unifier::take_changes`] gives what to write back, and [`Unifier::evict_to`] keeps it to
+/// a size. Left alone, it holds everything.
+#[derive(Clone, Debug)]
+pub struct Unifier {
+    graph: IdentityGraph,
+    config: ProfileConfig,
+    profiles: HashMap<ProfileId, Slot>,
+    /// Events applied to a profile, ever (the number of the last).
+    sequence: u64,
+    /// Profiles changed since the last [`Unifier::take_changes`] (their slots say so too).
+    changed: Vec<ProfileId>,
+    clock: u64,
+}
+
+/// A profile of the working set.
+#[derive(Clone, Debug)]
+struct Slot {
+    profile: Profile,
+    /// When it was last used (a counter), for eviction.
+    used: u64,
+    /// Whether it changed since the last [`Unifier::take_changes`].
+    changed: bool,
+}
+
+/// The keys an event reads: what a store must load into the working set before it is applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lookups {
+    /// Its `messageId`, for the dedupe window.
+    pub message_id: Option<String>,
+    /// Its identifiers (an alias's `previousId` both as a user id and as an anonymous id).
+    pub identifiers: Vec<Identifier>,
+}
+
+/// What changed since the last [`Unifier::take_changes`], ready to write to a store.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Changes {
+    /// Profiles created or changed, each with its record ([`super::record::encode_record`]), sorted.
+    pub profiles: Vec<(ProfileId, Vec<u8>)>,
+    /// Profiles merged into others, sorted.
+    pub removed: Vec<ProfileId>,
+    /// Identifiers and the profile each now belongs to, sorted.
+    pub identifiers: Vec<(Identifier, ProfileId)>,
+    /// `messageId`s applied, with the time their events were received (milliseconds since
+    /// the Unix epoch).
+    pub seen: Vec<(String, i64)>,
+    /// The counters to store with them ([`StoredCounters`]).
+    pub counters: StoredCounters,
+}
+
+impl Unifier {
+    /// An empty unifier.
+    pub fn new(rules: IdentityRules, config: ProfileConfig) -> Unifier {
+        Unifier {
+            graph: IdentityGraph::new(rules),
+            config,
+            profiles: HashMap::default(),
+            sequence: 0,
+            changed: Vec::new(),
+            clock: 0,
+        }
+    }
+
+    /// The identity graph.
+    pub fn graph(&self) -> &IdentityGraph {
+        &self.graph
+    }
+
+    /// Takes the graph's decisions logged so far ([`IdentityGraph::take_log`]): a
+    /// long-running unifier keeps them in the profiles' histories, not in a log.
+    pub fn take_log(&mut self) -> Vec<super::identity::LogEntry> {
+        self.graph.take_log()
+    }
+
+    /// A profile by id.
+    pub fn profile(&self, id: &str) -> Option<&Profile> {
+        self.profiles.get(id).map(|slot| &slot.profile)
+    }
+
+    /// Every profile.
+    pub fn profiles(&self) -> impl Iterator<Item = &Profile> {
+        self.profiles.values().map(|slot| &slot.profile)
+    }
+
+    /// How many events were applied to a profile, ever: the number of the last one.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// The keys `event` reads (see [`Lookups`]).
+    pub fn lookups(&self, event: &Event<'_>) -> Lookups {
+        let message_id = event.message_id().map(std::borrow::Cow::into_owned);
+        let extracted = extract(event, self.graph.rules());
+        let mut identifiers = extracted.ids;
+        if let Some(previous) = extracted.previous_id {
+            identifiers.push(Identifier::new(IdType::UserId, previous.clone()));
+            identifiers.push(Identifier::new(IdType::AnonymousId, previous));
+        }
+        Lookups {
+            message_id,
+            identifiers,
+        }
+    }
+
+    /// Applies one lake event. Its time is `timestamp` (skew-corrected by ingestion), else
+    /// `receivedAt`; it was received at `receivedAt`, else at its time; its id is `messageId`.
+    /// Times count to the millisecond, as the lake writes them (and as a store keeps them).
+    pub fn apply(&mut self, event: &Event<'_>) -> Applied {
+        let time = |key: &str| event.time_field(key).map(timestamp::to_millis);
+        let Some(message_id) = event.message_id() else {
+            return Applied::NoIdentity;
+        };
+        let Some(at) = time("timestamp").or_else(|| time("receivedAt")) else {
+            return Applied::NoIdentity;
+        };
+        let received = time("receivedAt").unwrap_or(at);
+        let extracted = extract(event, self.graph.rules());
+        let log_before = self.graph.log().len();
+        let applied = self.graph.apply(&message_id, at, received, extracted);
+        let Applied::Profile(profile_id) = &applied else {
+            return applied;
+        };
+        let merges: Vec<(ProfileId, ProfileId)> = self
+            .graph
+            .log()
+            .get(log_before..)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|entry| match &entry.change {
+                Change::Merged { into, from, .. } => Some((into.clone(), from.clone())),
+                _ => None,
+            })
+            .collect();
+        for (into, from) in merges {
+            if let Some(absorbed) = self.profiles.remove(&from) {
+                let survivor = self.profiles.entry(into.clone()).or_insert_with(|| Slot {
+                    profile: Profile::new(into, absorbed.profile.first_seen),
+                    used: 0,
+                    changed: false,
+                });
+                survivor.profile.absorb(absorbed.profile, &self.config);
+            }
+        }
+        let context = event.object("context");
+        let library = context
+            .as_ref()
+            .and_then(|c| c.get("library"))
+            .and_then(Node::as_object);
+        let source = library.as_ref().and_then(|l| l.text("name"));
+        let fact = Fact {
+            message_id: &message_id,
+            at,
+            sequence: context
+                .as_ref()
+                .and_then(|c| c.get("sequence"))
+                .and_then(|n| n.to_value().as_i64()),
+            source: source.as_deref(),
+        };
+        self.sequence += 1;
+        self.clock += 1;
+        let slot = match self.profiles.get_mut(profile_id) {
+            Some(slot) => slot,
+            None => self.profiles.entry(profile_id.clone()).or_insert(Slot {
+                profile: Profile::new(profile_id.clone(), at),
+                used: 0,
+                changed: false,
+            }),
+        };
+        slot.profile.apply(event, &fact, &self.config);
+        slot.used = self.clock;
+        if !slot.changed {
+            slot.changed = true;
+            self.changed.push(profile_id.clone());
+        }
+        applied
+    }
+
+    /// Loads a stored record ([`super::record::encode_record`]) into the working set; what the working
+    /// set holds already wins.
+    ///
+    /// # Errors
+    ///
+    /// When the record cannot be read.
+    pub fn load_record(&mut self, bytes: &[u8]) -> Result<(), RecordError> {
+        let (ids, profile) = record::decode_record(bytes)?;
+        if self.graph.holds_profile(&ids.id) {
+            return Ok(());
+        }
+        self.clock += 1;
+        let slot = Slot {
+            profile,
+            used: self.clock,
+            changed: false,
+        };
+        self.profiles.insert(ids.id.clone(), slot);
+        self.graph.load(ids);
+        Ok(())
+    }
+
+    /// Loads what a store knows of a `messageId` (received at `received_millis`).
+    pub fn load_seen(&mut self, message_id: &str, received_millis: i64) {
+        if let Some(received) = timestamp::from_unix_millis(received_millis) {
+            self.graph.load_seen(message_id, received);
+        }
+    }
+
+    /// Restores the counters of a stored unifier.
+    pub fn load_counters(&mut self, counters: &StoredCounters) {
+        self.sequence = self.sequence.max(counters.sequence);
+        self.graph.load_decisions(counters.decisions);
+    }
+
+    /// What changed since the last call, with the records to write.
+    pub fn take_changes(&mut self) -> Changes {
+        let graph = self.graph.take_changes();
+        let mut ids = std::mem::take(&mut self.changed);
+        ids.extend(graph.profiles);
+        ids.sort();
+        ids.dedup();
+        let profiles = ids
+            .into_iter()
+            .filter_map(|id| {
+                let slot = self.profiles.get_mut(&id)?;
+                slot.changed = false;
+                let record = record::encode_record(self.graph.profile(&id)?, &slot.profile);
+                Some((id, record))
+            })
+            .collect();
+        Changes {
+            profiles,
+            removed: graph.removed,
+            identifiers: graph.identifiers,
+            seen: graph
+                .seen
+                .into_iter()
+                .map(|(id, at)| (id, timestamp::unix_millis(at)))
+                .collect(),
+            counters: self.counters(),
+        }
+    }
+
+    /// The counters a store keeps with the records.
+    pub fn counters(&self) -> StoredCounters {
+        StoredCounters {
+            sequence: self.sequence,
+            decisions: self.graph.decisions(),
+        }
+    }
+
+    /// Forgets the `messageId`s of the working set (after their changes were written).
+    pub fn forget_seen(&mut self) {
+        self.graph.forget_seen();
+    }
+
+    /// Evicts the least recently used profiles until at most `keep` are held. Only profiles
+    /// whose changes were taken ([`Unifier::take_changes`]) are evicted.
+    pub fn evict_to(&mut self, keep: usize) {
+        if self.profiles.len() <= keep || self.graph.has_changes() || !self.changed.is_empty() {
+            return;
+        }
+        let mut by_age: Vec<(u64, ProfileId)> = self
+            .profiles
+            .iter()
+            .map(|(id, slot)| (slot.used, id.clone()))
+            .collect();
+        by_age.sort_unstable();
+        let excess = self.profiles.len() - keep;
+        for (_, id) in by_age.into_iter().take(excess) {
+            self.profiles.remove(&id);
+            self.graph.evict(&id);
+        }
+    }
+}
+
+impl Unifier {
+    /// Every profile as the profile API shows it, sorted by id (to compare two unifiers).
+    pub fn snapshot(&self) -> Vec<Value> {
+        let mut ids: Vec<&ProfileIds> = self.graph.profiles().collect();
+        ids.sort_by(|a, b| a.id.cmp(&b.id));
+        ids.into_iter()
+            .filter_map(|ids| {
+                let slot = self.profiles.get(&ids.id)?;
+                Some(profile_view(ids, &slot.profile))
+            })
+            .collect()
+    }
+
+    /// The profile of an identifier as the profile API shows it
+    /// ([`profile_view`]).
+    pub fn profile_json(&self, id: &Identifier) -> Option<Value> {
+        let ids = self.graph.profile_of(id)?;
+        let slot = self.profiles.get(&ids.id)?;
+        Some(profile_view(ids, &slot.profile))
+    }
+}

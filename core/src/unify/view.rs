@@ -1,0 +1,92 @@
+//! A profile as the profile API shows it: identifiers with when each was first seen, traits
+//! with their source and time, computed fields, aggregates, and the history that explains it.
+
+use serde_json::{Map, Value, json};
+
+use super::identity::{Change, DropReason, Identifier, LogEntry, ProfileIds};
+use super::profile::Profile;
+use crate::timestamp;
+
+/// The profile API's view of one profile.
+pub fn profile_view(ids: &ProfileIds, profile: &Profile) -> Value {
+    let identifiers: Vec<Value> = ids
+        .identifiers
+        .iter()
+        .map(|(identifier, first_seen)| {
+            json!({
+                "type": identifier.kind.as_str(),
+                "value": identifier.value,
+                "firstSeen": timestamp::format(*first_seen),
+            })
+        })
+        .collect();
+    let traits: Map<String, Value> = profile
+        .traits
+        .iter()
+        .map(|(key, t)| {
+            let value = json!({
+                "value": t.value,
+                "at": timestamp::format(t.at),
+                "source": t.source,
+                "messageId": t.message_id,
+            });
+            (key.clone(), value)
+        })
+        .collect();
+    let history: Vec<Value> = ids.history.iter().map(history_entry).collect();
+    json!({
+        "id": ids.id,
+        "identifiers": identifiers,
+        "traits": traits,
+        "firstSeen": timestamp::format(profile.first_seen),
+        "lastSeen": timestamp::format(profile.last_seen),
+        "eventCounts": profile.event_counts,
+        "sessions": profile.sessions,
+        "aggregates": profile.aggregates,
+        "history": history,
+    })
+}
+
+fn names(ids: &[Identifier]) -> Vec<String> {
+    ids.iter().map(ToString::to_string).collect()
+}
+
+fn history_entry(entry: &LogEntry) -> Value {
+    let mut out = match &entry.change {
+        Change::Created {
+            profile,
+            identifiers,
+        } => json!({"change": "created", "profile": profile, "identifiers": names(identifiers)}),
+        Change::Linked {
+            profile,
+            identifiers,
+        } => json!({"change": "linked", "profile": profile, "identifiers": names(identifiers)}),
+        Change::Merged { into, from, via } => {
+            json!({"change": "merged", "into": into, "from": from, "via": names(via)})
+        }
+        Change::Dropped(dropped) => {
+            let identifier = format!("{}:{}", dropped.kind.as_str(), dropped.value);
+            json!({"change": "dropped", "identifier": identifier,
+                   "reason": reason_text(&dropped.reason)})
+        }
+    };
+    if let Value::Object(fields) = &mut out {
+        fields.insert("messageId".into(), Value::from(entry.message_id.clone()));
+        fields.insert("at".into(), Value::from(timestamp::format(entry.at)));
+    }
+    out
+}
+
+/// Why an identifier was left out, in words.
+pub fn reason_text(reason: &DropReason) -> String {
+    match reason {
+        DropReason::Invalid => "not a valid value for its type".to_owned(),
+        DropReason::Blocked(pattern) => format!("blocked value ({pattern})"),
+        DropReason::Unique => {
+            "linking it would put two values of a unique type in one profile".to_owned()
+        }
+        DropReason::Limit(limit) => {
+            format!("linking it would exceed the limit of {limit} values of its type per profile")
+        }
+    }
+}

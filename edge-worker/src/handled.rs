@@ -1,0 +1,218 @@
+//! What a handler gives back to its platform ([`Handled`]): an answer, or a step to finish on
+//! the platform — store a [`LakeWrite`], read a profile, an edge entry or a file — with what
+//! turns the step's result into the answer.
+
+use braid_core::activate::personalize::EMPTY_PROFILE;
+use braid_core::catalogue::lake::LakeWrite;
+use braid_core::unify::Identifier;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::http::HttpResponse;
+use crate::sdk::{sdk_content_type, sdk_response};
+
+/// What happened to a request, for the platform's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Events in the body (0 when it could not be parsed).
+    pub received: usize,
+    /// Events accepted into the lake.
+    pub accepted: usize,
+    /// Events rejected into `failed/`.
+    pub failed: usize,
+    /// Body bytes as received.
+    pub bytes: usize,
+}
+
+/// The response to give once a [`LakeWrite`] is durable (or has failed).
+#[derive(Debug)]
+pub struct Reply {
+    pub(crate) response: HttpResponse,
+}
+
+impl Reply {
+    /// The response to send: the prepared one when the events are stored, else 503 with
+    /// `Retry-After` so the client keeps them and tries again.
+    pub fn finish(self, stored: bool) -> HttpResponse {
+        if stored {
+            return self.response;
+        }
+        let mut failure = ApiError::StorageUnavailable.to_response();
+        // Keep the CORS headers, or the browser cannot read the 503.
+        failure.headers.extend(
+            self.response
+                .headers
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("access-control") || *k == "vary"),
+        );
+        failure
+    }
+}
+
+/// The outcome of handling a request.
+#[derive(Debug)]
+pub enum Handled {
+    /// Answer at once; nothing to store.
+    Respond(HttpResponse, Counts),
+    /// Store the events durably (or hand them to the upstream ingest), then answer with
+    /// `reply.finish(stored)`.
+    Store(LakeWrite, Reply, Counts),
+    /// Look up the caller's edge entry, then answer with `read.finish(value)`.
+    Personalize(Personalization),
+    /// Read a profile (or its events) from the profile store, then answer with
+    /// `read.finish(answer)`.
+    Profile(ProfileRead),
+    /// Read a file of the browser SDK, then answer with `read.finish(bytes)`.
+    Sdk(SdkRead),
+}
+
+impl Handled {
+    pub(crate) fn respond(response: HttpResponse) -> Handled {
+        Handled::Respond(response, Counts::default())
+    }
+}
+
+/// A personalization read for the platform to finish.
+#[derive(Debug)]
+pub struct Personalization {
+    /// The workspace (the first configured one): where `braid serve` looks.
+    pub workspace: String,
+    /// The caller's identifier.
+    pub identifier: Identifier,
+    /// Its key in the edge store (`braid_core::activate::personalize::edge_key`).
+    pub key: String,
+    /// The traits the edge may show (`[activate.personalize] traits`).
+    pub traits: Vec<String>,
+    pub(crate) headers: Vec<(&'static str, String)>,
+}
+
+impl Personalization {
+    /// The answer, given the stored value (`None`: unknown, an empty profile).
+    pub fn finish(self, value: Option<String>) -> HttpResponse {
+        personal_answer(
+            value.unwrap_or_else(|| EMPTY_PROFILE.to_owned()),
+            self.headers,
+        )
+    }
+
+    /// The answer when the store could not be read: 503, to try again.
+    pub fn fail(self, message: &str) -> HttpResponse {
+        let mut response = ApiError::ProfileStoreFailed {
+            message: message.to_owned(),
+        }
+        .to_response();
+        response.headers.extend(self.headers);
+        response
+    }
+}
+
+/// The answer with one person's data: never cached by a shared cache.
+pub(crate) fn personal_answer(
+    body: String,
+    cors_headers: Vec<(&'static str, String)>,
+) -> HttpResponse {
+    let mut headers = vec![
+        ("content-type", "application/json".to_owned()),
+        // One person's data: never cached by a shared cache, never reused for another caller.
+        ("cache-control", "private, no-store".to_owned()),
+        ("vary", "Cookie, Authorization".to_owned()),
+    ];
+    headers.extend(cors_headers);
+    HttpResponse {
+        status: 200,
+        headers,
+        body: body.into_bytes(),
+    }
+}
+
+/// What the caller asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProfileQuery {
+    /// The profile.
+    Profile,
+    /// A page of its events: up to `limit` after the event numbered `after` (from the first
+    /// when `None`).
+    Events {
+        /// Where the previous page ended.
+        after: Option<u64>,
+        /// The page's size.
+        limit: usize,
+    },
+}
+
+/// What the profile store found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProfileAnswer {
+    /// No profile has the identifier.
+    Unknown,
+    /// The profile, as the profile API shows it.
+    Profile(Value),
+    /// A page of events, and the number to continue after when there are more.
+    Events {
+        /// The events (lake lines), in the order they were unified.
+        events: Vec<Value>,
+        /// Where the next page starts.
+        next: Option<u64>,
+    },
+}
+
+/// A profile read for the platform to finish.
+#[derive(Clone, Debug)]
+pub struct ProfileRead {
+    /// The workspace.
+    pub workspace: String,
+    /// The identifier named in the path (as sent; the store normalises it).
+    pub identifier: Identifier,
+    /// What is asked.
+    pub query: ProfileQuery,
+}
+
+impl ProfileRead {
+    /// The answer, given what the store found (or why it could not read).
+    pub fn finish<E: std::fmt::Display>(self, found: Result<ProfileAnswer, E>) -> HttpResponse {
+        match found {
+            Ok(ProfileAnswer::Profile(profile)) => HttpResponse::json(200, &profile),
+            Ok(ProfileAnswer::Events { events, next }) => HttpResponse::json(
+                200,
+                &json!({"events": events, "nextCursor": next.map(|n| format!("{n:x}"))}),
+            ),
+            Ok(ProfileAnswer::Unknown) => ApiError::NoProfile {
+                identifier: self.identifier.to_string(),
+            }
+            .to_response(),
+            Err(error) => ApiError::ProfileStoreFailed {
+                message: error.to_string(),
+            }
+            .to_response(),
+        }
+    }
+}
+
+/// A file of the SDK for the platform to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SdkRead {
+    method: String,
+    name: String,
+}
+
+impl SdkRead {
+    pub(crate) fn new(method: &str, name: &str) -> SdkRead {
+        SdkRead {
+            method: method.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// The file's name, when it may be read: a plain name (no folders, no dot files) of a
+    /// known type; `None` for any other name, which [`SdkRead::finish`] answers 404 whatever
+    /// the platform has.
+    pub fn name(&self) -> Option<&str> {
+        sdk_content_type(&self.name).map(|_| self.name.as_str())
+    }
+
+    /// The answer, given the file's bytes (`None`: no such file, or the platform serves no
+    /// SDK).
+    pub fn finish(self, bytes: Option<Vec<u8>>) -> HttpResponse {
+        sdk_response(&self.method, &self.name, bytes)
+    }
+}

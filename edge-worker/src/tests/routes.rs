@@ -1,0 +1,370 @@
+//! The routes beside collection: the edge → ingest hand-off, the profile API, the SDK's files,
+//! and the one error body they all answer with.
+
+use braid_core::activate::ProfileApiConfig;
+use braid_core::collect::forward::{ForwardBatch, sign};
+use braid_core::unify::Identifier;
+
+use super::*;
+use crate::ProfileQuery;
+
+const SECRET: &str = "forward-secret";
+
+fn forwarding() -> Api {
+    api_with(|config| config.collect.forward_secret = Some(SECRET.into()))
+}
+
+/// A forward request signed `age` seconds before [`now`].
+fn signed<'a>(body: &'a [u8], headers: &'a mut Vec<(String, String)>, age: i64) -> HttpRequest<'a> {
+    let at = now().unix_timestamp() - age;
+    headers.push(("x-braid-timestamp".into(), at.to_string()));
+    headers.push((
+        "x-braid-signature".into(),
+        sign(SECRET.as_bytes(), at, body),
+    ));
+    post(
+        "/v1/forward",
+        headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
+        body,
+    )
+}
+
+fn forward_body(workspace: &str, events: &str, failed: &str) -> Vec<u8> {
+    ForwardBatch::write(workspace, now(), events.as_bytes(), failed.as_bytes())
+}
+
+#[test]
+fn a_signed_forward_is_validated_again_and_stored() {
+    let body = forward_body(
+        "shop",
+        "{\"type\":\"track\",\"event\":\"A\",\"userId\":\"u\",\"messageId\":\"m1\"}\n\
+         {\"type\":\"track\",\"userId\":\"u\"}\n",
+        r#"{"code":"malformed_json","payload":"{"}"#,
+    );
+    let mut headers = Vec::new();
+    let Handled::Store(write, reply, counts) =
+        forwarding().handle(&signed(&body, &mut headers, 10), now())
+    else {
+        panic!("expected a store");
+    };
+    assert_eq!(write.workspace, "shop");
+    assert_eq!(write.received_at, now());
+    assert_eq!((write.accepted_count, write.failed_count), (1, 2));
+    assert_eq!(lines(&write.accepted)[0]["messageId"], "m1");
+    let failed = lines(&write.failed);
+    assert_eq!(failed[0]["code"], "missing_field", "validated again");
+    assert_eq!(
+        failed[1]["code"], "malformed_json",
+        "the edge's record as it came"
+    );
+    assert_eq!((counts.received, counts.accepted, counts.failed), (3, 1, 2));
+    let response = reply.finish(true);
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.json_body(),
+        json!({"success": true, "accepted": 1, "failed": 2})
+    );
+}
+
+#[test]
+fn forwards_without_a_valid_signature_are_refused() {
+    let body = forward_body("shop", "{\"type\":\"page\",\"userId\":\"u\"}\n", "");
+    let check = |api: &Api, request: &HttpRequest<'_>| {
+        let (response, write) = send(api, request);
+        assert!(write.is_none(), "nothing stored");
+        (response.status, response.json_body()["errors"][0].clone())
+    };
+    let (status, error) = check(&forwarding(), &post("/v1/forward", vec![], &body));
+    assert_eq!(status, 401);
+    assert_eq!(error["code"], "unauthorized");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("x-braid-timestamp"),
+        "{error}"
+    );
+    let mut headers = Vec::new();
+    let (status, error) = check(&forwarding(), &signed(&body, &mut headers, 301));
+    assert_eq!(status, 401);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("over the limit of 300 s"),
+        "{error}"
+    );
+    // Signed with another secret.
+    let timestamp = now().unix_timestamp().to_string();
+    let signature = sign(b"other", now().unix_timestamp(), &body);
+    let request = post(
+        "/v1/forward",
+        vec![
+            ("x-braid-timestamp", timestamp.as_str()),
+            ("x-braid-signature", signature.as_str()),
+        ],
+        &body,
+    );
+    assert_eq!(check(&forwarding(), &request).0, 401);
+    // No forward secret: the route is off.
+    let mut headers = Vec::new();
+    let (status, error) = check(&api(), &signed(&body, &mut headers, 0));
+    assert_eq!(status, 404);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("forward_secret"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_forward_bodies_name_what_is_wrong() {
+    let cases: [(Vec<u8>, u16, &str); 3] = [
+        (b"{\"events\":[]}".to_vec(), 400, "bad_body"),
+        (forward_body("../x", "", ""), 400, "bad_workspace"),
+        (
+            forward_body(
+                "shop",
+                &"{\"type\":\"page\",\"userId\":\"u\"}\n".repeat(2_501),
+                "",
+            ),
+            413,
+            "too_many_events",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let mut headers = Vec::new();
+        let (response, write) = send(&forwarding(), &signed(&body, &mut headers, 0));
+        assert!(write.is_none());
+        assert_eq!(response.status, status, "{code}");
+        assert_eq!(response.json_body()["errors"][0]["code"], code);
+    }
+    let huge = vec![b' '; 1_024_001];
+    let mut headers = Vec::new();
+    let (response, _) = send(&forwarding(), &signed(&huge, &mut headers, 0));
+    assert_eq!(response.status, 413);
+    assert_eq!(response.json_body()["errors"][0]["limit"], 1_024_000);
+}
+
+fn profile_api() -> Api {
+    api_with(|config| {
+        config.activate.profile_api = Some(ProfileApiConfig {
+            token: "profile-token".into(),
+        });
+    })
+}
+
+fn get<'a>(
+    path: &'a str,
+    query: Option<&'a str>,
+    headers: Vec<(&'a str, &'a str)>,
+) -> HttpRequest<'a> {
+    HttpRequest {
+        method: "GET",
+        query,
+        headers,
+        ..post(path, vec![], b"")
+    }
+}
+
+#[test]
+fn the_profile_api_needs_its_token_and_reads_what_the_path_names() {
+    const AUTH: (&str, &str) = ("authorization", "Bearer profile-token");
+    let api = profile_api();
+    let read = |request: &HttpRequest<'_>| match api.handle(request, now()) {
+        Handled::Profile(read) => Ok(read),
+        Handled::Respond(response, _) => Err(response),
+        other => panic!("{other:?}"),
+    };
+    let asked = read(&get(
+        "/v1/profiles/email:Jane%40Shop.example",
+        None,
+        vec![AUTH],
+    ))
+    .unwrap();
+    assert_eq!(
+        asked.identifier,
+        Identifier::parse("email:Jane@Shop.example").unwrap()
+    );
+    assert_eq!(asked.workspace, "shop", "the first workspace");
+    assert_eq!(asked.query, ProfileQuery::Profile);
+    let page = read(&get(
+        "/v1/profiles/user_id:u/events",
+        Some("limit=5&cursor=1f&workspace=other"),
+        vec![AUTH],
+    ))
+    .unwrap();
+    assert_eq!(page.workspace, "other");
+    assert_eq!(
+        page.query,
+        ProfileQuery::Events {
+            after: Some(0x1f),
+            limit: 5
+        }
+    );
+    let refused = |request: HttpRequest<'_>| {
+        let response = read(&request).unwrap_err();
+        (
+            response.status,
+            response.json_body()["errors"][0]["code"].clone(),
+        )
+    };
+    assert_eq!(
+        refused(get("/v1/profiles/user_id:u", None, vec![])),
+        (401, json!("unauthorized"))
+    );
+    assert_eq!(
+        refused(get(
+            "/v1/profiles/user_id:u",
+            None,
+            vec![("authorization", "Bearer profile-tokeN")]
+        )),
+        (401, json!("unauthorized"))
+    );
+    assert_eq!(
+        refused(get("/v1/profiles/nocolon", None, vec![AUTH])),
+        (400, json!("bad_identifier"))
+    );
+    assert_eq!(
+        refused(get(
+            "/v1/profiles/user_id:u",
+            Some("workspace=Bad"),
+            vec![AUTH]
+        )),
+        (400, json!("bad_workspace"))
+    );
+    let response = read(&get(
+        "/v1/profiles/user_id:u/events",
+        Some("limit=1001"),
+        vec![AUTH],
+    ))
+    .unwrap_err();
+    assert_eq!(response.status, 400);
+    let error = &response.json_body()["errors"][0];
+    assert_eq!(
+        (error["field"].clone(), error["limit"].clone()),
+        (json!("limit"), json!(1000))
+    );
+    assert_eq!(
+        refused(get(
+            "/v1/profiles/user_id:u/events",
+            Some("cursor=zz"),
+            vec![AUTH]
+        )),
+        (400, json!("bad_parameter"))
+    );
+    // Off without a token.
+    let response = send(
+        &super::api(),
+        &get("/v1/profiles/user_id:u", None, vec![AUTH]),
+    )
+    .0;
+    assert_eq!(response.status, 404);
+}
+
+#[test]
+fn profile_reads_finish_as_the_store_answers() {
+    let api = profile_api();
+    let request = get(
+        "/v1/profiles/user_id:u/events",
+        None,
+        vec![("authorization", "Bearer profile-token")],
+    );
+    let read = || match api.handle(&request, now()) {
+        Handled::Profile(read) => read,
+        other => panic!("{other:?}"),
+    };
+    let page = read().finish(Ok::<_, String>(ProfileAnswer::Events {
+        events: vec![json!({"messageId": "m"})],
+        next: Some(255),
+    }));
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.json_body(),
+        json!({"events": [{"messageId": "m"}], "nextCursor": "ff"})
+    );
+    let unknown = read().finish(Ok::<_, String>(ProfileAnswer::Unknown));
+    assert_eq!(unknown.status, 404);
+    assert_eq!(
+        unknown.json_body()["errors"][0]["message"],
+        "no profile has user_id:u"
+    );
+    let failed = read().finish(Err("disk on fire"));
+    assert_eq!(failed.status, 503);
+    assert_eq!(failed.header("retry-after"), Some("1"));
+    assert_eq!(failed.json_body()["errors"][0]["code"], "store_failed");
+}
+
+#[test]
+fn sdk_files_are_read_by_the_platform_under_the_configured_path() {
+    let api = api_with(|config| config.collect.sdk.path = "/assets/braid".into());
+    let Handled::Sdk(read) = api.handle(&get("/assets/braid/braid.js", None, vec![]), now()) else {
+        panic!("not an SDK read");
+    };
+    assert_eq!(read.name(), Some("braid.js"));
+    let response = read.finish(Some(b"export {}".to_vec()));
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("cache-control"),
+        Some("public, max-age=300")
+    );
+    let Handled::Sdk(read) = api.handle(&get("/assets/braid/../secret.js", None, vec![]), now())
+    else {
+        panic!("not an SDK read");
+    };
+    assert_eq!(read.name(), None, "never read");
+    assert_eq!(read.finish(None).status, 404);
+    assert_eq!(
+        send(&api, &get("/sdk/braid.js", None, vec![])).0.status,
+        404
+    );
+}
+
+/// Every route's errors have one shape: `success: false` and `errors`, each entry with the same
+/// five keys.
+#[test]
+fn every_error_has_the_one_body_shape() {
+    let auth = basic(KEY);
+    let forwarding = forwarding();
+    let responses = [
+        send(&api(), &get("/nope", None, vec![])).0,
+        send(&api(), &get("/v1/batch", None, vec![])).0,
+        send(
+            &api(),
+            &post("/v1/batch", vec![("authorization", "Basic eDo=")], b"{}"),
+        )
+        .0,
+        send(
+            &api(),
+            &post("/v1/batch", vec![("authorization", &auth)], b"{"),
+        )
+        .0,
+        send(&forwarding, &post("/v1/forward", vec![], b"{}")).0,
+        send(&profile_api(), &get("/v1/profiles/user_id:u", None, vec![])).0,
+        send(&api(), &get("/v1/personalize", None, vec![])).0,
+    ];
+    for response in responses {
+        let body = response.json_body();
+        assert!(response.status >= 400, "{body}");
+        assert_eq!(body["success"], false, "{body}");
+        let errors = body["errors"].as_array().unwrap();
+        assert!(!errors.is_empty(), "{body}");
+        for error in errors {
+            let keys: Vec<&String> = error.as_object().unwrap().keys().collect();
+            assert_eq!(
+                keys,
+                ["code", "field", "index", "limit", "message"],
+                "{body}"
+            );
+            assert!(
+                error["code"].is_string() && error["message"].is_string(),
+                "{body}"
+            );
+        }
+    }
+}

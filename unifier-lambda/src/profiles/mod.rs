@@ -1,0 +1,346 @@
+//! The profile store: identity resolution and profiles kept in a persistent store, as the unify
+//! step ([`ProfileUnify`], a [`Unify`] implementation over the core's `Unifier`) and the reads
+//! of the profile API and personalization. `braid serve` keeps it on its data folder, the unify
+//! Lambda in its bucket; both over the key-value trait [`kv::Kv`] (SlateDB, `kv/`).
+//!
+//! Each workspace has its own store (one writer each), `profiles/workspace=W/g<N>`, where `N`
+//! is its generation: a rebuild from the lake writes generation `N + 1` beside the old one and
+//! switches to it by rewriting `profiles/workspace=W/CURRENT` in the lake's store, so a
+//! rebuild that stops half-way leaves the old profiles in place. A store built under other
+//! rules (their fingerprint is in `CURRENT`) is rebuilt when it is opened. Its keys are
+//! `keys.rs`.
+//!
+//! Applying an object: the events' lookups that the working set does not hold are read from
+//! the store, the events are applied in memory, and everything they changed is written in one
+//! atomic batch. [`Unify::commit`] then makes the batches durable before the unify entry point
+//! writes its checkpoints: an object's effects are durable before it counts as applied, and a
+//! crash in between re-applies it, which its `messageId`s make a no-op.
+
+mod error;
+mod keys;
+pub mod kv;
+mod read;
+#[cfg(test)]
+mod tests;
+mod workspace;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use braid_core::catalogue::lake::{Area, checkpoint_key, workspace_of, workspace_prefix};
+use braid_core::unify::{IdentityRules, ProfileConfig, ProfileStoreConfig, fingerprint};
+use error::corrupt;
+use keys::{Current, current_key, store_path};
+use kv::{Kv as _, KvHome};
+use workspace::Workspace;
+
+pub use error::ProfileError;
+
+use crate::lake::compact::live_objects;
+use crate::lake::feed::Unify;
+use crate::lake::object::{MAX_OBJECT_BYTES, gunzip};
+use crate::lake::store::ObjectStore;
+
+/// Identity resolution and profiles for every workspace of a lake, each in its own store.
+pub struct ProfileUnify<S, H: KvHome> {
+    lake: S,
+    home: H,
+    rules: IdentityRules,
+    config: ProfileConfig,
+    settings: ProfileStoreConfig,
+    fingerprint: String,
+    workspaces: tokio::sync::Mutex<BTreeMap<String, Arc<Workspace<H::Kv>>>>,
+}
+
+impl<S, H: KvHome> std::fmt::Debug for ProfileUnify<S, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProfileUnify")
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What opening a workspace's profiles did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Opened {
+    /// Its generation.
+    pub generation: u64,
+    /// Whether it was rebuilt from the lake (new rules, or no store beside a lake that was
+    /// unified), and how many events that applied.
+    pub rebuilt: Option<usize>,
+}
+
+impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
+    /// Profiles of the lake `lake`, in stores opened by `home`, under `rules` and `config`.
+    pub fn new(
+        lake: S,
+        home: H,
+        rules: IdentityRules,
+        config: ProfileConfig,
+        settings: ProfileStoreConfig,
+    ) -> ProfileUnify<S, H> {
+        let fingerprint = fingerprint(&rules, &config);
+        ProfileUnify {
+            lake,
+            home,
+            rules,
+            config,
+            settings,
+            fingerprint,
+            workspaces: tokio::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    async fn current(&self, workspace: &str) -> Result<Option<Current>, ProfileError> {
+        let Some(bytes) = self.lake.get(&current_key(workspace)).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| corrupt(format!("{}: {e}", current_key(workspace))))
+    }
+
+    /// Opens a workspace's profiles (rebuilding them from the lake when the store was built
+    /// under other rules, or when there is none beside a lake that was unified), keeping them
+    /// open.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn open(&self, workspace: &str) -> Result<Opened, ProfileError> {
+        let mut open = self.workspaces.lock().await;
+        if let Some(store) = open.get(workspace) {
+            return Ok(Opened {
+                generation: store.generation,
+                rebuilt: None,
+            });
+        }
+        let (opened, store) = self.open_locked(workspace).await?;
+        open.insert(workspace.to_owned(), Arc::new(store));
+        Ok(opened)
+    }
+
+    /// [`ProfileUnify::open`] with the map of open workspaces locked by the caller.
+    async fn open_locked(
+        &self,
+        workspace: &str,
+    ) -> Result<(Opened, Workspace<H::Kv>), ProfileError> {
+        match self.current(workspace).await? {
+            Some(current) if current.fingerprint == self.fingerprint || self.home.read_only() => {
+                if current.fingerprint != self.fingerprint {
+                    tracing::warn!(
+                        workspace,
+                        "The profile store was built under other rules (read-only: not rebuilt)."
+                    );
+                }
+                self.open_generation(workspace, current.generation).await
+            }
+            Some(current) => {
+                tracing::info!(
+                    workspace,
+                    "The identity or profile rules changed: rebuilding profiles from the lake."
+                );
+                self.rebuild_locked(workspace, Some(current.generation))
+                    .await
+            }
+            None if self.home.read_only() => Err(ProfileError::NoStore {
+                workspace: workspace.to_owned(),
+            }),
+            None if self.lake_was_unified(workspace).await? => {
+                tracing::info!(workspace, "No profile store: building it from the lake.");
+                self.rebuild_locked(workspace, None).await
+            }
+            None => {
+                let opened = self.open_generation(workspace, 1).await?;
+                let current = Current {
+                    generation: 1,
+                    fingerprint: self.fingerprint.clone(),
+                };
+                self.write_current(workspace, &current).await?;
+                Ok(opened)
+            }
+        }
+    }
+
+    /// The store of a generation, as it is.
+    async fn open_generation(
+        &self,
+        workspace: &str,
+        generation: u64,
+    ) -> Result<(Opened, Workspace<H::Kv>), ProfileError> {
+        let kv = self.home.open(&store_path(workspace, generation)).await?;
+        let store = Workspace::open(kv, generation, &self.rules, &self.config).await?;
+        let opened = Opened {
+            generation,
+            rebuilt: None,
+        };
+        Ok((opened, store))
+    }
+
+    async fn write_current(&self, workspace: &str, current: &Current) -> Result<(), ProfileError> {
+        let body = serde_json::to_vec(current).unwrap_or_default();
+        self.lake.put(&current_key(workspace), body).await?;
+        Ok(())
+    }
+
+    /// Whether the unify step has applied objects of the workspace (without a store: an
+    /// older Braid did, or the store was deleted).
+    async fn lake_was_unified(&self, workspace: &str) -> Result<bool, ProfileError> {
+        let prefix = checkpoint_key(&workspace_prefix(Area::Raw, workspace));
+        Ok(!self.lake.list(&prefix).await?.is_empty())
+    }
+
+    /// Recomputes a workspace's profiles from the lake — every live object in the order it was
+    /// written, as the live path unified them — into a new generation, then switches to it.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails; the previous generation then stays in place.
+    pub async fn rebuild(&self, workspace: &str) -> Result<Opened, ProfileError> {
+        if self.home.read_only() {
+            return Err(ProfileError::ReadOnly);
+        }
+        let mut open = self.workspaces.lock().await;
+        if let Some(previous) = open.remove(workspace) {
+            previous.flush().await?;
+            previous.kv.close().await?;
+        }
+        let previous = self.current(workspace).await?.map(|c| c.generation);
+        let (opened, store) = self.rebuild_locked(workspace, previous).await?;
+        open.insert(workspace.to_owned(), Arc::new(store));
+        Ok(opened)
+    }
+
+    async fn rebuild_locked(
+        &self,
+        workspace: &str,
+        previous: Option<u64>,
+    ) -> Result<(Opened, Workspace<H::Kv>), ProfileError> {
+        let generation = previous.map_or(1, |g| g + 1);
+        let path = store_path(workspace, generation);
+        // Whatever an interrupted rebuild left at this generation goes first.
+        self.remove_objects(&format!("{path}/")).await?;
+        let (_, store) = self.open_generation(workspace, generation).await?;
+        let mut objects = live_objects(&self.lake, &workspace_prefix(Area::Raw, workspace)).await?;
+        objects.sort_by(|a, b| (a.modified, &a.key).cmp(&(b.modified, &b.key)));
+        let mut events = 0;
+        for (i, object) in objects.iter().enumerate() {
+            let Some(packed) = self.lake.get(&object.key).await? else {
+                continue;
+            };
+            match gunzip(&packed, MAX_OBJECT_BYTES) {
+                Ok(content) => events += store.apply_lines(&content, &self.settings).await?,
+                Err(error) => {
+                    tracing::warn!(key = object.key, %error, "rebuild: unreadable object");
+                }
+            }
+            if i % 64 == 63 {
+                store.flush().await?;
+            }
+        }
+        store.flush().await?;
+        let current = Current {
+            generation,
+            fingerprint: self.fingerprint.clone(),
+        };
+        self.write_current(workspace, &current).await?;
+        if let Some(old) = previous {
+            self.remove_objects(&format!("{}/", store_path(workspace, old)))
+                .await?;
+        }
+        let opened = Opened {
+            generation,
+            rebuilt: Some(events),
+        };
+        Ok((opened, store))
+    }
+
+    async fn remove_objects(&self, prefix: &str) -> Result<(), ProfileError> {
+        for object in self.lake.list(prefix).await? {
+            self.lake.delete(&object.key).await?;
+        }
+        Ok(())
+    }
+
+    /// A workspace's profiles, opened when they are not.
+    async fn workspace(&self, workspace: &str) -> Result<Arc<Workspace<H::Kv>>, ProfileError> {
+        let mut open = self.workspaces.lock().await;
+        if let Some(store) = open.get(workspace) {
+            return Ok(Arc::clone(store));
+        }
+        let (_, store) = self.open_locked(workspace).await?;
+        let store = Arc::new(store);
+        open.insert(workspace.to_owned(), Arc::clone(&store));
+        Ok(store)
+    }
+
+    /// A workspace's profiles for reading: `None` for a workspace without a store.
+    async fn existing(
+        &self,
+        workspace: &str,
+    ) -> Result<Option<Arc<Workspace<H::Kv>>>, ProfileError> {
+        if let Some(store) = self.workspaces.lock().await.get(workspace) {
+            return Ok(Some(Arc::clone(store)));
+        }
+        if self.current(workspace).await?.is_none() {
+            return Ok(None);
+        }
+        self.workspace(workspace).await.map(Some)
+    }
+
+    /// Applies NDJSON lake lines to a workspace's profiles, giving how many were applied to a
+    /// profile (not yet durable: see [`Unify::commit`]).
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn apply_lines(
+        &self,
+        workspace: &str,
+        content: &[u8],
+    ) -> Result<usize, ProfileError> {
+        let store = self.workspace(workspace).await?;
+        let applied = store.apply_lines(content, &self.settings).await;
+        if let Err(error) = &applied {
+            self.forget_if_failed(workspace, error).await;
+        }
+        applied
+    }
+
+    /// A store that failed for good (another writer fenced it, say) is closed, and opened
+    /// again at the next use.
+    async fn forget_if_failed(&self, workspace: &str, error: &ProfileError) {
+        if error.needs_reopen() {
+            tracing::warn!(workspace, %error, "The profile store failed: it will be opened again.");
+            self.workspaces.lock().await.remove(workspace);
+        }
+    }
+}
+
+impl<S: ObjectStore, H: KvHome> Unify for ProfileUnify<S, H> {
+    type Error = ProfileError;
+
+    async fn apply(&self, key: &str, events: &[u8]) -> Result<usize, ProfileError> {
+        match workspace_of(Area::Raw, key) {
+            Some(workspace) => self.apply_lines(workspace, events).await,
+            None => Ok(0),
+        }
+    }
+
+    async fn commit(&self) -> Result<(), ProfileError> {
+        let open: Vec<(String, Arc<Workspace<H::Kv>>)> = self
+            .workspaces
+            .lock()
+            .await
+            .iter()
+            .map(|(name, store)| (name.clone(), Arc::clone(store)))
+            .collect();
+        for (workspace, store) in open {
+            if let Err(error) = store.flush().await {
+                self.forget_if_failed(&workspace, &error).await;
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,164 @@
+//! Reading the profile store: a profile, its events, every profile, and the edge's
+//! personalization entries.
+
+use braid_core::unify::{Identifier, lineage, profile_view};
+use serde_json::Value;
+
+use super::ProfileUnify;
+use super::error::{ProfileError, corrupt};
+use super::keys::event_key;
+use super::kv::{Kv as _, KvHome, prefix_end};
+use crate::lake::store::ObjectStore;
+
+impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
+    /// The profile of an identifier, as the profile API shows it.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn profile(
+        &self,
+        workspace: &str,
+        id: &Identifier,
+    ) -> Result<Option<Value>, ProfileError> {
+        let Some(store) = self.existing(workspace).await? else {
+            return Ok(None);
+        };
+        Ok(store
+            .record_of(id)
+            .await?
+            .map(|(ids, profile)| profile_view(&ids, &profile)))
+    }
+
+    /// The edge's personalization value for `id` (`braid_core::activate::personalize::edge_value`).
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn edge_value(
+        &self,
+        workspace: &str,
+        id: &Identifier,
+        visible: &[String],
+    ) -> Result<Option<String>, ProfileError> {
+        let Some(store) = self.existing(workspace).await? else {
+            return Ok(None);
+        };
+        Ok(store
+            .record_of(id)
+            .await?
+            .map(|(_, profile)| braid_core::activate::personalize::edge_value(&profile, visible)))
+    }
+
+    /// Every entry of the edge's personalization store
+    /// (`braid_core::activate::personalize::profile_edge_entries`), sorted by key.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn edge_entries(
+        &self,
+        workspace: &str,
+        secret: &[u8],
+        visible: &[String],
+    ) -> Result<Vec<(String, String)>, ProfileError> {
+        let mut entries = Vec::new();
+        if let Some(store) = self.existing(workspace).await? {
+            store
+                .for_each_record(|ids, profile| {
+                    entries.extend(braid_core::activate::personalize::profile_edge_entries(
+                        &ids, &profile, secret, visible,
+                    ));
+                })
+                .await?;
+        }
+        entries.sort();
+        Ok(entries)
+    }
+
+    /// Every profile of a workspace as the profile API shows it, sorted by id.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn snapshot(&self, workspace: &str) -> Result<Vec<Value>, ProfileError> {
+        let mut out = Vec::new();
+        if let Some(store) = self.existing(workspace).await? {
+            store
+                .for_each_record(|ids, profile| out.push(profile_view(&ids, &profile)))
+                .await?;
+        }
+        Ok(out)
+    }
+
+    /// A page of the events of the profile that `id` belongs to (and of the profiles merged
+    /// into it), in the order they were unified: up to `limit` events after the event numbered
+    /// `after` (from the start when `None`), and the number to continue after when there are
+    /// more. `None` when no profile has `id`. Events are kept for
+    /// `[unify.store] event_retention_days`.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn events(
+        &self,
+        workspace: &str,
+        id: &Identifier,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Option<(Vec<Value>, Option<u64>)>, ProfileError> {
+        let Some(store) = self.existing(workspace).await? else {
+            return Ok(None);
+        };
+        let Some((ids, _)) = store.record_of(id).await? else {
+            return Ok(None);
+        };
+        let mut found: Vec<(u64, Vec<u8>)> = Vec::new();
+        for profile in lineage(&ids) {
+            let prefix = format!("e/{profile}/").into_bytes();
+            let start = match after {
+                Some(after) => event_key(&profile, after.saturating_add(1)),
+                None => prefix.clone(),
+            };
+            let page = store
+                .kv
+                .scan(&start, &prefix_end(&prefix), limit.saturating_add(1))
+                .await?;
+            for (key, line) in page {
+                let sequence = key
+                    .get(prefix.len()..)
+                    .and_then(|hex| std::str::from_utf8(hex).ok())
+                    .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                    .ok_or_else(|| corrupt("an event key".to_owned()))?;
+                found.push((sequence, line));
+            }
+        }
+        found.sort_by_key(|(sequence, _)| *sequence);
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = if more {
+            found.last().map(|(sequence, _)| *sequence)
+        } else {
+            None
+        };
+        let events = found
+            .into_iter()
+            .filter_map(|(_, line)| serde_json::from_slice(&line).ok())
+            .collect();
+        Ok(Some((events, next)))
+    }
+
+    /// Makes everything durable and closes every store.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails to flush.
+    pub async fn close(&self) -> Result<(), ProfileError> {
+        let mut open = self.workspaces.lock().await;
+        for (_, store) in std::mem::take(&mut *open) {
+            store.flush().await?;
+            store.kv.close().await?;
+        }
+        Ok(())
+    }
+}

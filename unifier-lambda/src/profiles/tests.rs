@@ -1,0 +1,331 @@
+//! The profile store against the core holding everything, across stores, rebuilds and failures.
+
+use serde_json::json;
+use time::OffsetDateTime;
+
+use braid_core::Event;
+use braid_core::unify::{Identifier, Unifier};
+use serde_json::Value;
+
+use super::kv::{KvHome as _, MemoryHome};
+use super::*;
+use crate::lake::compact::{CompactSettings, compact_partition};
+use crate::lake::feed::{CountEvents, unify_objects};
+use crate::lake::object::{gzip, lines};
+use crate::lake::store::LocalStore;
+
+fn config() -> ProfileConfig {
+    serde_json::from_value(json!({"aggregates": [
+        {"name": "revenue", "event": "Buy", "property": "amount", "op": "sum"}]}))
+    .unwrap()
+}
+
+fn small_cache() -> ProfileStoreConfig {
+    ProfileStoreConfig {
+        cache_profiles: 5,
+        ..ProfileStoreConfig::default()
+    }
+}
+
+type Profiles = ProfileUnify<LocalStore, MemoryHome>;
+
+fn profiles(lake: &LocalStore, home: &MemoryHome, rules: IdentityRules) -> Profiles {
+    ProfileUnify::new(lake.clone(), home.clone(), rules, config(), small_cache())
+}
+
+/// Writes `objects` objects of 40 random events each to the lake (three hours), unifying
+/// each as it lands, as `braid serve` does.
+async fn live(lake: &LocalStore, unify: &Profiles, objects: usize) {
+    let mut state: u64 = 0x1234_5678_9ABC_DEF1;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let mut sequence = 0;
+    for object in 0..objects {
+        let hour = 10 + object * 3 / objects;
+        let mut content = String::new();
+        for _ in 0..40 {
+            sequence += 1;
+            let mut event = json!({
+                "type": "track", "event": "Buy", "messageId": format!("m{sequence}"),
+                "anonymousId": format!("a{}", next(300)),
+                "timestamp": format!("2024-05-01T{hour}:{:02}:00.000Z", next(60)),
+                "properties": {"amount": next(50)}
+            });
+            if next(4) == 0 {
+                event["type"] = json!("identify");
+                event["userId"] = json!(format!("u{}", next(80)));
+                event["traits"] =
+                    json!({"tier": next(3), "email": format!("e{}@x.example", next(100))});
+            }
+            content.push_str(&event.to_string());
+            content.push('\n');
+        }
+        let key = format!(
+            "raw/workspace=w/date=2024-05-01/hour={hour}/{}.ndjson.gz",
+            braid_core::catalogue::lake::batch_id(content.as_bytes())
+        );
+        lake.put(&key, gzip(content.as_bytes())).await.unwrap();
+        unify_objects(lake, unify, &[key], OffsetDateTime::UNIX_EPOCH)
+            .await
+            .unwrap();
+    }
+}
+
+/// The profiles of every lake event in write order, by one unifier that holds everything.
+async fn in_memory(lake: &LocalStore, rules: IdentityRules) -> Vec<Value> {
+    let mut whole = Unifier::new(rules, config());
+    let mut objects = lake.list("raw/").await.unwrap();
+    objects.sort_by(|a, b| (a.modified, &a.key).cmp(&(b.modified, &b.key)));
+    for object in &objects {
+        let content = gunzip(&lake.get(&object.key).await.unwrap().unwrap(), 1 << 20).unwrap();
+        for line in lines(&content) {
+            if let Ok(event) = Event::from_lake_line(std::str::from_utf8(line).unwrap()) {
+                whole.apply(&event);
+            }
+        }
+    }
+    whole.snapshot()
+}
+
+/// Rebuilding from the lake gives the profiles the live path built — object by object as
+/// they were committed, through a working set that keeps only 5 profiles between objects —
+/// ids included, before and after compaction.
+#[tokio::test]
+async fn a_rebuild_equals_the_incremental_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = LocalStore::open(dir.path()).unwrap();
+    let home = MemoryHome::default();
+    let unify = profiles(&lake, &home, IdentityRules::default());
+    live(&lake, &unify, 90).await;
+    let reference = unify.snapshot("w").await.unwrap();
+    assert!(reference.len() > 50, "{} profiles", reference.len());
+    // The same events in memory, all at once: the store changed nothing.
+    assert!(
+        in_memory(&lake, IdentityRules::default()).await == reference,
+        "the store changed the profiles"
+    );
+    let rebuilt = unify.rebuild("w").await.unwrap();
+    assert_eq!(rebuilt.generation, 2);
+    assert_eq!(rebuilt.rebuilt, Some(90 * 40));
+    assert!(
+        unify.snapshot("w").await.unwrap() == reference,
+        "a rebuild differs"
+    );
+    compact_partition(
+        &lake,
+        &CompactSettings::default(),
+        "raw/workspace=w/date=2024-05-01/hour=11",
+    )
+    .await
+    .unwrap();
+    unify.rebuild("w").await.unwrap();
+    assert!(
+        unify.snapshot("w").await.unwrap() == reference,
+        "compaction changed the rebuild"
+    );
+    assert_eq!(
+        home.paths(),
+        [
+            "profiles/workspace=w/g1",
+            "profiles/workspace=w/g2",
+            "profiles/workspace=w/g3"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn profiles_persist_and_new_rules_rebuild_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = LocalStore::open(dir.path()).unwrap();
+    let home = MemoryHome::default();
+    let first = profiles(&lake, &home, IdentityRules::default());
+    live(&lake, &first, 30).await;
+    let before = first.snapshot("w").await.unwrap();
+    let someone = Identifier::parse("user_id:u7").unwrap();
+    let profile = first.profile("w", &someone).await.unwrap().unwrap();
+    first.close().await.unwrap();
+    // Opened again under the same rules: the store answers, nothing is rebuilt.
+    let again = profiles(&lake, &home, IdentityRules::default());
+    assert_eq!(
+        again.open("w").await.unwrap(),
+        Opened {
+            generation: 1,
+            rebuilt: None
+        }
+    );
+    assert_eq!(again.profile("w", &someone).await.unwrap(), Some(profile));
+    assert!(again.snapshot("w").await.unwrap() == before);
+    again.close().await.unwrap();
+    // Emails blocked: every profile that an email held together splits.
+    let mut rules = IdentityRules::default();
+    rules.types.get_mut("email").unwrap().blocked = vec![".*".into()];
+    let rules = rules.compiled().unwrap();
+    let stricter = profiles(&lake, &home, rules.clone());
+    let opened = stricter.open("w").await.unwrap();
+    assert_eq!(opened.generation, 2);
+    assert_eq!(opened.rebuilt, Some(30 * 40));
+    let after = stricter.snapshot("w").await.unwrap();
+    assert!(after != before);
+    assert!(after == in_memory(&lake, rules.clone()).await);
+    assert!(
+        after.iter().all(|p| {
+            p["identifiers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|id| id["type"] != "email")
+        }),
+        "no email links anything"
+    );
+    let current: Value = serde_json::from_slice(
+        &lake
+            .get("profiles/workspace=w/CURRENT")
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(current["generation"], 2);
+    assert_eq!(current["fingerprint"], fingerprint(&rules, &config()));
+}
+
+#[tokio::test]
+async fn a_lake_without_a_store_is_unified_when_it_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = LocalStore::open(dir.path()).unwrap();
+    let counted = CountEvents;
+    // An older Braid (or a deleted store) unified these without profiles.
+    for n in 0..3 {
+        let line = json!({"type": "identify", "messageId": format!("old{n}"), "userId": "u",
+                          "timestamp": "2024-05-01T10:00:00.000Z"});
+        let key = format!("raw/workspace=w/date=2024-05-01/hour=10/o{n}.ndjson.gz");
+        lake.put(&key, gzip(format!("{line}\n").as_bytes()))
+            .await
+            .unwrap();
+        unify_objects(&lake, &counted, &[key], OffsetDateTime::UNIX_EPOCH)
+            .await
+            .unwrap();
+    }
+    let unify = profiles(&lake, &MemoryHome::default(), IdentityRules::default());
+    let opened = unify.open("w").await.unwrap();
+    assert_eq!(opened.rebuilt, Some(3));
+    let profile = unify
+        .profile("w", &Identifier::parse("user_id:u").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(profile["eventCounts"]["identify"], 3);
+    assert!(
+        unify
+            .profile("nowhere", &Identifier::parse("user_id:u").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+fn event(id: &str, at: &str, body: &Value) -> String {
+    let mut event = body.clone();
+    event["messageId"] = json!(id);
+    event["timestamp"] = json!(at);
+    format!("{event}\n")
+}
+
+#[tokio::test]
+async fn events_are_paged_across_merges_and_redeliveries_count_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = LocalStore::open(dir.path()).unwrap();
+    let unify = profiles(&lake, &MemoryHome::default(), IdentityRules::default());
+    let laptop = json!({"type": "page", "anonymousId": "laptop"});
+    let phone = json!({"type": "page", "anonymousId": "phone"});
+    let mut first = String::new();
+    for i in 0..5 {
+        first.push_str(&event(
+            &format!("l{i}"),
+            "2024-05-01T10:00:00.000Z",
+            &laptop,
+        ));
+        first.push_str(&event(&format!("p{i}"), "2024-05-01T10:01:00.000Z", &phone));
+    }
+    let login = |id: &str, anonymous: &str| {
+        event(
+            id,
+            "2024-05-01T10:05:00.000Z",
+            &json!({"type": "identify", "anonymousId": anonymous, "userId": "u"}),
+        )
+    };
+    unify.apply_lines("w", first.as_bytes()).await.unwrap();
+    let second = login("login-laptop", "laptop") + &login("login-phone", "phone");
+    assert_eq!(unify.apply_lines("w", second.as_bytes()).await.unwrap(), 2);
+    // The same lines again (a client's retry), and the first batch again.
+    assert_eq!(unify.apply_lines("w", second.as_bytes()).await.unwrap(), 0);
+    assert_eq!(unify.apply_lines("w", first.as_bytes()).await.unwrap(), 0);
+    unify.commit().await.unwrap();
+    let user = Identifier::parse("user_id:u").unwrap();
+    let profile = unify.profile("w", &user).await.unwrap().unwrap();
+    assert_eq!(profile["eventCounts"]["page"], 10);
+    assert_eq!(profile["eventCounts"]["identify"], 2);
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, next) = unify.events("w", &user, after, 3).await.unwrap().unwrap();
+        assert!(page.len() <= 3);
+        seen.extend(
+            page.iter()
+                .map(|e| e["messageId"].as_str().unwrap().to_owned()),
+        );
+        match next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = (0..5)
+        .flat_map(|i| [format!("l{i}"), format!("p{i}")])
+        .collect();
+    expected.extend(["login-laptop".to_owned(), "login-phone".to_owned()]);
+    assert_eq!(seen, expected, "every event once, in the order unified");
+    assert!(
+        unify
+            .events("w", &Identifier::parse("user_id:nobody").unwrap(), None, 3)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_failed_write_loses_nothing_and_is_retried_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = LocalStore::open(dir.path()).unwrap();
+    let home = MemoryHome::default();
+    let unify = profiles(&lake, &home, IdentityRules::default());
+    let one = event(
+        "e1",
+        "2024-05-01T10:00:00.000Z",
+        &json!({"type": "identify", "anonymousId": "a", "userId": "u", "traits": {"plan": "pro"}}),
+    );
+    unify.apply_lines("w", one.as_bytes()).await.unwrap();
+    let kv = home.open("profiles/workspace=w/g1").await.unwrap();
+    kv.set_failing(true);
+    let two = event(
+        "e2",
+        "2024-05-01T10:01:00.000Z",
+        &json!({"type": "track", "event": "Buy", "anonymousId": "a", "properties": {"amount": 5}}),
+    );
+    let error = unify.apply_lines("w", two.as_bytes()).await.unwrap_err();
+    assert_eq!(error.kind(), "ProfileStoreUnavailable");
+    assert!(error.is_retriable());
+    // The failed batch left no trace: not in memory either.
+    let user = Identifier::parse("user_id:u").unwrap();
+    let profile = unify.profile("w", &user).await.unwrap().unwrap();
+    assert!(profile["eventCounts"].get("Buy").is_none(), "{profile}");
+    kv.set_failing(false);
+    assert_eq!(unify.apply_lines("w", two.as_bytes()).await.unwrap(), 1);
+    let profile = unify.profile("w", &user).await.unwrap().unwrap();
+    assert_eq!(profile["eventCounts"]["Buy"], 1);
+    assert_eq!(profile["aggregates"]["revenue"], 5.0);
+}

@@ -1,0 +1,348 @@
+//! One workspace's profile store and its working set: applying lake lines (the keys they read
+//! loaded from the store first, the changes written back in one atomic batch), flushing, and
+//! reading records.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use braid_core::Event;
+use braid_core::unify::{
+    Applied, Changes, Identifier, IdentityRules, Profile, ProfileConfig, ProfileIds,
+    ProfileStoreConfig, StoredCounters, Unifier, decode_record,
+};
+
+use super::error::{ProfileError, corrupt};
+use super::keys::{DAY_MILLIS, META_KEY, event_key, identifier_key, profile_key, seen_key};
+use super::kv::{Kv, KvWrite, prefix_end};
+use crate::lake::object::lines;
+
+/// Reads of a store in flight at once.
+const CONCURRENT_READS: usize = 32;
+
+/// Entries read per scan of a store.
+const SCAN_PAGE: usize = 1_000;
+
+/// One workspace's store and working set.
+pub(super) struct Workspace<K> {
+    pub(super) kv: K,
+    /// The store's generation.
+    pub(super) generation: u64,
+    /// One batch at a time: a batch's lookups, application and write go together.
+    writer: tokio::sync::Mutex<()>,
+    state: std::sync::Mutex<Unifier>,
+    unflushed: AtomicBool,
+    rules: IdentityRules,
+    config: ProfileConfig,
+}
+
+impl<K: Kv> Workspace<K> {
+    pub(super) async fn open(
+        kv: K,
+        generation: u64,
+        rules: &IdentityRules,
+        config: &ProfileConfig,
+    ) -> Result<Workspace<K>, ProfileError> {
+        let workspace = Workspace {
+            kv,
+            generation,
+            writer: tokio::sync::Mutex::new(()),
+            state: std::sync::Mutex::new(Unifier::new(rules.clone(), config.clone())),
+            unflushed: AtomicBool::new(false),
+            rules: rules.clone(),
+            config: config.clone(),
+        };
+        workspace.reset().await?;
+        Ok(workspace)
+    }
+
+    fn state(&self) -> Result<std::sync::MutexGuard<'_, Unifier>, ProfileError> {
+        self.state
+            .lock()
+            .map_err(|_| corrupt("a unify step panicked".to_owned()))
+    }
+
+    /// [`Workspace::reset`] after a failure, which is what the caller reports: a reset that
+    /// fails too (the store is still down) leaves an empty working set that the next batch
+    /// reads again.
+    async fn reset_after_failure(&self) {
+        if let Err(error) = self.reset().await {
+            tracing::warn!(%error, "The profile store could not be read again after a failure.");
+            if let Ok(mut state) = self.state() {
+                *state = Unifier::new(self.rules.clone(), self.config.clone());
+            }
+        }
+    }
+
+    /// Drops the working set and starts again from what the store holds.
+    async fn reset(&self) -> Result<(), ProfileError> {
+        let counters: StoredCounters = match self.kv.get(META_KEY).await? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| corrupt(format!("the profile store's meta entry: {e}")))?,
+            None => StoredCounters::default(),
+        };
+        let mut unifier = Unifier::new(self.rules.clone(), self.config.clone());
+        unifier.load_counters(&counters);
+        *self.state()? = unifier;
+        Ok(())
+    }
+
+    /// Applies NDJSON lake lines, giving how many were applied to a profile.
+    pub(super) async fn apply_lines(
+        &self,
+        content: &[u8],
+        settings: &ProfileStoreConfig,
+    ) -> Result<usize, ProfileError> {
+        let _writer = self.writer.lock().await;
+        let mut events = Vec::new();
+        for line in lines(content) {
+            if let Some(event) = std::str::from_utf8(line)
+                .ok()
+                .and_then(|text| Event::from_lake_line(text).ok())
+            {
+                events.push((event, line));
+            }
+        }
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let result = self.apply_events(&events, settings).await;
+        if result.is_err() {
+            // The working set may hold changes the store does not: start again from the store.
+            self.reset_after_failure().await;
+        }
+        result
+    }
+
+    async fn apply_events(
+        &self,
+        events: &[(Event<'_>, &[u8])],
+        settings: &ProfileStoreConfig,
+    ) -> Result<usize, ProfileError> {
+        let (seen, records) = self.read_missing(events).await?;
+        // Apply in memory.
+        let mut indexed = Vec::new();
+        let (changes, applied) = {
+            let mut unifier = self.state()?;
+            for (id, received) in seen {
+                unifier.load_seen(&id, received);
+            }
+            for record in records {
+                unifier
+                    .load_record(&record)
+                    .map_err(|e| corrupt(e.to_string()))?;
+            }
+            let mut applied = 0;
+            for (event, line) in events {
+                if let Applied::Profile(profile) = unifier.apply(event) {
+                    applied += 1;
+                    indexed.push((event_key(&profile, unifier.sequence()), *line));
+                }
+            }
+            let changes = unifier.take_changes();
+            unifier.forget_seen();
+            unifier.take_log();
+            (changes, applied)
+        };
+        // Write back, in one batch.
+        let batch = self.batch(changes, indexed, settings);
+        self.kv.write(batch).await?;
+        self.unflushed.store(true, Ordering::SeqCst);
+        self.state()?.evict_to(settings.cache_profiles);
+        Ok(applied)
+    }
+
+    /// What the events read that the working set does not hold, read from the store: the
+    /// dedupe entries of their `messageId`s, and the records of the profiles their
+    /// identifiers belong to.
+    async fn read_missing(
+        &self,
+        events: &[(Event<'_>, &[u8])],
+    ) -> Result<(Vec<(String, i64)>, Vec<Vec<u8>>), ProfileError> {
+        let (message_ids, identifiers) = {
+            let unifier = self.state()?;
+            let mut message_ids = BTreeSet::new();
+            let mut identifiers = BTreeSet::new();
+            for (event, _) in events {
+                let lookups = unifier.lookups(event);
+                if let Some(id) = lookups.message_id
+                    && !unifier.graph().holds_message(&id)
+                {
+                    message_ids.insert(id);
+                }
+                for id in lookups.identifiers {
+                    if !unifier.graph().holds(&id) {
+                        identifiers.insert(id);
+                    }
+                }
+            }
+            (message_ids, identifiers)
+        };
+        let mut seen = Vec::new();
+        let keys = message_ids.iter().map(|id| seen_key(id));
+        for (id, found) in message_ids.iter().zip(self.get_many(keys).await?) {
+            if let Some(bytes) = found {
+                let received = std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|text| text.parse::<i64>().ok())
+                    .ok_or_else(|| corrupt(format!("the dedupe entry of {id:?}")))?;
+                seen.push((id.clone(), received));
+            }
+        }
+        let mut profiles = BTreeSet::new();
+        let keys = identifiers.iter().map(identifier_key);
+        for (id, found) in identifiers.iter().zip(self.get_many(keys).await?) {
+            if let Some(bytes) = found {
+                let profile = String::from_utf8(bytes)
+                    .map_err(|_| corrupt(format!("the index entry of {id}")))?;
+                profiles.insert(profile);
+            }
+        }
+        {
+            let unifier = self.state()?;
+            profiles.retain(|p| !unifier.graph().holds_profile(p));
+        }
+        let mut records = Vec::new();
+        let keys = profiles.iter().map(|p| profile_key(p));
+        for (profile, found) in profiles.iter().zip(self.get_many(keys).await?) {
+            match found {
+                Some(record) => records.push(record),
+                None => return Err(corrupt(format!("{profile} is indexed but has no record"))),
+            }
+        }
+        Ok((seen, records))
+    }
+
+    /// The writes of what a batch changed.
+    fn batch(
+        &self,
+        changes: Changes,
+        indexed: Vec<(Vec<u8>, &[u8])>,
+        settings: &ProfileStoreConfig,
+    ) -> Vec<KvWrite> {
+        let mut batch = Vec::with_capacity(
+            changes.profiles.len() + changes.identifiers.len() + changes.seen.len() + 2,
+        );
+        for (id, record) in changes.profiles {
+            batch.push(KvWrite::Put {
+                key: profile_key(&id),
+                value: record,
+                ttl_millis: None,
+            });
+        }
+        for id in changes.removed {
+            batch.push(KvWrite::Delete {
+                key: profile_key(&id),
+            });
+        }
+        for (id, profile) in changes.identifiers {
+            batch.push(KvWrite::Put {
+                key: identifier_key(&id),
+                value: profile.into_bytes(),
+                ttl_millis: None,
+            });
+        }
+        // Kept a day past the window, so that an object unified a little late still finds
+        // the entries it needs (the window itself is checked on the times, not by expiry).
+        let window = u64::try_from(self.rules.dedupe_window_days.max(0)).unwrap_or(0) + 1;
+        for (id, received) in changes.seen {
+            batch.push(KvWrite::Put {
+                key: seen_key(&id),
+                value: received.to_string().into_bytes(),
+                ttl_millis: Some(window * DAY_MILLIS),
+            });
+        }
+        if settings.event_retention_days > 0 {
+            for (key, line) in indexed {
+                batch.push(KvWrite::Put {
+                    key,
+                    value: line.to_vec(),
+                    ttl_millis: Some(settings.event_retention_days * DAY_MILLIS),
+                });
+            }
+        }
+        batch.push(KvWrite::Put {
+            key: META_KEY.to_vec(),
+            value: serde_json::to_vec(&changes.counters).unwrap_or_default(),
+            ttl_millis: None,
+        });
+        batch
+    }
+
+    /// The values of `keys`, in their order, read a few at a time (on object storage each
+    /// read that misses the caches is a round trip).
+    async fn get_many(
+        &self,
+        keys: impl Iterator<Item = Vec<u8>>,
+    ) -> Result<Vec<Option<Vec<u8>>>, ProfileError> {
+        let keys: Vec<Vec<u8>> = keys.collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(CONCURRENT_READS) {
+            let reads = chunk.iter().map(|key| self.kv.get(key));
+            out.extend(futures_util::future::try_join_all(reads).await?);
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn flush(&self) -> Result<(), ProfileError> {
+        if !self.unflushed.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let flushed = self.kv.flush().await.map_err(ProfileError::from);
+        if flushed.is_err() {
+            self.unflushed.store(true, Ordering::SeqCst);
+            let _writer = self.writer.lock().await;
+            self.reset_after_failure().await;
+        }
+        flushed
+    }
+
+    /// The record of the profile that has `id`, from the working set or the store.
+    pub(super) async fn record_of(
+        &self,
+        id: &Identifier,
+    ) -> Result<Option<(ProfileIds, Profile)>, ProfileError> {
+        {
+            let unifier = self.state()?;
+            if let Some(ids) = unifier.graph().profile_of(id)
+                && let Some(profile) = unifier.profile(&ids.id)
+            {
+                return Ok(Some((ids.clone(), profile.clone())));
+            }
+        }
+        let Some(form) = self.rules.normalized(id) else {
+            return Ok(None);
+        };
+        let Some(profile) = self.kv.get(&identifier_key(&form)).await? else {
+            return Ok(None);
+        };
+        let profile = String::from_utf8(profile)
+            .map_err(|_| corrupt(format!("the index entry of {form}")))?;
+        let Some(record) = self.kv.get(&profile_key(&profile)).await? else {
+            return Ok(None);
+        };
+        decode_record(&record)
+            .map(Some)
+            .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Every record, in profile id order, a page at a time.
+    pub(super) async fn for_each_record(
+        &self,
+        mut each: impl FnMut(ProfileIds, Profile),
+    ) -> Result<(), ProfileError> {
+        let end = prefix_end(b"p/");
+        let mut start = b"p/".to_vec();
+        loop {
+            let page = self.kv.scan(&start, &end, SCAN_PAGE).await?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            start.clone_from(last);
+            start.push(0);
+            for (_, record) in page {
+                let (ids, profile) = decode_record(&record).map_err(|e| corrupt(e.to_string()))?;
+                each(ids, profile);
+            }
+        }
+    }
+}

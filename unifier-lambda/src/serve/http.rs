@@ -1,0 +1,249 @@
+//! The HTTP glue of `braid serve`: axum requests into `braid_edge::Api`, and its steps finished
+//! on this machine — events to the group-commit lake (or the upstream in edge mode), profile and
+//! personalization reads from the local profile stores, SDK files from a folder. `/metrics`
+//! (the process's counters) is the one route of its own.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use braid_edge::{
+    Api, ApiError, Handled, HttpRequest, HttpResponse, ProfileAnswer, ProfileQuery, ProfileRead,
+};
+use http_body_util::BodyExt as _;
+use tokio::net::TcpListener;
+
+use super::metrics::Metrics;
+use super::upstream::Upstream;
+use super::{LocalProfiles, now};
+use crate::lake::group::GroupCommit;
+
+/// Shared state of the running server.
+pub(super) struct App {
+    pub(super) api: Api,
+    pub(super) writer: GroupCommit,
+    /// Edge mode: accepted events go to this upstream ingest instead of the local lake.
+    pub(super) upstream: Option<Upstream>,
+    /// Identity resolution and profiles, kept up to date by the unify loop (none: collection
+    /// only).
+    pub(super) profiles: Option<Arc<LocalProfiles>>,
+    pub(super) metrics: Metrics,
+    pub(super) trust_forwarded_for: bool,
+    /// The browser SDK's files, when served.
+    pub(super) sdk_dir: Option<PathBuf>,
+}
+
+/// Serves until `shutdown` completes, then drains in-flight requests and closes the lake.
+pub(super) async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = axum::Router::new()
+        .fallback(handle)
+        .with_state(Arc::clone(&app));
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    let (received, accepted, failed, bytes) = app.metrics.totals();
+    tracing::info!(message = "Stopped.", received, accepted, failed, bytes);
+    if let Ok(app) = Arc::try_unwrap(app) {
+        app.writer.close();
+    } else {
+        tracing::error!(
+            message = "A request outlived the server: the lake writer stops with the process."
+        );
+    }
+    Ok(())
+}
+
+async fn handle(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    if parts.uri.path() == "/metrics" && parts.method == "GET" {
+        return to_axum(HttpResponse {
+            status: 200,
+            headers: vec![("content-type", "text/plain; version=0.0.4".to_owned())],
+            body: app.metrics.render().into_bytes(),
+        });
+    }
+    let limit = app.api.body_limit(parts.uri.path());
+    let body = match read_limited(body, limit).await {
+        Ok(body) => body,
+        Err(error) => {
+            let error = ApiError::UnreadableBody {
+                detail: error.to_string(),
+            };
+            return to_axum(error.to_response());
+        }
+    };
+    let headers: Vec<(&str, &str)> = parts
+        .headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
+    let client_ip = app
+        .trust_forwarded_for
+        .then(|| {
+            parts
+                .headers
+                .get("x-forwarded-for")?
+                .to_str()
+                .ok()?
+                .split(',')
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .flatten()
+        .or(Some(peer.ip()));
+    let fresh_id = app
+        .api
+        .config()
+        .collect
+        .identity_cookie
+        .is_some()
+        .then(random_uuid)
+        .flatten();
+    let http_request = HttpRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers,
+        body: &body,
+        client_ip,
+        fresh_id: fresh_id.as_deref(),
+        location: None,
+        edge: None,
+    };
+    let handled = app.api.handle(&http_request, now());
+    to_axum(finish(&app, handled).await)
+}
+
+/// The answer to a handled request, once its step is done on this machine.
+async fn finish(app: &App, handled: Handled) -> HttpResponse {
+    match handled {
+        Handled::Respond(response, counts) => {
+            app.metrics.record(counts);
+            response
+        }
+        Handled::Store(write, reply, counts) => {
+            let stored = match &app.upstream {
+                Some(upstream) => upstream.forward(&write).await.map_err(|error| {
+                    tracing::warn!(%error, "the upstream did not take a batch");
+                }),
+                None => app.writer.store(write).await.map_err(|_| ()),
+            };
+            if stored.is_err() {
+                app.metrics.record_store_error();
+            }
+            app.metrics.record(counts);
+            reply.finish(stored.is_ok())
+        }
+        Handled::Personalize(lookup) => {
+            let found = match &app.profiles {
+                Some(profiles) => {
+                    profiles
+                        .edge_value(&lookup.workspace, &lookup.identifier, &lookup.traits)
+                        .await
+                }
+                None => Ok(None),
+            };
+            match found {
+                Ok(value) => lookup.finish(value),
+                Err(error) => {
+                    tracing::warn!(%error, "personalize: the profile store failed");
+                    lookup.fail(&error.to_string())
+                }
+            }
+        }
+        Handled::Profile(read) => profile(app.profiles.as_deref(), read).await,
+        Handled::Sdk(read) => {
+            let file = match (&app.sdk_dir, read.name()) {
+                (Some(dir), Some(name)) => tokio::fs::read(dir.join(name)).await.ok(),
+                _ => None,
+            };
+            read.finish(file)
+        }
+    }
+}
+
+/// The profile API from the local profile stores.
+async fn profile(profiles: Option<&LocalProfiles>, read: ProfileRead) -> HttpResponse {
+    let Some(profiles) = profiles else {
+        return read.finish(Err("this server keeps no profiles"));
+    };
+    let found = match read.query {
+        ProfileQuery::Profile => profiles
+            .profile(&read.workspace, &read.identifier)
+            .await
+            .map(|found| found.map_or(ProfileAnswer::Unknown, ProfileAnswer::Profile)),
+        ProfileQuery::Events { after, limit } => profiles
+            .events(&read.workspace, &read.identifier, after, limit)
+            .await
+            .map(|found| {
+                found.map_or(ProfileAnswer::Unknown, |(events, next)| {
+                    ProfileAnswer::Events { events, next }
+                })
+            }),
+    };
+    read.finish(found)
+}
+
+/// A random (version 4) UUID, for a new visitor's anonymous id.
+fn random_uuid() -> Option<String> {
+    let mut bytes = [0_u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    let [b6, b8] = [bytes.get(6).copied()?, bytes.get(8).copied()?];
+    bytes[6] = (b6 & 0x0f) | 0x40;
+    bytes[8] = (b8 & 0x3f) | 0x80;
+    let hex = braid_core::hex::encode(&bytes);
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        hex.get(0..8)?,
+        hex.get(8..12)?,
+        hex.get(12..16)?,
+        hex.get(16..20)?,
+        hex.get(20..32)?
+    ))
+}
+
+/// Reads at most `limit + 1` bytes: enough for the handler to see that a body is too large
+/// without holding an unbounded one in memory.
+async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, axum::Error> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            let room = (limit + 1).saturating_sub(out.len());
+            out.extend_from_slice(data.get(..room.min(data.len())).unwrap_or(&data));
+            if out.len() > limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn to_axum(response: HttpResponse) -> Response {
+    let mut out = Response::new(Body::from(response.body));
+    *out.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in response.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            out.headers_mut()
+                .append(HeaderName::from_static(name), value);
+        }
+    }
+    out
+}

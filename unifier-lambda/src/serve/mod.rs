@@ -1,0 +1,312 @@
+//! `braid serve`: Braid on one machine, one process, one data folder. The same handlers as the
+//! Worker and the Lambda functions (`braid_edge::Api`) over HTTP with axum, the lake written
+//! with group commit ([`GroupCommit`]), and the unify loop applying each new object to the
+//! profile store as it lands — what the cloud does with S3 notifications.
+//!
+//! The data folder holds the lake (`raw/`, `failed/`, `checkpoints/`, `manifests/`) and the
+//! profile stores (`profiles/`, one writer: `profiles/LOCK`).
+
+mod http;
+mod metrics;
+mod upstream;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use braid_core::{Config, ConfigError};
+use braid_edge::Api;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::client::ClientError;
+use crate::lake::feed::{Unify, UnifyError, UnifySummary, unify_objects};
+use crate::lake::group::GroupCommit;
+use crate::lake::store::{LocalStore, ObjectStore as _};
+use crate::profiles::kv::{KvError, LocalHome, SlateOptions};
+use crate::profiles::{ProfileError, ProfileUnify};
+
+pub use upstream::UpstreamError;
+
+/// Identity resolution and profiles over a data folder: the lake in it, the profile stores
+/// under `profiles/`.
+pub type LocalProfiles = ProfileUnify<LocalStore, LocalHome>;
+
+/// The profiles of a data folder under the configuration's rules, in stores opened by `home`.
+pub fn local_profiles(config: &Config, lake: &LocalStore, home: LocalHome) -> LocalProfiles {
+    ProfileUnify::new(
+        lake.clone(),
+        home,
+        config.unify.identity.clone(),
+        config.unify.profiles.clone(),
+        config.unify.store.clone(),
+    )
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration does not check.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The data folder cannot be opened.
+    #[error("cannot open the data folder {}: {source}", path.display())]
+    DataFolder {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The profile stores cannot be opened (another process writes them, say).
+    #[error("cannot open the profile stores: {0}")]
+    ProfileStores(#[from] KvError),
+    /// A workspace's profiles cannot be opened or rebuilt.
+    #[error("cannot open the profiles of {workspace:?}: {source}")]
+    Profiles {
+        /// The workspace.
+        workspace: String,
+        /// Why.
+        source: ProfileError,
+    },
+    /// Edge mode without a secret to sign with.
+    #[error("collect.upstream needs collect.forward_secret (or BRAID_FORWARD_SECRET) to sign with")]
+    UnsignedUpstream,
+    /// The upstream is not a URL this client can send to.
+    #[error(transparent)]
+    Upstream(#[from] ClientError),
+    /// Serving HTTP failed.
+    #[error("the HTTP server failed: {0}")]
+    Http(std::io::Error),
+    /// Closing the profile stores failed: what they had not made durable is applied again at
+    /// the next start.
+    #[error("cannot close the profile stores: {0}")]
+    Close(ProfileError),
+}
+
+impl ServeError {
+    /// Whether starting again may succeed as it is (the profile stores were busy, the store
+    /// was unavailable), as opposed to a configuration or a data folder to fix.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ServeError::ProfileStores(error) => error.is_retriable(),
+            ServeError::Profiles { source, .. } | ServeError::Close(source) => {
+                source.is_retriable()
+            }
+            ServeError::Http(_) => true,
+            ServeError::Config(_)
+            | ServeError::DataFolder { .. }
+            | ServeError::UnsignedUpstream
+            | ServeError::Upstream(_) => false,
+        }
+    }
+}
+
+/// What [`Server::open`] starts.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Open the profile stores and run the unify loop (off: collection only, as `braid bench`
+    /// measures it).
+    pub unify: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { unify: true }
+    }
+}
+
+/// What a workspace's profiles were opened as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenedWorkspace {
+    /// The workspace.
+    pub workspace: String,
+    /// The generation of its store.
+    pub generation: u64,
+    /// The events applied when it was rebuilt from the lake at this start (new rules, or no
+    /// store beside a unified lake).
+    pub rebuilt: Option<usize>,
+}
+
+/// Braid on one machine, opened on its data folder and ready to serve.
+pub struct Server {
+    api: Api,
+    config: Config,
+    lake: LocalStore,
+    profiles: Option<Arc<LocalProfiles>>,
+    opened: Vec<OpenedWorkspace>,
+    unify: Option<mpsc::UnboundedReceiver<Vec<String>>>,
+    written: Option<mpsc::UnboundedSender<Vec<String>>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Opens the data folder of `config`: the lake, and (with [`Options::unify`]) the profile
+    /// stores of every configured workspace, rebuilt from the lake first where the rules
+    /// changed.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError`] naming what could not be opened.
+    pub async fn open(config: Config, options: Options) -> Result<Server, ServeError> {
+        let api = Api::new(config.clone())?;
+        let config = api.config().clone();
+        if config.collect.upstream.is_some() && config.collect.forward_secret.is_none() {
+            return Err(ServeError::UnsignedUpstream);
+        }
+        let data = config.server.data.clone();
+        let lake = LocalStore::open(&data).map_err(|source| ServeError::DataFolder {
+            path: data.clone(),
+            source,
+        })?;
+        let mut server = Server {
+            api,
+            config,
+            lake,
+            profiles: None,
+            opened: Vec::new(),
+            unify: None,
+            written: None,
+        };
+        if options.unify {
+            let home = LocalHome::open(&data, SlateOptions::default())?;
+            let profiles = Arc::new(local_profiles(&server.config, &server.lake, home));
+            for workspace in &server.config.workspaces {
+                let opened = profiles.open(&workspace.name).await.map_err(|source| {
+                    ServeError::Profiles {
+                        workspace: workspace.name.clone(),
+                        source,
+                    }
+                })?;
+                server.opened.push(OpenedWorkspace {
+                    workspace: workspace.name.clone(),
+                    generation: opened.generation,
+                    rebuilt: opened.rebuilt,
+                });
+            }
+            let (written, unify) = mpsc::unbounded_channel();
+            server.profiles = Some(profiles);
+            server.unify = Some(unify);
+            server.written = Some(written);
+        }
+        Ok(server)
+    }
+
+    /// The configuration it serves (checked).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The workspaces whose profiles were opened, and how.
+    pub fn opened(&self) -> &[OpenedWorkspace] {
+        &self.opened
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then finishes the requests in flight,
+    /// closes the lake (every acknowledged event is in it), lets the unify loop apply what it
+    /// has, and closes the profile stores.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError`] when serving or closing fails.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let Server {
+            api,
+            config,
+            lake,
+            profiles,
+            unify,
+            written,
+            ..
+        } = self;
+        let unifying = match (&profiles, unify) {
+            (Some(profiles), Some(new_objects)) => Some(tokio::spawn(unify_loop(
+                lake.clone(),
+                Arc::clone(profiles),
+                new_objects,
+            ))),
+            _ => None,
+        };
+        let writer =
+            GroupCommit::open(&lake, written).map_err(|source| ServeError::DataFolder {
+                path: config.server.data.clone(),
+                source,
+            })?;
+        let upstream = match (&config.collect.upstream, &config.collect.forward_secret) {
+            (Some(url), Some(secret)) => Some(upstream::Upstream::new(url, secret.as_bytes())?),
+            _ => None,
+        };
+        let app = Arc::new(http::App {
+            api,
+            writer,
+            upstream,
+            profiles: profiles.clone(),
+            metrics: metrics::Metrics::default(),
+            trust_forwarded_for: config.server.trust_forwarded_for,
+            sdk_dir: config.collect.sdk.dir.clone(),
+        });
+        http::serve(listener, app, shutdown)
+            .await
+            .map_err(ServeError::Http)?;
+        // The lake is closed (its writer stopped, which ends the unify loop's channel): the
+        // loop applies what it has, then the stores are closed.
+        if let Some(unifying) = unifying
+            && unifying.await.is_err()
+        {
+            tracing::error!(message = "The unify loop panicked.");
+        }
+        if let Some(profiles) = profiles {
+            profiles.close().await.map_err(ServeError::Close)?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies to `unify` the objects of the lake it has not applied yet (a previous run may have
+/// stopped first), in the order they were written, as it would have met them.
+///
+/// # Errors
+///
+/// [`UnifyError`] when the lake or the unify step fails; what was applied keeps its checkpoint.
+pub async fn unify_pending<U: Unify>(
+    lake: &LocalStore,
+    unify: &U,
+) -> Result<UnifySummary, UnifyError<U::Error>> {
+    let mut objects = lake.list("raw/").await?;
+    objects.sort_by(|a, b| (a.modified, &a.key).cmp(&(b.modified, &b.key)));
+    let keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();
+    unify_objects(lake, unify, &keys, now()).await
+}
+
+/// The unify loop: what is pending first, then each group commit's objects as they land,
+/// until the lake's writer stops.
+async fn unify_loop<U: Unify>(
+    lake: LocalStore,
+    unify: Arc<U>,
+    mut new_objects: mpsc::UnboundedReceiver<Vec<String>>,
+) {
+    match unify_pending(&lake, unify.as_ref()).await {
+        Ok(summary) => tracing::debug!(?summary, "unify"),
+        // Objects without a checkpoint are applied at the next start.
+        Err(error) => tracing::warn!(%error, "unify failed"),
+    }
+    while let Some(keys) = new_objects.recv().await {
+        match unify_objects(&lake, unify.as_ref(), &keys, now()).await {
+            Ok(summary) => tracing::debug!(?summary, "unify"),
+            Err(error) => tracing::warn!(%error, "unify failed"),
+        }
+    }
+}
+
+/// The current time, for request handling and checkpoints (the one place the server reads the
+/// clock).
+pub(crate) fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
