@@ -120,3 +120,45 @@ fn an_edge_whose_upstream_is_down_answers_503() {
     assert!(reply.header("retry-after").is_some());
     assert!(read_lake(&server.data, "raw").is_empty());
 }
+
+/// A forwarded batch reaches the profiles at once, as collection does: the unify loop applies
+/// what every write path commits.
+#[test]
+fn forwarded_batches_reach_the_profiles_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("braid.toml");
+    std::fs::write(
+        &config,
+        "[[workspaces]]\nname = \"edge\"\nwrite_keys = [\"edge-key\"]\n",
+    )
+    .unwrap();
+    let server = Server::start_with(
+        dir.path().join("data"),
+        dir.path().join("braid.log"),
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--forward-secret",
+            SECRET,
+            "--profile-token",
+            "token",
+        ],
+    );
+    // Enriched, as an edge forwards events.
+    let received = braid_core::timestamp::parse("2024-05-01T10:00:00Z").unwrap();
+    let event = r#"{"type":"track","event":"Order Completed","userId":"u1","messageId":"f-1","timestamp":"2024-05-01T09:59:59.000Z","receivedAt":"2024-05-01T10:00:00.000Z"}"#;
+    let body = ForwardBatch::write("edge", received, event.as_bytes(), b"");
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    assert_eq!(signed(&server, &body, SECRET, now).status, 200);
+    braid_tests::wait_unified(&server.data);
+    let profile = request(
+        server.addr,
+        "GET",
+        "/v1/profiles/user_id:u1?workspace=edge",
+        &[("authorization", "Bearer token")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(profile.status, 200, "{}", profile.text());
+    assert_eq!(profile.json()["eventCounts"]["Order Completed"], 1);
+}
