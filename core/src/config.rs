@@ -96,6 +96,12 @@ pub enum ConfigError {
         /// The name.
         name: String,
     },
+    /// Two workspaces have the same name.
+    #[error("workspaces: {name:?} is listed twice")]
+    DuplicateWorkspace {
+        /// The name.
+        name: String,
+    },
     /// A workspace has an empty write key.
     #[error("workspaces: {workspace:?} has an empty write key")]
     EmptyWriteKey {
@@ -192,9 +198,15 @@ impl Config {
     pub fn check(mut self) -> Result<Config, ConfigError> {
         self.unify.identity = self.unify.identity.compiled()?;
         let mut keys = std::collections::BTreeSet::new();
+        let mut names = std::collections::BTreeSet::new();
         for workspace in &self.workspaces {
             if !is_valid_workspace(&workspace.name) {
                 return Err(ConfigError::BadWorkspace {
+                    name: workspace.name.clone(),
+                });
+            }
+            if !names.insert(workspace.name.as_str()) {
+                return Err(ConfigError::DuplicateWorkspace {
                     name: workspace.name.clone(),
                 });
             }
@@ -247,6 +259,12 @@ impl Config {
             *dir = folder.join(&*dir);
         }
         self
+    }
+
+    /// The workspace of this name, if the configuration lists it: a workspace it does not list
+    /// does not exist, whoever names it.
+    pub fn workspace(&self, name: &str) -> Option<&WorkspaceConfig> {
+        self.workspaces.iter().find(|w| w.name == name)
     }
 
     /// The workspace a write key sends to.

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use braid_core::EventType;
+use braid_core::catalogue::lake::is_valid_workspace;
 use braid_core::{Config, ConfigError};
 use serde_json::json;
 use time::OffsetDateTime;
@@ -96,6 +97,21 @@ impl Api {
             .workspaces
             .first()
             .map_or("default", |w| w.name.as_str())
+    }
+
+    /// Whether a workspace named by a request exists: a valid name the configuration lists.
+    pub(crate) fn check_workspace(&self, name: &str) -> Result<(), ApiError> {
+        if !is_valid_workspace(name) {
+            return Err(ApiError::BadWorkspace {
+                name: name.to_owned(),
+            });
+        }
+        if self.config.workspace(name).is_none() {
+            return Err(ApiError::UnknownWorkspace {
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     fn route<'p>(&self, path: &'p str) -> Option<Route<'p>> {

@@ -112,6 +112,12 @@ pub enum ApiError {
         /// The name.
         name: String,
     },
+    /// A workspace the configuration does not list.
+    #[error("workspace {name:?} is not in this server's configuration")]
+    UnknownWorkspace {
+        /// The name.
+        name: String,
+    },
     /// The profile API's path names no identifier.
     #[error("the path must be /v1/profiles/TYPE:VALUE, not {path:?}")]
     BadIdentifier {
@@ -156,6 +162,7 @@ impl ApiError {
             | ApiError::UnreadableBody { .. }
             | ApiError::BadForward { .. }
             | ApiError::BadWorkspace { .. }
+            | ApiError::UnknownWorkspace { .. }
             | ApiError::BadIdentifier { .. }
             | ApiError::BadParameter { .. } => 400,
             ApiError::StorageUnavailable | ApiError::ProfileStoreFailed { .. } => 503,
@@ -180,6 +187,7 @@ impl ApiError {
             ApiError::Invalid(error) => error.code(),
             ApiError::BadForward { .. } => "bad_body",
             ApiError::BadWorkspace { .. } => "bad_workspace",
+            ApiError::UnknownWorkspace { .. } => "unknown_workspace",
             ApiError::BadIdentifier { .. } => "bad_identifier",
             ApiError::BadParameter { .. } => "bad_parameter",
             ApiError::StorageUnavailable => "storage_unavailable",
@@ -234,6 +242,13 @@ impl ApiError {
                 Some(field),
                 None,
                 limit.and_then(|l| u64::try_from(l).ok()),
+            ),
+            ApiError::BadWorkspace { .. } | ApiError::UnknownWorkspace { .. } => entry(
+                self.code(),
+                &self.to_string(),
+                Some("workspace"),
+                None,
+                None,
             ),
             _ => entry(self.code(), &self.to_string(), None, None, None),
         }

@@ -3,7 +3,6 @@
 //! the lake stays valid whatever an edge sends; the platform then stores it like any other
 //! [`LakeWrite`](braid_core::catalogue::lake::LakeWrite).
 
-use braid_core::catalogue::lake::is_valid_workspace;
 use braid_core::catalogue::validate::ValidationError;
 use braid_core::collect::forward::{ForwardBatch, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify};
 use serde_json::json;
@@ -65,11 +64,7 @@ impl Api {
             now,
         )?;
         let batch = ForwardBatch::parse(request.body)?;
-        if !is_valid_workspace(&batch.workspace) {
-            return Err(ApiError::BadWorkspace {
-                name: batch.workspace.into_owned(),
-            });
-        }
+        self.check_workspace(&batch.workspace)?;
         let count = batch.events.len() + batch.failed.len();
         if count > limits.max_batch_events {
             return Err(ValidationError::TooManyEvents {

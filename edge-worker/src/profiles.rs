@@ -5,7 +5,6 @@
 //! configured one. The platform reads its profile store and answers with
 //! [`ProfileRead::finish`](crate::ProfileRead::finish).
 
-use braid_core::catalogue::lake::is_valid_workspace;
 use braid_core::unify::Identifier;
 
 use crate::api::Api;
@@ -51,11 +50,9 @@ impl Api {
             })?;
         let workspace = match request.query_value("workspace") {
             None => self.default_workspace().to_owned(),
-            Some(name) if is_valid_workspace(&name) => name.into_owned(),
             Some(name) => {
-                return Err(ApiError::BadWorkspace {
-                    name: name.into_owned(),
-                });
+                self.check_workspace(&name)?;
+                name.into_owned()
             }
         };
         let query = if events {

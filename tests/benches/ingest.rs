@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::config::Credentials;
 use braid_core::collect::forward::{ForwardBatch, sign};
 use braid_edge::Api;
-use braid_tests::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, forward_request, repo_root};
+use braid_tests::{
+    S3_ACCESS_KEY, S3_SECRET_KEY, S3Server, forward_request, forwarding_config, repo_root,
+};
 use braid_unifier::lake::store::ObjectStore;
 use braid_unifier::lake::store::{S3Store, s3_client};
 use serde_json::json;
@@ -77,9 +79,7 @@ async fn throughput(store: &Arc<S3Store>) {
     let bodies: Vec<Vec<u8>> = (0..BATCHES).map(batch_body).collect();
     let bytes: usize = bodies.iter().map(Vec::len).sum();
     let bodies = Arc::new(bodies);
-    let mut config = braid_core::Config::default();
-    config.collect.forward_secret = Some("bench".to_owned());
-    let api = Arc::new(Api::new(config).unwrap());
+    let api = Arc::new(Api::new(forwarding_config("bench", &["bench"])).unwrap());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..CONCURRENCY {

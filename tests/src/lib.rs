@@ -88,6 +88,22 @@ pub fn forward_request<'a>(
     }
 }
 
+/// The configuration of an ingest function: it takes batches signed with `secret` for these
+/// workspaces, which have no write keys of their own.
+pub fn forwarding_config(secret: &str, workspaces: &[&str]) -> braid_core::Config {
+    let mut config = braid_core::Config::default();
+    config.collect.forward_secret = Some(secret.to_owned());
+    config.workspaces = workspaces
+        .iter()
+        .map(|name| braid_core::collect::WorkspaceConfig {
+            name: (*name).to_owned(),
+            write_keys: Vec::new(),
+            rate_limit: None,
+        })
+        .collect();
+    config
+}
+
 /// A forward body signed now with `secret` through the ingest handler over `store`: the code
 /// the ingest function runs behind its function URL (`braid_unifier::ingest::handle`).
 pub async fn ingest_forward<S: braid_unifier::lake::store::ObjectStore>(
@@ -96,9 +112,7 @@ pub async fn ingest_forward<S: braid_unifier::lake::store::ObjectStore>(
     body: &[u8],
     now: time::OffsetDateTime,
 ) -> IngestReply {
-    let mut config = braid_core::Config::default();
-    config.collect.forward_secret = Some(secret.to_owned());
-    let api = braid_edge::Api::new(config).unwrap();
+    let api = braid_edge::Api::new(forwarding_config(secret, &["shop"])).unwrap();
     let (timestamp, signature) = forward_signature(secret.as_bytes(), body);
     let request = forward_request(&timestamp, &signature, body);
     let response = braid_unifier::ingest::handle(&api, store, &request, now).await;

@@ -9,6 +9,9 @@ use time::OffsetDateTime;
 
 const SECRET: &str = "forward-secret-for-tests";
 
+/// The workspace [`Server`] configures.
+const WORKSPACE: &str = "test";
+
 fn signed(server: &Server, body: &[u8], secret: &str, at: i64) -> braid_tests::Response {
     let signature = sign(secret.as_bytes(), at, body);
     let at = at.to_string();
@@ -36,7 +39,7 @@ fn batch() -> Vec<u8> {
         r#"{"type":"track","userId":"u1","messageId":"f-3"}"#,
         "\n"
     );
-    ForwardBatch::write("edge", received, events.as_bytes(), b"")
+    ForwardBatch::write(WORKSPACE, received, events.as_bytes(), b"")
 }
 
 #[test]
@@ -70,20 +73,51 @@ fn signed_batches_land_once_and_the_rest_are_refused() {
     assert_eq!(failed[0]["field"], "event");
     let lake = server
         .data
-        .join("raw/workspace=edge/date=2024-05-01/hour=10");
+        .join("raw/workspace=test/date=2024-05-01/hour=10");
     assert_eq!(std::fs::read_dir(lake).unwrap().count(), 1);
 
+    let received = braid_core::timestamp::parse("2024-05-01T10:00:00Z").unwrap();
+    let elsewhere = ForwardBatch::write(
+        "elsewhere",
+        received,
+        br#"{"type":"track","event":"E","userId":"u1"}"#,
+        b"",
+    );
     let refused = [
-        signed(&server, &body, "wrong-secret", now),
-        signed(&server, &body, SECRET, now - 301),
-        signed(&server, b"{}", SECRET, now),
-        request(server.addr, "POST", "/v1/forward", &[], &body).unwrap(),
+        (
+            signed(&server, &body, "wrong-secret", now),
+            401,
+            "unauthorized",
+        ),
+        (
+            signed(&server, &body, SECRET, now - 301),
+            401,
+            "unauthorized",
+        ),
+        (signed(&server, b"{}", SECRET, now), 400, "bad_body"),
+        (
+            signed(&server, &elsewhere, SECRET, now),
+            400,
+            "unknown_workspace",
+        ),
+        (
+            request(server.addr, "POST", "/v1/forward", &[], &body).unwrap(),
+            401,
+            "unauthorized",
+        ),
     ];
-    for (i, reply) in refused.iter().enumerate() {
-        let expected = if i == 2 { 400 } else { 401 };
-        assert_eq!(reply.status, expected, "case {i}: {}", reply.text());
-        assert_eq!(reply.json()["success"], false);
+    for (i, (reply, status, code)) in refused.iter().enumerate() {
+        assert_eq!(reply.status, *status, "case {i}: {}", reply.text());
+        assert_eq!(reply.json()["errors"][0]["code"], *code, "case {i}");
     }
+    // A stale request with a wrong signature is refused for the signature: the clock is told
+    // only to who holds the secret.
+    let stale_forgery = signed(&server, &body, "wrong-secret", now - 301);
+    assert!(
+        stale_forgery.text().contains("does not match"),
+        "{}",
+        stale_forgery.text()
+    );
     assert_eq!(
         read_lake(&server.data, "raw").len(),
         2,
@@ -126,35 +160,22 @@ fn an_edge_whose_upstream_is_down_answers_503() {
 #[test]
 fn forwarded_batches_reach_the_profiles_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("braid.toml");
-    std::fs::write(
-        &config,
-        "[[workspaces]]\nname = \"edge\"\nwrite_keys = [\"edge-key\"]\n",
-    )
-    .unwrap();
     let server = Server::start_with(
         dir.path().join("data"),
         dir.path().join("braid.log"),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--forward-secret",
-            SECRET,
-            "--profile-token",
-            "token",
-        ],
+        &["--forward-secret", SECRET, "--profile-token", "token"],
     );
     // Enriched, as an edge forwards events.
     let received = braid_core::timestamp::parse("2024-05-01T10:00:00Z").unwrap();
     let event = r#"{"type":"track","event":"Order Completed","userId":"u1","messageId":"f-1","timestamp":"2024-05-01T09:59:59.000Z","receivedAt":"2024-05-01T10:00:00.000Z"}"#;
-    let body = ForwardBatch::write("edge", received, event.as_bytes(), b"");
+    let body = ForwardBatch::write(WORKSPACE, received, event.as_bytes(), b"");
     let now = OffsetDateTime::now_utc().unix_timestamp();
     assert_eq!(signed(&server, &body, SECRET, now).status, 200);
     braid_tests::wait_unified(&server.data);
     let profile = request(
         server.addr,
         "GET",
-        "/v1/profiles/user_id:u1?workspace=edge",
+        "/v1/profiles/user_id:u1?workspace=test",
         &[("authorization", "Bearer token")],
         b"",
     )

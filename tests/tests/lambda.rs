@@ -31,6 +31,10 @@ use time::OffsetDateTime;
 const BUCKET: &str = "braid-lambda";
 const SECRET: &str = "lambda-forward-secret";
 
+/// The workspaces the functions take batches for: the tests' own, and the one of the `braid
+/// serve` edge ([`Server`] configures `test`). Ingest refuses any other.
+const WORKSPACES: &str = "[[workspaces]]\nname = \"shop\"\n\n[[workspaces]]\nname = \"test\"\n\n";
+
 /// `cargo lambda watch` on a free port, with the functions' environment.
 struct Emulator {
     child: Child,
@@ -38,7 +42,8 @@ struct Emulator {
 }
 
 impl Emulator {
-    fn start(s3: &S3Server, log: &std::path::Path, extra_env: &[&str]) -> Emulator {
+    /// The functions read `BRAID_CONFIG`: the workspaces they take batches for, and `config`.
+    fn start(s3: &S3Server, log: &std::path::Path, config: &str) -> Emulator {
         let bin = repo_root().join(".venv/bin/cargo-lambda");
         assert!(
             bin.exists(),
@@ -54,6 +59,7 @@ impl Emulator {
             format!("AWS_SECRET_ACCESS_KEY={S3_SECRET_KEY}"),
             "AWS_REGION=us-east-1".to_owned(),
             format!("BRAID_FORWARD_SECRET={SECRET}"),
+            format!("BRAID_CONFIG={WORKSPACES}{config}"),
         ];
         let mut command = Command::new(bin);
         command
@@ -61,11 +67,7 @@ impl Emulator {
             .args(["lambda", "watch", "--ignore-changes", "--locked"])
             .args(["-A", "127.0.0.1", "-P", &port.to_string()])
             .args(["-p", "braid-unifier", "--features", "lambda"]);
-        for pair in env
-            .iter()
-            .map(String::as_str)
-            .chain(extra_env.iter().copied())
-        {
+        for pair in &env {
             command.args(["--env-var", pair]);
         }
         let log = std::fs::File::create(log).unwrap();
@@ -191,7 +193,7 @@ fn ingest_unify_and_compact_under_the_lambda_emulator() {
         .block_on(client.create_bucket().bucket(BUCKET).send())
         .unwrap();
     let store = S3Store::new(client, BUCKET);
-    let emulator = Emulator::start(&s3, &dir.path().join("cargo-lambda.log"), &[]);
+    let emulator = Emulator::start(&s3, &dir.path().join("cargo-lambda.log"), "");
 
     // Two batches received two hours ago (a closed hour), through the function URL.
     let received = OffsetDateTime::now_utc() - time::Duration::hours(2);
@@ -298,7 +300,7 @@ fn a_segment_client_through_an_edge_to_lambda_and_s3() {
     let emulator = Emulator::start(
         &s3,
         &dir.path().join("cargo-lambda.log"),
-        &["BRAID_CONFIG=[catalogue.compaction]\ngrace_minutes = -120\nrequire_unified = false\n"],
+        "[catalogue.compaction]\ngrace_minutes = -120\nrequire_unified = false\n",
     );
     let upstream = format!("http://{}/lambda-url/ingest/v1/forward", emulator.addr);
     let edge = Server::start_with(

@@ -29,10 +29,11 @@ fn through_worker(ingest_url: &str, requests: &[Value]) -> Vec<Value> {
 }
 
 /// `node run.mjs` for the built Worker, with its configuration (`BRAID_CONFIG`: the workspace,
-/// the ingest to forward to, the identity cookie) and forward secret.
+/// the ingest to forward to, the identity cookie) and forward secret. Its workspace is the one
+/// of the `braid serve` it forwards to ([`Server`] configures `test`): ingest refuses others.
 fn run_mjs(ingest_url: &str) -> Command {
     let config = json!({
-        "workspaces": [{"name": "edge", "write_keys": [EDGE_KEY]}],
+        "workspaces": [{"name": "test", "write_keys": [EDGE_KEY]}],
         "collect": {"upstream": ingest_url, "identity_cookie": {}},
     })
     .to_string();

@@ -30,7 +30,9 @@ pub struct CollectConfig {
 pub struct WorkspaceConfig {
     /// Name: 1–64 characters of `a-z`, `0-9`, `_`, `-`.
     pub name: String,
-    /// Write keys of this workspace's sources.
+    /// Write keys of this workspace's sources (none on a platform that only receives forwarded
+    /// batches, such as the ingest function behind an edge).
+    #[serde(default)]
     pub write_keys: Vec<String>,
     /// An optional event rate limit.
     #[serde(default)]

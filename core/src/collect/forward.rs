@@ -72,8 +72,8 @@ pub fn sign(secret: &[u8], unix_seconds: i64, body: &[u8]) -> String {
 ///
 /// # Errors
 ///
-/// [`ForwardError::MissingHeader`], [`ForwardError::BadTimestamp`], [`ForwardError::Stale`]
-/// or [`ForwardError::BadSignature`].
+/// [`ForwardError::MissingHeader`], [`ForwardError::BadTimestamp`],
+/// [`ForwardError::BadSignature`], or, for a good signature only, [`ForwardError::Stale`].
 pub fn verify(
     secret: &[u8],
     timestamp: Option<&str>,
@@ -87,6 +87,16 @@ pub fn verify(
         .trim()
         .parse()
         .map_err(|_| ForwardError::BadTimestamp(timestamp.chars().take(32).collect()))?;
+    let expected = signature
+        .trim()
+        .strip_prefix("v1=")
+        .and_then(hex::decode)
+        .ok_or(ForwardError::BadSignature)?;
+    // The signature first: a caller without the secret learns nothing, not even how far its
+    // clock is from this one. `verify_slice` compares in constant time.
+    signing_mac(secret, signed_at, body)
+        .verify_slice(&expected)
+        .map_err(|_| ForwardError::BadSignature)?;
     let age = now.unix_timestamp().saturating_sub(signed_at);
     if age.abs() > MAX_SKEW_SECONDS {
         return Err(ForwardError::Stale {
@@ -94,15 +104,7 @@ pub fn verify(
             limit: MAX_SKEW_SECONDS,
         });
     }
-    let expected = signature
-        .trim()
-        .strip_prefix("v1=")
-        .and_then(hex::decode)
-        .ok_or(ForwardError::BadSignature)?;
-    // `verify_slice` compares in constant time.
-    signing_mac(secret, signed_at, body)
-        .verify_slice(&expected)
-        .map_err(|_| ForwardError::BadSignature)
+    Ok(())
 }
 
 fn signing_mac(secret: &[u8], unix_seconds: i64, body: &[u8]) -> hmac::Hmac<sha2::Sha256> {
@@ -317,6 +319,19 @@ mod tests {
                 limit: 300
             })
         );
+    }
+
+    #[test]
+    fn a_stale_request_without_the_secret_learns_nothing_of_the_clock() {
+        let body = b"{}";
+        let forged = sign(b"guess", 1_000, body);
+        for signed_at in ["1000", "1", "99999999999"] {
+            assert_eq!(
+                verify(b"k", Some(signed_at), Some(&forged), body, at(5_000)),
+                Err(ForwardError::BadSignature),
+                "signed at {signed_at}"
+            );
+        }
     }
 
     #[test]

@@ -268,6 +268,14 @@ fn checks_name_what_is_wrong() {
         "workspaces: write key \"k\" belongs to two workspaces"
     );
     assert_eq!(
+        error("[[workspaces]]\nname = \"a\"\n[[workspaces]]\nname = \"a\"\n"),
+        "workspaces: \"a\" is listed twice"
+    );
+    // Write keys are optional: an ingest function behind an edge has none.
+    let ingest = Config::load(Some("[[workspaces]]\nname = \"a\"\n"), |_| None).unwrap();
+    assert!(ingest.workspace("a").unwrap().write_keys.is_empty());
+    assert!(ingest.workspace("b").is_none());
+    assert_eq!(
         error("[collect.sdk]\npath = \"/sdk/\"\n"),
         "collect.sdk.path must start with / and not end with one: \"/sdk/\""
     );

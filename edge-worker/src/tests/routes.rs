@@ -124,9 +124,11 @@ fn forwards_without_a_valid_signature_are_refused() {
 
 #[test]
 fn bad_forward_bodies_name_what_is_wrong() {
-    let cases: [(Vec<u8>, u16, &str); 3] = [
+    let cases: [(Vec<u8>, u16, &str); 4] = [
         (b"{\"events\":[]}".to_vec(), 400, "bad_body"),
         (forward_body("../x", "", ""), 400, "bad_workspace"),
+        // A valid name, signed, but not a workspace of this server.
+        (forward_body("other", "", ""), 400, "unknown_workspace"),
         (
             forward_body(
                 "shop",
@@ -142,7 +144,11 @@ fn bad_forward_bodies_name_what_is_wrong() {
         let (response, write) = send(&forwarding(), &signed(&body, &mut headers, 0));
         assert!(write.is_none());
         assert_eq!(response.status, status, "{code}");
-        assert_eq!(response.json_body()["errors"][0]["code"], code);
+        let error = &response.json_body()["errors"][0];
+        assert_eq!(error["code"], code);
+        if code.ends_with("_workspace") {
+            assert_eq!(error["field"], "workspace");
+        }
     }
     let huge = vec![b' '; 1_024_001];
     let mut headers = Vec::new();
@@ -153,6 +159,11 @@ fn bad_forward_bodies_name_what_is_wrong() {
 
 fn profile_api() -> Api {
     api_with(|config| {
+        config.workspaces.push(WorkspaceConfig {
+            name: "other".into(),
+            write_keys: vec![],
+            rate_limit: None,
+        });
         config.activate.profile_api = Some(ProfileApiConfig {
             token: "profile-token".into(),
         });
@@ -237,6 +248,14 @@ fn the_profile_api_needs_its_token_and_reads_what_the_path_names() {
             vec![AUTH]
         )),
         (400, json!("bad_workspace"))
+    );
+    assert_eq!(
+        refused(get(
+            "/v1/profiles/user_id:u",
+            Some("workspace=nowhere"),
+            vec![AUTH]
+        )),
+        (400, json!("unknown_workspace"))
     );
     let response = read(&get(
         "/v1/profiles/user_id:u/events",
