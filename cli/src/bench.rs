@@ -319,7 +319,8 @@ async fn bench_unify_store(
         }
         applied += profiles
             .apply("raw/workspace=bench/x.ndjson.gz", &object)
-            .await?;
+            .await?
+            .events;
         objects += 1;
         if objects % 10 == 0 {
             profiles.commit().await?;

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::json::{Kind, Node, Obj, Shape};
+use crate::json::{Kind, MAX_NESTING, Node, Obj, Problem, Shape, problem};
 use crate::timestamp;
 
 /// How an event's text is opened: the top level, and in the same pass `context` and
@@ -77,12 +77,45 @@ impl EventType {
 /// Why a lake line is not an event.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
+    /// The line is not UTF-8.
+    #[error("the line is not UTF-8")]
+    NotUtf8,
     /// The line is not a JSON object.
     #[error("the line is not a JSON object")]
     NotAnObject,
+    /// The line is JSON that no reader of the lake can hold, which validation refuses.
+    #[error("the line {0}")]
+    Unreadable(&'static str),
     /// `type` is absent or names no Spec event type.
     #[error("\"type\" is not one of track, identify, page, screen, group, alias")]
     UnknownType,
+}
+
+/// One line of NDJSON lake content, read as an event.
+#[derive(Debug)]
+pub struct LakeLine<'a> {
+    /// Its number in the content, from 1.
+    pub number: usize,
+    /// Its bytes, without the newline.
+    pub text: &'a [u8],
+    /// The event, or why the line is none.
+    pub event: Result<Event<'a>, LineError>,
+}
+
+/// The lines of NDJSON lake content (a `raw/` object), each read with
+/// [`Event::from_lake_line`]; empty lines are skipped.
+pub fn lake_lines(content: &[u8]) -> impl Iterator<Item = LakeLine<'_>> {
+    content
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, text)| !text.is_empty())
+        .map(|(i, text)| LakeLine {
+            number: i + 1,
+            text,
+            event: std::str::from_utf8(text)
+                .map_err(|_| LineError::NotUtf8)
+                .and_then(Event::from_lake_line),
+        })
 }
 
 /// The client's times, parsed once by validation and used by enrichment: each is `Some` when
@@ -119,13 +152,23 @@ impl<'a> Event<'a> {
         }
     }
 
-    /// Reads a lake line: an event as `raw/` stores it, one JSON object with a Spec `type`.
+    /// Reads a lake line: an event as `raw/` stores it, one JSON object with a Spec `type`,
+    /// by the rule validation applies (the same scanner), so that every reader of the lake —
+    /// unify, rebuild — takes exactly the events ingest accepted.
     ///
     /// # Errors
     ///
     /// [`LineError`] when the line is not a JSON object or has no Spec `type`.
     pub fn from_lake_line(line: &'a str) -> Result<Event<'a>, LineError> {
-        let fields = Obj::parse_shaped(line, &SHAPE).map_err(|_| LineError::NotAnObject)?;
+        let fields =
+            Obj::parse_shaped(line, &SHAPE).map_err(|_| match problem(line, 0, MAX_NESTING) {
+                Problem::Grammar => LineError::NotAnObject,
+                Problem::TooDeep => LineError::Unreadable("nests deeper than 127 levels"),
+                Problem::NumberOutOfRange => {
+                    LineError::Unreadable("holds a number outside the range of a 64-bit float")
+                }
+                Problem::LoneSurrogate => LineError::Unreadable("holds a lone surrogate"),
+            })?;
         let kind = fields
             .text("type")
             .and_then(|name| EventType::parse(&name))

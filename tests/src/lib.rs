@@ -656,6 +656,34 @@ pub fn read_lake(data: &Path, area: &str) -> Vec<Value> {
     events
 }
 
+/// Runs the braid binary with `args`; it must succeed.
+pub fn braid(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let run = Command::new(braid_bin()).args(args).output().unwrap();
+    assert!(run.status.success(), "{run:?}");
+    run
+}
+
+/// Every profile `braid profiles export` writes for a data folder, by id (`output`: the file
+/// to write them to).
+pub fn export_profiles(data: &Path, output: &Path) -> std::collections::BTreeMap<String, Value> {
+    braid(&[
+        "profiles".as_ref(),
+        "export".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--output".as_ref(),
+        output.as_os_str(),
+    ]);
+    std::fs::read_to_string(output)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let profile: Value = serde_json::from_str(line).unwrap();
+            (profile["id"].as_str().unwrap().to_owned(), profile)
+        })
+        .collect()
+}
+
 /// The lake object files under `folder`.
 pub fn collect(folder: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(folder) else {

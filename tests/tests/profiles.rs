@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use braid_tests::{Server, python, request, run_client, wait_unified};
+use braid_tests::{
+    Server, braid, export_profiles as export, python, request, run_client, wait_unified,
+};
 use serde_json::Value;
 
 const TOKEN: &str = "profile-api-token";
@@ -182,38 +184,6 @@ fn without_a_token_the_profile_api_is_off() {
         get(&server, "/v1/profiles/user_id:u", Some("anything")).status,
         404
     );
-}
-
-fn braid(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    let run = std::process::Command::new(braid_tests::braid_bin())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "{run:?}");
-    run
-}
-
-/// Every profile `braid profiles export` writes, by id.
-fn export(
-    data: &std::path::Path,
-    output: &std::path::Path,
-) -> std::collections::BTreeMap<String, Value> {
-    braid(&[
-        "profiles".as_ref(),
-        "export".as_ref(),
-        "--data".as_ref(),
-        data.as_os_str(),
-        "--output".as_ref(),
-        output.as_os_str(),
-    ]);
-    std::fs::read_to_string(output)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let profile: Value = serde_json::from_str(line).unwrap();
-            (profile["id"].as_str().unwrap().to_owned(), profile)
-        })
-        .collect()
 }
 
 /// `braid profiles rebuild` (every profile recomputed from the lake) gives exactly the

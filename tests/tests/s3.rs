@@ -141,7 +141,7 @@ async fn ingest_and_unify_over_a_bucket() {
     let summary = unify_objects(&store, &CountEvents, &bad, now)
         .await
         .unwrap();
-    assert_eq!(summary.dead_lettered, 1);
+    assert_eq!((summary.quarantined_lines, summary.applied), (1, 1));
     assert_eq!(store.list("dead-letter/unify/").await.unwrap().len(), 1);
 }
 

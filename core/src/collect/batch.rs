@@ -224,6 +224,74 @@ mod tests {
         assert_eq!(outcome.failed[0].payload, "7");
     }
 
+    /// What a lake reader cannot hold is refused with what is wrong and the limit, as a single
+    /// event and in a batch alike; an event may nest as deep as a lake line, sent either way.
+    #[test]
+    fn json_no_reader_can_hold_is_refused_by_name() {
+        let nested = |depth: usize| {
+            format!(
+                r#"{{"type":"track","event":"E","userId":"u","properties":{}1{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+        };
+        let single = |event: &str| parse(event, Some(EventType::Track)).map(|p| p.len());
+        let batch =
+            |event: &str| parse(&format!(r#"{{"batch":[{event}]}}"#), None).map(|p| p.len());
+        // The event object is one level: 126 arrays in `properties` make 127.
+        for send in [single, batch] {
+            assert_eq!(send(&nested(126)), Ok(1));
+            assert_eq!(
+                send(&nested(127)),
+                Err(ValidationError::TooDeep { limit: 127 })
+            );
+            assert_eq!(send(&nested(100_000)).unwrap_err().limit(), Some(127));
+            for (bad, named) in [
+                (
+                    r#"{"type":"track","event":"E","userId":"u","n":1e400}"#,
+                    "64-bit float",
+                ),
+                (
+                    r#"{"type":"track","event":"E","userId":"u","n":-1e309}"#,
+                    "64-bit float",
+                ),
+                (
+                    r#"{"type":"track","event":"\ud800","userId":"u"}"#,
+                    "lone surrogate",
+                ),
+                (
+                    r#"{"type":"track","event":"E","userId":"\udc00"}"#,
+                    "lone surrogate",
+                ),
+                (
+                    r#"{"type":"track","event":"E","userId":"u","\ud800":1}"#,
+                    "lone surrogate",
+                ),
+            ] {
+                let error = send(bad).unwrap_err();
+                assert_eq!(error.code(), "malformed_json", "{bad}");
+                assert!(error.to_string().contains(named), "{bad}: {error}");
+            }
+            let huge = format!(
+                r#"{{"type":"track","event":"E","userId":"u","n":{}}}"#,
+                "7".repeat(10_000)
+            );
+            assert!(
+                send(&huge)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("64-bit float")
+            );
+            // In range, however written.
+            let fine =
+                r#"{"type":"track","event":"\ud83d\ude00","userId":"u","n":[1e308,1e-400,-0]}"#;
+            assert_eq!(send(fine), Ok(1));
+        }
+        // A plain syntax error keeps serde_json's words, with line and column.
+        let error = parse(r#"{"batch":[{"type":"track",]}"#, None).unwrap_err();
+        assert!(error.to_string().contains("column"), "{error}");
+    }
+
     #[test]
     fn pretty_printed_events_land_on_one_line() {
         let body = "{\n  \"batch\": [\n    {\n      \"type\": \"track\",\n      \"event\": \"E\",\n      \"userId\": \"u\",\n      \"properties\": {\n        \"a\": [1,\n 2]\n      }\n    }\n  ]\n}";

@@ -7,9 +7,9 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::catalogue::validate::{Limits, ValidationError};
+use crate::catalogue::validate::{Limits, ValidationError, syntax_error};
 use crate::event::{EventType, SHAPE};
-use crate::json::{Cursor, Kind, Node, Obj};
+use crate::json::{Cursor, Kind, Node, Obj, Problem};
 
 /// A request body, parsed: the write key it carries, and each event's text as received with its
 /// fields opened (see `crate::json`), both from one pass over the bytes.
@@ -99,9 +99,7 @@ impl<'a> ParsedBody<'a> {
         if let Some(implied) = implied {
             return parse_single(text, implied, multiline);
         }
-        let Some(batch) = walk_batch(text) else {
-            return Err(explain_batch(text));
-        };
+        let batch = walk_batch(text).map_err(|failure| explain_batch(text, failure))?;
         let Some(events) = batch.events else {
             return Err(ValidationError::MalformedBody {
                 detail: " with a \"batch\" array".to_owned(),
@@ -157,14 +155,14 @@ fn parse_single(
     let mut cursor = Cursor::new(text);
     let parsed = cursor.object(&SHAPE);
     let Some((fields, raw)) = parsed.filter(|_| cursor.at_end()) else {
-        return Err(explain_single(text));
+        return Err(explain_single(text, cursor.failure()));
     };
     let write_key = match fields.get("writeKey") {
         None => None,
         Some(key) => match key.kind() {
             Kind::Null => None,
             Kind::String => key.body_text(),
-            _ => return Err(explain_single(text)),
+            _ => return Err(explain_single(text, Problem::Grammar)),
         },
     };
     Ok(ParsedBody {
@@ -188,10 +186,14 @@ struct WalkedBatch<'a> {
 }
 
 /// Reads a `/v1/batch` body: the object's fields by hand, each value with `serde_json`, each
-/// event opened as it is read. `None` when the body is not what the endpoint expects; then
-/// [`explain_batch`] says why.
-fn walk_batch<'a>(text: &'a str) -> Option<WalkedBatch<'a>> {
+/// event opened as it is read. When the body is not what the endpoint expects, the error is
+/// the scanner's (the grammar when the walk itself gave up); then [`explain_batch`] says why.
+fn walk_batch(text: &str) -> Result<WalkedBatch<'_>, Problem> {
     let mut cursor = Cursor::new(text);
+    walk(&mut cursor).ok_or_else(|| cursor.failure())
+}
+
+fn walk<'a>(cursor: &mut Cursor<'a>) -> Option<WalkedBatch<'a>> {
     let mut batch = WalkedBatch::default();
     if !cursor.eat(b'{') {
         return None;
@@ -208,7 +210,7 @@ fn walk_batch<'a>(text: &'a str) -> Option<WalkedBatch<'a>> {
         }
         let raw = |cursor: &mut Cursor<'a>| cursor.raw().filter(|raw| *raw != "null");
         match key.as_ref() {
-            "batch" => batch.events = Some(walk_events(&mut cursor)?),
+            "batch" => batch.events = Some(walk_events(cursor)?),
             "writeKey" => {
                 batch.write_key = if cursor.peek() == Some(b'"') {
                     Some(cursor.string()?)
@@ -219,10 +221,10 @@ fn walk_batch<'a>(text: &'a str) -> Option<WalkedBatch<'a>> {
                     return None;
                 };
             }
-            "sentAt" => batch.defaults.sent_at = raw(&mut cursor),
-            "integrations" => batch.defaults.integrations = raw(&mut cursor),
+            "sentAt" => batch.defaults.sent_at = raw(cursor),
+            "integrations" => batch.defaults.integrations = raw(cursor),
             "context" => {
-                batch.defaults.context = raw(&mut cursor).and_then(|text| Obj::parse(text).ok());
+                batch.defaults.context = raw(cursor).and_then(|text| Obj::parse(text).ok());
             }
             _ => {
                 cursor.raw()?;
@@ -259,29 +261,42 @@ fn walk_events<'a>(cursor: &mut Cursor<'a>) -> Option<Vec<BodyEvent<'a>>> {
     Some(events)
 }
 
-/// Why a `/v1/batch` body that the walk could not read is wrong, in `serde_json`'s words.
-fn explain_batch(text: &str) -> ValidationError {
-    match serde_json::from_str::<BatchBody<'_>>(text) {
-        Err(error) => body_error(&error),
-        Ok(BatchBody { batch: None, .. }) => ValidationError::MalformedBody {
-            detail: " with a \"batch\" array".to_owned(),
-        },
-        // What `serde` reads without decoding and the walk decodes: a key.
-        Ok(_) => lone_surrogate(),
+/// Why a `/v1/batch` body that the walk could not read is wrong: the scanner's `failure`, or
+/// in `serde_json`'s words for a syntax error or a body of the wrong shape.
+fn explain_batch(text: &str, failure: Problem) -> ValidationError {
+    explain(failure, || {
+        match serde_json::from_str::<BatchBody<'_>>(text) {
+            Err(error) => body_error(&error),
+            Ok(BatchBody { batch: None, .. }) => ValidationError::MalformedBody {
+                detail: " with a \"batch\" array".to_owned(),
+            },
+            Ok(_) => unexplained(),
+        }
+    })
+}
+
+/// Why a single-event body that the walk could not read is wrong, as [`explain_batch`].
+fn explain_single(text: &str, failure: Problem) -> ValidationError {
+    explain(failure, || {
+        match serde_json::from_str::<SingleBody<'_>>(text) {
+            Err(error) => body_error(&error),
+            Ok(_) => unexplained(),
+        }
+    })
+}
+
+fn explain(failure: Problem, grammar: impl FnOnce() -> ValidationError) -> ValidationError {
+    if failure == Problem::Grammar {
+        grammar()
+    } else {
+        syntax_error(failure, String::new)
     }
 }
 
-/// Why a single-event body that the walk could not read is wrong, in `serde_json`'s words.
-fn explain_single(text: &str) -> ValidationError {
-    match serde_json::from_str::<SingleBody<'_>>(text) {
-        Err(error) => body_error(&error),
-        Ok(_) => lone_surrogate(),
-    }
-}
-
-fn lone_surrogate() -> ValidationError {
+/// The scanner refused what `serde_json` reads: the two disagree, which the tests rule out.
+fn unexplained() -> ValidationError {
     ValidationError::MalformedJson {
-        detail: "a key holds a \\u escape that is not a character (a lone surrogate)".to_owned(),
+        detail: "the body is not JSON that Braid keeps".to_owned(),
     }
 }
 

@@ -24,4 +24,5 @@ mod text;
 
 pub(crate) use cursor::Cursor;
 pub(crate) use object::{Node, Obj, Shape};
+pub(crate) use scan::{MAX_NESTING, Problem, problem};
 pub(crate) use text::{Kind, write_str};

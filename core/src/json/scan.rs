@@ -7,13 +7,63 @@
 //! several times faster than a parser that builds values: strings are searched eight bytes at a
 //! time for the only bytes that matter in them (`"`, `\` and control characters).
 //!
-//! The grammar is the one `serde_json` accepts (a test compares the two on many inputs), with
-//! the nesting limit of 127 levels that `serde_json` applies when it builds values. The text is
-//! `&str`, so it is UTF-8 already.
+//! It is the one rule of what JSON Braid keeps: what `serde_json` accepts when it builds values
+//! (tests compare the two on many inputs), which is also what any reader of the lake can hold
+//! (RFC 7493, I-JSON): values nest at most [`MAX_NESTING`] levels, every number is a finite
+//! 64-bit float (`1e400` is not), and every `\u` escape is a character (a lone surrogate is
+//! not). Validation, unify and rebuild all read events through it, so an event one of them
+//! accepts, every one accepts. The text is `&str`, so it is UTF-8 already.
 
-/// The text is not valid JSON; the caller asks `serde_json` for a message with line and column.
+/// The text is not JSON Braid keeps. The scanner's hot path says only that (this type has no
+/// size, which keeps its loops lean); [`problem`] says why, scanning the value again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SyntaxError;
+
+/// Why text is not JSON Braid keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Problem {
+    /// Not the JSON grammar; `serde_json` words it, with line and column.
+    Grammar,
+    /// Arrays and objects nest deeper than [`MAX_NESTING`].
+    TooDeep,
+    /// A number outside the range of a 64-bit float.
+    NumberOutOfRange,
+    /// A `\\u` escape that is half of a surrogate pair.
+    LoneSurrogate,
+}
+
+/// What a scan that fails gives: the scanner is written once, for both [`SyntaxError`] (the
+/// fast path) and [`Problem`] (the diagnosis).
+trait Failure: Copy {
+    const GRAMMAR: Self;
+    const TOO_DEEP: Self;
+    const NUMBER_OUT_OF_RANGE: Self;
+    const LONE_SURROGATE: Self;
+}
+
+impl Failure for SyntaxError {
+    const GRAMMAR: Self = SyntaxError;
+    const TOO_DEEP: Self = SyntaxError;
+    const NUMBER_OUT_OF_RANGE: Self = SyntaxError;
+    const LONE_SURROGATE: Self = SyntaxError;
+}
+
+impl Failure for Problem {
+    const GRAMMAR: Self = Problem::Grammar;
+    const TOO_DEEP: Self = Problem::TooDeep;
+    const NUMBER_OUT_OF_RANGE: Self = Problem::NumberOutOfRange;
+    const LONE_SURROGATE: Self = Problem::LoneSurrogate;
+}
+
+/// Why the value at `at` of `text`, allowed `nesting` levels, is not JSON Braid keeps
+/// ([`Problem::Grammar`] as well when it is, or when it is followed by more than whitespace).
+pub(crate) fn problem(text: &str, at: usize, nesting: usize) -> Problem {
+    let bytes = text.as_bytes();
+    let at = skip_whitespace(bytes, at);
+    scan_value::<Problem>(bytes, at, nesting)
+        .err()
+        .unwrap_or(Problem::Grammar)
+}
 
 /// How deep arrays and objects may nest: 127 levels, as `serde_json` allows.
 pub(crate) const MAX_NESTING: usize = 127;
@@ -29,21 +79,29 @@ pub(crate) fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
 /// The end of the value that starts at `at` (just past its last byte). `nesting` is how many
 /// more levels of arrays and objects may open.
 pub(crate) fn value_end(bytes: &[u8], at: usize, nesting: usize) -> Result<usize, SyntaxError> {
+    scan_value(bytes, at, nesting)
+}
+
+/// The end of the string that starts at `at` (just past its closing quote), and whether it
+/// has escapes.
+pub(crate) fn string_end(bytes: &[u8], at: usize) -> Result<(usize, bool), SyntaxError> {
+    scan_string(bytes, at)
+}
+
+fn scan_value<F: Failure>(bytes: &[u8], at: usize, nesting: usize) -> Result<usize, F> {
     match bytes.get(at) {
-        Some(b'"') => string_end(bytes, at).map(|(end, _)| end),
+        Some(b'"') => scan_string(bytes, at).map(|(end, _)| end),
         Some(b'{') => object_end(bytes, at, nesting),
         Some(b'[') => array_end(bytes, at, nesting),
         Some(b't') => literal_end(bytes, at, b"true"),
         Some(b'f') => literal_end(bytes, at, b"false"),
         Some(b'n') => literal_end(bytes, at, b"null"),
         Some(b'-' | b'0'..=b'9') => number_end(bytes, at),
-        _ => Err(SyntaxError),
+        _ => Err(F::GRAMMAR),
     }
 }
 
-/// The end of the string that starts at `at` (just past its closing quote), and whether it
-/// has escapes.
-pub(crate) fn string_end(bytes: &[u8], at: usize) -> Result<(usize, bool), SyntaxError> {
+fn scan_string<F: Failure>(bytes: &[u8], at: usize) -> Result<(usize, bool), F> {
     let mut i = at + 1;
     let mut escaped = false;
     loop {
@@ -52,22 +110,59 @@ pub(crate) fn string_end(bytes: &[u8], at: usize) -> Result<(usize, bool), Synta
             Some(b'"') => return Ok((i + 1, escaped)),
             Some(b'\\') => {
                 escaped = true;
-                match bytes.get(i + 1) {
-                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
-                    Some(b'u') => {
-                        let hex = bytes.get(i + 2..i + 6).ok_or(SyntaxError)?;
-                        if !hex.iter().all(u8::is_ascii_hexdigit) {
-                            return Err(SyntaxError);
-                        }
-                        i += 6;
-                    }
-                    _ => return Err(SyntaxError),
-                }
+                i = escape_end(bytes, i)?;
             }
             // A control character, or the end of the text.
-            _ => return Err(SyntaxError),
+            _ => return Err(F::GRAMMAR),
         }
     }
+}
+
+/// The end of the escape at `at` (a backslash). Out of the loop of [`string_end`], which most
+/// strings leave without an escape.
+#[cold]
+#[inline(never)]
+fn escape_end<F: Failure>(bytes: &[u8], at: usize) -> Result<usize, F> {
+    match bytes.get(at + 1) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(at + 2),
+        Some(b'u') => {
+            let unit = hex_unit(bytes, at + 2)?;
+            let end = at + 6;
+            if (0xDC00..=0xDFFF).contains(&unit) {
+                return Err(F::LONE_SURROGATE);
+            }
+            if !(0xD800..=0xDBFF).contains(&unit) {
+                return Ok(end);
+            }
+            // A leading surrogate: a trailing one must follow at once.
+            if bytes.get(end..end + 2) != Some(b"\\u") {
+                return Err(F::LONE_SURROGATE);
+            }
+            let low = hex_unit(bytes, end + 2)?;
+            if (0xDC00..=0xDFFF).contains(&low) {
+                Ok(end + 6)
+            } else {
+                Err(F::LONE_SURROGATE)
+            }
+        }
+        _ => Err(F::GRAMMAR),
+    }
+}
+
+/// The UTF-16 unit of the four hex digits at `at` (of a `\\u` escape).
+fn hex_unit<F: Failure>(bytes: &[u8], at: usize) -> Result<u16, F> {
+    let hex = bytes.get(at..at + 4).ok_or(F::GRAMMAR)?;
+    let mut unit = 0_u16;
+    for &digit in hex {
+        let value = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            b'A'..=b'F' => digit - b'A' + 10,
+            _ => return Err(F::GRAMMAR),
+        };
+        unit = unit << 4 | u16::from(value);
+    }
+    Ok(unit)
 }
 
 /// The first position at or after `at` holding `"`, `\` or a control character (or the end).
@@ -101,11 +196,11 @@ fn next_special(bytes: &[u8], mut at: usize) -> usize {
     at
 }
 
-fn literal_end(bytes: &[u8], at: usize, literal: &[u8]) -> Result<usize, SyntaxError> {
+fn literal_end<F: Failure>(bytes: &[u8], at: usize, literal: &[u8]) -> Result<usize, F> {
     if bytes.get(at..at + literal.len()) == Some(literal) {
         Ok(at + literal.len())
     } else {
-        Err(SyntaxError)
+        Err(F::GRAMMAR)
     }
 }
 
@@ -116,21 +211,28 @@ fn digits_end(bytes: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
-fn number_end(bytes: &[u8], mut at: usize) -> Result<usize, SyntaxError> {
+/// Integers of at most this many digits (and no exponent) are below `f64::MAX` whatever their
+/// digits: no need to convert them to know they are finite.
+const SURELY_FINITE_DIGITS: usize = 308;
+
+/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, whose value is a finite `f64`.
+fn number_end<F: Failure>(bytes: &[u8], start: usize) -> Result<usize, F> {
+    let mut at = start;
     if bytes.get(at) == Some(&b'-') {
         at += 1;
     }
+    let integer = at;
     match bytes.get(at) {
         Some(b'0') => at += 1,
         Some(b'1'..=b'9') => at = digits_end(bytes, at + 1),
-        _ => return Err(SyntaxError),
+        _ => return Err(F::GRAMMAR),
     }
+    let integer_digits = at - integer;
     if bytes.get(at) == Some(&b'.') {
-        let start = at + 1;
-        at = digits_end(bytes, start);
-        if at == start {
-            return Err(SyntaxError);
+        let digits = at + 1;
+        at = digits_end(bytes, digits);
+        if at == digits {
+            return Err(F::GRAMMAR);
         }
     }
     if let Some(b'e' | b'E') = bytes.get(at) {
@@ -138,51 +240,62 @@ fn number_end(bytes: &[u8], mut at: usize) -> Result<usize, SyntaxError> {
         if let Some(b'+' | b'-') = bytes.get(at) {
             at += 1;
         }
-        let start = at;
-        at = digits_end(bytes, start);
-        if at == start {
-            return Err(SyntaxError);
+        let digits = at;
+        at = digits_end(bytes, digits);
+        if at == digits {
+            return Err(F::GRAMMAR);
         }
+    } else if integer_digits <= SURELY_FINITE_DIGITS {
+        return Ok(at);
     }
-    Ok(at)
+    // An exponent, or a long integer part: convert, as a reader that builds values will.
+    let finite = std::str::from_utf8(bytes.get(start..at).unwrap_or_default())
+        .ok()
+        .and_then(|text| text.parse::<f64>().ok())
+        .is_some_and(f64::is_finite);
+    if finite {
+        Ok(at)
+    } else {
+        Err(F::NUMBER_OUT_OF_RANGE)
+    }
 }
 
-fn object_end(bytes: &[u8], at: usize, nesting: usize) -> Result<usize, SyntaxError> {
-    let inner = nesting.checked_sub(1).ok_or(SyntaxError)?;
+fn object_end<F: Failure>(bytes: &[u8], at: usize, nesting: usize) -> Result<usize, F> {
+    let inner = nesting.checked_sub(1).ok_or(F::TOO_DEEP)?;
     let mut i = skip_whitespace(bytes, at + 1);
     if bytes.get(i) == Some(&b'}') {
         return Ok(i + 1);
     }
     loop {
         if bytes.get(i) != Some(&b'"') {
-            return Err(SyntaxError);
+            return Err(F::GRAMMAR);
         }
-        i = skip_whitespace(bytes, string_end(bytes, i)?.0);
+        i = skip_whitespace(bytes, scan_string::<F>(bytes, i)?.0);
         if bytes.get(i) != Some(&b':') {
-            return Err(SyntaxError);
+            return Err(F::GRAMMAR);
         }
         i = skip_whitespace(bytes, i + 1);
-        i = skip_whitespace(bytes, value_end(bytes, i, inner)?);
+        i = skip_whitespace(bytes, scan_value::<F>(bytes, i, inner)?);
         match bytes.get(i) {
             Some(b',') => i = skip_whitespace(bytes, i + 1),
             Some(b'}') => return Ok(i + 1),
-            _ => return Err(SyntaxError),
+            _ => return Err(F::GRAMMAR),
         }
     }
 }
 
-fn array_end(bytes: &[u8], at: usize, nesting: usize) -> Result<usize, SyntaxError> {
-    let inner = nesting.checked_sub(1).ok_or(SyntaxError)?;
+fn array_end<F: Failure>(bytes: &[u8], at: usize, nesting: usize) -> Result<usize, F> {
+    let inner = nesting.checked_sub(1).ok_or(F::TOO_DEEP)?;
     let mut i = skip_whitespace(bytes, at + 1);
     if bytes.get(i) == Some(&b']') {
         return Ok(i + 1);
     }
     loop {
-        i = skip_whitespace(bytes, value_end(bytes, i, inner)?);
+        i = skip_whitespace(bytes, scan_value::<F>(bytes, i, inner)?);
         match bytes.get(i) {
             Some(b',') => i = skip_whitespace(bytes, i + 1),
             Some(b']') => return Ok(i + 1),
-            _ => return Err(SyntaxError),
+            _ => return Err(F::GRAMMAR),
         }
     }
 }
@@ -197,12 +310,24 @@ pub(crate) fn is_valid(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use serde::de::IgnoredAny;
-
     use super::*;
 
+    /// What `serde_json` accepts when it builds values: the rule the scanner keeps.
     fn serde_accepts(text: &str) -> bool {
-        serde_json::from_str::<IgnoredAny>(text).is_ok()
+        serde_json::from_str::<serde_json::Value>(text).is_ok()
+    }
+
+    /// Why the diagnosing scan refuses `text`; it must refuse exactly what the fast one does.
+    fn error_of(text: &str) -> Option<Problem> {
+        let bytes = text.as_bytes();
+        let at = skip_whitespace(bytes, 0);
+        let problem = scan_value::<Problem>(bytes, at, MAX_NESTING);
+        assert_eq!(
+            problem.map_err(|_| SyntaxError),
+            value_end(bytes, at, MAX_NESTING),
+            "{text:?}"
+        );
+        problem.err()
     }
 
     #[test]
@@ -253,10 +378,53 @@ mod tests {
             "{\"a\"}",
             "{\"a\":}",
             "[\"\\u12\"]",
+            // Numbers a reader that builds values cannot hold, and the ones around them.
+            "1e400",
+            "-1e400",
+            "1e308",
+            "1.7976931348623157e308",
+            "1.7976931348623159e308",
+            "-1.7976931348623157e308",
+            "1e-400",
+            "0e999999999",
+            "123456789012345678901234567890",
+            "0.000000000000000000000000000000000000001",
+            // Surrogates: pairs are characters, halves are not.
+            r#""\ud83d\ude00""#,
+            r#""\ud800""#,
+            r#""\udc00""#,
+            r#""\ud800x""#,
+            r#""\ud800\u0041""#,
+            r#""\ud800\ud800""#,
+            r#""\udbff\udfff""#,
+            r#"{"\ud800":1}"#,
         ];
         for case in cases {
             assert_eq!(is_valid(case), serde_accepts(case), "{case:?}");
         }
+        let long = |digits: usize| "9".repeat(digits);
+        for digits in [308, 309, 310, 10_000] {
+            let text = long(digits);
+            assert_eq!(is_valid(&text), serde_accepts(&text), "{digits} digits");
+            let text = format!("{}.5", long(digits));
+            assert_eq!(is_valid(&text), serde_accepts(&text), "{digits} digits.5");
+        }
+    }
+
+    #[test]
+    fn names_what_it_refuses() {
+        assert_eq!(error_of("[1e400]"), Some(Problem::NumberOutOfRange));
+        assert_eq!(
+            error_of(&"1".repeat(10_000)),
+            Some(Problem::NumberOutOfRange)
+        );
+        assert_eq!(error_of(r#"["\ud800"]"#), Some(Problem::LoneSurrogate));
+        assert_eq!(error_of(r#"{"a":"\udfff"}"#), Some(Problem::LoneSurrogate));
+        let deep = format!("{}{}", "[".repeat(128), "]".repeat(128));
+        assert_eq!(error_of(&deep), Some(Problem::TooDeep));
+        let deep = format!("{}{}", "[".repeat(127), "]".repeat(127));
+        assert_eq!(error_of(&deep), None);
+        assert_eq!(error_of("[1,]"), Some(Problem::Grammar));
     }
 
     /// Nesting stops where `serde_json` stops when it builds values (when it only skips, it
@@ -311,6 +479,7 @@ mod tests {
                     continue;
                 };
                 assert_eq!(is_valid(&text), serde_accepts(&text), "{text:?}");
+                error_of(&text);
                 checked += 1;
             }
         }

@@ -165,8 +165,8 @@ pub(super) fn string_at(
 ) -> Result<Cow<'_, str>, SyntaxError> {
     if escaped {
         let literal = text.get(start..end).ok_or(SyntaxError)?;
-        // The scanner has checked the escapes; `serde_json` decodes them (and rejects lone
-        // surrogates, which no string can hold).
+        // The scanner has checked the escapes (lone surrogates included); `serde_json`
+        // decodes them.
         serde_json::from_str::<String>(literal)
             .map(Cow::Owned)
             .map_err(|_| SyntaxError)

@@ -4,9 +4,12 @@
 //! Each object is applied once: after its events are applied, a checkpoint object
 //! (`checkpoints/unify/<key>`) is written, and an object with a checkpoint is skipped. A
 //! redelivered notification is therefore a no-op, and a batch that failed half-way is retried
-//! from the first object without a checkpoint. An object that cannot be read (not gzip, not
-//! NDJSON) is recorded under `dead-letter/unify/<key>` with the reason — the object itself stays
-//! in the lake — and does not block the rest.
+//! from the first object without a checkpoint. An object that cannot be read (not gzip) is
+//! recorded under `dead-letter/unify/<key>.json` with the reason — the object itself stays in
+//! the lake — and does not block the rest. A line that is not an event by the rule validation
+//! applies ([`braid_core::event::lake_lines`]) is quarantined: the object's other events are
+//! applied, and the same record names the lines and why; `braid profiles rebuild` reads the
+//! lake by the same rule, so live and rebuilt profiles agree.
 //!
 //! Identity resolution is a [`Unify`] implementation (`crate::profiles::ProfileUnify`), whose
 //! writes [`Unify::commit`] makes durable before the objects' checkpoints are written;
@@ -18,11 +21,12 @@ use std::future::Future;
 use braid_core::catalogue::lake::{
     DEAD_LETTER_PREFIX, checkpoint_key, is_compacted, is_raw_object,
 };
+use braid_core::event::{LineError, lake_lines};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use time::OffsetDateTime;
 
-use super::object::{MAX_OBJECT_BYTES, gunzip, lines};
+use super::object::{MAX_OBJECT_BYTES, gunzip};
 use super::store::{ObjectStore, StoreError, is_valid_key};
 
 /// A failure of a [`Unify`] step: whether trying again may succeed, and a stable name for its
@@ -74,19 +78,44 @@ impl<E: StepError> UnifyError<E> {
     }
 }
 
+/// What a [`Unify`] step did with one object's lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LinesApplied {
+    /// Events applied.
+    pub events: usize,
+    /// The lines that are not events (numbered from 1), and why: kept out of the profiles.
+    pub quarantined: Vec<(usize, LineError)>,
+}
+
+impl LinesApplied {
+    /// Reads NDJSON lake content by the one rule ([`lake_lines`]): the events, by the lines
+    /// they are on, and the lines that are none, in `quarantined`.
+    pub fn read(content: &[u8]) -> (Vec<(braid_core::Event<'_>, &[u8])>, LinesApplied) {
+        let mut events = Vec::new();
+        let mut applied = LinesApplied::default();
+        for line in lake_lines(content) {
+            match line.event {
+                Ok(event) => events.push((event, line.text)),
+                Err(error) => applied.quarantined.push((line.number, error)),
+            }
+        }
+        (events, applied)
+    }
+}
+
 /// What is done with the events of one lake object.
 pub trait Unify: Send + Sync {
     /// What fails.
     type Error: StepError;
 
-    /// Applies the NDJSON `events` of the object `key`, giving how many events it applied. It
+    /// Applies the NDJSON `events` of the object `key`, read with [`LinesApplied::read`]. It
     /// is called at least once per object (again when a later step of the same invocation
     /// fails), so it must be idempotent: events carry a `messageId` for that.
     fn apply(
         &self,
         key: &str,
         events: &[u8],
-    ) -> impl Future<Output = Result<usize, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<LinesApplied, Self::Error>> + Send;
 
     /// Makes what every `apply` so far did durable; the objects are checkpointed (counted as
     /// applied) only after it returns `Ok`.
@@ -102,10 +131,15 @@ pub struct CountEvents;
 impl Unify for CountEvents {
     type Error = std::convert::Infallible;
 
-    async fn apply(&self, _key: &str, events: &[u8]) -> Result<usize, Self::Error> {
-        Ok(lines(events).count())
+    async fn apply(&self, _key: &str, events: &[u8]) -> Result<LinesApplied, Self::Error> {
+        let (events, mut applied) = LinesApplied::read(events);
+        applied.events = events.len();
+        Ok(applied)
     }
 }
+
+/// How many quarantined lines a dead-letter record names (it counts them all).
+const MAX_NAMED_LINES: usize = 100;
 
 /// What one invocation did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -116,10 +150,12 @@ pub struct UnifySummary {
     pub already_applied: usize,
     /// Keys that are not `raw/` lake objects, or objects that no longer exist.
     pub ignored: usize,
-    /// Objects recorded in the dead-letter area.
+    /// Objects recorded in the dead-letter area as unreadable.
     pub dead_lettered: usize,
     /// Events applied now.
     pub events: usize,
+    /// Lines of the objects applied now that are not events (named in the dead-letter area).
+    pub quarantined_lines: usize,
 }
 
 /// Applies the lake objects `keys` that have not been applied before.
@@ -157,19 +193,19 @@ pub async fn unify_objects<S: ObjectStore, U: Unify>(
         let content = match gunzip(&packed, MAX_OBJECT_BYTES) {
             Ok(content) => content,
             Err(error) => {
-                dead_letter(store, key, &error.to_string(), now).await?;
+                let record = json!({"key": key, "reason": error.to_string()});
+                dead_letter(store, key, record, now).await?;
                 summary.dead_lettered += 1;
                 continue;
             }
         };
-        if let Some(line) = lines(&content).position(|line| !is_json_object(line)) {
-            let reason = format!("line {} is not a JSON object", line + 1);
-            dead_letter(store, key, &reason, now).await?;
-            summary.dead_lettered += 1;
-            continue;
-        }
         match unify.apply(key, &content).await {
-            Ok(events) => applied.push((checkpoint, events)),
+            Ok(lines) => {
+                if !lines.quarantined.is_empty() {
+                    quarantine(store, key, &lines.quarantined, now).await?;
+                }
+                applied.push((checkpoint, lines));
+            }
             Err(error) => {
                 failure = Some(UnifyError::Step(error));
                 break;
@@ -181,13 +217,18 @@ pub async fn unify_objects<S: ObjectStore, U: Unify>(
     if !applied.is_empty() {
         unify.commit().await.map_err(UnifyError::Step)?;
     }
-    for (checkpoint, events) in applied {
-        let record = json!({"events": events, "appliedAt": braid_core::timestamp::format(now)});
+    for (checkpoint, lines) in applied {
+        let record = json!({
+            "events": lines.events,
+            "quarantined": lines.quarantined.len(),
+            "appliedAt": braid_core::timestamp::format(now),
+        });
         store
             .put(&checkpoint, record.to_string().into_bytes())
             .await?;
         summary.applied += 1;
-        summary.events += events;
+        summary.events += lines.events;
+        summary.quarantined_lines += lines.quarantined.len();
     }
     if let Some(error) = failure {
         return Err(error);
@@ -195,22 +236,39 @@ pub async fn unify_objects<S: ObjectStore, U: Unify>(
     Ok(summary)
 }
 
-fn is_json_object(line: &[u8]) -> bool {
-    matches!(serde_json::from_slice::<Value>(line), Ok(Value::Object(_)))
+/// Records the lines of `key` that are not events: the first [`MAX_NAMED_LINES`] by number
+/// and reason, and how many there are.
+async fn quarantine<S: ObjectStore>(
+    store: &S,
+    key: &str,
+    quarantined: &[(usize, LineError)],
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let named: Vec<_> = quarantined
+        .iter()
+        .take(MAX_NAMED_LINES)
+        .map(|(line, error)| json!({"line": line, "reason": error.to_string()}))
+        .collect();
+    let record = json!({
+        "key": key,
+        "reason": format!("{} lines are not events; the object's other events were applied", quarantined.len()),
+        "quarantined": quarantined.len(),
+        "lines": named,
+    });
+    dead_letter(store, key, record, now).await
 }
 
+/// Writes `record`, with the time, to `dead-letter/unify/<key>.json`.
 async fn dead_letter<S: ObjectStore>(
     store: &S,
     key: &str,
-    reason: &str,
+    mut record: serde_json::Value,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    tracing::warn!(key, reason, "unify: object sent to the dead-letter area");
-    let record = json!({
-        "key": key,
-        "reason": reason,
-        "at": braid_core::timestamp::format(now),
-    });
+    tracing::warn!(key, %record, "unify: recorded in the dead-letter area");
+    if let Some(fields) = record.as_object_mut() {
+        fields.insert("at".to_owned(), braid_core::timestamp::format(now).into());
+    }
     let dead = format!("{DEAD_LETTER_PREFIX}{key}.json");
     store.put(&dead, record.to_string().into_bytes()).await?;
     Ok(())
@@ -236,10 +294,10 @@ mod tests {
     impl Unify for Recorder {
         type Error = std::convert::Infallible;
 
-        async fn apply(&self, _key: &str, events: &[u8]) -> Result<usize, Self::Error> {
-            let n = lines(events).count();
-            self.0.fetch_add(n, Ordering::SeqCst);
-            Ok(n)
+        async fn apply(&self, key: &str, events: &[u8]) -> Result<LinesApplied, Self::Error> {
+            let applied = CountEvents.apply(key, events).await?;
+            self.0.fetch_add(applied.events, Ordering::SeqCst);
+            Ok(applied)
         }
     }
 
@@ -248,7 +306,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
         store
-            .put(KEY, gzip(b"{\"messageId\":\"a\"}\n{\"messageId\":\"b\"}\n"))
+            .put(
+                KEY,
+                gzip(b"{\"type\":\"track\",\"messageId\":\"a\"}\n{\"type\":\"page\",\"messageId\":\"b\"}\n"),
+            )
             .await
             .unwrap();
         let recorder = Recorder::default();
@@ -281,19 +342,71 @@ mod tests {
     async fn unreadable_objects_go_to_the_dead_letter_area() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
-        let other = "raw/workspace=shop/date=2024-05-01/hour=10/def.ndjson.gz";
         store.put(KEY, b"not gzip".to_vec()).await.unwrap();
-        store.put(other, gzip(b"{\"ok\":1}\n[1]\n")).await.unwrap();
-        let keys = vec![KEY.to_owned(), other.to_owned()];
+        let keys = vec![KEY.to_owned()];
         let summary = unify_objects(&store, &CountEvents, &keys, now())
             .await
             .unwrap();
-        assert_eq!(summary.dead_lettered, 2);
-        let dead = store.list(DEAD_LETTER_PREFIX).await.unwrap();
-        assert_eq!(dead.len(), 2);
-        let record = store.get(&dead[0].key).await.unwrap().unwrap();
-        let record: Value = serde_json::from_slice(&record).unwrap();
+        assert_eq!((summary.dead_lettered, summary.applied), (1, 0));
+        let record = store
+            .get(&format!("{DEAD_LETTER_PREFIX}{KEY}.json"))
+            .await
+            .unwrap()
+            .unwrap();
+        let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
         assert_eq!(record["key"], KEY);
         assert!(store.get(KEY).await.unwrap().is_some(), "the object stays");
+    }
+
+    /// One bad line keeps only itself out: the object's other events are applied, and the
+    /// record names the line and why.
+    #[tokio::test]
+    async fn a_line_that_is_no_event_is_quarantined_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let content = concat!(
+            "{\"type\":\"track\",\"messageId\":\"a\"}\n",
+            "{\"type\":\"track\",\"n\":1e400}\n",
+            "[1]\n",
+            "\n",
+            "{\"type\":\"sleep\"}\n",
+            "{\"type\":\"identify\",\"messageId\":\"b\"}\n",
+        );
+        store.put(KEY, gzip(content.as_bytes())).await.unwrap();
+        let recorder = Recorder::default();
+        let summary = unify_objects(&store, &recorder, &[KEY.to_owned()], now())
+            .await
+            .unwrap();
+        assert_eq!(
+            summary,
+            UnifySummary {
+                applied: 1,
+                events: 2,
+                quarantined_lines: 3,
+                ..UnifySummary::default()
+            }
+        );
+        assert_eq!(recorder.0.load(Ordering::SeqCst), 2);
+        let record = store
+            .get(&format!("{DEAD_LETTER_PREFIX}{KEY}.json"))
+            .await
+            .unwrap()
+            .unwrap();
+        let record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+        assert_eq!(record["quarantined"], 3);
+        let lines: Vec<u64> = record["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["line"].as_u64().unwrap())
+            .collect();
+        assert_eq!(lines, [2, 3, 5]);
+        assert!(
+            record["lines"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("64-bit float"),
+            "{record}"
+        );
     }
 }

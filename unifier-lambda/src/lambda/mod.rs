@@ -354,7 +354,8 @@ mod tests {
     async fn ingest_takes_a_function_url_request() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
-        let mut config = Config::default();
+        // It takes batches for the workspaces its document lists (no write keys needed).
+        let mut config = Config::parse("[[workspaces]]\nname = \"shop\"\n").unwrap();
         config.collect.forward_secret = Some("s".into());
         let api = Api::new(config).unwrap();
         let body = ForwardBatch::write(

@@ -37,7 +37,7 @@ use workspace::Workspace;
 pub use error::ProfileError;
 
 use crate::lake::compact::live_objects;
-use crate::lake::feed::Unify;
+use crate::lake::feed::{LinesApplied, Unify};
 use crate::lake::object::{MAX_OBJECT_BYTES, gunzip};
 use crate::lake::store::ObjectStore;
 
@@ -229,7 +229,19 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
                 continue;
             };
             match gunzip(&packed, MAX_OBJECT_BYTES) {
-                Ok(content) => events += store.apply_lines(&content, &self.settings).await?,
+                Ok(content) => {
+                    let applied = store.apply_lines(&content, &self.settings).await?;
+                    events += applied.events;
+                    if !applied.quarantined.is_empty() {
+                        // By the rule of the live path, which recorded them in the dead-letter
+                        // area when it applied the object.
+                        tracing::warn!(
+                            key = object.key,
+                            lines = applied.quarantined.len(),
+                            "rebuild: lines that are not events were kept out"
+                        );
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(key = object.key, %error, "rebuild: unreadable object");
                 }
@@ -288,8 +300,8 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         self.workspace(workspace).await.map(Some)
     }
 
-    /// Applies NDJSON lake lines to a workspace's profiles, giving how many were applied to a
-    /// profile (not yet durable: see [`Unify::commit`]).
+    /// Applies NDJSON lake lines to a workspace's profiles, giving how many events were applied
+    /// to a profile (not yet durable: see [`Unify::commit`]) and the lines that are not events.
     ///
     /// # Errors
     ///
@@ -298,7 +310,7 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         &self,
         workspace: &str,
         content: &[u8],
-    ) -> Result<usize, ProfileError> {
+    ) -> Result<LinesApplied, ProfileError> {
         let store = self.workspace(workspace).await?;
         let applied = store.apply_lines(content, &self.settings).await;
         if let Err(error) = &applied {
@@ -320,10 +332,10 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
 impl<S: ObjectStore, H: KvHome> Unify for ProfileUnify<S, H> {
     type Error = ProfileError;
 
-    async fn apply(&self, key: &str, events: &[u8]) -> Result<usize, ProfileError> {
+    async fn apply(&self, key: &str, events: &[u8]) -> Result<LinesApplied, ProfileError> {
         match workspace_of(Area::Raw, key) {
             Some(workspace) => self.apply_lines(workspace, events).await,
-            None => Ok(0),
+            None => Ok(LinesApplied::default()),
         }
     }
 

@@ -260,10 +260,31 @@ async fn events_are_paged_across_merges_and_redeliveries_count_once() {
     };
     unify.apply_lines("w", first.as_bytes()).await.unwrap();
     let second = login("login-laptop", "laptop") + &login("login-phone", "phone");
-    assert_eq!(unify.apply_lines("w", second.as_bytes()).await.unwrap(), 2);
+    assert_eq!(
+        unify
+            .apply_lines("w", second.as_bytes())
+            .await
+            .unwrap()
+            .events,
+        2
+    );
     // The same lines again (a client's retry), and the first batch again.
-    assert_eq!(unify.apply_lines("w", second.as_bytes()).await.unwrap(), 0);
-    assert_eq!(unify.apply_lines("w", first.as_bytes()).await.unwrap(), 0);
+    assert_eq!(
+        unify
+            .apply_lines("w", second.as_bytes())
+            .await
+            .unwrap()
+            .events,
+        0
+    );
+    assert_eq!(
+        unify
+            .apply_lines("w", first.as_bytes())
+            .await
+            .unwrap()
+            .events,
+        0
+    );
     unify.commit().await.unwrap();
     let user = Identifier::parse("user_id:u").unwrap();
     let profile = unify.profile("w", &user).await.unwrap().unwrap();
@@ -324,7 +345,10 @@ async fn a_failed_write_loses_nothing_and_is_retried_whole() {
     let profile = unify.profile("w", &user).await.unwrap().unwrap();
     assert!(profile["eventCounts"].get("Buy").is_none(), "{profile}");
     kv.set_failing(false);
-    assert_eq!(unify.apply_lines("w", two.as_bytes()).await.unwrap(), 1);
+    assert_eq!(
+        unify.apply_lines("w", two.as_bytes()).await.unwrap().events,
+        1
+    );
     let profile = unify.profile("w", &user).await.unwrap().unwrap();
     assert_eq!(profile["eventCounts"]["Buy"], 1);
     assert_eq!(profile["aggregates"]["revenue"], 5.0);

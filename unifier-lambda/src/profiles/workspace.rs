@@ -14,7 +14,7 @@ use braid_core::unify::{
 use super::error::{ProfileError, corrupt};
 use super::keys::{DAY_MILLIS, META_KEY, event_key, identifier_key, profile_key, seen_key};
 use super::kv::{Kv, KvWrite, prefix_end};
-use crate::lake::object::lines;
+use crate::lake::feed::LinesApplied;
 
 /// Reads of a store in flight at once.
 const CONCURRENT_READS: usize = 32;
@@ -86,31 +86,25 @@ impl<K: Kv> Workspace<K> {
         Ok(())
     }
 
-    /// Applies NDJSON lake lines, giving how many were applied to a profile.
+    /// Applies NDJSON lake lines: how many events were applied to a profile, and the lines
+    /// that are not events.
     pub(super) async fn apply_lines(
         &self,
         content: &[u8],
         settings: &ProfileStoreConfig,
-    ) -> Result<usize, ProfileError> {
+    ) -> Result<LinesApplied, ProfileError> {
         let _writer = self.writer.lock().await;
-        let mut events = Vec::new();
-        for line in lines(content) {
-            if let Some(event) = std::str::from_utf8(line)
-                .ok()
-                .and_then(|text| Event::from_lake_line(text).ok())
-            {
-                events.push((event, line));
-            }
-        }
+        let (events, mut applied) = LinesApplied::read(content);
         if events.is_empty() {
-            return Ok(0);
+            return Ok(applied);
         }
         let result = self.apply_events(&events, settings).await;
         if result.is_err() {
             // The working set may hold changes the store does not: start again from the store.
             self.reset_after_failure().await;
         }
-        result
+        applied.events = result?;
+        Ok(applied)
     }
 
     async fn apply_events(

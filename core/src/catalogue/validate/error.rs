@@ -14,6 +14,15 @@ pub enum ValidationError {
         /// The parser's message, with line and column.
         detail: String,
     },
+    /// Arrays and objects nest deeper than the limit (counted from the event, or the body when
+    /// it is not read as events).
+    #[error(
+        "body is not valid JSON: arrays and objects nest deeper than the limit of {limit} levels"
+    )]
+    TooDeep {
+        /// The limit in levels.
+        limit: usize,
+    },
     /// The body is JSON but not an object, or `batch` is not an array.
     #[error("body must be a JSON object{detail}")]
     MalformedBody {
@@ -148,6 +157,7 @@ impl ValidationError {
     pub fn index(&self) -> Option<usize> {
         match self {
             ValidationError::MalformedJson { .. }
+            | ValidationError::TooDeep { .. }
             | ValidationError::MalformedBody { .. }
             | ValidationError::BatchTooLarge { .. }
             | ValidationError::TooManyEvents { .. }
@@ -168,6 +178,7 @@ impl ValidationError {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             ValidationError::MalformedJson { .. }
+            | ValidationError::TooDeep { .. }
             | ValidationError::MalformedBody { .. }
             | ValidationError::BatchTooLarge { .. }
             | ValidationError::EventTooLarge { .. }
@@ -190,6 +201,7 @@ impl ValidationError {
             ValidationError::BatchTooLarge { limit, .. }
             | ValidationError::TooManyEvents { limit, .. }
             | ValidationError::EventTooLarge { limit, .. }
+            | ValidationError::TooDeep { limit }
             | ValidationError::TooLong { limit, .. } => Some(*limit),
             _ => None,
         }
@@ -199,6 +211,7 @@ impl ValidationError {
     pub fn code(&self) -> &'static str {
         match self {
             ValidationError::MalformedJson { .. } => "malformed_json",
+            ValidationError::TooDeep { .. } => "too_deep",
             ValidationError::MalformedBody { .. } => "malformed_body",
             ValidationError::BatchTooLarge { .. } => "batch_too_large",
             ValidationError::TooManyEvents { .. } => "too_many_events",

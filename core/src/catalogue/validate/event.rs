@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use super::config::Limits;
 use super::error::{ValidationError, shorten};
 use crate::event::{ClientTimes, Event, EventType, SHAPE};
-use crate::json::{Kind, Node, Obj};
+use crate::json::{Kind, MAX_NESTING, Node, Obj, Problem, problem};
 use crate::timestamp;
 
 /// Validates one event of a batch, given its JSON text as received.
@@ -71,9 +71,29 @@ pub(crate) fn check_size(index: usize, json: &str, limits: &Limits) -> Result<()
 
 /// The error for an event that is not valid JSON, with `serde_json`'s message (line, column).
 fn malformed(json: &str) -> ValidationError {
-    let detail = match serde_json::from_str::<serde::de::IgnoredAny>(json) {
-        Err(error) => error.to_string(),
-        Ok(_) => "a string holds an escape that is not a character".to_owned(),
+    syntax_error(
+        problem(json, 0, MAX_NESTING),
+        || match serde_json::from_str::<serde::de::IgnoredAny>(json) {
+            Err(error) => error.to_string(),
+            Ok(_) => "a string holds an escape that is not a character".to_owned(),
+        },
+    )
+}
+
+/// The error for JSON the scanner refused: in its own words for what it names (the nesting
+/// limit, a number out of range, a lone surrogate), or in `grammar`'s (`serde_json`'s, with
+/// line and column) for a syntax error.
+pub(crate) fn syntax_error(failure: Problem, grammar: impl FnOnce() -> String) -> ValidationError {
+    let detail = match failure {
+        Problem::TooDeep => return ValidationError::TooDeep { limit: MAX_NESTING },
+        Problem::NumberOutOfRange => {
+            "a number is outside the range of a 64-bit float (magnitude at most 1.7976931348623157e308)"
+                .to_owned()
+        }
+        Problem::LoneSurrogate => {
+            "a \\u escape is a lone surrogate, which is not a character".to_owned()
+        }
+        Problem::Grammar => grammar(),
     };
     ValidationError::MalformedJson { detail }
 }

@@ -12,4 +12,4 @@ mod tests;
 pub use config::Limits;
 pub use error::ValidationError;
 pub use event::validate_event;
-pub(crate) use event::{check_size, parse_event, validate_object};
+pub(crate) use event::{check_size, parse_event, syntax_error, validate_object};
