@@ -7,7 +7,10 @@
 //!   batches; the run ends by checking that every acknowledged event is in the lake;
 //! - unify: lake lines through identity resolution and profiles, in memory on one thread (the
 //!   core alone), then into the persistent profile store (SlateDB on a temporary folder, every
-//!   batch durable), with the store's size on disk per million profiles.
+//!   batch durable), with the store's size on disk per million profiles; then a stream
+//!   dominated by a few hot profiles, each event with a new anonymous id (a site that sets a
+//!   fresh cookie per page, or an attacker with the public write key), the case where a
+//!   profile's bounds matter.
 
 use std::time::{Duration, Instant};
 
@@ -145,6 +148,7 @@ fn bench_core(bodies: &[Bytes], events: usize, batch: usize) {
             anonymous_id: None,
             location: None,
             edge: None,
+            trust: braid_core::collect::Trust::default(),
         };
         let outcome = process_batch(parsed, &info, &config);
         accepted += outcome.accepted_count;
@@ -244,14 +248,31 @@ async fn bench_unify(args: &BenchArgs) -> anyhow::Result<()> {
         "  events            {events}, {:.0} bytes each",
         lines.len() as f64 / events.max(1) as f64
     );
-    // Three runs: the figure varies with how fast the kernel hands out fresh pages as the
-    // state grows; the median is the one to quote.
+    let median = core_runs(&lines, events);
+    println!("  throughput        {median:.0} events/s per core (median of 3)");
+    for retention in [90, 0] {
+        bench_unify_store(args, &lines, retention, "").await?;
+    }
+    let hot = hot_stream(events);
+    println!();
+    println!(
+        "unify, core, a stream of {HOT_PROFILES} hot profiles (90 % of events, each with a new anonymous id)"
+    );
+    let median = core_runs(&hot, events);
+    println!("  throughput        {median:.0} events/s per core (median of 3)");
+    bench_unify_store(args, &hot, 90, ", the hot stream").await?;
+    Ok(())
+}
+
+/// Three runs of the unify core over `lines`, printed; the median rate. The figure varies with
+/// how fast the kernel hands out fresh pages as the state grows: the median is the one to quote.
+fn core_runs(lines: &[u8], events: usize) -> f64 {
     let mut rates = Vec::new();
     for run in 1..=3 {
         let mut unifier = Unifier::new(IdentityRules::default(), unify_config());
         let started = Instant::now();
         let mut applied = 0;
-        for line in ndjson_lines(&lines) {
+        for line in ndjson_lines(lines) {
             if let Some(event) = std::str::from_utf8(line)
                 .ok()
                 .and_then(|text| Event::from_lake_line(text).ok())
@@ -273,14 +294,52 @@ async fn bench_unify(args: &BenchArgs) -> anyhow::Result<()> {
         );
     }
     rates.sort_by(f64::total_cmp);
-    println!(
-        "  throughput        {:.0} events/s per core (median of 3)",
-        rates.get(1).copied().unwrap_or_default()
-    );
-    for retention in [90, 0] {
-        bench_unify_store(args, &lines, retention).await?;
+    rates.get(1).copied().unwrap_or_default()
+}
+
+/// How many profiles the hot stream is dominated by.
+const HOT_PROFILES: u64 = 10;
+
+/// Lake events of which nine in ten belong to one of [`HOT_PROFILES`] signed-in users, each
+/// with a new anonymous id (past its type's limit at once) and, on identify calls, a new
+/// trait; the rest are the browsing of many visitors.
+#[expect(
+    clippy::indexing_slicing,
+    reason = "building benchmark events (objects, where indexing inserts)"
+)]
+fn hot_stream(events: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let mut lines = Vec::with_capacity(events * 400);
+    for i in 0..events {
+        let hot = next(10) < 9;
+        let mut event = json!({
+            "type": "track", "event": "Product Viewed",
+            "messageId": format!("h-{i}"),
+            "timestamp": format!("2024-05-01T{:02}:{:02}:{:02}.000Z", i / 60_000 % 24, i / 1000 % 60, i % 60),
+            "receivedAt": "2024-05-01T23:59:59.000Z",
+            "context": {"library": {"name": "analytics.js", "version": "5.0.0"}, "ip": "203.0.113.0"},
+            "properties": {"product_id": format!("sku-{}", next(500)), "price": 19.99},
+        });
+        if hot {
+            event["userId"] = json!(format!("hot-{}", next(HOT_PROFILES)));
+            event["anonymousId"] = json!(format!("cookie-{i}"));
+            if i % 10 == 0 {
+                event["type"] = json!("identify");
+                event["traits"] = json!({format!("seen_{i}"): true, "plan": "pro"});
+            }
+        } else {
+            event["anonymousId"] = json!(format!("anon-{}", next(200_000)));
+        }
+        lines.extend_from_slice(event.to_string().as_bytes());
+        lines.push(b'\n');
     }
-    Ok(())
+    lines
 }
 
 /// The same stream through the profile store on a local folder, in lake objects of 1,000
@@ -290,6 +349,7 @@ async fn bench_unify_store(
     args: &BenchArgs,
     lines: &[u8],
     event_retention_days: u64,
+    stream: &str,
 ) -> anyhow::Result<()> {
     let base = args.data.clone().unwrap_or_else(std::env::temp_dir);
     let data = base.join(format!("braid-bench-unify-{}", std::process::id()));
@@ -328,7 +388,14 @@ async fn bench_unify_store(
     }
     profiles.commit().await?;
     let seconds = started.elapsed().as_secs_f64();
-    let count = profiles.snapshot("bench").await?.len();
+    let snapshot = profiles.snapshot("bench").await?;
+    let count = snapshot.len();
+    let largest = snapshot
+        .iter()
+        .map(|profile| profile.to_string().len())
+        .max()
+        .unwrap_or(0);
+    drop(snapshot);
     profiles.close().await?;
     drop(profiles);
     let on_close = folder_size(&data.join("profiles"));
@@ -336,7 +403,7 @@ async fn bench_unify_store(
     let bytes = folder_size(&data.join("profiles"));
     println!();
     println!(
-        "unify into the profile store (SlateDB, local folder, fsync; cache {} profiles; events kept {})",
+        "unify into the profile store{stream} (SlateDB, local folder, fsync; cache {} profiles; events kept {})",
         settings.cache_profiles,
         if event_retention_days == 0 {
             "none".to_owned()
@@ -353,7 +420,7 @@ async fn bench_unify_store(
         "  throughput        {:.0} events/s",
         rate(all.len(), seconds)
     );
-    println!("  profiles          {count}");
+    println!("  profiles          {count}, the largest {largest} bytes as the API shows it");
     println!(
         "  store on disk     {:.1} MB at close; {:.1} MB = {:.0} MB per million profiles once the log is collected (lz4; tables not all compacted)",
         on_close as f64 / 1e6,
@@ -430,6 +497,7 @@ async fn bench_http(args: &BenchArgs, bodies: &[Bytes]) -> anyhow::Result<()> {
             name: "bench".into(),
             write_keys: vec![KEY.into()],
             rate_limit: None,
+            ..Default::default()
         }],
         ..Config::default()
     };

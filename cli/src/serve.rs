@@ -76,6 +76,7 @@ fn configure(args: ServeArgs) -> anyhow::Result<Config> {
                 name: args.workspace.clone(),
                 write_keys: args.write_key,
                 rate_limit: None,
+                ..Default::default()
             }),
         }
     }
@@ -85,6 +86,7 @@ fn configure(args: ServeArgs) -> anyhow::Result<Config> {
             name: "demo".into(),
             write_keys: vec![key],
             rate_limit: None,
+            ..Default::default()
         });
     }
     Ok(config.check()?)

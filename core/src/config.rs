@@ -64,8 +64,9 @@ impl Default for ServerConfig {
 
 /// The secrets a platform may keep out of the document, by the name of the environment
 /// variable (or Worker secret) that holds each, and the setting it fills.
-pub const SECRETS: [(&str, &str); 4] = [
+pub const SECRETS: [(&str, &str); 5] = [
     ("BRAID_FORWARD_SECRET", "collect.forward_secret"),
+    ("BRAID_IDENTITY_SECRET", "collect.identity_secret"),
     ("BRAID_PROFILE_TOKEN", "activate.profile_api.token"),
     ("BRAID_EDGE_KEY_SECRET", "activate.personalize.key_secret"),
     ("BRAID_TOKEN_SECRET", "activate.personalize.token_secret"),
@@ -168,6 +169,9 @@ impl Config {
         if let Some(value) = found("BRAID_FORWARD_SECRET") {
             self.collect.forward_secret = Some(value);
         }
+        if let Some(value) = found("BRAID_IDENTITY_SECRET") {
+            self.collect.identity_secret = Some(value);
+        }
         if let Some(value) = found("BRAID_PROFILE_TOKEN") {
             self.activate
                 .profile_api
@@ -210,7 +214,7 @@ impl Config {
                     name: workspace.name.clone(),
                 });
             }
-            for key in &workspace.write_keys {
+            for key in workspace.write_keys.iter().chain(&workspace.server_keys) {
                 if key.is_empty() {
                     return Err(ConfigError::EmptyWriteKey {
                         workspace: workspace.name.clone(),
@@ -229,6 +233,9 @@ impl Config {
         }
         if self.collect.forward_secret.as_deref() == Some("") {
             self.collect.forward_secret = None;
+        }
+        if self.collect.identity_secret.as_deref() == Some("") {
+            self.collect.identity_secret = None;
         }
         if self
             .activate
@@ -265,6 +272,25 @@ impl Config {
     /// does not exist, whoever names it.
     pub fn workspace(&self, name: &str) -> Option<&WorkspaceConfig> {
         self.workspaces.iter().find(|w| w.name == name)
+    }
+
+    /// The identity secret of the workspace at `index` (`docs/trust.md`): its own, else
+    /// `[collect] identity_secret`.
+    pub fn identity_secret(&self, index: usize) -> Option<&str> {
+        self.workspaces
+            .get(index)
+            .and_then(|w| w.identity_secret.as_deref())
+            .or(self.collect.identity_secret.as_deref())
+            .filter(|secret| !secret.is_empty())
+    }
+
+    /// The names of the workspaces under strict identity (`verify_identity`).
+    pub fn strict_identity_workspaces(&self) -> Vec<String> {
+        self.workspaces
+            .iter()
+            .filter(|w| w.verify_identity)
+            .map(|w| w.name.clone())
+            .collect()
     }
 
     /// The workspace a write key sends to.

@@ -28,6 +28,19 @@ const CONTEXT_SHAPE: Shape = Shape {
     capacity: 12,
 };
 
+/// `context.braid`: what collection proved about the event's identity (`docs/trust.md`),
+/// written by collection only (a client's is removed), read by unify.
+pub const BRAID_CONTEXT: &str = "braid";
+
+/// `context.braid.trusted`: `true` for an event from a server key; every identifier is proven.
+pub const TRUSTED: &str = "trusted";
+
+/// `context.braid.verified`: the identifier types (`user_id`, `email`) the event's proofs prove.
+pub const VERIFIED: &str = "verified";
+
+/// `context.braid.browser`: the id of the browser's credential cookie (a `browser` identifier).
+pub const BROWSER: &str = "browser";
+
 /// The six Segment Spec event types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventType {

@@ -32,8 +32,8 @@ use crate::rate::TokenBucket;
 #[derive(Debug)]
 pub struct Api {
     pub(crate) config: Config,
-    /// Write key → index into `config.workspaces`.
-    pub(crate) keys: HashMap<String, usize>,
+    /// Write key → index into `config.workspaces`, and whether it is a server key.
+    pub(crate) keys: HashMap<String, (usize, bool)>,
     limiters: Vec<Option<Mutex<TokenBucket>>>,
 }
 
@@ -59,7 +59,10 @@ impl Api {
         let mut limiters = Vec::new();
         for (index, workspace) in config.workspaces.iter().enumerate() {
             for key in &workspace.write_keys {
-                keys.insert(key.clone(), index);
+                keys.insert(key.clone(), (index, false));
+            }
+            for key in &workspace.server_keys {
+                keys.insert(key.clone(), (index, true));
             }
             limiters.push(
                 workspace

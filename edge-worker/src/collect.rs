@@ -5,7 +5,7 @@
 use braid_core::EventType;
 use braid_core::catalogue::lake::{FailedEvent, LakeWrite};
 use braid_core::catalogue::validate::ValidationError;
-use braid_core::collect::{ParsedBody, RequestInfo, process_batch};
+use braid_core::collect::{ParsedBody, RequestInfo, Trust, browser_id, process_batch};
 use braid_core::config::shorten_key;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -45,7 +45,7 @@ impl Api {
         let header_key = basic_user(request.header("authorization"));
         let header_workspace = header_key
             .as_deref()
-            .and_then(|key| self.keys.get(key).copied());
+            .and_then(|key| self.keys.get(key).map(|(index, _)| *index));
         let body = match decode_body(
             request.body,
             request.header("content-encoding"),
@@ -69,7 +69,7 @@ impl Api {
         let Some(key) = key else {
             return self.refuse(request, &ApiError::MissingWriteKey, bytes);
         };
-        let Some(&index) = self.keys.get(key) else {
+        let Some(&(index, server)) = self.keys.get(key) else {
             return self.refuse(
                 request,
                 &ApiError::UnknownWriteKey {
@@ -83,6 +83,16 @@ impl Api {
         }
         let workspace = self.workspace_name(index);
         let cookie_id = self.cookie_id(request, &parsed);
+        let credential = self.credential(request);
+        let browser = credential.as_ref().map(|(value, _)| browser_id(value));
+        let trust = if server {
+            Trust::Server
+        } else {
+            Trust::Client {
+                secret: self.config.identity_secret(index).map(str::as_bytes),
+                browser: browser.as_deref(),
+            }
+        };
         let info = RequestInfo {
             workspace,
             received_at: now,
@@ -91,6 +101,7 @@ impl Api {
             anonymous_id: cookie_id.as_deref(),
             location: request.location,
             edge: request.edge,
+            trust,
         };
         let received = parsed.len();
         let outcome = process_batch(parsed, &info, &self.config.catalogue);
@@ -128,7 +139,13 @@ impl Api {
         if let (Some(id), Some(config)) = (&cookie_id, identity_cookie) {
             response
                 .headers
-                .push(("set-cookie", cookie::set_id(config, id)));
+                .push(("set-cookie", cookie::set_id(config, &config.name, id)));
+            if let Some((value, true)) = &credential {
+                response.headers.push((
+                    "set-cookie",
+                    cookie::set_id(config, &config.credential, value),
+                ));
+            }
         }
         if let Some(token) = request.query_param("ack").filter(|t| cookie::is_id(t))
             && status == 200
@@ -158,7 +175,7 @@ impl Api {
     /// start, else a fresh one.
     fn cookie_id(&self, request: &HttpRequest<'_>, parsed: &ParsedBody<'_>) -> Option<String> {
         let config = self.config.collect.identity_cookie.as_ref()?;
-        cookie::sent_id(request, config)
+        cookie::sent(request, &config.name)
             .map(str::to_owned)
             .or_else(|| {
                 parsed
@@ -172,6 +189,19 @@ impl Api {
                     .filter(|id| cookie::is_id(id))
                     .map(str::to_owned)
             })
+    }
+
+    /// The browser's credential cookie (`docs/trust.md`): the one it sent, else a fresh random
+    /// value to set (`true`). None without an identity cookie.
+    fn credential(&self, request: &HttpRequest<'_>) -> Option<(String, bool)> {
+        let config = self.config.collect.identity_cookie.as_ref()?;
+        if let Some(sent) = cookie::sent(request, &config.credential) {
+            return Some((sent.to_owned(), false));
+        }
+        request
+            .fresh_key
+            .filter(|key| cookie::is_id(key))
+            .map(|key| (key.to_owned(), true))
     }
 
     /// Refuses a whole body; when the sender is known (a valid key in `Authorization`), the

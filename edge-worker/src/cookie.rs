@@ -1,15 +1,17 @@
 //! Cookies the edge reads and sets: the first-party identity cookie (the visitor's anonymous id,
-//! `HttpOnly`) and the browser SDK's receipt for a batch whose answer its page may never read.
+//! `HttpOnly`), the browser's credential (a random value the server issues, `HttpOnly`, by
+//! which personalization finds the visitor: `docs/trust.md`), and the browser SDK's receipt
+//! for a batch whose answer its page may never read.
 
 use braid_core::collect::CookieConfig;
 
 use crate::http::HttpRequest;
 
-/// The identity cookie's id as the request sent it, when well-formed.
-pub(crate) fn sent_id<'r>(request: &'r HttpRequest<'_>, cookie: &CookieConfig) -> Option<&'r str> {
+/// The value of the cookie `name` as the request sent it, when well-formed ([`is_id`]).
+pub(crate) fn sent<'r>(request: &'r HttpRequest<'_>, name: &str) -> Option<&'r str> {
     request.header("cookie")?.split(';').find_map(|pair| {
-        let (name, value) = pair.trim().split_once('=')?;
-        (name == cookie.name && is_id(value)).then_some(value)
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name && is_id(value)).then_some(value)
     })
 }
 
@@ -22,12 +24,11 @@ pub(crate) fn is_id(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The identity cookie's `Set-Cookie` value: `HttpOnly; SameSite=Lax`, `Secure` unless
-/// configured off, one year by default, on the configured domain.
-pub(crate) fn set_id(cookie: &CookieConfig, id: &str) -> String {
+/// The `Set-Cookie` value of the identity cookie or the credential (`name`): `HttpOnly;
+/// SameSite=Lax`, `Secure` unless configured off, one year by default, on the configured domain.
+pub(crate) fn set_id(cookie: &CookieConfig, name: &str, id: &str) -> String {
     let mut value = format!(
-        "{}={id}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
-        cookie.name,
+        "{name}={id}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax",
         u64::from(cookie.max_age_days) * 86_400
     );
     if cookie.secure {

@@ -21,6 +21,9 @@ pub struct HttpRequest<'a> {
     /// A fresh random id (a UUID) from the platform, used as the anonymous id of a visitor who
     /// has no identity cookie yet.
     pub fresh_id: Option<&'a str>,
+    /// Another fresh random value (a UUID) from the platform, not derived from `fresh_id`: the
+    /// credential cookie of a browser that has none yet (`docs/trust.md`).
+    pub fresh_key: Option<&'a str>,
     /// What the platform knows of where the request came from, as compact JSON objects: geo
     /// for `context.location`, the network and data centre for `context.edge` (the Worker, from
     /// the request's `cf` object).

@@ -1,10 +1,11 @@
 //! `GET /v1/personalize`: the caller's own edge-visible profile. Who the caller is comes from
 //! the request — a token the site's server signed (`Authorization: Bearer v1....`), else the
-//! `HttpOnly` identity cookie — never from the query string, so no request can read another
+//! browser's `HttpOnly` credential cookie (`docs/trust.md`) — never from the query string, so no request can read another
 //! person's profile. The platform looks the key up in its store (KV for the Worker, the local
 //! profiles for `braid serve`) and answers with [`Personalization::finish`].
 
 use braid_core::activate::personalize::{EMPTY_PROFILE, edge_key, verify_token};
+use braid_core::collect::browser_id;
 use braid_core::unify::{IdType, Identifier};
 use time::OffsetDateTime;
 
@@ -57,13 +58,15 @@ impl Api {
                 }
             }
         } else {
+            // The browser's credential, never the anonymous id (which scripts and events
+            // show): only a proven link lets it read an identified profile.
             let from_cookie = self
                 .config
                 .collect
                 .identity_cookie
                 .as_ref()
-                .and_then(|config| cookie::sent_id(request, config))
-                .map(|value| Identifier::new(IdType::AnonymousId, value));
+                .and_then(|config| cookie::sent(request, &config.credential))
+                .map(|value| Identifier::new(IdType::Browser, browser_id(value)));
             match from_cookie {
                 Some(id) => id,
                 None => {

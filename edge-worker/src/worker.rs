@@ -41,6 +41,7 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
         .get("cf-connecting-ip")?
         .and_then(|ip| ip.parse().ok());
     let fresh_id = random_uuid();
+    let fresh_key = random_uuid();
     let (location, edge) = cf_context(&request);
     let http = HttpRequest {
         method: &method,
@@ -53,6 +54,7 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
         body: &body,
         client_ip,
         fresh_id: fresh_id.as_deref(),
+        fresh_key: fresh_key.as_deref(),
         location: location.as_deref(),
         edge: edge.as_deref(),
     };

@@ -383,7 +383,8 @@ const scenarios = {
 
   // With the server's identity cookie (HttpOnly): a first visit's cookie takes the SDK's id;
   // after script storage is wiped (Safari's 7-day cap), the SDK takes the id back from the
-  // server's answer.
+  // server's answer. The browser's credential (braid_key) is another HttpOnly cookie, which
+  // scripts never see.
   async edgeid(b) {
     const pages = { '/test/edge.html': html({ flushAt: 1, autoPage: false }) };
     const { ctx, log } = await context(b, pages);
@@ -396,6 +397,8 @@ const scenarios = {
     });
     await until('delivery', () => log.statuses.includes(200));
     const httpOnly = (await ctx.cookies()).find((c) => c.name === 'braid_aid');
+    const credential = (await ctx.cookies()).find((c) => c.name === 'braid_key');
+    const readable = await page.evaluate(() => document.cookie);
     // Script storage is wiped; the HttpOnly cookie survives.
     await page.evaluate(() => {
       localStorage.clear();
@@ -412,7 +415,13 @@ const scenarios = {
     await until('the id from the server', async () => (await page.evaluate(() => braid.user().anonymousId())) === first);
     await page.evaluate(() => braid.track('Realigned'));
     await until('the third delivery', () => log.statuses.filter((s) => s === 200).length === 3);
-    return { first, cookie: httpOnly && { value: httpOnly.value, httpOnly: httpOnly.httpOnly }, wiped };
+    return {
+      first,
+      cookie: httpOnly && { value: httpOnly.value, httpOnly: httpOnly.httpOnly },
+      credential: credential && { value: credential.value, httpOnly: credential.httpOnly },
+      scriptSeesCredential: readable.includes('braid_key'),
+      wiped,
+    };
   },
 
   // cookieless: nothing stored, events still sent; with honorGPC and Global Privacy Control on,

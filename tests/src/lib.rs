@@ -83,6 +83,7 @@ pub fn forward_request<'a>(
         body,
         client_ip: None,
         fresh_id: None,
+        fresh_key: None,
         location: None,
         edge: None,
     }
@@ -99,6 +100,7 @@ pub fn forwarding_config(secret: &str, workspaces: &[&str]) -> braid_core::Confi
             name: (*name).to_owned(),
             write_keys: Vec::new(),
             rate_limit: None,
+            ..Default::default()
         })
         .collect();
     config
@@ -827,4 +829,35 @@ pub fn run_client_at(
         String::from_utf8_lossy(&output.stderr),
         log()
     );
+}
+
+/// A profile as `GET /v1/profiles/{id}` shows it, read with the profile token `token`.
+pub fn profile_json(server: &Server, token: &str, id: &str) -> Value {
+    let auth = format!("Bearer {token}");
+    let reply = request(
+        server.addr,
+        "GET",
+        &format!("/v1/profiles/{id}"),
+        &[("authorization", &auth)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(reply.status, 200, "{id}: {}", reply.text());
+    reply.json()
+}
+
+/// A profile view's identifiers, as `type:value`.
+pub fn identifiers_of(view: &Value) -> Vec<String> {
+    view["identifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{}:{}",
+                i["type"].as_str().unwrap(),
+                i["value"].as_str().unwrap()
+            )
+        })
+        .collect()
 }

@@ -439,7 +439,20 @@ fn chromium_the_sdk_and_the_servers_identity_cookie_agree_and_survive_a_storage_
         result["wiped"], first,
         "after the wipe the SDK starts with a new id"
     );
+    // The credential personalization reads: issued by the server, HttpOnly, not the id.
+    let credential = result["credential"]["value"].as_str().unwrap();
+    assert_eq!(result["credential"]["httpOnly"], true);
+    assert_eq!(result["scriptSeesCredential"], false);
+    assert_ne!(credential, first);
     let events = read_lake(&server.data, "raw");
+    let browser = braid_core::collect::browser_id(credential);
+    assert!(
+        events
+            .iter()
+            .all(|e| e["context"]["braid"]["browser"] == browser.as_str()),
+        "every event of the browser carries its credential's id, never the credential"
+    );
+    assert!(!serde_json::to_string(&events).unwrap().contains(credential));
     let ids: HashMap<String, String> = events
         .iter()
         .map(|e| {

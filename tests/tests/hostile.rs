@@ -105,17 +105,7 @@ fn write_legacy_object(data: &Path) -> std::path::PathBuf {
 }
 
 fn profile(server: &Server, id: &str) -> Value {
-    let auth = format!("Bearer {TOKEN}");
-    let reply = request(
-        server.addr,
-        "GET",
-        &format!("/v1/profiles/{id}"),
-        &[("authorization", &auth)],
-        b"",
-    )
-    .unwrap();
-    assert_eq!(reply.status, 200, "{id}: {}", reply.text());
-    reply.json()
+    braid_tests::profile_json(server, TOKEN, id)
 }
 
 /// Eight clients at once, each interleaving ordinary and poison requests, so that group

@@ -81,18 +81,7 @@ fn events_become_profiles_readable_through_the_api() {
     let view = profile(&server, "user_id:py-seg-prof", |p| {
         p["eventCounts"]["Order Completed"] == 1 && p["traits"]["plan"]["value"] == "pro"
     });
-    let identifiers: Vec<String> = view["identifiers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            format!(
-                "{}:{}",
-                i["type"].as_str().unwrap(),
-                i["value"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let identifiers = braid_tests::identifiers_of(&view);
     assert!(
         identifiers.contains(&"anonymous_id:browser-1".to_owned()),
         "{identifiers:?}"

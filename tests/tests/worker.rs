@@ -14,6 +14,7 @@
 )]
 
 use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use base64::Engine as _;
@@ -92,17 +93,52 @@ fn post(path: &str, key: &str, body: &Value) -> Value {
 
 /// The fields that depend on when and from where the request came, which differ between two
 /// requests carrying the same event, and what only the edge adds: its `anonymousId` (the
-/// identity cookie), `context.location` and `context.edge` (from the `cf` object).
+/// identity cookie), `context.braid` (its credential cookie's id), `context.location` and
+/// `context.edge` (from the `cf` object).
 fn without_request_fields(mut event: Value) -> Value {
     let fields = event.as_object_mut().unwrap();
     fields.remove("receivedAt");
     fields.remove("timestamp");
     fields.remove("anonymousId");
     let context = fields["context"].as_object_mut().unwrap();
-    for key in ["ip", "location", "edge"] {
+    for key in ["ip", "location", "edge", "braid"] {
         context.remove(key);
     }
     event
+}
+
+/// The cookies the edge set on a collection answer (`answer`) and what the event it stored
+/// (`row`) says of them: the anonymous id and the browser's credential.
+fn edge_cookies(answer: &Value, row: &Value) -> (String, String) {
+    // The first-party identity cookie: set on the answer, its id in the body; sent back, it
+    // fills the anonymousId of events that have none.
+    let cookie = answer["headers"]["set-cookie"].as_str().unwrap().to_owned();
+    for part in [
+        "braid_aid=",
+        "HttpOnly",
+        "Secure",
+        "SameSite=Lax",
+        "Max-Age=31536000",
+    ] {
+        assert!(cookie.contains(part), "{cookie}");
+    }
+    let body: Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    let id = body["anonymousId"].as_str().unwrap().to_owned();
+    assert!(cookie.starts_with(&format!("braid_aid={id};")), "{cookie}");
+    // And the browser's credential, another random value, whose id (never the value) the
+    // event carries.
+    assert!(cookie.contains("braid_key="), "no credential: {cookie}");
+    let credential = cookie
+        .split_once("braid_key=")
+        .and_then(|(_, rest)| rest.split(';').next())
+        .unwrap()
+        .to_owned();
+    assert_ne!(credential, id);
+    assert_eq!(
+        row["context"]["braid"],
+        json!({"browser": braid_core::collect::browser_id(&credential)})
+    );
+    (id, credential)
 }
 
 #[test]
@@ -156,24 +192,7 @@ fn the_worker_forwards_to_braid_serve_and_lands_the_same_rows() {
     let failed = read_lake(&server.data, "failed");
     assert_eq!(failed.len(), 1, "the failed event was forwarded too");
 
-    // The first-party identity cookie: set on the answer, its id in the body; sent back, it
-    // fills the anonymousId of events that have none.
-    let cookie = answers[0]["headers"]["set-cookie"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for part in [
-        "braid_aid=",
-        "HttpOnly",
-        "Secure",
-        "SameSite=Lax",
-        "Max-Age=31536000",
-    ] {
-        assert!(cookie.contains(part), "{cookie}");
-    }
-    let body: Value = serde_json::from_str(answers[0]["body"].as_str().unwrap()).unwrap();
-    let id = body["anonymousId"].as_str().unwrap().to_owned();
-    assert!(cookie.starts_with(&format!("braid_aid={id};")), "{cookie}");
+    let (id, credential) = edge_cookies(&answers[0], &edge_rows[0]);
     // Geo and network from the request's cf object, on the edge only.
     let mut located = post(
         "/v1/track",
@@ -199,12 +218,16 @@ fn the_worker_forwards_to_braid_serve_and_lands_the_same_rows() {
         EDGE_KEY,
         &json!({"event": "Came Back", "userId": "worker-user"}),
     );
-    returning["headers"]["cookie"] = json!(format!("braid_aid={id}"));
+    returning["headers"]["cookie"] = json!(format!("braid_aid={id}; braid_key={credential}"));
     let answers = through_worker(&url, &[returning]);
     assert_eq!(answers[0]["status"], 200, "{}", answers[0]);
     let rows = read_lake(&server.data, "raw");
     let came_back = rows.iter().find(|r| r["event"] == "Came Back").unwrap();
     assert_eq!(came_back["anonymousId"].as_str(), Some(id.as_str()));
+    assert_eq!(
+        came_back["context"]["braid"]["browser"], edge_rows[0]["context"]["braid"]["browser"],
+        "the credential sent back is the browser's"
+    );
 }
 
 #[test]
@@ -277,34 +300,63 @@ fn the_worker_serves_the_browser_sdk_first_party_with_cache_headers() {
     assert_eq!(answers[4]["status"], 405);
 }
 
-#[test]
-fn personalization_reads_only_the_callers_own_profile_from_kv() {
-    use braid_core::activate::personalize::sign_token;
-    use braid_core::unify::Identifier;
+/// A server's profiles from real events of three browsers, exported for the edge by `braid
+/// profiles export --edge` (beside the running server: read-only, what it made durable): the
+/// server and the export.
+fn edge_export(dir: &Path) -> (Server, PathBuf) {
+    use braid_core::collect::identity_hash;
+    use braid_core::unify::IdType;
 
-    // Profiles from real events, exported for the edge by `braid profiles export --edge`
-    // (beside the running server: read-only, what it made durable).
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("braid.toml");
+    let config = dir.join("braid.toml");
     std::fs::write(
         &config,
-        "[activate.personalize]\nkey_secret = \"kv-secret\"\ntraits = [\"plan\"]\n\n[collect.identity_cookie]\nsecure = false\n",
+        "[collect]\nidentity_secret = \"id-secret\"\n\n[activate.personalize]\nkey_secret = \"kv-secret\"\ntraits = [\"plan\"]\n\n[collect.identity_cookie]\nsecure = false\n",
     )
     .unwrap();
     let server = Server::start_with(
-        dir.path().join("data"),
-        dir.path().join("braid.log"),
+        dir.join("data"),
+        dir.join("braid.log"),
         &["--config", config.to_str().unwrap()],
     );
-    let batch = json!({"batch": [
-        {"type": "identify", "anonymousId": "visitor-aaaa", "userId": "user-1",
-         "traits": {"plan": "pro", "email": "ada@example.com"}},
-        {"type": "identify", "anonymousId": "visitor-bbbb", "traits": {"plan": "basic"}},
-    ]});
-    let response = server.post("/v1/batch", batch.to_string().as_bytes());
-    assert_eq!(response.status, 200, "{}", response.text());
+    let auth = server.basic_auth();
+    // Each browser holds the credential cookie the server issued it.
+    let send = |credential: &str, event: Value| {
+        let cookie = format!("braid_key={credential}");
+        let response = braid_tests::request(
+            server.addr,
+            "POST",
+            "/v1/batch",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+                ("Cookie", &cookie),
+            ],
+            json!({"batch": [event]}).to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(response.status, 200, "{}", response.text());
+    };
+    // User 1 logs in, with the hash the site's server computed; visitor b browses; then an
+    // attacker claims user 1's id and email from another browser, without a hash.
+    let user_hash = identity_hash(b"id-secret", &IdType::UserId, "user-1").unwrap();
+    send(
+        "user-1-browser-credential",
+        json!({"type": "identify", "anonymousId": "visitor-aaaa", "userId": "user-1",
+            "traits": {"plan": "pro", "email": "ada@example.com"},
+            "context": {"braid": {"userHash": user_hash}}}),
+    );
+    send(
+        "visitor-b-browser-credential",
+        json!({"type": "identify", "anonymousId": "visitor-bbbb", "traits": {"plan": "basic"}}),
+    );
+    send(
+        "attacker-browser-credential",
+        json!({"type": "identify", "anonymousId": "attacker-cccc", "userId": "user-1",
+            "traits": {"email": "ada@example.com"},
+            "context": {"braid": {"trusted": true, "verified": ["user_id"]}}}),
+    );
     braid_tests::wait_unified(&server.data);
-    let kv_file = dir.path().join("kv.json");
+    let kv_file = dir.join("kv.json");
     let export = Command::new(braid_tests::braid_bin())
         .args(["profiles", "export", "--edge", "--config"])
         .arg(&config)
@@ -322,10 +374,21 @@ fn personalization_reads_only_the_callers_own_profile_from_kv() {
     let entries: Vec<Value> = serde_json::from_slice(&std::fs::read(&kv_file).unwrap()).unwrap();
     assert_eq!(
         entries.len(),
-        3,
-        "visitor-aaaa, user-1 and visitor-bbbb: {entries:?}"
+        5,
+        "user-1 and the anonymous id and browser that proved it, visitor-bbbb and its browser, \
+         nothing for the attacker's: {entries:?}"
     );
 
+    (server, kv_file)
+}
+
+#[test]
+fn personalization_reads_only_the_callers_own_profile_from_kv() {
+    use braid_core::activate::personalize::sign_token;
+    use braid_core::unify::Identifier;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (server, kv_file) = edge_export(dir.path());
     let token = sign_token(
         b"token-secret",
         &Identifier::parse("user_id:user-1").unwrap(),
@@ -338,13 +401,24 @@ fn personalization_reads_only_the_callers_own_profile_from_kv() {
         &[
             get(
                 "?anonymousId=visitor-bbbb&userId=user-2",
-                json!({"cookie": "braid_aid=visitor-aaaa"}),
+                json!({"cookie": "braid_key=user-1-browser-credential"}),
             ),
-            get("", json!({"cookie": "braid_aid=visitor-bbbb"})),
+            get(
+                "",
+                json!({"cookie": "braid_key=visitor-b-browser-credential"}),
+            ),
             get("?anonymousId=visitor-aaaa", json!({})),
             get("", json!({"authorization": format!("Bearer {token}")})),
             get("", json!({"authorization": format!("Bearer {forged}")})),
-            get("", json!({"cookie": "braid_aid=visitor-zzzz"})),
+            get(
+                "",
+                json!({"cookie": "braid_key=unknown-browser-credential"}),
+            ),
+            get(
+                "",
+                json!({"cookie": "braid_key=attacker-browser-credential"}),
+            ),
+            get("", json!({"cookie": "braid_aid=visitor-aaaa"})),
         ],
         &[
             ("BRAID_EDGE_KEY_SECRET", "kv-secret"),
@@ -370,18 +444,25 @@ fn personalization_reads_only_the_callers_own_profile_from_kv() {
         "the token's signature does not match"
     );
     assert_eq!(answers[5]["status"], 200);
-    assert_eq!(body(5), empty, "an unknown id is an empty profile");
+    assert_eq!(body(5), empty, "an unknown browser is an empty profile");
+    assert_eq!(body(6), empty, "a claim without its hash reads nothing");
+    assert_eq!(body(7), empty, "the anonymous id is no credential");
 
     // braid serve answers the same from its own profiles.
-    let local = braid_tests::request(
-        server.addr,
-        "GET",
-        "/v1/personalize?anonymousId=visitor-bbbb",
-        &[("cookie", "braid_aid=visitor-aaaa")],
-        b"",
-    )
-    .unwrap();
-    assert_eq!(local.json(), pro);
+    let local = |cookie: &str| {
+        braid_tests::request(
+            server.addr,
+            "GET",
+            "/v1/personalize?anonymousId=visitor-bbbb",
+            &[("cookie", cookie)],
+            b"",
+        )
+        .unwrap()
+        .json()
+    };
+    assert_eq!(local("braid_key=user-1-browser-credential"), pro);
+    assert_eq!(local("braid_key=attacker-browser-credential"), empty);
+    assert_eq!(local("braid_aid=visitor-aaaa"), empty);
 }
 
 #[test]

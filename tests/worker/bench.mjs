@@ -3,7 +3,7 @@
 //   same path through Miniflare with no work): the difference is the Worker's own time per
 //   request (validate, enrich, serialise, queue send), an upper bound of its CPU time;
 // - GET /v1/personalize reads from KV, with 10,000 profiles stored.
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { Miniflare } from 'miniflare';
 import { workerModule } from './module.mjs';
 
@@ -83,14 +83,17 @@ try {
   const refused = await timed(N, (i) => mf.dispatchFetch('http://edge.example/v1/batch', {
     method: 'POST', headers: { authorization: 'Basic eDo=', 'content-type': 'application/json' }, body: bodies[i % 50],
   }), 401);
-  // 10,000 profiles in KV, keyed as braid_core::activate::personalize::edge_key does.
+  // 10,000 profiles in KV, keyed as braid_core::activate::personalize::edge_key does, under
+  // the browser ids of their credential cookies (braid_core::collect::browser_id).
   const kv = await mf.getKVNamespace('PROFILES');
   const key = (id) => createHmac('sha256', 'kv-secret').update(id).digest('hex').slice(0, 32);
+  const credential = (i) => 'credential-' + String(i).padStart(5, '0');
+  const browser = (i) => 'browser:' + createHash('sha256').update(credential(i)).digest('hex');
   for (let i = 0; i < 10000; i++) {
-    await kv.put(key('anonymous_id:visitor-' + String(i).padStart(5, '0')), JSON.stringify({ traits: { plan: i % 3 ? 'pro' : 'basic' }, audiences: [] }));
+    await kv.put(key(browser(i)), JSON.stringify({ traits: { plan: i % 3 ? 'pro' : 'basic' }, audiences: [] }));
   }
   const personalize = await timed(N, (i) => mf.dispatchFetch('http://edge.example/v1/personalize', {
-    headers: { cookie: 'braid_aid=visitor-' + String((i * 7919) % 10000).padStart(5, '0') },
+    headers: { cookie: 'braid_key=' + credential((i * 7919) % 10000) },
   }));
   const h = stats(health), b = stats(ingest), r = stats(refused), p = stats(personalize);
   console.log(JSON.stringify({

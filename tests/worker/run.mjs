@@ -66,7 +66,7 @@ try {
     const bytes = Buffer.from(await response.arrayBuffer());
     answers.push({
       status: response.status,
-      headers: Object.fromEntries(response.headers),
+      headers: headersOf(response),
       body: bytes.toString('utf8'),
       body_base64: bytes.toString('base64'),
     });
@@ -75,3 +75,13 @@ try {
   await mf.dispose();
 }
 process.stdout.write(JSON.stringify(answers));
+
+// The answer's headers by name; a header sent more than once (Set-Cookie) has its values joined
+// by newlines.
+function headersOf(response) {
+  const headers = {};
+  for (const [name, value] of response.headers) {
+    headers[name] = name in headers ? `${headers[name]}\n${value}` : value;
+  }
+  return headers;
+}

@@ -3,8 +3,9 @@
 //!
 //! Keys are keyed hashes of an identifier, so the store reveals no ids and a caller cannot
 //! compute another person's key. The edge derives the identifier from the request itself —
-//! its `HttpOnly` identity cookie, or a token the site's server signed for a logged-in user —
-//! never from the query string.
+//! the browser's `HttpOnly` credential cookie, or a token the site's server signed for a
+//! logged-in user — never from the query string, and a profile answers only the identifiers
+//! proven to belong to it ([`answers`]).
 
 use hmac::Mac as _;
 use serde_json::{Map, Value, json};
@@ -33,8 +34,21 @@ pub fn edge_value(profile: &Profile, visible: &[String]) -> String {
     json!({"traits": traits, "audiences": []}).to_string()
 }
 
+/// Whether the edge may answer a caller who proves `id` with this profile (`docs/trust.md`):
+/// a `user_id` (a token the site's server signed for it), or a browser (its credential cookie)
+/// or an anonymous id that every identified identifier of the profile is linked to by proven
+/// events only ([`ProfileIds::readable_by`]). An unproven claim (`identify` with someone else's
+/// `userId`) links a browser to a profile but never lets it read one.
+pub fn answers(ids: &ProfileIds, id: &Identifier) -> bool {
+    match id.kind {
+        IdType::UserId => true,
+        IdType::AnonymousId | IdType::Browser => ids.readable_by(id),
+        _ => false,
+    }
+}
+
 /// The entries the edge needs for one profile: its value ([`edge_value`]) under the key of
-/// each of its `anonymous_id` and `user_id` identifiers (the ids a request can prove).
+/// each identifier a request can prove and that it [`answers`].
 pub fn profile_edge_entries(
     ids: &ProfileIds,
     profile: &Profile,
@@ -44,7 +58,7 @@ pub fn profile_edge_entries(
     let value = edge_value(profile, visible);
     ids.identifiers
         .keys()
-        .filter(|id| matches!(id.kind, IdType::AnonymousId | IdType::UserId))
+        .filter(|id| answers(ids, id))
         .map(|id| (edge_key(secret, id), value.clone()))
         .collect()
 }

@@ -14,6 +14,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::body::{BatchDefaults, BodyEvent, ParsedBody};
+use super::trust::{Trust, stamp};
 use crate::catalogue::CatalogueConfig;
 use crate::catalogue::enrich::{AgentCache, EnrichInput, enrich};
 use crate::catalogue::lake::FailedEvent;
@@ -41,6 +42,8 @@ pub struct RequestInfo<'a> {
     pub location: Option<&'a str>,
     /// See `location`.
     pub edge: Option<&'a str>,
+    /// What the sender may claim about identity: stamped on every event (`context.braid`).
+    pub trust: Trust<'a>,
 }
 
 /// The result of running a body through the pipeline.
@@ -107,6 +110,7 @@ pub fn process_batch(
             event
         }) {
             Ok(mut event) => {
+                stamp(&mut event, request.trust);
                 enrich(&mut event, json, &input, &config.enrich, &mut agents);
                 event.write_json(&mut outcome.accepted);
                 outcome.accepted.push(b'\n');
@@ -213,6 +217,7 @@ mod tests {
             anonymous_id: None,
             location: None,
             edge: None,
+            trust: Trust::default(),
         };
         let outcome = process_batch(parsed, &request, &CatalogueConfig::default());
         assert_eq!(outcome.accepted_count, 1);
@@ -303,6 +308,7 @@ mod tests {
             anonymous_id: None,
             location: None,
             edge: None,
+            trust: Trust::default(),
         };
         let outcome = process_batch(
             parse(body, None).unwrap(),

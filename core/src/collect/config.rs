@@ -22,10 +22,14 @@ pub struct CollectConfig {
     pub upstream: Option<String>,
     /// The browser SDK's files, served first-party.
     pub sdk: SdkConfig,
+    /// The identity secret of workspaces that name none (`docs/trust.md`): the key of the HMAC
+    /// a site's server gives its pages to prove a `userId` or email. Secret: may come from
+    /// `BRAID_IDENTITY_SECRET` instead.
+    pub identity_secret: Option<String>,
 }
 
 /// One workspace: a name (a lake partition) and the write keys that send to it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceConfig {
     /// Name: 1–64 characters of `a-z`, `0-9`, `_`, `-`.
@@ -37,6 +41,18 @@ pub struct WorkspaceConfig {
     /// An optional event rate limit.
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Keys of server-side sources (secret, never in a page): their events' identifiers count
+    /// as proven (`docs/trust.md`). Use one for `braid import`.
+    #[serde(default)]
+    pub server_keys: Vec<String>,
+    /// This workspace's identity secret (else `[collect] identity_secret`).
+    #[serde(default)]
+    pub identity_secret: Option<String>,
+    /// Strict identity: a user id or email a client claims without proof is kept in the lake
+    /// but links nothing, and such an event never changes the traits of a profile that holds a
+    /// user id or email (`docs/trust.md`).
+    #[serde(default)]
+    pub verify_identity: bool,
 }
 
 /// A token-bucket rate limit on events (not requests).
@@ -81,6 +97,9 @@ pub struct CookieConfig {
     pub max_age_days: u32,
     /// Whether it is `Secure` (HTTPS only). Off only for local testing over plain HTTP.
     pub secure: bool,
+    /// The name of the browser's credential cookie: a random value the server issues
+    /// (`HttpOnly`), by which personalization finds the visitor's profile (`docs/trust.md`).
+    pub credential: String,
 }
 
 impl Default for CookieConfig {
@@ -90,6 +109,7 @@ impl Default for CookieConfig {
             domain: None,
             max_age_days: 365,
             secure: true,
+            credential: "braid_key".to_owned(),
         }
     }
 }

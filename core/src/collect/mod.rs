@@ -8,7 +8,9 @@ mod batch;
 mod body;
 mod config;
 pub mod forward;
+mod trust;
 
 pub use batch::{BatchOutcome, RequestInfo, process_batch};
 pub use body::ParsedBody;
 pub use config::{CollectConfig, CookieConfig, CorsConfig, RateLimit, SdkConfig, WorkspaceConfig};
+pub use trust::{EMAIL_HASH, Trust, USER_HASH, browser_id, identity_hash};

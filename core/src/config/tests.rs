@@ -95,6 +95,7 @@ fn full() -> Config {
             events_per_second: 1,
             burst: 1,
         }),
+        ..Default::default()
     });
     config.collect.identity_cookie = Some(CookieConfig {
         domain: Some("shop.example".into()),

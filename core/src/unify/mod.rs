@@ -20,10 +20,13 @@ mod view;
 pub use config::{ProfileStoreConfig, UnifyConfig};
 pub use identity::{
     Applied, Change, DEFAULT_BLOCKED, DropReason, Dropped, Extracted, GraphChanges, IdType,
-    Identifier, IdentityGraph, IdentityRules, LogEntry, PLACEHOLDERS, ProfileId, ProfileIds,
-    RulesError, TypeRule, extract, normalize,
+    Identifier, IdentityGraph, IdentityRules, LogEntry, MAX_LISTED_DROPS, PLACEHOLDERS, ProfileId,
+    ProfileIds, RulesError, TypeRule, extract, normalize,
 };
-pub use profile::{Aggregate, AggregateOp, Profile, ProfileConfig, Survivorship, TraitValue};
+pub use profile::{
+    Aggregate, AggregateOp, MAX_COUNTED_VALUES, MAX_LIST_ITEMS, Profile, ProfileConfig,
+    Survivorship, TraitValue,
+};
 pub use record::{
     RECORD_VERSION, RecordError, StoredCounters, decode_record, encode_record, fingerprint, lineage,
 };

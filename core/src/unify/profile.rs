@@ -69,6 +69,14 @@ pub struct ProfileConfig {
     pub aggregates: Vec<Aggregate>,
     /// Inactivity that ends a session.
     pub session_timeout_minutes: i64,
+    /// Most traits per profile: a new trait past it is not kept (counted in
+    /// `overLimits.refusedTraits`).
+    pub max_traits: usize,
+    /// Largest trait value, in bytes of JSON: a larger one is not kept (counted likewise).
+    pub max_trait_bytes: usize,
+    /// Most event names counted per profile: events of a new name past it are counted
+    /// together (`overLimits.eventsOfUncountedNames`).
+    pub max_event_names: usize,
 }
 
 impl Default for ProfileConfig {
@@ -77,9 +85,22 @@ impl Default for ProfileConfig {
             traits: BTreeMap::new(),
             aggregates: Vec::new(),
             session_timeout_minutes: 30,
+            max_traits: 1_000,
+            max_trait_bytes: 4_096,
+            max_event_names: 1_000,
         }
     }
 }
+
+/// Most items a list trait keeps: lists are unioned across events, and past this the oldest
+/// items give way to the newest.
+pub const MAX_LIST_ITEMS: usize = 100;
+
+/// Most distinct values a most-frequent trait counts: past this, a new value takes the place of
+/// the least counted one, with its count plus one (the Space-Saving algorithm, whose counts
+/// over-estimate by at most the count of the value replaced), so the most frequent values of a
+/// stream stay counted in bounded space.
+pub const MAX_COUNTED_VALUES: usize = 100;
 
 /// One trait's value and where it came from.
 #[derive(Clone, Debug, PartialEq)]
@@ -117,6 +138,11 @@ pub struct Profile {
     pub aggregates: BTreeMap<String, Value>,
     /// For `last` aggregates: the time of the event that set each.
     pub last_at: BTreeMap<String, OffsetDateTime>,
+    /// Events whose name was past [`ProfileConfig::max_event_names`].
+    pub other_events: u64,
+    /// Trait values not kept: past [`ProfileConfig::max_traits`] or
+    /// [`ProfileConfig::max_trait_bytes`].
+    pub refused_traits: u64,
 }
 
 /// One event, as profiles read it: what a trait's value records about where it came from.
@@ -129,6 +155,9 @@ pub(super) struct Fact<'a> {
     pub(super) sequence: Option<i64>,
     /// Its source (`context.library.name`).
     pub(super) source: Option<&'a str>,
+    /// Whether it may set traits (strict identity refuses an unproven event for an identified
+    /// profile).
+    pub(super) sets_traits: bool,
 }
 
 impl Profile {
@@ -142,12 +171,14 @@ impl Profile {
             sessions: 0,
             aggregates: BTreeMap::new(),
             last_at: BTreeMap::new(),
+            other_events: 0,
+            refused_traits: 0,
         }
     }
 
     pub(super) fn apply(&mut self, event: &Event<'_>, fact: &Fact<'_>, config: &ProfileConfig) {
         let timeout = Duration::minutes(config.session_timeout_minutes);
-        let before = self.event_counts.values().sum::<u64>();
+        let before = self.event_counts.values().sum::<u64>() + self.other_events;
         if before == 0 || fact.at > self.last_seen + timeout || fact.at < self.first_seen - timeout
         {
             self.sessions += 1;
@@ -160,12 +191,7 @@ impl Profile {
             EventType::Track => event_name.as_deref().unwrap_or("track"),
             other => other.as_str(),
         };
-        match self.event_counts.get_mut(name) {
-            Some(count) => *count += 1,
-            None => {
-                self.event_counts.insert(name.to_owned(), 1);
-            }
-        }
+        self.count_events(name, 1, config);
         let context = event.object("context");
         let context_traits = context
             .as_ref()
@@ -175,10 +201,11 @@ impl Profile {
         for source in [context_traits.as_deref(), traits.as_deref()]
             .into_iter()
             .flatten()
+            .filter(|_| fact.sets_traits)
         {
             for (key, value) in source.iter() {
                 let rule = config.traits.get(key.as_ref()).cloned().unwrap_or_default();
-                self.set_trait(key.as_ref(), value, fact, &rule);
+                self.set_trait(key.as_ref(), value, fact, &rule, config);
             }
         }
         if kind == EventType::Track {
@@ -194,11 +221,35 @@ impl Profile {
         }
     }
 
-    fn set_trait(&mut self, key: &str, value: &Node<'_>, fact: &Fact<'_>, rule: &Survivorship) {
+    /// Counts `n` events of `name`, or among the uncounted names once the profile counts
+    /// [`ProfileConfig::max_event_names`].
+    fn count_events(&mut self, name: &str, n: u64, config: &ProfileConfig) {
+        if let Some(count) = self.event_counts.get_mut(name) {
+            *count += n;
+        } else if self.event_counts.len() < config.max_event_names {
+            self.event_counts.insert(name.to_owned(), n);
+        } else {
+            self.other_events += n;
+        }
+    }
+
+    fn set_trait(
+        &mut self,
+        key: &str,
+        value: &Node<'_>,
+        fact: &Fact<'_>,
+        rule: &Survivorship,
+        config: &ProfileConfig,
+    ) {
         if value.kind() == Kind::Null {
             return;
         }
         let value = value.to_value();
+        let full = !self.traits.contains_key(key) && self.traits.len() >= config.max_traits;
+        if full || json_size(&value) > config.max_trait_bytes {
+            self.refused_traits += 1;
+            return;
+        }
         let counted = (*rule == Survivorship::MostFrequent).then(|| value.to_string());
         let incoming = TraitValue {
             value,
@@ -258,12 +309,16 @@ impl Profile {
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
         self.sessions += other.sessions;
+        self.other_events += other.other_events;
+        self.refused_traits += other.refused_traits;
         for (name, count) in other.event_counts {
-            *self.event_counts.entry(name).or_default() += count;
+            self.count_events(&name, count, config);
         }
         for (key, incoming) in other.traits {
             let rule = config.traits.get(&key).cloned().unwrap_or_default();
+            let full = self.traits.len() >= config.max_traits;
             match self.traits.get_mut(&key) {
+                None if full => self.refused_traits += 1,
                 None => {
                     self.traits.insert(key, incoming);
                 }
@@ -312,15 +367,52 @@ impl Profile {
     }
 }
 
+/// Adds `n` sightings of `value` to a most-frequent trait's counts, in bounded space (see
+/// [`MAX_COUNTED_VALUES`]): ties for the least counted go to the smallest value, so that every
+/// platform keeps the same counts.
+fn count_value(counts: &mut BTreeMap<String, u64>, value: String, n: u64) {
+    if let Some(count) = counts.get_mut(&value) {
+        *count += n;
+        return;
+    }
+    if counts.len() < MAX_COUNTED_VALUES {
+        counts.insert(value, n);
+        return;
+    }
+    let least = counts
+        .iter()
+        .min_by_key(|(_, count)| **count)
+        .map(|(value, count)| (value.clone(), *count));
+    if let Some((least, count)) = least {
+        counts.remove(&least);
+        counts.insert(value, count + n);
+    }
+}
+
+/// The size of a value's JSON text, in bytes (strings without their escapes, which is close
+/// enough for a limit of kilobytes).
+fn json_size(value: &Value) -> usize {
+    match value {
+        Value::String(text) => text.len() + 2,
+        Value::Array(_) | Value::Object(_) => {
+            serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+    }
+}
+
 /// Chooses between the current value of a trait and an incoming one.
 fn combine(current: &mut TraitValue, incoming: TraitValue, rule: &Survivorship) {
     let newer = (incoming.at, incoming.sequence) >= (current.at, current.sequence);
     if let (Value::Array(mine), Value::Array(theirs)) = (&mut current.value, &incoming.value) {
-        // Lists are unioned, whatever the rule.
+        // Lists are unioned, whatever the rule, up to the newest MAX_LIST_ITEMS.
         for item in theirs {
             if !mine.contains(item) {
                 mine.push(item.clone());
             }
+        }
+        if let Some(excess) = mine.len().checked_sub(MAX_LIST_ITEMS) {
+            mine.drain(..excess);
         }
         if newer {
             current.at = incoming.at;
@@ -341,10 +433,10 @@ fn combine(current: &mut TraitValue, incoming: TraitValue, rule: &Survivorship) 
                 counts.insert(current.value.to_string(), 1);
             }
             if incoming.counts.is_empty() {
-                *counts.entry(incoming.value.to_string()).or_default() += 1;
+                count_value(&mut counts, incoming.value.to_string(), 1);
             } else {
                 for (value, n) in &incoming.counts {
-                    *counts.entry(value.clone()).or_default() += n;
+                    count_value(&mut counts, value.clone(), *n);
                 }
             }
             let theirs = counts

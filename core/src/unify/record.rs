@@ -19,7 +19,7 @@ use crate::hex;
 use crate::timestamp::{from_unix_millis as from_millis, unix_millis as millis};
 
 /// The version of the record format.
-pub const RECORD_VERSION: u32 = 1;
+pub const RECORD_VERSION: u32 = 2;
 
 /// A record that cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,30 @@ struct RecordWire {
     aggregates: BTreeMap<String, Value>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     last_at: BTreeMap<String, i64>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    merges: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    unlisted_drops: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    other_events: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    refused_traits: u64,
+    /// The groups of identifiers linked by proven events, each as `[type, value]` pairs, the
+    /// group's own (its smallest) first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    verified: Vec<Vec<(String, String)>>,
+}
+
+// A u64 is small enough to copy only where pointers are 64 bits wide.
+#[cfg_attr(
+    target_pointer_width = "64",
+    expect(
+        clippy::trivially_copy_pass_by_ref,
+        reason = "serde's skip_serializing_if takes &T"
+    )
+)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize)]
@@ -127,6 +151,9 @@ enum ReasonWire {
     Blocked(String),
     Unique,
     Limit(usize),
+    TooManyIdentifiers(usize),
+    TooManyMerges(usize),
+    Unverified,
 }
 
 fn pair(id: &Identifier) -> (String, String) {
@@ -143,6 +170,29 @@ fn unpair((kind, value): (String, String)) -> Identifier {
 
 fn unpairs(ids: Vec<(String, String)>) -> Vec<Identifier> {
     ids.into_iter().map(unpair).collect()
+}
+
+/// [`ProfileIds::verified`] as its groups.
+fn proven_groups(verified: &BTreeMap<Identifier, Identifier>) -> Vec<Vec<(String, String)>> {
+    let mut groups: BTreeMap<&Identifier, Vec<(String, String)>> = BTreeMap::new();
+    for (id, root) in verified {
+        groups.entry(root).or_default().push(pair(id));
+    }
+    groups.into_values().collect()
+}
+
+/// [`ProfileIds::verified`] from its groups ([`proven_groups`]).
+fn from_groups(groups: Vec<Vec<(String, String)>>) -> BTreeMap<Identifier, Identifier> {
+    let mut verified = BTreeMap::new();
+    for group in groups {
+        let group = unpairs(group);
+        if let Some(root) = group.iter().min().cloned() {
+            for id in group {
+                verified.insert(id, root.clone());
+            }
+        }
+    }
+    verified
 }
 
 /// The record of a profile.
@@ -182,6 +232,11 @@ pub fn encode_record(ids: &ProfileIds, profile: &Profile) -> Vec<u8> {
                         DropReason::Blocked(pattern) => ReasonWire::Blocked(pattern.clone()),
                         DropReason::Unique => ReasonWire::Unique,
                         DropReason::Limit(limit) => ReasonWire::Limit(*limit),
+                        DropReason::TooManyIdentifiers(limit) => {
+                            ReasonWire::TooManyIdentifiers(*limit)
+                        }
+                        DropReason::TooManyMerges(limit) => ReasonWire::TooManyMerges(*limit),
+                        DropReason::Unverified => ReasonWire::Unverified,
                     },
                 },
             },
@@ -228,6 +283,11 @@ pub fn encode_record(ids: &ProfileIds, profile: &Profile) -> Vec<u8> {
             .iter()
             .map(|(name, at)| (name.clone(), millis(*at)))
             .collect(),
+        merges: ids.merges as u64,
+        unlisted_drops: ids.unlisted_drops,
+        other_events: profile.other_events,
+        refused_traits: profile.refused_traits,
+        verified: proven_groups(&ids.verified),
     };
     serde_json::to_vec(&wire).unwrap_or_default()
 }
@@ -278,6 +338,9 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ProfileIds, Profile), RecordError>
                     ReasonWire::Blocked(pattern) => DropReason::Blocked(pattern),
                     ReasonWire::Unique => DropReason::Unique,
                     ReasonWire::Limit(limit) => DropReason::Limit(limit),
+                    ReasonWire::TooManyIdentifiers(limit) => DropReason::TooManyIdentifiers(limit),
+                    ReasonWire::TooManyMerges(limit) => DropReason::TooManyMerges(limit),
+                    ReasonWire::Unverified => DropReason::Unverified,
                 },
             }),
         };
@@ -309,6 +372,10 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ProfileIds, Profile), RecordError>
         created_at: time(wire.created)?,
         identifiers,
         history,
+        merges: usize::try_from(wire.merges)
+            .map_err(|_| RecordError::Malformed(format!("merges out of range: {}", wire.merges)))?,
+        unlisted_drops: wire.unlisted_drops,
+        verified: from_groups(wire.verified),
     };
     let profile = Profile {
         id: wire.id,
@@ -319,6 +386,8 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ProfileIds, Profile), RecordError>
         sessions: wire.sessions,
         aggregates: wire.aggregates,
         last_at,
+        other_events: wire.other_events,
+        refused_traits: wire.refused_traits,
     };
     Ok((ids, profile))
 }

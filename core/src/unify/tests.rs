@@ -1011,3 +1011,422 @@ fn left_out_identifiers_are_explained_once_in_the_profile() {
                "messageId": "x2", "at": "2024-05-01T10:01:00.000Z"})
     );
 }
+
+/// The attack of a public write key on one profile: a new anonymous id on every event (past
+/// the type's limit), a new trait and a new event name on every event, a list trait and a
+/// most-frequent trait with a new value each time. Every structure of the profile stays
+/// bounded, what was kept out is counted, and the record reads back as written.
+#[test]
+fn a_hot_profile_stays_bounded_and_counts_what_it_kept_out() {
+    let config: ProfileConfig = serde_json::from_value(json!({
+        "traits": {"colour": {"rule": "most_frequent"}},
+        "max_traits": 50, "max_event_names": 20
+    }))
+    .unwrap();
+    let mut u = unifier(config);
+    let events = 3_000;
+    for i in 0..events {
+        let event = json!({
+            "type": "identify", "event": format!("E{i}"), "userId": "victim",
+            "anonymousId": format!("visitor-{i}"),
+            "traits": {format!("t{i}"): i, "tags": [format!("tag-{i}")], "colour": format!("c{i}"),
+                       "blob": "x".repeat(if i == 7 { 5_000 } else { 1 })},
+        });
+        apply(&mut u, &lake_event(&format!("m{i}"), i, event));
+        let track = json!({"type": "track", "event": format!("E{i}"), "userId": "victim"});
+        apply(&mut u, &lake_event(&format!("t{i}"), i, track));
+    }
+    let ids = u
+        .graph()
+        .profile_of(&Identifier::parse("user_id:victim").unwrap())
+        .unwrap();
+    let profile = u.profile(&ids.id).unwrap();
+    // Identity: the type's limit of 5 anonymous ids, the first 100 drops listed, the rest
+    // counted.
+    assert_eq!(ids.identifiers.len(), 6);
+    let listed = ids
+        .history
+        .iter()
+        .filter(|e| matches!(e.change, Change::Dropped(_)))
+        .count();
+    assert_eq!(listed, MAX_LISTED_DROPS);
+    assert_eq!(ids.unlisted_drops, u64::try_from(events).unwrap() - 5 - 100);
+    assert!(ids.history.len() < 120, "{}", ids.history.len());
+    // Profile: 50 traits, 20 event names, lists and counts capped.
+    assert_eq!(profile.traits.len(), 50);
+    // t0..t46 and three more fill the 50; every later t{i} and the 5 KB value were refused.
+    assert_eq!(
+        profile.refused_traits,
+        u64::try_from(events).unwrap() - 47 + 1
+    );
+    assert_eq!(profile.event_counts.len(), 20);
+    let counted: u64 = profile.event_counts.values().sum();
+    assert_eq!(
+        counted + profile.other_events,
+        2 * u64::try_from(events).unwrap()
+    );
+    assert_eq!(
+        profile.traits["tags"].value.as_array().unwrap().len(),
+        MAX_LIST_ITEMS
+    );
+    assert_eq!(
+        profile.traits["tags"].value[MAX_LIST_ITEMS - 1],
+        json!(format!("tag-{}", events - 1)),
+        "the newest items"
+    );
+    assert_eq!(profile.traits["colour"].counts.len(), MAX_COUNTED_VALUES);
+    assert_eq!(
+        profile.traits["blob"].value,
+        json!("x"),
+        "the 5 KB value was not kept"
+    );
+    let record = encode_record(ids, profile);
+    assert!(record.len() < 64 * 1024, "{} bytes", record.len());
+    let (ids_back, profile_back) = decode_record(&record).unwrap();
+    assert_eq!((&ids_back, &profile_back), (ids, profile));
+    let view = u
+        .profile_json(&Identifier::parse("user_id:victim").unwrap())
+        .unwrap();
+    assert_eq!(view["overLimits"]["unlistedDrops"], ids.unlisted_drops);
+    assert_eq!(
+        view["overLimits"]["eventsOfUncountedNames"],
+        profile.other_events
+    );
+}
+
+/// Space-Saving keeps a stream's most frequent value counted once the counts are full.
+#[test]
+fn a_most_frequent_trait_finds_the_most_frequent_value_in_bounded_space() {
+    let config: ProfileConfig =
+        serde_json::from_value(json!({"traits": {"colour": {"rule": "most_frequent"}}})).unwrap();
+    let mut u = unifier(config);
+    let mut next = xorshift(11);
+    for i in 0..5_000_i64 {
+        // "blue" one time in four, else one of 2,000 other values.
+        let colour = if next(4) == 0 {
+            "blue".to_owned()
+        } else {
+            format!("c{}", next(2_000))
+        };
+        let event = json!({"type": "identify", "userId": "u", "traits": {"colour": colour}});
+        apply(&mut u, &lake_event(&format!("m{i}"), i, event));
+    }
+    let profile = profile_of(&u, "user_id:u");
+    assert_eq!(profile.traits["colour"].value, json!("blue"));
+    assert!(profile.traits["colour"].counts.len() <= MAX_COUNTED_VALUES);
+}
+
+/// The limits on identifiers and merges per profile hold whatever the types' limits say: an
+/// event that would pass one drops its weakest identifiers, and says why.
+#[test]
+fn identifiers_and_merges_per_profile_are_bounded() {
+    let mut rules = IdentityRules::default();
+    rules.types.get_mut("anonymous_id").unwrap().limit = 10_000;
+    rules.max_identifiers = 30;
+    rules.max_merges = 3;
+    let mut s = Scenario::with(rules.compiled().unwrap());
+    s.send(
+        0,
+        json!({"type": "identify", "userId": "u", "anonymousId": "a0"}),
+    );
+    for i in 1..60 {
+        s.send(
+            i,
+            json!({"type": "track", "event": "E", "userId": "u", "anonymousId": format!("a{i}")}),
+        );
+    }
+    let u = s.graph.profile(&s.profile_of("user_id:u")).unwrap().clone();
+    assert_eq!(u.identifiers.len(), 30);
+    assert!(u.history.iter().any(|e| matches!(
+        &e.change,
+        Change::Dropped(d) if d.reason == DropReason::TooManyIdentifiers(30)
+    )));
+    // Merges: an email links one anonymous profile after another into one profile.
+    for i in 0..6 {
+        s.send(
+            100 + i,
+            json!({"type": "track", "event": "E", "anonymousId": format!("b{i}")}),
+        );
+        s.send(
+            200 + i,
+            json!({"type": "identify", "anonymousId": format!("b{i}"), "traits": {"email": "x@mail.example"}}),
+        );
+    }
+    let joined = s
+        .graph
+        .profile(&s.profile_of("email:x@mail.example"))
+        .unwrap();
+    assert_eq!(joined.merges, 3);
+    assert!(joined.history.iter().any(|e| matches!(
+        &e.change,
+        Change::Dropped(d) if d.reason == DropReason::TooManyMerges(3)
+    )));
+    // The anonymous profiles past the limit stay apart.
+    assert_ne!(s.profile_of("anonymous_id:b5"), joined.id);
+}
+
+/// Identity injection (`docs/trust.md`): events as collection stamps them from request bodies,
+/// unified, and the edge entries personalization reads.
+mod trust {
+    use serde_json::{Value, json};
+
+    use super::{lake_event, minutes};
+    use crate::activate::personalize::{answers, edge_entries, edge_key};
+    use crate::catalogue::CatalogueConfig;
+    use crate::catalogue::validate::Limits;
+    use crate::collect::{
+        ParsedBody, RequestInfo, Trust, browser_id, identity_hash, process_batch,
+    };
+    use crate::event::{Event, EventType};
+    use crate::unify::{
+        Change, DropReason, IdType, Identifier, IdentityRules, ProfileConfig, Unifier,
+    };
+
+    const SECRET: &[u8] = b"identity-secret";
+
+    /// The lake line collection writes for `event` sent with `trust`.
+    fn collected(event: &Value, trust: Trust<'_>) -> Value {
+        let body = event.to_string();
+        let kind = EventType::parse(event["type"].as_str().unwrap());
+        let parsed = ParsedBody::parse(body.as_bytes(), kind, &Limits::default()).unwrap();
+        let info = RequestInfo {
+            workspace: "w",
+            received_at: minutes(0),
+            client_ip: None,
+            user_agent: None,
+            anonymous_id: None,
+            location: None,
+            edge: None,
+            trust,
+        };
+        let outcome = process_batch(parsed, &info, &CatalogueConfig::default());
+        assert_eq!(outcome.accepted_count, 1, "{:?}", outcome.failed);
+        serde_json::from_slice(&outcome.accepted).unwrap()
+    }
+
+    struct Site {
+        unifier: Unifier,
+        next: i64,
+    }
+
+    impl Site {
+        fn new(strict: bool) -> Site {
+            let mut rules = IdentityRules::default();
+            rules.verify_identity = strict;
+            Site {
+                unifier: Unifier::new(rules, ProfileConfig::default()),
+                next: 0,
+            }
+        }
+
+        /// Sends `event` from the browser whose credential cookie is `credential`.
+        fn browser(&mut self, credential: &str, event: &Value) {
+            let browser = browser_id(credential);
+            let trust = Trust::Client {
+                secret: Some(SECRET),
+                browser: Some(&browser),
+            };
+            self.unify(collected(event, trust));
+        }
+
+        fn server(&mut self, event: &Value) {
+            self.unify(collected(event, Trust::Server));
+        }
+
+        fn unify(&mut self, line: Value) {
+            self.next += 1;
+            let line = lake_event(&format!("m{}", self.next), self.next, line);
+            self.unifier
+                .apply(&Event::from_lake_line(&line.to_string()).unwrap());
+        }
+
+        /// What personalization answers the browser `credential`: its entry's traits.
+        fn personalized(&self, credential: &str) -> Option<Value> {
+            let id = Identifier::new(IdType::Browser, browser_id(credential));
+            let key = edge_key(b"kv", &id);
+            edge_entries(&self.unifier, b"kv", &["plan".to_owned()])
+                .into_iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, value)| serde_json::from_str::<Value>(&value).unwrap()["traits"].clone())
+        }
+
+        fn plan(&self, id: &str) -> Value {
+            let profile = self
+                .unifier
+                .graph()
+                .profile_of(&Identifier::parse(id).unwrap())
+                .unwrap();
+            let traits = &self.unifier.profile(&profile.id).unwrap().traits;
+            traits.get("plan").map_or(Value::Null, |t| t.value.clone())
+        }
+    }
+
+    fn hash(kind: &IdType, value: &str) -> String {
+        identity_hash(SECRET, kind, value).unwrap()
+    }
+
+    /// The victim logs in on their browser with a proof; the attacker, on theirs, claims the
+    /// victim's user id and email without one.
+    fn attack(site: &mut Site) {
+        site.browser(
+            "victim-browser-credential",
+            &json!({"type": "identify", "userId": "victim", "anonymousId": "victim-anon",
+                "traits": {"email": "Victim@Example.com", "plan": "pro"},
+                "context": {"braid": {"userHash": hash(&IdType::UserId, "victim"),
+                    "emailHash": hash(&IdType::Email, "victim@example.com")}}}),
+        );
+        site.browser(
+            "attacker-browser-credential",
+            &json!({"type": "identify", "userId": "victim", "anonymousId": "attacker-anon",
+                "traits": {"email": "victim@example.com", "plan": "free-HIJACKED"},
+                "context": {"braid": {"trusted": true, "verified": ["user_id", "email"],
+                    "browser": browser_id("victim-browser-credential"), "userHash": "00"}}}),
+        );
+    }
+
+    #[test]
+    fn collection_keeps_only_what_the_request_proves() {
+        let claims = json!({"braid": {"trusted": true, "verified": ["user_id"], "browser": "b",
+            "userHash": hash(&IdType::UserId, "u")}});
+        let sent = json!({"type": "identify", "userId": "u", "context": claims});
+        // A public key without a secret proves nothing, and what the client wrote is gone.
+        let line = collected(&sent, Trust::default());
+        assert_eq!(line["context"].get("braid"), None, "{line}");
+        // With the secret, the user hash proves the user id; the hash itself is not kept.
+        let trust = Trust::Client {
+            secret: Some(SECRET),
+            browser: Some("b1"),
+        };
+        let line = collected(&sent, trust);
+        assert_eq!(
+            line["context"]["braid"],
+            json!({"verified": ["user_id"], "browser": "b1"})
+        );
+        // A hash of another id, or under another secret, proves nothing.
+        for wrong in [
+            hash(&IdType::UserId, "v"),
+            identity_hash(b"other", &IdType::UserId, "u").unwrap(),
+        ] {
+            let event = json!({"type": "identify", "userId": "u",
+                "context": {"braid": {"userHash": wrong}}});
+            assert_eq!(
+                collected(&event, trust)["context"]["braid"],
+                json!({"browser": "b1"})
+            );
+        }
+        // An email proof holds for the value as unify normalises it, and only when every email
+        // of the event is that one.
+        let proof = hash(&IdType::Email, "jane@example.com");
+        let event = |context_email: &str| {
+            json!({"type": "identify", "userId": "u", "traits": {"email": " Jane@Example.COM "},
+                "context": {"traits": {"email": context_email}, "braid": {"emailHash": proof}}})
+        };
+        assert_eq!(
+            collected(&event("jane@example.com"), trust)["context"]["braid"]["verified"],
+            json!(["email"])
+        );
+        assert_eq!(
+            collected(&event("other@example.com"), trust)["context"]["braid"].get("verified"),
+            None
+        );
+        // A server key's events are trusted.
+        assert_eq!(
+            collected(&sent, Trust::Server)["context"]["braid"],
+            json!({"trusted": true})
+        );
+    }
+
+    #[test]
+    fn a_claimed_identity_never_reads_the_profile_it_claims() {
+        let mut site = Site::new(false);
+        attack(&mut site);
+        // By default the claim links (the graph trusts what it is told), but only the browser
+        // that proved the link reads the profile.
+        let victim = site
+            .unifier
+            .graph()
+            .profile_of(&Identifier::parse("user_id:victim").unwrap())
+            .unwrap();
+        let attacker = Identifier::new(IdType::Browser, browser_id("attacker-browser-credential"));
+        assert!(victim.identifiers.contains_key(&attacker));
+        assert!(!answers(victim, &attacker));
+        assert_eq!(site.personalized("attacker-browser-credential"), None);
+        assert!(site.personalized("victim-browser-credential").is_some());
+        // Nor does the attacker's anonymous id, for a token naming it.
+        let anon = Identifier::new(IdType::AnonymousId, "attacker-anon");
+        assert!(!answers(victim, &anon));
+        assert!(answers(
+            victim,
+            &Identifier::new(IdType::AnonymousId, "victim-anon")
+        ));
+    }
+
+    #[test]
+    fn an_unproven_merge_does_not_open_one_persons_profile_to_another() {
+        let mut site = Site::new(false);
+        // The victim is known from a CRM import (a server key): an email and a plan.
+        site.server(&json!({"type": "identify", "anonymousId": "crm-row-7",
+            "traits": {"email": "victim@example.com", "plan": "pro"}}));
+        // The attacker logs in to their own account, proven, then claims the victim's email.
+        site.browser(
+            "attacker-browser-credential",
+            &json!({"type": "identify", "userId": "attacker",
+                "context": {"braid": {"userHash": hash(&IdType::UserId, "attacker")}}}),
+        );
+        assert_eq!(
+            site.personalized("attacker-browser-credential"),
+            Some(json!({}))
+        );
+        site.browser(
+            "attacker-browser-credential",
+            &json!({"type": "identify", "anonymousId": "attacker-anon",
+                "traits": {"email": "victim@example.com"}}),
+        );
+        // The claim merged the two profiles (the default graph believes it), yet the
+        // attacker's browser is proven to its own account only, not to the victim's email.
+        let merged = site
+            .unifier
+            .graph()
+            .profile_of(&Identifier::parse("email:victim@example.com").unwrap())
+            .unwrap();
+        assert!(
+            merged
+                .identifiers
+                .contains_key(&Identifier::parse("user_id:attacker").unwrap())
+        );
+        assert_eq!(site.personalized("attacker-browser-credential"), None);
+    }
+
+    #[test]
+    fn strict_identity_links_only_what_is_proven() {
+        let mut site = Site::new(true);
+        attack(&mut site);
+        let graph = site.unifier.graph();
+        let victim = graph
+            .profile_of(&Identifier::parse("user_id:victim").unwrap())
+            .unwrap();
+        let attacker = Identifier::new(IdType::Browser, browser_id("attacker-browser-credential"));
+        assert!(!victim.identifiers.contains_key(&attacker));
+        let theirs = graph.profile_of(&attacker).unwrap();
+        assert_ne!(theirs.id, victim.id);
+        assert!(theirs.history.iter().any(|e| matches!(&e.change,
+            Change::Dropped(d) if d.reason == DropReason::Unverified && d.value == "victim")));
+        // The victim's traits stand; the claim is kept where it belongs, on the attacker's own
+        // anonymous profile.
+        assert_eq!(site.plan("user_id:victim"), json!("pro"));
+        assert_eq!(
+            site.plan("anonymous_id:attacker-anon"),
+            json!("free-HIJACKED")
+        );
+        // The victim's own browser goes on without a proof on every event: its link is proven.
+        site.browser(
+            "victim-browser-credential",
+            &json!({"type": "identify", "userId": "victim", "traits": {"plan": "team"}}),
+        );
+        assert_eq!(site.plan("user_id:victim"), json!("team"));
+        assert_eq!(
+            site.personalized("victim-browser-credential"),
+            Some(json!({"plan": "team"}))
+        );
+    }
+}

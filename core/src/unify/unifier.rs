@@ -137,11 +137,20 @@ impl Unifier {
         };
         let received = time("receivedAt").unwrap_or(at);
         let extracted = extract(event, self.graph.rules());
+        // Strict identity: what the event proves decides whether it may set traits.
+        let proofs = self
+            .graph
+            .rules()
+            .verify_identity
+            .then(|| (extracted.proven.clone(), extracted.browser.clone()));
         let log_before = self.graph.log().len();
         let applied = self.graph.apply(&message_id, at, received, extracted);
         let Applied::Profile(profile_id) = &applied else {
             return applied;
         };
+        let sets_traits = proofs.is_none_or(|(proven, browser)| {
+            self.graph.proven_for(profile_id, &proven, browser.as_ref())
+        });
         let merges: Vec<(ProfileId, ProfileId)> = self
             .graph
             .log()
@@ -177,6 +186,7 @@ impl Unifier {
                 .and_then(|c| c.get("sequence"))
                 .and_then(|n| n.to_value().as_i64()),
             source: source.as_deref(),
+            sets_traits,
         };
         self.sequence += 1;
         self.clock += 1;

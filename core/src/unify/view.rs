@@ -34,7 +34,7 @@ pub fn profile_view(ids: &ProfileIds, profile: &Profile) -> Value {
         })
         .collect();
     let history: Vec<Value> = ids.history.iter().map(history_entry).collect();
-    json!({
+    let mut view = json!({
         "id": ids.id,
         "identifiers": identifiers,
         "traits": traits,
@@ -44,7 +44,23 @@ pub fn profile_view(ids: &ProfileIds, profile: &Profile) -> Value {
         "sessions": profile.sessions,
         "aggregates": profile.aggregates,
         "history": history,
-    })
+    });
+    // What the profile's bounds kept out, counted (docs/profiles.md), when anything was.
+    let over = [
+        ("eventsOfUncountedNames", profile.other_events),
+        ("refusedTraits", profile.refused_traits),
+        ("unlistedDrops", ids.unlisted_drops),
+    ];
+    if over.iter().any(|(_, n)| *n > 0)
+        && let Value::Object(fields) = &mut view
+    {
+        let over: Map<String, Value> = over
+            .into_iter()
+            .map(|(name, n)| (name.to_owned(), Value::from(n)))
+            .collect();
+        fields.insert("overLimits".to_owned(), Value::Object(over));
+    }
+    view
 }
 
 fn names(ids: &[Identifier]) -> Vec<String> {
@@ -87,6 +103,15 @@ pub fn reason_text(reason: &DropReason) -> String {
         }
         DropReason::Limit(limit) => {
             format!("linking it would exceed the limit of {limit} values of its type per profile")
+        }
+        DropReason::TooManyIdentifiers(limit) => {
+            format!("linking it would exceed the limit of {limit} identifiers per profile")
+        }
+        DropReason::TooManyMerges(limit) => {
+            format!("linking it would exceed the limit of {limit} merges per profile")
+        }
+        DropReason::Unverified => {
+            "strict identity: the event does not prove it (docs/trust.md)".to_owned()
         }
     }
 }

@@ -297,6 +297,7 @@ fn cors_preflight_echoes_the_origin() {
         body: b"",
         client_ip: None,
         fresh_id: None,
+        fresh_key: None,
         location: None,
         edge: None,
     };
@@ -342,6 +343,7 @@ fn routes_and_methods() {
         body: b"",
         client_ip: None,
         fresh_id: None,
+        fresh_key: None,
         location: None,
         edge: None,
     };
@@ -356,6 +358,7 @@ fn config_rejects_duplicate_keys_and_unsafe_names() {
         name: name.into(),
         write_keys: vec!["k".into()],
         rate_limit: None,
+        ..Default::default()
     };
     let two = Config {
         workspaces: vec![workspace("a"), workspace("b")],
@@ -512,6 +515,7 @@ fn personalize_get<'a>(
         body: b"",
         client_ip: None,
         fresh_id: None,
+        fresh_key: None,
         location: None,
         edge: None,
     }
@@ -522,15 +526,22 @@ fn personalization_looks_up_only_the_callers_own_id() {
     use braid_core::activate::personalize::{edge_key, sign_token};
     use braid_core::unify::Identifier;
     let collector = personalizing();
-    // The cookie names the caller; the query string names someone else and is ignored.
+    // The credential cookie names the caller (as its SHA-256, the id collection stamps on its
+    // events); the query string names someone else and is ignored.
     let request = personalize_get(
         Some("anonymousId=visitor-bbbb&userId=u-2&key=abc"),
-        vec![("cookie", "x=1; braid_aid=visitor-aaaa")],
+        vec![(
+            "cookie",
+            "x=1; braid_aid=visitor-aaaa; braid_key=5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a",
+        )],
     );
     let Handled::Personalize(lookup) = collector.handle(&request, now()) else {
         panic!("no lookup");
     };
-    let caller = Identifier::parse("anonymous_id:visitor-aaaa").unwrap();
+    let caller = Identifier::parse(
+        "browser:7804409a83ab88b63b7f035acdc5b152b0ba3a865ed1a3fcfcc0157feba7eaa4",
+    )
+    .unwrap();
     assert_eq!(lookup.identifier, caller);
     assert_eq!(lookup.key, edge_key(b"kv-secret", &caller));
     let response = lookup.finish(Some(r#"{"traits":{"plan":"pro"},"audiences":[]}"#.into()));
@@ -572,13 +583,16 @@ fn personalization_looks_up_only_the_callers_own_id() {
         );
         assert_eq!(response.status, 401, "{token}");
     }
-    // No cookie, no token: an empty profile, without a lookup.
-    let (response, _) = send(
-        &collector,
-        &personalize_get(Some("anonymousId=visitor-bbbb"), vec![]),
-    );
-    assert_eq!(response.status, 200);
-    assert_eq!(response.json_body(), json!({"traits": {}, "audiences": []}));
+    // No credential, no token: an empty profile, without a lookup. The anonymous id is no
+    // credential: scripts read it and events carry it.
+    for headers in [vec![], vec![("cookie", "braid_aid=visitor-aaaa")]] {
+        let (response, _) = send(
+            &collector,
+            &personalize_get(Some("anonymousId=visitor-bbbb"), headers),
+        );
+        assert_eq!(response.status, 200);
+        assert_eq!(response.json_body(), json!({"traits": {}, "audiences": []}));
+    }
     // Not configured: 404.
     let (response, _) = send(&api(), &personalize_get(None, vec![]));
     assert_eq!(response.status, 404);

@@ -25,6 +25,7 @@ fn api_with(change: impl FnOnce(&mut Config)) -> Api {
             name: "shop".into(),
             write_keys: vec![KEY.into()],
             rate_limit: None,
+            ..Default::default()
         }],
         ..Config::default()
     };
@@ -56,6 +57,7 @@ fn post<'a>(path: &'a str, headers: Vec<(&'a str, &'a str)>, body: &'a [u8]) -> 
         body,
         client_ip: Some("203.0.113.9".parse().unwrap()),
         fresh_id: Some("0f8e7d6c-5b4a-4321-8fed-cba987654321"),
+        fresh_key: Some("5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a"),
         location: None,
         edge: None,
     }

@@ -163,6 +163,7 @@ fn profile_api() -> Api {
             name: "other".into(),
             write_keys: vec![],
             rate_limit: None,
+            ..Default::default()
         });
         config.activate.profile_api = Some(ProfileApiConfig {
             token: "profile-token".into(),

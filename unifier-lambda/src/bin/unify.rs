@@ -18,13 +18,15 @@ async fn main() -> Result<(), Error> {
     let bucket = Bucket::from_env()?;
     let store = bucket.lake();
     let config = config_from_env()?;
+    let strict = config.strict_identity_workspaces();
     let profiles = ProfileUnify::new(
         store.clone(),
         bucket.profile_home(SlateOptions::default())?,
         config.unify.identity,
         config.unify.profiles,
         config.unify.store,
-    );
+    )
+    .with_strict_identity(strict);
     run(service_fn(|event: LambdaEvent<Value>| {
         let (store, profiles) = (&store, &profiles);
         async move { handle_unify(store, profiles, event, OffsetDateTime::now_utc()).await }

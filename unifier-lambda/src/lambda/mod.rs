@@ -138,6 +138,7 @@ pub async fn handle_ingest<S: ObjectStore>(
         body: request.body().as_ref(),
         client_ip: source_ip(request),
         fresh_id: None,
+        fresh_key: None,
         location: None,
         edge: None,
     };

@@ -24,7 +24,7 @@ mod read;
 mod tests;
 mod workspace;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use braid_core::catalogue::lake::{Area, checkpoint_key, workspace_of, workspace_prefix};
@@ -48,14 +48,15 @@ pub struct ProfileUnify<S, H: KvHome> {
     rules: IdentityRules,
     config: ProfileConfig,
     settings: ProfileStoreConfig,
-    fingerprint: String,
+    /// Workspaces under strict identity (`verify_identity`, `docs/trust.md`).
+    strict: BTreeSet<String>,
     workspaces: tokio::sync::Mutex<BTreeMap<String, Arc<Workspace<H::Kv>>>>,
 }
 
 impl<S, H: KvHome> std::fmt::Debug for ProfileUnify<S, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProfileUnify")
-            .field("fingerprint", &self.fingerprint)
+            .field("strict", &self.strict)
             .finish_non_exhaustive()
     }
 }
@@ -79,16 +80,34 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         config: ProfileConfig,
         settings: ProfileStoreConfig,
     ) -> ProfileUnify<S, H> {
-        let fingerprint = fingerprint(&rules, &config);
         ProfileUnify {
             lake,
             home,
             rules,
             config,
             settings,
-            fingerprint,
+            strict: BTreeSet::new(),
             workspaces: tokio::sync::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The same, with `workspaces` under strict identity (`verify_identity`).
+    #[must_use]
+    pub fn with_strict_identity(mut self, workspaces: impl IntoIterator<Item = String>) -> Self {
+        self.strict = workspaces.into_iter().collect();
+        self
+    }
+
+    /// The identity rules of a workspace.
+    fn rules_of(&self, workspace: &str) -> IdentityRules {
+        let mut rules = self.rules.clone();
+        rules.verify_identity = self.strict.contains(workspace);
+        rules
+    }
+
+    /// The fingerprint of a workspace's rules, kept in its `CURRENT`.
+    fn fingerprint_of(&self, workspace: &str) -> String {
+        fingerprint(&self.rules_of(workspace), &self.config)
     }
 
     async fn current(&self, workspace: &str) -> Result<Option<Current>, ProfileError> {
@@ -125,9 +144,10 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         &self,
         workspace: &str,
     ) -> Result<(Opened, Workspace<H::Kv>), ProfileError> {
+        let fingerprint = self.fingerprint_of(workspace);
         match self.current(workspace).await? {
-            Some(current) if current.fingerprint == self.fingerprint || self.home.read_only() => {
-                if current.fingerprint != self.fingerprint {
+            Some(current) if current.fingerprint == fingerprint || self.home.read_only() => {
+                if current.fingerprint != fingerprint {
                     tracing::warn!(
                         workspace,
                         "The profile store was built under other rules (read-only: not rebuilt)."
@@ -154,7 +174,7 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
                 let opened = self.open_generation(workspace, 1).await?;
                 let current = Current {
                     generation: 1,
-                    fingerprint: self.fingerprint.clone(),
+                    fingerprint,
                 };
                 self.write_current(workspace, &current).await?;
                 Ok(opened)
@@ -169,7 +189,8 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         generation: u64,
     ) -> Result<(Opened, Workspace<H::Kv>), ProfileError> {
         let kv = self.home.open(&store_path(workspace, generation)).await?;
-        let store = Workspace::open(kv, generation, &self.rules, &self.config).await?;
+        let store =
+            Workspace::open(kv, generation, &self.rules_of(workspace), &self.config).await?;
         let opened = Opened {
             generation,
             rebuilt: None,
@@ -253,7 +274,7 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         store.flush().await?;
         let current = Current {
             generation,
-            fingerprint: self.fingerprint.clone(),
+            fingerprint: self.fingerprint_of(workspace),
         };
         self.write_current(workspace, &current).await?;
         if let Some(old) = previous {

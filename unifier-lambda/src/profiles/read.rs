@@ -30,7 +30,8 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
             .map(|(ids, profile)| profile_view(&ids, &profile)))
     }
 
-    /// The edge's personalization value for `id` (`braid_core::activate::personalize::edge_value`).
+    /// The edge's personalization value for `id` (`braid_core::activate::personalize::edge_value`),
+    /// when its profile answers it (`answers`).
     ///
     /// # Errors
     ///
@@ -44,10 +45,10 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         let Some(store) = self.existing(workspace).await? else {
             return Ok(None);
         };
-        Ok(store
-            .record_of(id)
-            .await?
-            .map(|(_, profile)| braid_core::activate::personalize::edge_value(&profile, visible)))
+        Ok(store.record_of(id).await?.and_then(|(ids, profile)| {
+            braid_core::activate::personalize::answers(&ids, id)
+                .then(|| braid_core::activate::personalize::edge_value(&profile, visible))
+        }))
     }
 
     /// Every entry of the edge's personalization store

@@ -108,14 +108,9 @@ async fn handle(
         })
         .flatten()
         .or(Some(peer.ip()));
-    let fresh_id = app
-        .api
-        .config()
-        .collect
-        .identity_cookie
-        .is_some()
-        .then(random_uuid)
-        .flatten();
+    let cookies = app.api.config().collect.identity_cookie.is_some();
+    let fresh_id = cookies.then(random_uuid).flatten();
+    let fresh_key = cookies.then(random_uuid).flatten();
     let http_request = HttpRequest {
         method: parts.method.as_str(),
         path: parts.uri.path(),
@@ -124,6 +119,7 @@ async fn handle(
         body: &body,
         client_ip,
         fresh_id: fresh_id.as_deref(),
+        fresh_key: fresh_key.as_deref(),
         location: None,
         edge: None,
     };

@@ -40,6 +40,7 @@ pub fn local_profiles(config: &Config, lake: &LocalStore, home: LocalHome) -> Lo
         config.unify.profiles.clone(),
         config.unify.store.clone(),
     )
+    .with_strict_identity(config.strict_identity_workspaces())
 }
 
 /// Why the server could not start or stopped.

@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::id::{IdType, Identifier};
 use super::normalize::normalize;
 use super::rules::IdentityRules;
-use crate::event::{Event, EventType, id_text};
+use crate::event::{BRAID_CONTEXT, BROWSER, Event, EventType, TRUSTED, VERIFIED, id_text};
 use crate::json::Node;
 
 /// Why an identifier of an event was not used.
@@ -21,6 +21,12 @@ pub enum DropReason {
     Unique,
     /// Linking it would exceed the type's limit of values per profile.
     Limit(usize),
+    /// Linking it would exceed the limit of identifiers per profile, of all types.
+    TooManyIdentifiers(usize),
+    /// Linking it would merge a profile past the limit of merges per profile.
+    TooManyMerges(usize),
+    /// Strict identity: an identified identifier the event does not prove.
+    Unverified,
 }
 
 /// An identifier of an event that was not used, and why.
@@ -43,6 +49,11 @@ pub struct Extracted {
     pub previous_id: Option<String>,
     /// Identifiers that were not usable.
     pub dropped: Vec<Dropped>,
+    /// Those of `ids` the event proves (`context.braid`, `docs/trust.md`): every one for a
+    /// trusted event, else those of the types its proofs verified.
+    pub proven: Vec<Identifier>,
+    /// The browser credential's identifier, when collection stamped one.
+    pub browser: Option<Identifier>,
 }
 
 impl Extracted {
@@ -114,6 +125,29 @@ pub fn extract(event: &Event<'_>, rules: &IdentityRules) -> Extracted {
     let Some(context) = context.as_ref() else {
         return out;
     };
+    let stamp = context.get(BRAID_CONTEXT).and_then(Node::as_object);
+    let mut trusted = false;
+    let mut verified = Vec::new();
+    if let Some(stamp) = stamp.as_deref() {
+        trusted = stamp
+            .get(TRUSTED)
+            .is_some_and(|t| t.to_value() == Value::Bool(true));
+        if let Some(Value::Array(types)) = stamp.get(VERIFIED).map(Node::to_value) {
+            verified = types
+                .iter()
+                .filter_map(Value::as_str)
+                .map(IdType::parse)
+                .collect();
+        }
+        if let Some(browser) = stamp.text(BROWSER) {
+            out.add(IdType::Browser, &browser, rules);
+            out.browser = out
+                .ids
+                .iter()
+                .find(|id| id.kind == IdType::Browser)
+                .cloned();
+        }
+    }
     if let Some(device) = context.get("device").and_then(Node::as_object) {
         for field in ["id", "advertisingId"] {
             if let Some(id) = device.get(field).and_then(id_text) {
@@ -137,6 +171,12 @@ pub fn extract(event: &Event<'_>, rules: &IdentityRules) -> Extracted {
             }
         }
     }
+    out.proven = out
+        .ids
+        .iter()
+        .filter(|id| trusted || verified.contains(&id.kind))
+        .cloned()
+        .collect();
     out
 }
 

@@ -52,9 +52,49 @@ pub struct ProfileIds {
     pub identifiers: BTreeMap<Identifier, OffsetDateTime>,
     /// The decisions that made it what it is, in the order they were made: its creation and
     /// that of every profile merged into it, the identifiers that joined them, the merges, and
-    /// identifiers of its events that were left out (each value and reason once).
+    /// identifiers of its events that were left out (each value and reason once, the first
+    /// [`MAX_LISTED_DROPS`] of them).
     pub history: Vec<LogEntry>,
+    /// How many merges made it: each profile merged into it, and theirs.
+    pub merges: usize,
+    /// Decisions to leave an identifier out that the history does not list, because it
+    /// lists [`MAX_LISTED_DROPS`] already: counted, so that a stream of new values past a
+    /// limit (a new anonymous id on every event) does not grow the profile.
+    pub unlisted_drops: u64,
+    /// The identifiers whose link was proven (`docs/trust.md`), each with its group: the
+    /// smallest identifier of the proven events that joined it. Identifiers of one event that
+    /// proves one of them (a verified user id, a server's event) are one group, and groups that
+    /// share an identifier are one. A merge by an unproven claim leaves two groups.
+    pub verified: BTreeMap<Identifier, Identifier>,
 }
+
+impl ProfileIds {
+    /// Whether it holds an identifier that names a known person ([`IdType::is_identified`]).
+    pub fn is_identified(&self) -> bool {
+        self.identifiers.keys().any(|i| i.kind.is_identified())
+    }
+
+    /// Whether a caller who proves `id` (a browser's credential cookie) may read the profile:
+    /// when it names nobody ([`ProfileIds::is_identified`]), or when every identified
+    /// identifier is in `id`'s group, linked to it by proven events only.
+    pub fn readable_by(&self, id: &Identifier) -> bool {
+        if !self.is_identified() {
+            return true;
+        }
+        let Some(group) = self.verified.get(id) else {
+            return false;
+        };
+        self.identifiers
+            .keys()
+            .filter(|i| i.kind.is_identified())
+            .all(|i| self.verified.get(i) == Some(group))
+    }
+}
+
+/// How many decisions to leave an identifier out a profile's history lists; later ones are
+/// counted ([`ProfileIds::unlisted_drops`]). With the limits on identifiers and merges, this
+/// bounds a history: at most one `created` per merge, one `linked` per identifier.
+pub const MAX_LISTED_DROPS: usize = 100;
 
 /// One decision of the graph.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,8 +221,13 @@ impl IdentityGraph {
             mut ids,
             previous_id,
             dropped,
+            proven,
+            browser,
         } = extracted;
         let mut drops = dropped;
+        if self.rules.verify_identity {
+            self.drop_unproven(&mut ids, &proven, browser.as_ref(), &mut drops);
+        }
         let mut previous = None;
         if let Some(value) = previous_id {
             // A known user id, else (analytics.js's alias from the anonymous id) an anonymous id.
@@ -206,6 +251,7 @@ impl IdentityGraph {
         });
         if let Some(profile) = self.already_linked(&ids) {
             self.record_drops(&profile, message_id, at, drops);
+            self.prove(&profile, &ids, &proven);
             return Applied::Profile(profile);
         }
         let touched = loop {
@@ -238,7 +284,93 @@ impl IdentityGraph {
             self.join(message_id, at, &ids, &touched)
         };
         self.record_drops(&profile, message_id, at, drops);
+        self.prove(&profile, &ids, &proven);
         Applied::Profile(profile)
+    }
+
+    /// Strict identity: leaves out the identified identifiers the event does not prove,
+    /// unless its browser is already proven to be linked to them.
+    fn drop_unproven(
+        &self,
+        ids: &mut Vec<Identifier>,
+        proven: &[Identifier],
+        browser: Option<&Identifier>,
+        drops: &mut Vec<Dropped>,
+    ) {
+        let vouched = |id: &Identifier| {
+            let Some(browser) = browser else {
+                return false;
+            };
+            let Some(profile) = self.index.get(id).and_then(|p| self.profiles.get(p)) else {
+                return false;
+            };
+            let group = profile.verified.get(id);
+            group.is_some() && profile.verified.get(browser) == group
+        };
+        ids.retain(|id| {
+            let keep = !id.kind.is_identified() || proven.contains(id) || vouched(id);
+            if !keep {
+                drops.push(Dropped {
+                    kind: id.kind.clone(),
+                    value: id.value.clone(),
+                    reason: DropReason::Unverified,
+                });
+            }
+            keep
+        });
+    }
+
+    /// After an event that proves one of its identifiers (`proven`) joined `profile`: its
+    /// identifiers `ids`, and every group they touch, become one group.
+    fn prove(&mut self, profile: &str, ids: &[Identifier], proven: &[Identifier]) {
+        if !proven.iter().any(|p| ids.contains(p)) {
+            return;
+        }
+        let Some(ids_of) = self.profiles.get_mut(profile) else {
+            return;
+        };
+        let groups: BTreeSet<&Identifier> = ids
+            .iter()
+            .filter_map(|id| ids_of.verified.get(id))
+            .collect();
+        let mut members: BTreeSet<Identifier> = ids_of
+            .verified
+            .iter()
+            .filter(|(_, group)| groups.contains(group))
+            .map(|(id, _)| id.clone())
+            .collect();
+        members.extend(ids.iter().cloned());
+        let Some(root) = members.first().cloned() else {
+            return;
+        };
+        let mut changed = false;
+        for member in members {
+            if ids_of.verified.get(&member) != Some(&root) {
+                ids_of.verified.insert(member, root.clone());
+                changed = true;
+            }
+        }
+        if changed {
+            self.changed.insert(profile.to_owned());
+        }
+    }
+
+    /// Whether `profile` holds no identified identifier or the event's proofs (`proven`, its
+    /// `browser`) reach every one: what strict identity asks of an event that sets traits.
+    pub fn proven_for(
+        &self,
+        profile: &str,
+        proven: &[Identifier],
+        browser: Option<&Identifier>,
+    ) -> bool {
+        let Some(ids) = self.profiles.get(profile) else {
+            return false;
+        };
+        !ids.is_identified()
+            || proven
+                .iter()
+                .chain(browser)
+                .any(|id| ids.identifiers.contains_key(id) && ids.readable_by(id))
     }
 
     /// Whether `message_id` was applied for an event received within the dedupe window of
@@ -309,13 +441,25 @@ impl IdentityGraph {
         drops: Vec<Dropped>,
     ) {
         for dropped in drops {
-            let known = self.profiles.get(profile).is_some_and(|p| {
-                p.history
-                    .iter()
-                    .any(|e| matches!(&e.change, Change::Dropped(d) if *d == dropped))
+            let (known, listed) = self.profiles.get(profile).map_or((false, 0), |p| {
+                let mut listed = 0;
+                let known = p.history.iter().any(|e| match &e.change {
+                    Change::Dropped(d) => {
+                        listed += 1;
+                        *d == dropped
+                    }
+                    _ => false,
+                });
+                (known, listed)
             });
             if known {
                 self.log_only(message_id, at, Change::Dropped(dropped));
+            } else if listed >= MAX_LISTED_DROPS {
+                self.log_only(message_id, at, Change::Dropped(dropped));
+                if let Some(ids) = self.profiles.get_mut(profile) {
+                    ids.unlisted_drops += 1;
+                    self.changed.insert(profile.to_owned());
+                }
             } else {
                 self.record(profile, message_id, at, Change::Dropped(dropped));
             }
@@ -362,6 +506,32 @@ impl IdentityGraph {
                 return Some(DropReason::Limit(rule.limit));
             }
         }
+        // Every identifier belongs to one profile, so the linked profile's count is theirs
+        // and the event's new ones.
+        let profiles: Vec<&ProfileIds> = touched
+            .iter()
+            .filter_map(|p| self.profiles.get(p))
+            .collect();
+        let held: usize = profiles.iter().map(|p| p.identifiers.len()).sum();
+        let new = ids
+            .iter()
+            .filter(|id| !self.index.contains_key(*id))
+            .count();
+        let before = profiles
+            .iter()
+            .map(|p| p.identifiers.len())
+            .max()
+            .unwrap_or(0);
+        let limit = self.rules.max_identifiers;
+        if held + new > limit && held + new > before {
+            return Some(DropReason::TooManyIdentifiers(limit));
+        }
+        if profiles.len() > 1 {
+            let merges = profiles.iter().map(|p| p.merges).sum::<usize>() + profiles.len() - 1;
+            if merges > self.rules.max_merges {
+                return Some(DropReason::TooManyMerges(self.rules.max_merges));
+            }
+        }
         None
     }
 
@@ -391,6 +561,9 @@ impl IdentityGraph {
                 created_at: at,
                 identifiers,
                 history: Vec::new(),
+                merges: 0,
+                unlisted_drops: 0,
+                verified: BTreeMap::new(),
             },
         );
         self.removed.remove(&id);
@@ -443,8 +616,14 @@ impl IdentityGraph {
                     *entry = (*entry).min(first_seen);
                 }
                 profile.created_at = profile.created_at.min(absorbed.created_at);
-                profile.history =
+                profile.merges += absorbed.merges + 1;
+                profile.verified.extend(absorbed.verified);
+                profile.unlisted_drops += absorbed.unlisted_drops;
+                let history =
                     merge_histories(std::mem::take(&mut profile.history), absorbed.history);
+                let (history, unlisted) = list_drops(history);
+                profile.history = history;
+                profile.unlisted_drops += unlisted;
             }
             self.record(
                 &survivor,
@@ -650,6 +829,28 @@ fn merge_histories(mine: Vec<LogEntry>, theirs: Vec<LogEntry>) -> Vec<LogEntry> 
         out.extend(next);
     }
     out
+}
+
+/// A history that lists at most [`MAX_LISTED_DROPS`] decisions to leave an identifier out
+/// (the first ones), and how many it no longer lists.
+fn list_drops(history: Vec<LogEntry>) -> (Vec<LogEntry>, u64) {
+    let mut listed = 0;
+    let mut unlisted = 0;
+    let kept = history
+        .into_iter()
+        .filter(|entry| {
+            if !matches!(entry.change, Change::Dropped(_)) {
+                return true;
+            }
+            listed += 1;
+            let keep = listed <= MAX_LISTED_DROPS;
+            if !keep {
+                unlisted += 1;
+            }
+            keep
+        })
+        .collect();
+    (kept, unlisted)
 }
 
 /// `p_` and 20 hex digits of SHA-256 over the first event's `messageId`.

@@ -15,6 +15,9 @@ pub enum IdType {
     Phone,
     /// `context.device.id` or an advertising id.
     DeviceId,
+    /// A browser's credential cookie, by its id (`context.braid.browser`, `docs/trust.md`):
+    /// written by collection only, so no client can name another browser's.
+    Browser,
     /// A type from `context.externalIds` or a configured trait (`loyalty`, `crm_id`).
     Custom(String),
 }
@@ -28,8 +31,19 @@ impl IdType {
             IdType::Email => "email",
             IdType::Phone => "phone",
             IdType::DeviceId => "device_id",
+            IdType::Browser => "browser",
             IdType::Custom(name) => name,
         }
+    }
+
+    /// Whether it names a known person (a user id, an email, a phone, a custom id), as opposed
+    /// to a device or a browser: what a client must prove before it may read such a profile
+    /// (`docs/trust.md`).
+    pub fn is_identified(&self) -> bool {
+        !matches!(
+            self,
+            IdType::AnonymousId | IdType::DeviceId | IdType::Browser
+        )
     }
 
     /// The type named `name` (custom names are lower-cased).
@@ -40,6 +54,7 @@ impl IdType {
             "email" => IdType::Email,
             "phone" => IdType::Phone,
             "device_id" => IdType::DeviceId,
+            "browser" => IdType::Browser,
             other => IdType::Custom(other.trim().to_ascii_lowercase()),
         }
     }

@@ -9,7 +9,9 @@ mod normalize;
 mod rules;
 
 pub use extract::{DropReason, Dropped, Extracted, extract};
-pub use graph::{Applied, Change, GraphChanges, IdentityGraph, LogEntry, ProfileId, ProfileIds};
+pub use graph::{
+    Applied, Change, GraphChanges, IdentityGraph, LogEntry, MAX_LISTED_DROPS, ProfileId, ProfileIds,
+};
 pub use id::{IdType, Identifier};
 pub use normalize::normalize;
 pub use rules::{DEFAULT_BLOCKED, IdentityRules, PLACEHOLDERS, RulesError, TypeRule};

@@ -85,6 +85,17 @@ pub struct IdentityRules {
     pub trait_identifiers: BTreeMap<String, String>,
     /// How long a `messageId` is remembered to ignore redeliveries.
     pub dedupe_window_days: i64,
+    /// Most identifiers per profile, of all types together (an event that would link more
+    /// drops its weakest identifiers, as a type's limit does).
+    pub max_identifiers: usize,
+    /// Most merges per profile, counting those of the profiles merged into it (an event that
+    /// would merge more drops its weakest identifiers until it merges nothing more).
+    pub max_merges: usize,
+    /// Strict identity (a workspace's `verify_identity`, set from `[[workspaces]]`, not here):
+    /// an identified identifier the event does not prove is left out, and such an event does
+    /// not change the traits of an identified profile.
+    #[serde(skip_deserializing, skip_serializing_if = "std::ops::Not::not")]
+    pub verify_identity: bool,
     #[serde(skip)]
     compiled: Option<Compiled>,
 }
@@ -95,7 +106,8 @@ struct Compiled {
 }
 
 /// The built-in rules: `user_id` unique (limit 1) and strongest, then email, phone, device id;
-/// custom types next; `anonymous_id` weakest. Limits 5.
+/// custom types next; `anonymous_id`, then `browser`, weakest. Limits 5 (a person's browsers:
+/// 10).
 fn default_types() -> BTreeMap<String, TypeRule> {
     let rule = |priority, limit, unique| TypeRule {
         priority,
@@ -109,6 +121,7 @@ fn default_types() -> BTreeMap<String, TypeRule> {
         ("phone", rule(3, 5, false)),
         ("device_id", rule(4, 5, false)),
         ("anonymous_id", rule(90, 5, false)),
+        ("browser", rule(95, 10, false)),
     ]
     .into_iter()
     .map(|(name, rule)| (name.to_owned(), rule))
@@ -122,6 +135,9 @@ impl Default for IdentityRules {
             default_country: None,
             trait_identifiers: BTreeMap::new(),
             dedupe_window_days: 7,
+            max_identifiers: 1_000,
+            max_merges: 100,
+            verify_identity: false,
             compiled: None,
         };
         // The built-in patterns compile: the fallback is never used.
