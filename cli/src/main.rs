@@ -52,6 +52,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    own_files_only();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BRAID_LOG")
@@ -72,4 +73,12 @@ fn main() -> anyhow::Result<()> {
         Command::Resolve(args) => resolve::run(&args),
         Command::Import(args) => runtime.block_on(import::run(&args)),
     }
+}
+
+/// Every file and folder braid creates — the data folder, the lake, the profile stores, the
+/// demo write key, exports — is its user's only (0600 and 0700, whatever the shell's umask):
+/// they hold personal data and secrets.
+fn own_files_only() {
+    #[cfg(unix)]
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
 }

@@ -50,6 +50,16 @@ pub struct ServerConfig {
     pub data: PathBuf,
     /// Take the client's address from `X-Forwarded-For` (only behind a proxy you run).
     pub trust_forwarded_for: bool,
+    /// How long a client may take to send a request's headers, and how long a kept-alive
+    /// connection may stay idle between requests, in seconds.
+    pub header_timeout_seconds: u64,
+    /// How long a client may take to send a request's body, in seconds (408 after).
+    pub body_timeout_seconds: u64,
+    /// Most connections open at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// On SIGTERM: how long requests in flight and the unify loop's backlog may go on, in
+    /// seconds. What unify has not applied by then is applied at the next start.
+    pub shutdown_grace_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +68,10 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data: PathBuf::from("braid-data"),
             trust_forwarded_for: false,
+            header_timeout_seconds: 30,
+            body_timeout_seconds: 30,
+            max_connections: 1_000,
+            shutdown_grace_seconds: 10,
         }
     }
 }
@@ -120,6 +134,15 @@ pub enum ConfigError {
     BadSdkPath {
         /// The value.
         path: String,
+    },
+    /// `[collect.cors] allowed_origins` holds what is not an origin (`null`, `*`, a path).
+    #[error(
+        "collect.cors.allowed_origins: {origin:?} is not an origin (scheme://host[:port], \
+         without a path; never null or *)"
+    )]
+    BadOrigin {
+        /// The value.
+        origin: String,
     },
 }
 
@@ -231,6 +254,17 @@ impl Config {
         if !path.starts_with('/') || path.ends_with('/') {
             return Err(ConfigError::BadSdkPath { path: path.clone() });
         }
+        if let Some(origin) = self
+            .collect
+            .cors
+            .allowed_origins
+            .iter()
+            .find(|o| !is_origin(o))
+        {
+            return Err(ConfigError::BadOrigin {
+                origin: origin.clone(),
+            });
+        }
         if self.collect.forward_secret.as_deref() == Some("") {
             self.collect.forward_secret = None;
         }
@@ -307,6 +341,19 @@ pub fn shorten_key(key: &str) -> String {
         Some((cut, _)) => format!("{}…", key.get(..cut).unwrap_or("")),
         None => key.to_owned(),
     }
+}
+
+/// Whether `text` is a browser origin as `Origin` headers carry it: `http` or `https`, `://`, a
+/// host (and port), nothing after.
+fn is_origin(text: &str) -> bool {
+    let Some((scheme, host)) = text.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
 #[cfg(test)]

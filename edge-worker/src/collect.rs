@@ -33,8 +33,13 @@ impl Api {
         let bytes = request.body.len();
         let limits = &self.config.catalogue.limits;
         if bytes > limits.max_batch_bytes {
+            // A platform stops reading one byte past the limit: the length the client declared
+            // says how large the body is.
+            let declared = request
+                .header("content-length")
+                .and_then(|length| length.trim().parse::<usize>().ok());
             let error = ValidationError::BatchTooLarge {
-                size: bytes,
+                size: declared.map_or(bytes, |declared| declared.max(bytes)),
                 limit: limits.max_batch_bytes,
             };
             return self.refuse(request, &error.into(), bytes);

@@ -3,8 +3,13 @@
 use crate::http::{HttpRequest, HttpResponse};
 use braid_core::collect::CorsConfig;
 
-/// Adds `Access-Control-Allow-*` headers for an allowed `Origin` (echoed, with credentials, so
-/// first-party cookies work), or nothing for a request without one or from another origin.
+/// Adds `Access-Control-Allow-*` headers for an `Origin` that may read the answer, or nothing
+/// for a request without one or from another origin.
+///
+/// Credentials (cookies: the identity cookie, the browser's credential) are allowed only for
+/// the configured origins, never for `null` or any origin: a page of another site must not read
+/// what a visitor's cookies open (`/v1/personalize`, the anonymous id of an answer). Without
+/// configured origins, collection stays open to every origin, without credentials.
 pub(crate) fn add_headers(
     request: &HttpRequest<'_>,
     config: &CorsConfig,
@@ -14,15 +19,18 @@ pub(crate) fn add_headers(
         return;
     };
     response.headers.push(("vary", "Origin".to_owned()));
-    if !config.allowed_origins.is_empty() && !config.allowed_origins.iter().any(|o| o == origin) {
+    let listed = config.allowed_origins.iter().any(|o| o == origin);
+    if !config.allowed_origins.is_empty() && !listed {
         return;
     }
     response
         .headers
         .push(("access-control-allow-origin", origin.to_owned()));
-    response
-        .headers
-        .push(("access-control-allow-credentials", "true".to_owned()));
+    if listed {
+        response
+            .headers
+            .push(("access-control-allow-credentials", "true".to_owned()));
+    }
     // The SDK reads Retry-After of a 429 or 503 to know when to send again.
     response
         .headers

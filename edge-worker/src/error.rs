@@ -143,6 +143,18 @@ pub enum ApiError {
         /// What failed.
         message: String,
     },
+    /// The client did not send its body within the time allowed.
+    #[error("the body did not arrive within {seconds} s")]
+    BodyTimeout {
+        /// The limit in seconds.
+        seconds: u64,
+    },
+    /// The server holds as many connections as it may.
+    #[error("the server holds its limit of {limit} connections; retry later")]
+    TooManyConnections {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl ApiError {
@@ -165,7 +177,10 @@ impl ApiError {
             | ApiError::UnknownWorkspace { .. }
             | ApiError::BadIdentifier { .. }
             | ApiError::BadParameter { .. } => 400,
-            ApiError::StorageUnavailable | ApiError::ProfileStoreFailed { .. } => 503,
+            ApiError::BodyTimeout { .. } => 408,
+            ApiError::StorageUnavailable
+            | ApiError::ProfileStoreFailed { .. }
+            | ApiError::TooManyConnections { .. } => 503,
         }
     }
 
@@ -192,6 +207,8 @@ impl ApiError {
             ApiError::BadParameter { .. } => "bad_parameter",
             ApiError::StorageUnavailable => "storage_unavailable",
             ApiError::ProfileStoreFailed { .. } => "store_failed",
+            ApiError::BodyTimeout { .. } => "body_timeout",
+            ApiError::TooManyConnections { .. } => "too_many_connections",
         }
     }
 
@@ -202,6 +219,8 @@ impl ApiError {
             ApiError::RateLimited { .. }
                 | ApiError::StorageUnavailable
                 | ApiError::ProfileStoreFailed { .. }
+                | ApiError::BodyTimeout { .. }
+                | ApiError::TooManyConnections { .. }
         )
     }
 
@@ -249,6 +268,16 @@ impl ApiError {
                 Some("workspace"),
                 None,
                 None,
+            ),
+            ApiError::BodyTimeout { seconds } => {
+                entry(self.code(), &self.to_string(), None, None, Some(*seconds))
+            }
+            ApiError::TooManyConnections { limit } => entry(
+                self.code(),
+                &self.to_string(),
+                None,
+                None,
+                u64::try_from(*limit).ok(),
             ),
             _ => entry(self.code(), &self.to_string(), None, None, None),
         }

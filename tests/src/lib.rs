@@ -599,7 +599,8 @@ pub fn request(
     parse_response(&raw).ok_or_else(|| std::io::Error::other("incomplete HTTP response"))
 }
 
-fn parse_response(raw: &[u8]) -> Option<Response> {
+/// A raw HTTP/1.1 response, parsed (`None` when incomplete).
+pub fn parse_response(raw: &[u8]) -> Option<Response> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(raw.get(..split)?).ok()?;
     let mut lines = head.split("\r\n");
@@ -704,6 +705,11 @@ pub fn collect(folder: &Path, out: &mut Vec<PathBuf>) {
 /// Waits until the unify loop of a server on `data` has checkpointed every lake object of
 /// `raw/`: what it applied is then durable in the profile store.
 pub fn wait_unified(data: &Path) {
+    wait_unified_within(data, Duration::from_secs(30));
+}
+
+/// [`wait_unified`], for at most `limit`.
+pub fn wait_unified_within(data: &Path, limit: Duration) {
     let count = |folder: &str| {
         let mut out = Vec::new();
         collect(&data.join(folder), &mut out);
@@ -711,10 +717,7 @@ pub fn wait_unified(data: &Path) {
     };
     let started = Instant::now();
     while count("checkpoints/unify/raw") < count("raw") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "unify did not catch up"
-        );
+        assert!(started.elapsed() < limit, "unify did not catch up");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

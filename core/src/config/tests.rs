@@ -285,3 +285,30 @@ fn checks_name_what_is_wrong() {
             .starts_with("identity.types.phone.blocked: \"(\" is not a regular expression"),
     );
 }
+
+#[test]
+fn allowed_origins_are_origins() {
+    for bad in [
+        "null",
+        "*",
+        "shop.example",
+        "https://shop.example/",
+        "https://",
+    ] {
+        let mut config = Config::default();
+        config.collect.cors.allowed_origins = vec![bad.to_owned()];
+        assert_eq!(
+            config.check().unwrap_err(),
+            ConfigError::BadOrigin {
+                origin: bad.to_owned()
+            },
+            "{bad}"
+        );
+    }
+    let mut config = Config::default();
+    config.collect.cors.allowed_origins = vec![
+        "https://shop.example".into(),
+        "http://127.0.0.1:8080".into(),
+    ];
+    assert!(config.check().is_ok());
+}

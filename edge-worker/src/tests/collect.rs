@@ -282,13 +282,13 @@ fn rate_limit_is_429_with_retry_after() {
 }
 
 #[test]
-fn cors_preflight_echoes_the_origin() {
-    let request = HttpRequest {
+fn cors_allows_credentials_only_for_configured_origins() {
+    let preflight = |origin: &'static str| HttpRequest {
         method: "OPTIONS",
         path: "/v1/t",
         query: None,
         headers: vec![
-            ("Origin", "https://shop.example"),
+            ("Origin", origin),
             (
                 "Access-Control-Request-Headers",
                 "authorization, content-type",
@@ -301,21 +301,37 @@ fn cors_preflight_echoes_the_origin() {
         location: None,
         edge: None,
     };
-    let (response, _) = send(&api(), &request);
-    assert_eq!(response.status, 204);
-    assert_eq!(
-        response.header("access-control-allow-origin"),
-        Some("https://shop.example")
-    );
-    assert_eq!(
-        response.header("access-control-allow-headers"),
-        Some("authorization, content-type")
-    );
-    assert_eq!(response.header("access-control-max-age"), Some("86400"));
+    // No configured origins: collection is open to every origin, `null` too, without
+    // credentials.
+    for origin in ["https://shop.example", "null"] {
+        let (response, _) = send(&api(), &preflight(origin));
+        assert_eq!(response.status, 204);
+        assert_eq!(response.header("access-control-allow-origin"), Some(origin));
+        assert_eq!(
+            response.header("access-control-allow-headers"),
+            Some("authorization, content-type")
+        );
+        assert_eq!(response.header("access-control-max-age"), Some("86400"));
+        assert_eq!(response.header("access-control-allow-credentials"), None);
+    }
+    // Configured: those origins with credentials, no other.
+    let listed = api_with(|config| {
+        config.collect.cors.allowed_origins = vec!["https://shop.example".into()];
+    });
+    let (response, _) = send(&listed, &preflight("https://shop.example"));
     assert_eq!(
         response.header("access-control-allow-credentials"),
         Some("true")
     );
+    for origin in ["https://evil.example", "null"] {
+        let (response, _) = send(&listed, &preflight(origin));
+        assert_eq!(
+            response.header("access-control-allow-origin"),
+            None,
+            "{origin}"
+        );
+        assert_eq!(response.header("access-control-allow-credentials"), None);
+    }
 }
 
 #[test]

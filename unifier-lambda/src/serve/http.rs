@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -15,7 +16,12 @@ use braid_edge::{
     Api, ApiError, Handled, HttpRequest, HttpResponse, ProfileAnswer, ProfileQuery, ProfileRead,
 };
 use http_body_util::BodyExt as _;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use super::metrics::Metrics;
 use super::upstream::Upstream;
@@ -35,23 +41,85 @@ pub(super) struct App {
     pub(super) trust_forwarded_for: bool,
     /// The browser SDK's files, when served.
     pub(super) sdk_dir: Option<PathBuf>,
+    /// How long a client may take to send a body.
+    pub(super) body_timeout: Duration,
 }
 
-/// Serves until `shutdown` completes, then drains in-flight requests and closes the lake.
+/// How `braid serve` treats connections (`[server]` of the configuration).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Connections {
+    /// To send a request's headers, and to stay idle between two requests.
+    pub(super) header_timeout: Duration,
+    /// Most open at once.
+    pub(super) max: usize,
+    /// For requests in flight once shutdown begins.
+    pub(super) grace: Duration,
+}
+
+/// Serves until `shutdown` completes, then lets requests in flight finish (for the grace
+/// period at most, then cuts them off) and closes the lake.
+///
+/// Each connection is served by hyper with a header read timeout (which also bounds how long a
+/// kept-alive connection may sit idle), and at most `connections.max` are open: one more is
+/// answered 503 and closed, so that idle or slow clients cannot take every file descriptor.
 pub(super) async fn serve(
     listener: TcpListener,
     app: Arc<App>,
+    connections: Connections,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = axum::Router::new()
         .fallback(handle)
         .with_state(Arc::clone(&app));
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(connections.header_timeout);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(connections.max));
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, most often: wait for connections to close.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            app.metrics.record_refused_connection();
+            tasks.spawn(refuse(stream, connections.max));
+            continue;
+        };
+        let service =
+            TowerToHyperService::new(router.clone().layer(axum::Extension(ConnectInfo(peer))));
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tasks.spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection closed");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    drop(router);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(connections.grace) => {
+            tracing::warn!(
+                message = "Requests still in flight after the grace period are cut off.",
+                grace_seconds = connections.grace.as_secs()
+            );
+        }
+    }
+    tasks.shutdown().await;
     let (received, accepted, failed, bytes) = app.metrics.totals();
     tracing::info!(message = "Stopped.", received, accepted, failed, bytes);
     if let Ok(app) = Arc::try_unwrap(app) {
@@ -62,6 +130,32 @@ pub(super) async fn serve(
         );
     }
     Ok(())
+}
+
+/// Answers a connection over the limit with 503 (and `Retry-After`), then closes it.
+async fn refuse(mut stream: TcpStream, limit: usize) {
+    use tokio::io::AsyncWriteExt as _;
+    let response = ApiError::TooManyConnections { limit }.to_response();
+    let mut head = format!(
+        "HTTP/1.1 {} Service Unavailable\r\nconnection: close\r\ncontent-length: {}\r\n",
+        response.status,
+        response.body.len()
+    );
+    for (name, value) in &response.headers {
+        for part in [*name, ": ", value, "\r\n"] {
+            head.push_str(part);
+        }
+    }
+    head.push_str("\r\n");
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&response.body).await?;
+        stream.shutdown().await
+    };
+    // A client that does not read gets nothing: the connection is closed all the same.
+    if let Ok(Err(error)) = tokio::time::timeout(Duration::from_secs(1), write).await {
+        tracing::debug!(%error, "a refused connection broke");
+    }
 }
 
 async fn handle(
@@ -78,13 +172,24 @@ async fn handle(
         });
     }
     let limit = app.api.body_limit(parts.uri.path());
-    let body = match read_limited(body, limit).await {
-        Ok(body) => body,
-        Err(error) => {
+    let body = match tokio::time::timeout(app.body_timeout, read_limited(body, limit)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(error)) => {
             let error = ApiError::UnreadableBody {
                 detail: error.to_string(),
             };
             return to_axum(error.to_response());
+        }
+        Err(_) => {
+            let error = ApiError::BodyTimeout {
+                seconds: app.body_timeout.as_secs(),
+            };
+            let mut response = to_axum(error.to_response());
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+            return response;
         }
     };
     let headers: Vec<(&str, &str)> = parts

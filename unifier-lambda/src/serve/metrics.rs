@@ -14,6 +14,7 @@ pub(super) struct Metrics {
     failed: AtomicU64,
     bytes: AtomicU64,
     store_errors: AtomicU64,
+    refused_connections: AtomicU64,
 }
 
 impl Metrics {
@@ -32,6 +33,11 @@ impl Metrics {
     /// Counts a write that could not be made durable.
     pub(super) fn record_store_error(&self) {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection refused because the server held its limit.
+    pub(super) fn record_refused_connection(&self) {
+        self.refused_connections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus exposition.
@@ -66,6 +72,11 @@ impl Metrics {
                 "braid_store_errors_total",
                 "Lake writes that failed (answered 503).",
                 &self.store_errors,
+            ),
+            (
+                "braid_refused_connections_total",
+                "Connections over [server] max_connections (answered 503 and closed).",
+                &self.refused_connections,
             ),
         ];
         let mut out = String::new();

@@ -12,6 +12,8 @@ mod upstream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use braid_core::{Config, ConfigError};
 use braid_edge::Api;
@@ -21,7 +23,7 @@ use tokio::sync::mpsc;
 use crate::client::ClientError;
 use crate::lake::feed::{Unify, UnifyError, UnifySummary, unify_objects};
 use crate::lake::group::GroupCommit;
-use crate::lake::store::{LocalStore, ObjectStore as _};
+use crate::lake::store::{LocalStore, ObjectStore as _, StoreError};
 use crate::profiles::kv::{KvError, LocalHome, SlateOptions};
 use crate::profiles::{ProfileError, ProfileUnify};
 
@@ -227,11 +229,13 @@ impl Server {
             written,
             ..
         } = self;
+        let stop = Arc::new(AtomicBool::new(false));
         let unifying = match (&profiles, unify) {
             (Some(profiles), Some(new_objects)) => Some(tokio::spawn(unify_loop(
                 lake.clone(),
                 Arc::clone(profiles),
                 new_objects,
+                Arc::clone(&stop),
             ))),
             _ => None,
         };
@@ -252,16 +256,34 @@ impl Server {
             metrics: metrics::Metrics::default(),
             trust_forwarded_for: config.server.trust_forwarded_for,
             sdk_dir: config.collect.sdk.dir.clone(),
+            body_timeout: Duration::from_secs(config.server.body_timeout_seconds),
         });
-        http::serve(listener, app, shutdown)
+        let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+        let connections = http::Connections {
+            header_timeout: Duration::from_secs(config.server.header_timeout_seconds),
+            max: config.server.max_connections,
+            grace,
+        };
+        http::serve(listener, app, connections, shutdown)
             .await
             .map_err(ServeError::Http)?;
         // The lake is closed (its writer stopped, which ends the unify loop's channel): the
-        // loop applies what it has, then the stores are closed.
-        if let Some(unifying) = unifying
-            && unifying.await.is_err()
-        {
-            tracing::error!(message = "The unify loop panicked.");
+        // loop applies what it has for the grace period, then stops after the objects at hand
+        // (the rest is applied at the next start), then the stores are closed.
+        if let Some(mut unifying) = unifying {
+            let finished = if let Ok(finished) = tokio::time::timeout(grace, &mut unifying).await {
+                finished
+            } else {
+                tracing::info!(
+                    message = "Unify stops after the objects at hand; the rest is applied at \
+                               the next start."
+                );
+                stop.store(true, Ordering::Relaxed);
+                unifying.await
+            };
+            if finished.is_err() {
+                tracing::error!(message = "The unify loop panicked.");
+            }
         }
         if let Some(profiles) = profiles {
             profiles.close().await.map_err(ServeError::Close)?;
@@ -280,29 +302,55 @@ pub async fn unify_pending<U: Unify>(
     lake: &LocalStore,
     unify: &U,
 ) -> Result<UnifySummary, UnifyError<U::Error>> {
-    let mut objects = lake.list("raw/").await?;
-    objects.sort_by(|a, b| (a.modified, &a.key).cmp(&(b.modified, &b.key)));
-    let keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();
+    let keys = pending_keys(lake).await?;
     unify_objects(lake, unify, &keys, now()).await
 }
 
+/// The lake's objects in the order they were written.
+async fn pending_keys(lake: &LocalStore) -> Result<Vec<String>, StoreError> {
+    let mut objects = lake.list("raw/").await?;
+    objects.sort_by(|a, b| (a.modified, &a.key).cmp(&(b.modified, &b.key)));
+    Ok(objects.into_iter().map(|o| o.key).collect())
+}
+
+/// How many pending objects the unify loop applies (and makes durable) at a time when it
+/// starts: it checks between them whether to stop.
+const PENDING_AT_A_TIME: usize = 32;
+
 /// The unify loop: what is pending first, then each group commit's objects as they land,
-/// until the lake's writer stops.
+/// until the lake's writer stops or `stop` is set (checked between batches of objects; what
+/// is left has no checkpoint and is applied at the next start).
 async fn unify_loop<U: Unify>(
     lake: LocalStore,
     unify: Arc<U>,
     mut new_objects: mpsc::UnboundedReceiver<Vec<String>>,
+    stop: Arc<AtomicBool>,
 ) {
-    match unify_pending(&lake, unify.as_ref()).await {
-        Ok(summary) => tracing::debug!(?summary, "unify"),
-        // Objects without a checkpoint are applied at the next start.
-        Err(error) => tracing::warn!(%error, "unify failed"),
+    let stopped = || stop.load(Ordering::Relaxed);
+    match pending_keys(&lake).await {
+        Ok(keys) => {
+            for keys in keys.chunks(PENDING_AT_A_TIME) {
+                if stopped() {
+                    return;
+                }
+                apply_logged(&lake, unify.as_ref(), keys).await;
+            }
+        }
+        Err(error) => tracing::warn!(%error, "unify: the lake cannot be listed"),
     }
     while let Some(keys) = new_objects.recv().await {
-        match unify_objects(&lake, unify.as_ref(), &keys, now()).await {
-            Ok(summary) => tracing::debug!(?summary, "unify"),
-            Err(error) => tracing::warn!(%error, "unify failed"),
+        if stopped() {
+            return;
         }
+        apply_logged(&lake, unify.as_ref(), &keys).await;
+    }
+}
+
+/// Applies objects, saying how it went (objects without a checkpoint are applied again later).
+async fn apply_logged<U: Unify>(lake: &LocalStore, unify: &U, keys: &[String]) {
+    match unify_objects(lake, unify, keys, now()).await {
+        Ok(summary) => tracing::debug!(?summary, "unify"),
+        Err(error) => tracing::warn!(%error, "unify failed"),
     }
 }
 
