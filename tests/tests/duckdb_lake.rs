@@ -1,5 +1,5 @@
 //! The lake is readable by standard tools with no conversion: DuckDB (the real Python package)
-//! runs the README's query over the Hive-partitioned NDJSON.gz files.
+//! runs the README's query over the Hive-partitioned NDJSON.gz files, exact when clients retry.
 
 #![allow(
     clippy::unwrap_used,
@@ -10,51 +10,65 @@
 
 use std::process::Command;
 
-use braid_tests::{Server, python, read_lake};
+use braid_tests::{Server, python, read_lake, repo_root};
 use serde_json::json;
+
+/// The README's SQL (its view, then its query), on the data folder `data`.
+fn readme_sql(data: &std::path::Path) -> Vec<String> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let sql = readme
+        .split("```sql\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap()
+        .replace("braid-data", data.to_str().unwrap());
+    sql.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
 
 #[test]
 fn duckdb_read_json_auto_reads_the_lake() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
     let batch = json!({"batch": [
-        {"type": "track", "event": "Order Completed", "userId": "u1", "properties": {"revenue": 10}},
-        {"type": "track", "event": "Order Completed", "userId": "u2", "properties": {"revenue": 5}},
-        {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}},
-        {"type": "page", "anonymousId": "a1", "name": "Home"},
+        {"type": "track", "event": "Order Completed", "userId": "u1", "messageId": "o1",
+         "properties": {"revenue": 10}},
+        {"type": "track", "event": "Order Completed", "userId": "u2", "messageId": "o2",
+         "properties": {"revenue": 5}},
+        {"type": "identify", "userId": "u1", "messageId": "i1", "traits": {"plan": "pro"}},
+        {"type": "page", "anonymousId": "a1", "messageId": "p1", "name": "Home"},
     ]});
-    assert_eq!(
-        server
-            .post("/v1/batch", batch.to_string().as_bytes())
-            .status,
-        200
+    // Sent twice, as a client whose first answer was lost does: the lake keeps both copies.
+    for _ in 0..2 {
+        let reply = server.post("/v1/batch", batch.to_string().as_bytes());
+        assert_eq!(reply.status, 200);
+    }
+    // Another user's event that reuses a messageId is that user's: it counts.
+    let reply = server.post(
+        "/v1/track",
+        br#"{"event":"Order Completed","userId":"u3","messageId":"o1","properties":{"revenue":1}}"#,
     );
-    assert_eq!(
-        server
-            .post(
-                "/v1/track",
-                br#"{"event":"Order Completed","userId":"u3","properties":{"revenue":1}}"#
-            )
-            .status,
-        200
-    );
-    assert_eq!(read_lake(&server.data, "raw").len(), 5);
+    assert_eq!(reply.status, 200);
+    assert_eq!(read_lake(&server.data, "raw").len(), 9);
 
-    // The query from the README, on this server's data folder.
+    let statements = readme_sql(&server.data);
+    assert_eq!(statements.len(), 2, "a view and a query: {statements:?}");
     let script = r"
 import sys, duckdb
-rows = duckdb.sql(f'''
-  SELECT workspace, type, count(*) AS events, sum(properties.revenue) AS revenue
-  FROM read_json_auto('{sys.argv[1]}/raw/*/*/*/*.ndjson.gz', hive_partitioning = true)
-  GROUP BY ALL ORDER BY type
-''').fetchall()
-for row in rows:
+con = duckdb.connect()
+*setup, query = sys.argv[1:]
+for statement in setup:
+    con.execute(statement)
+for row in con.sql(query).fetchall():
     print('|'.join('' if v is None else str(v) for v in row))
 ";
     let output = Command::new(python())
         .arg("-c")
         .arg(script)
-        .arg(&server.data)
+        .args(&statements)
         .output()
         .unwrap();
     assert!(

@@ -42,6 +42,42 @@ pub struct StoredCounters {
     pub sequence: u64,
     /// Decisions of the identity graph, ever.
     pub decisions: u64,
+    /// Events whose `messageId` another sender had used within the dedupe window, ever.
+    #[serde(default)]
+    pub collisions: u64,
+}
+
+/// A dedupe entry's value: each sender of the `messageId` (16 hex digits) and when its event
+/// was received (ms), as `sender:millis` separated by spaces.
+pub fn encode_seen(senders: &[(u64, i64)]) -> Vec<u8> {
+    let mut out = String::new();
+    for (sender, millis) in senders {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        hex::push(&mut out, &sender.to_be_bytes());
+        out.push(':');
+        out.push_str(&millis.to_string());
+    }
+    out.into_bytes()
+}
+
+/// Reads a dedupe entry's value ([`encode_seen`]).
+///
+/// # Errors
+///
+/// [`RecordError::Malformed`] when it is not one.
+pub fn decode_seen(bytes: &[u8]) -> Result<Vec<(u64, i64)>, RecordError> {
+    let malformed = || RecordError::Malformed("a dedupe entry".to_owned());
+    let text = std::str::from_utf8(bytes).map_err(|_| malformed())?;
+    text.split(' ')
+        .map(|entry| {
+            let (sender, millis) = entry.split_once(':').ok_or_else(malformed)?;
+            let sender = u64::from_str_radix(sender, 16).map_err(|_| malformed())?;
+            let millis = millis.parse().map_err(|_| malformed())?;
+            Ok((sender, millis))
+        })
+        .collect()
 }
 
 /// The fingerprint of the rules and configuration profiles are computed under: a store built

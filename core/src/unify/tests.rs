@@ -768,7 +768,7 @@ fn lookups_normalise_like_events() {
 struct MemoryStore {
     ids: std::collections::BTreeMap<Identifier, ProfileId>,
     records: std::collections::BTreeMap<ProfileId, Vec<u8>>,
-    seen: std::collections::BTreeMap<String, i64>,
+    seen: std::collections::BTreeMap<String, Vec<(u64, i64)>>,
     counters: StoredCounters,
 }
 
@@ -783,7 +783,7 @@ impl MemoryStore {
                 && !u.graph().holds_message(&message_id)
                 && let Some(received) = self.seen.get(&message_id)
             {
-                u.load_seen(&message_id, *received);
+                u.load_seen(&message_id, received);
             }
             for id in lookups.identifiers {
                 if u.graph().holds(&id) {
@@ -1429,4 +1429,29 @@ mod trust {
             Some(json!({"plan": "team"}))
         );
     }
+}
+
+/// A `messageId` is scoped by its sender: a retry is applied once, another user's event that
+/// reuses the id is applied too (and counted), and its own retry is not applied again.
+#[test]
+fn a_message_id_reused_by_another_sender_is_not_dropped() {
+    let mut u = unifier(ProfileConfig::default());
+    let track = |user: &str| json!({"type": "track", "event": "Bought", "userId": user});
+    for (id, user) in [
+        ("m1", "u1"),
+        ("m1", "u1"),
+        ("m1", "u2"),
+        ("m1", "u2"),
+        ("m2", "u2"),
+    ] {
+        apply(&mut u, &lake_event(id, 0, track(user)));
+    }
+    assert_eq!(profile_of(&u, "user_id:u1").event_counts["Bought"], 1);
+    assert_eq!(profile_of(&u, "user_id:u2").event_counts["Bought"], 2);
+    assert_eq!(u.counters().collisions, 1);
+    // The store's dedupe entry keeps both senders, and reads back as written.
+    let changes = u.take_changes();
+    let (_, senders) = changes.seen.iter().find(|(id, _)| id == "m1").unwrap();
+    assert_eq!(senders.len(), 2);
+    assert_eq!(decode_seen(&encode_seen(senders)).unwrap(), *senders);
 }

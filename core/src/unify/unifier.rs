@@ -63,9 +63,9 @@ pub struct Changes {
     pub removed: Vec<ProfileId>,
     /// Identifiers and the profile each now belongs to, sorted.
     pub identifiers: Vec<(Identifier, ProfileId)>,
-    /// `messageId`s applied, with the time their events were received (milliseconds since
-    /// the Unix epoch).
-    pub seen: Vec<(String, i64)>,
+    /// `messageId`s applied, each with its senders and when each one's event was received
+    /// (milliseconds since the Unix epoch), to store with [`super::record::encode_seen`].
+    pub seen: Vec<(String, Vec<(u64, i64)>)>,
     /// The counters to store with them ([`StoredCounters`]).
     pub counters: StoredCounters,
 }
@@ -229,17 +229,21 @@ impl Unifier {
         Ok(())
     }
 
-    /// Loads what a store knows of a `messageId` (received at `received_millis`).
-    pub fn load_seen(&mut self, message_id: &str, received_millis: i64) {
-        if let Some(received) = timestamp::from_unix_millis(received_millis) {
-            self.graph.load_seen(message_id, received);
-        }
+    /// Loads what a store knows of a `messageId`: its senders and when each one's event was
+    /// received (milliseconds since the Unix epoch; [`super::record::decode_seen`]).
+    pub fn load_seen(&mut self, message_id: &str, senders: &[(u64, i64)]) {
+        let senders = senders
+            .iter()
+            .filter_map(|(sender, millis)| Some((*sender, timestamp::from_unix_millis(*millis)?)))
+            .collect();
+        self.graph.load_seen(message_id, senders);
     }
 
     /// Restores the counters of a stored unifier.
     pub fn load_counters(&mut self, counters: &StoredCounters) {
         self.sequence = self.sequence.max(counters.sequence);
-        self.graph.load_decisions(counters.decisions);
+        self.graph
+            .load_decisions(counters.decisions, counters.collisions);
     }
 
     /// What changed since the last call, with the records to write.
@@ -265,7 +269,13 @@ impl Unifier {
             seen: graph
                 .seen
                 .into_iter()
-                .map(|(id, at)| (id, timestamp::unix_millis(at)))
+                .map(|(id, senders)| {
+                    let senders = senders
+                        .into_iter()
+                        .map(|(sender, at)| (sender, timestamp::unix_millis(at)))
+                        .collect();
+                    (id, senders)
+                })
                 .collect(),
             counters: self.counters(),
         }
@@ -276,6 +286,7 @@ impl Unifier {
         StoredCounters {
             sequence: self.sequence,
             decisions: self.graph.decisions(),
+            collisions: self.graph.collisions(),
         }
     }
 

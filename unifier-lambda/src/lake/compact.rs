@@ -29,6 +29,8 @@ use braid_core::catalogue::CompactionConfig;
 use braid_core::catalogue::lake::{
     self, COMPACTED_PREFIX, OBJECT_SUFFIX, checkpoint_key, is_compacted, manifest_key,
 };
+use braid_core::event::lake_lines;
+use braid_core::unify::{MAX_SENDERS_PER_MESSAGE_ID, sender_of};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
@@ -141,6 +143,11 @@ pub struct CompactSummary {
     pub written: usize,
     /// Objects left alone because unify has not applied them yet.
     pub waiting_for_unify: usize,
+    /// Events left out as copies of one merged before them (the same `messageId` from the
+    /// same sender: a client's retry).
+    pub duplicates: usize,
+    /// Events kept although another sender's event in the partition had their `messageId`.
+    pub collisions: usize,
 }
 
 async fn read_manifest<S: ObjectStore>(
@@ -248,20 +255,36 @@ pub async fn compact_closed_hours<S: ObjectStore>(
         summary.merged += done.merged;
         summary.written += done.written;
         summary.waiting_for_unify += done.waiting_for_unify;
+        summary.duplicates += done.duplicates;
+        summary.collisions += done.collisions;
     }
     Ok(summary)
 }
 
-/// Reads `inputs` in order into outputs of about `target_bytes`, giving each output's content
-/// and the write time of its first input.
+/// What [`merge`] made: each output's content and the write time of its first input, and
+/// what it left out.
+#[derive(Default)]
+struct Merged {
+    outputs: Vec<Vec<u8>>,
+    firsts: Vec<i128>,
+    duplicates: usize,
+    collisions: usize,
+}
+
+/// Reads `inputs` in order into outputs of about `target_bytes`, each event once: a line whose
+/// `messageId` and sender ([`sender_of`], the rule unify dedupes by) an earlier line had is a
+/// client's retry and is left out. Lines that are not events are kept as they are.
 async fn merge<S: ObjectStore>(
     store: &S,
     inputs: &[String],
     written_at: &BTreeMap<String, i128>,
     target_bytes: usize,
-) -> Result<(Vec<Vec<u8>>, Vec<i128>), CompactError> {
-    let mut outputs: Vec<Vec<u8>> = vec![Vec::new()];
-    let mut firsts: Vec<i128> = Vec::new();
+) -> Result<Merged, CompactError> {
+    let mut merged = Merged {
+        outputs: vec![Vec::new()],
+        ..Merged::default()
+    };
+    let mut senders: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for key in inputs {
         let packed = store
             .get(key)
@@ -272,21 +295,42 @@ async fn merge<S: ObjectStore>(
                 key: key.clone(),
                 detail: e.to_string(),
             })?;
-        let current = outputs.last().map_or(0, Vec::len);
+        let current = merged.outputs.last().map_or(0, Vec::len);
         if current > 0 && current + content.len() > target_bytes {
-            outputs.push(Vec::new());
+            merged.outputs.push(Vec::new());
         }
-        if firsts.len() < outputs.len() {
-            firsts.push(written_at.get(key).copied().unwrap_or(0));
+        if merged.firsts.len() < merged.outputs.len() {
+            merged
+                .firsts
+                .push(written_at.get(key).copied().unwrap_or(0));
         }
-        if let Some(output) = outputs.last_mut() {
-            output.extend_from_slice(&content);
-            if !content.ends_with(b"\n") {
-                output.push(b'\n');
+        let Some(output) = merged.outputs.last_mut() else {
+            continue;
+        };
+        for line in lake_lines(&content) {
+            if let Ok(event) = &line.event
+                && let Some(message_id) = event.message_id()
+            {
+                let sender = sender_of(event);
+                let seen = senders.entry(message_id.into_owned()).or_default();
+                if seen.contains(&sender) {
+                    merged.duplicates += 1;
+                    continue;
+                }
+                if !seen.is_empty() {
+                    merged.collisions += 1;
+                }
+                // As unify remembers a messageId for so many senders only (and applies the
+                // others' retries), so does this: live and rebuilt profiles agree.
+                if seen.len() < MAX_SENDERS_PER_MESSAGE_ID {
+                    seen.push(sender);
+                }
             }
+            output.extend_from_slice(line.text);
+            output.push(b'\n');
         }
     }
-    Ok((outputs, firsts))
+    Ok(merged)
 }
 
 /// Compacts one partition (`raw/workspace=W/date=D/hour=H`), whether or not its hour is closed.
@@ -342,10 +386,17 @@ pub async fn compact_partition<S: ObjectStore>(
         written_at.insert(key.clone(), *at);
     }
     inputs.sort_by(|a, b| (written_at.get(a), a).cmp(&(written_at.get(b), b)));
-    let (outputs, firsts) = merge(store, &inputs, &written_at, settings.target_bytes).await?;
+    let merged = merge(store, &inputs, &written_at, settings.target_bytes).await?;
+    summary.duplicates = merged.duplicates;
+    summary.collisions = merged.collisions;
     let mut written = Vec::new();
     let mut first_written = BTreeMap::new();
-    for (content, first) in outputs.iter().zip(&firsts).filter(|(c, _)| !c.is_empty()) {
+    for (content, first) in merged
+        .outputs
+        .iter()
+        .zip(&merged.firsts)
+        .filter(|(c, _)| !c.is_empty())
+    {
         let key = format!(
             "{prefix}{COMPACTED_PREFIX}{}{OBJECT_SUFFIX}",
             lake::batch_id(content)
@@ -421,6 +472,55 @@ mod tests {
     async fn objects(store: &LocalStore, partition: &str) -> Vec<String> {
         let listed = store.list(&format!("{partition}/")).await.unwrap();
         listed.into_iter().map(|o| o.key).collect()
+    }
+
+    /// An object of track events, each `(messageId, userId)`.
+    async fn tracked(store: &LocalStore, partition: &str, events: &[(&str, &str)]) {
+        let mut content = String::new();
+        for (id, user) in events {
+            let line = serde_json::json!({"type": "track", "event": "E", "messageId": id,
+                "userId": user});
+            content.push_str(&line.to_string());
+            content.push('\n');
+        }
+        let key = format!(
+            "{partition}/{}{OBJECT_SUFFIX}",
+            lake::batch_id(content.as_bytes())
+        );
+        store.put(&key, gzip(content.as_bytes())).await.unwrap();
+    }
+
+    /// A client's retry lands a second copy; compaction keeps one. Another user's event that
+    /// reuses the messageId is that user's, kept and counted.
+    #[tokio::test]
+    async fn a_retried_event_is_compacted_into_one_row_and_a_reused_id_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        tracked(&store, HOUR_10, &[("m1", "u1"), ("m2", "u1")]).await;
+        tracked(&store, HOUR_10, &[("m2", "u1"), ("m3", "u1")]).await;
+        tracked(&store, HOUR_10, &[("m1", "u1"), ("m1", "u2")]).await;
+        let settings = CompactSettings::default();
+        let summary = compact_closed_hours(&store, &settings, at("2024-05-01T11:20:00Z"))
+            .await
+            .unwrap();
+        assert_eq!((summary.duplicates, summary.collisions), (2, 1));
+        let mut rows = Vec::new();
+        for object in live_objects(&store, "raw/").await.unwrap() {
+            let content = gunzip(&store.get(&object.key).await.unwrap().unwrap(), 1 << 20).unwrap();
+            for line in lines(&content) {
+                let event: serde_json::Value = serde_json::from_slice(line).unwrap();
+                rows.push(format!("{}/{}", event["messageId"], event["userId"]));
+            }
+        }
+        assert_eq!(
+            rows,
+            [
+                r#""m1"/"u1""#,
+                r#""m2"/"u1""#,
+                r#""m3"/"u1""#,
+                r#""m1"/"u2""#
+            ]
+        );
     }
 
     #[tokio::test]

@@ -85,22 +85,38 @@ pub struct LinesApplied {
     pub events: usize,
     /// The lines that are not events (numbered from 1), and why: kept out of the profiles.
     pub quarantined: Vec<(usize, LineError)>,
+    /// Events applied although another sender had used their `messageId` within the window.
+    pub collisions: u64,
 }
 
 impl LinesApplied {
     /// Reads NDJSON lake content by the one rule ([`lake_lines`]): the events, by the lines
     /// they are on, and the lines that are none, in `quarantined`.
-    pub fn read(content: &[u8]) -> (Vec<(braid_core::Event<'_>, &[u8])>, LinesApplied) {
+    pub fn read(content: &[u8]) -> (Vec<LineEvent<'_>>, LinesApplied) {
         let mut events = Vec::new();
         let mut applied = LinesApplied::default();
         for line in lake_lines(content) {
             match line.event {
-                Ok(event) => events.push((event, line.text)),
+                Ok(event) => events.push(LineEvent {
+                    event,
+                    text: line.text,
+                    number: line.number,
+                }),
                 Err(error) => applied.quarantined.push((line.number, error)),
             }
         }
         (events, applied)
     }
+}
+
+/// An event of a lake object: the event, its line's bytes, and the line's number (from 1).
+pub struct LineEvent<'a> {
+    /// The event.
+    pub event: braid_core::Event<'a>,
+    /// Its line, without the newline.
+    pub text: &'a [u8],
+    /// Its line's number in the object, from 1.
+    pub number: usize,
 }
 
 /// What is done with the events of one lake object.
@@ -156,6 +172,8 @@ pub struct UnifySummary {
     pub events: usize,
     /// Lines of the objects applied now that are not events (named in the dead-letter area).
     pub quarantined_lines: usize,
+    /// Events applied now although another sender had used their `messageId`.
+    pub collisions: u64,
 }
 
 /// Applies the lake objects `keys` that have not been applied before.
@@ -221,6 +239,7 @@ pub async fn unify_objects<S: ObjectStore, U: Unify>(
         let record = json!({
             "events": lines.events,
             "quarantined": lines.quarantined.len(),
+            "collisions": lines.collisions,
             "appliedAt": braid_core::timestamp::format(now),
         });
         store
@@ -229,6 +248,7 @@ pub async fn unify_objects<S: ObjectStore, U: Unify>(
         summary.applied += 1;
         summary.events += lines.events;
         summary.quarantined_lines += lines.quarantined.len();
+        summary.collisions += lines.collisions;
     }
     if let Some(error) = failure {
         return Err(error);

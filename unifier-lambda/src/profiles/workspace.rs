@@ -5,16 +5,15 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use braid_core::Event;
 use braid_core::unify::{
     Applied, Changes, Identifier, IdentityRules, Profile, ProfileConfig, ProfileIds,
-    ProfileStoreConfig, StoredCounters, Unifier, decode_record,
+    ProfileStoreConfig, StoredCounters, Unifier, decode_record, decode_seen, encode_seen,
 };
 
 use super::error::{ProfileError, corrupt};
 use super::keys::{DAY_MILLIS, META_KEY, event_key, identifier_key, profile_key, seen_key};
 use super::kv::{Kv, KvWrite, prefix_end};
-use crate::lake::feed::LinesApplied;
+use crate::lake::feed::{LineEvent, LinesApplied};
 
 /// Reads of a store in flight at once.
 const CONCURRENT_READS: usize = 32;
@@ -103,22 +102,25 @@ impl<K: Kv> Workspace<K> {
             // The working set may hold changes the store does not: start again from the store.
             self.reset_after_failure().await;
         }
-        applied.events = result?;
+        (applied.events, applied.collisions) = result?;
         Ok(applied)
     }
 
+    /// Applies events: how many were applied to a profile, and how many of those reused
+    /// another sender's `messageId`.
     async fn apply_events(
         &self,
-        events: &[(Event<'_>, &[u8])],
+        events: &[LineEvent<'_>],
         settings: &ProfileStoreConfig,
-    ) -> Result<usize, ProfileError> {
+    ) -> Result<(usize, u64), ProfileError> {
         let (seen, records) = self.read_missing(events).await?;
         // Apply in memory.
         let mut indexed = Vec::new();
-        let (changes, applied) = {
+        let (changes, applied, collisions) = {
             let mut unifier = self.state()?;
-            for (id, received) in seen {
-                unifier.load_seen(&id, received);
+            let collisions_before = unifier.counters().collisions;
+            for (id, senders) in seen {
+                unifier.load_seen(&id, &senders);
             }
             for record in records {
                 unifier
@@ -126,23 +128,24 @@ impl<K: Kv> Workspace<K> {
                     .map_err(|e| corrupt(e.to_string()))?;
             }
             let mut applied = 0;
-            for (event, line) in events {
-                if let Applied::Profile(profile) = unifier.apply(event) {
+            for line in events {
+                if let Applied::Profile(profile) = unifier.apply(&line.event) {
                     applied += 1;
-                    indexed.push((event_key(&profile, unifier.sequence()), *line));
+                    indexed.push((event_key(&profile, unifier.sequence()), line.text));
                 }
             }
             let changes = unifier.take_changes();
+            let collisions = changes.counters.collisions - collisions_before;
             unifier.forget_seen();
             unifier.take_log();
-            (changes, applied)
+            (changes, applied, collisions)
         };
         // Write back, in one batch.
         let batch = self.batch(changes, indexed, settings);
         self.kv.write(batch).await?;
         self.unflushed.store(true, Ordering::SeqCst);
         self.state()?.evict_to(settings.cache_profiles);
-        Ok(applied)
+        Ok((applied, collisions))
     }
 
     /// What the events read that the working set does not hold, read from the store: the
@@ -150,14 +153,14 @@ impl<K: Kv> Workspace<K> {
     /// identifiers belong to.
     async fn read_missing(
         &self,
-        events: &[(Event<'_>, &[u8])],
-    ) -> Result<(Vec<(String, i64)>, Vec<Vec<u8>>), ProfileError> {
+        events: &[LineEvent<'_>],
+    ) -> Result<(Vec<(String, Vec<(u64, i64)>)>, Vec<Vec<u8>>), ProfileError> {
         let (message_ids, identifiers) = {
             let unifier = self.state()?;
             let mut message_ids = BTreeSet::new();
             let mut identifiers = BTreeSet::new();
-            for (event, _) in events {
-                let lookups = unifier.lookups(event);
+            for line in events {
+                let lookups = unifier.lookups(&line.event);
                 if let Some(id) = lookups.message_id
                     && !unifier.graph().holds_message(&id)
                 {
@@ -175,11 +178,9 @@ impl<K: Kv> Workspace<K> {
         let keys = message_ids.iter().map(|id| seen_key(id));
         for (id, found) in message_ids.iter().zip(self.get_many(keys).await?) {
             if let Some(bytes) = found {
-                let received = std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|text| text.parse::<i64>().ok())
-                    .ok_or_else(|| corrupt(format!("the dedupe entry of {id:?}")))?;
-                seen.push((id.clone(), received));
+                let senders = decode_seen(&bytes)
+                    .map_err(|_| corrupt(format!("the dedupe entry of {id:?}")))?;
+                seen.push((id.clone(), senders));
             }
         }
         let mut profiles = BTreeSet::new();
@@ -238,10 +239,10 @@ impl<K: Kv> Workspace<K> {
         // Kept a day past the window, so that an object unified a little late still finds
         // the entries it needs (the window itself is checked on the times, not by expiry).
         let window = u64::try_from(self.rules.dedupe_window_days.max(0)).unwrap_or(0) + 1;
-        for (id, received) in changes.seen {
+        for (id, senders) in changes.seen {
             batch.push(KvWrite::Put {
                 key: seen_key(&id),
-                value: received.to_string().into_bytes(),
+                value: encode_seen(&senders),
                 ttl_millis: Some(window * DAY_MILLIS),
             });
         }

@@ -3,6 +3,7 @@
 //! `context.externalIds`, and configured traits.
 
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 
 use super::id::{IdType, Identifier};
 use super::normalize::normalize;
@@ -54,6 +55,9 @@ pub struct Extracted {
     pub proven: Vec<Identifier>,
     /// The browser credential's identifier, when collection stamped one.
     pub browser: Option<Identifier>,
+    /// Who sent it: a digest of its `userId` and `anonymousId` as sent, the scope of its
+    /// `messageId` (a `messageId` another sender reuses is that sender's event, not a copy).
+    pub sender: u64,
 }
 
 impl Extracted {
@@ -83,9 +87,26 @@ impl Extracted {
     }
 }
 
+/// Who sent an event, the scope of its `messageId` (for unify's dedupe and compaction's): the
+/// first 8 bytes of SHA-256 over its `userId`, a unit separator, and its `anonymousId` (each as
+/// sent, empty when absent), the same on every platform and in every store.
+pub fn sender_of(event: &Event<'_>) -> u64 {
+    let mut hash = Sha256::new();
+    hash.update(event.id_field("userId").unwrap_or_default().as_bytes());
+    hash.update([0x1f]);
+    hash.update(event.id_field("anonymousId").unwrap_or_default().as_bytes());
+    let digest = hash.finalize();
+    let mut first = [0; 8];
+    first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    u64::from_be_bytes(first)
+}
+
 /// The identifiers of one event (a lake line).
 pub fn extract(event: &Event<'_>, rules: &IdentityRules) -> Extracted {
-    let mut out = Extracted::default();
+    let mut out = Extracted {
+        sender: sender_of(event),
+        ..Extracted::default()
+    };
     if let Some(user) = event.id_field("userId") {
         out.add(IdType::UserId, &user, rules);
     }

@@ -38,7 +38,8 @@ use super::id::{IdType, Identifier};
 use super::rules::IdentityRules;
 use crate::hex;
 
-/// A profile's id: `p_` and 20 hex digits derived from the `messageId` of its first event.
+/// A profile's id: `p_` and 20 hex digits derived from the `messageId` and sender of its first
+/// event.
 pub type ProfileId = String;
 
 /// A profile, as far as identity goes.
@@ -160,9 +161,14 @@ pub struct GraphChanges {
     /// Identifiers that now point to another profile (or to a profile for the first time),
     /// with it, sorted.
     pub identifiers: Vec<(Identifier, ProfileId)>,
-    /// `messageId`s applied, with the time their events were received, sorted.
-    pub seen: Vec<(String, OffsetDateTime)>,
+    /// `messageId`s applied, each with its senders (see [`Extracted::sender`]) and when
+    /// each one's event was received, sorted.
+    pub seen: Vec<(String, Vec<(u64, OffsetDateTime)>)>,
 }
+
+/// How many senders (identities) one `messageId` is remembered for: a `messageId` reused by
+/// more is applied each time, and counted as a collision.
+pub const MAX_SENDERS_PER_MESSAGE_ID: usize = 8;
 
 /// The identity graph of one workspace.
 #[derive(Clone, Debug)]
@@ -170,9 +176,11 @@ pub struct IdentityGraph {
     rules: IdentityRules,
     profiles: HashMap<ProfileId, ProfileIds>,
     index: HashMap<Identifier, ProfileId>,
-    /// `messageId` → when the event that carried it was received, and whether that is new
-    /// since the last [`IdentityGraph::take_changes`] (not loaded from a store).
-    seen: HashMap<String, (OffsetDateTime, bool)>,
+    /// `messageId` → its senders and when each one's event was received, and whether that
+    /// is new since the last [`IdentityGraph::take_changes`] (not loaded from a store).
+    seen: HashMap<String, (Vec<(u64, OffsetDateTime)>, bool)>,
+    /// Events whose `messageId` another sender used within the dedupe window, ever.
+    collisions: u64,
     latest_received: Option<OffsetDateTime>,
     /// How many decisions were made, ever (the number of the last).
     decisions: u64,
@@ -190,6 +198,7 @@ impl IdentityGraph {
             profiles: HashMap::default(),
             index: HashMap::default(),
             seen: HashMap::default(),
+            collisions: 0,
             latest_received: None,
             decisions: 0,
             log: Vec::new(),
@@ -213,16 +222,17 @@ impl IdentityGraph {
         received: OffsetDateTime,
         extracted: Extracted,
     ) -> Applied {
-        if self.is_duplicate(message_id, received) {
+        if self.is_duplicate(message_id, extracted.sender, received) {
             return Applied::Duplicate;
         }
-        self.remember(message_id, received);
+        self.remember(message_id, extracted.sender, received);
         let Extracted {
             mut ids,
             previous_id,
             dropped,
             proven,
             browser,
+            sender,
         } = extracted;
         let mut drops = dropped;
         if self.rules.verify_identity {
@@ -279,7 +289,7 @@ impl IdentityGraph {
             }
         };
         let profile = if touched.is_empty() {
-            self.create(message_id, at, &ids)
+            self.create(message_id, sender, at, &ids)
         } else {
             self.join(message_id, at, &ids, &touched)
         };
@@ -373,13 +383,15 @@ impl IdentityGraph {
                 .any(|id| ids.identifiers.contains_key(id) && ids.readable_by(id))
     }
 
-    /// Whether `message_id` was applied for an event received within the dedupe window of
-    /// `received` (either side: objects can arrive out of order).
-    fn is_duplicate(&self, message_id: &str, received: OffsetDateTime) -> bool {
+    /// Whether `message_id` was applied for an event of the same sender received within the
+    /// dedupe window of `received` (either side: objects can arrive out of order).
+    fn is_duplicate(&self, message_id: &str, sender: u64, received: OffsetDateTime) -> bool {
         let window = Duration::days(self.rules.dedupe_window_days);
-        self.seen
-            .get(message_id)
-            .is_some_and(|(before, _)| (received - *before).abs() <= window)
+        self.seen.get(message_id).is_some_and(|(senders, _)| {
+            senders
+                .iter()
+                .any(|(s, before)| *s == sender && (received - *before).abs() <= window)
+        })
     }
 
     /// The common case, answered without building anything: every identifier of the event is
@@ -396,16 +408,47 @@ impl IdentityGraph {
         (same && !windowed).then(|| profile.clone())
     }
 
-    fn remember(&mut self, message_id: &str, received: OffsetDateTime) {
-        self.seen.insert(message_id.to_owned(), (received, true));
+    /// Remembers that `sender` used `message_id` for an event received at `received`; another
+    /// sender's use of it within the window is a collision (both events are applied).
+    fn remember(&mut self, message_id: &str, sender: u64, received: OffsetDateTime) {
+        let window = Duration::days(self.rules.dedupe_window_days);
+        match self.seen.get_mut(message_id) {
+            Some((senders, fresh)) => {
+                if senders
+                    .iter()
+                    .any(|(s, before)| *s != sender && (received - *before).abs() <= window)
+                {
+                    self.collisions += 1;
+                }
+                if let Some(entry) = senders.iter_mut().find(|(s, _)| *s == sender) {
+                    entry.1 = received;
+                } else if senders.len() < MAX_SENDERS_PER_MESSAGE_ID {
+                    senders.push((sender, received));
+                }
+                *fresh = true;
+            }
+            None => {
+                self.seen
+                    .insert(message_id.to_owned(), (vec![(sender, received)], true));
+            }
+        }
         let latest = self.latest_received.map_or(received, |l| l.max(received));
         self.latest_received = Some(latest);
         // Forget, now and then, ids that no event can duplicate any more: received more than
         // the window (and a day's slack for objects unified out of order) before the latest.
         if self.seen.len().is_multiple_of(65_536) {
             let horizon = latest - Duration::days(self.rules.dedupe_window_days + 1);
-            self.seen.retain(|_, (when, _)| *when >= horizon);
+            self.seen.retain(|_, (senders, _)| {
+                senders.retain(|(_, when)| *when >= horizon);
+                !senders.is_empty()
+            });
         }
+    }
+
+    /// Events whose `messageId` another sender had used within the dedupe window, ever (both
+    /// were applied).
+    pub fn collisions(&self) -> u64 {
+        self.collisions
     }
 
     /// Numbers a decision and adds it to the log.
@@ -548,8 +591,14 @@ impl IdentityGraph {
         self.relinked.insert(identifier.clone());
     }
 
-    fn create(&mut self, message_id: &str, at: OffsetDateTime, ids: &[Identifier]) -> ProfileId {
-        let id = profile_id(message_id);
+    fn create(
+        &mut self,
+        message_id: &str,
+        sender: u64,
+        at: OffsetDateTime,
+        ids: &[Identifier],
+    ) -> ProfileId {
+        let id = profile_id(message_id, sender);
         let identifiers = ids.iter().map(|i| (i.clone(), at)).collect();
         for identifier in ids {
             self.point(identifier, &id);
@@ -742,16 +791,18 @@ impl IdentityGraph {
         self.profiles.insert(profile.id.clone(), profile);
     }
 
-    /// Loads what a store knows of a `messageId`: when the event that carried it was received.
-    pub fn load_seen(&mut self, message_id: &str, received: OffsetDateTime) {
+    /// Loads what a store knows of a `messageId`: its senders, and when each one's event was
+    /// received.
+    pub fn load_seen(&mut self, message_id: &str, senders: Vec<(u64, OffsetDateTime)>) {
         self.seen
             .entry(message_id.to_owned())
-            .or_insert((received, false));
+            .or_insert((senders, false));
     }
 
-    /// Restores the decision counter of a stored graph.
-    pub fn load_decisions(&mut self, decisions: u64) {
+    /// Restores the counters of a stored graph: decisions made, collisions seen.
+    pub fn load_decisions(&mut self, decisions: u64, collisions: u64) {
         self.decisions = self.decisions.max(decisions);
+        self.collisions = self.collisions.max(collisions);
     }
 
     /// What changed since the last call (or since the graph was made).
@@ -770,10 +821,10 @@ impl IdentityGraph {
             .collect();
         identifiers.sort();
         let mut seen = Vec::new();
-        for (id, (received, fresh)) in &mut self.seen {
+        for (id, (senders, fresh)) in &mut self.seen {
             if *fresh {
                 *fresh = false;
-                seen.push((id.clone(), *received));
+                seen.push((id.clone(), senders.clone()));
             }
         }
         seen.sort();
@@ -853,9 +904,14 @@ fn list_drops(history: Vec<LogEntry>) -> (Vec<LogEntry>, u64) {
     (kept, unlisted)
 }
 
-/// `p_` and 20 hex digits of SHA-256 over the first event's `messageId`.
-fn profile_id(message_id: &str) -> ProfileId {
-    let digest = Sha256::digest(message_id.as_bytes());
+/// `p_` and 20 hex digits of SHA-256 over the first event's `messageId`, a unit separator and
+/// its sender ([`super::sender_of`], big-endian): two senders' events never make one id.
+fn profile_id(message_id: &str, sender: u64) -> ProfileId {
+    let mut hash = Sha256::new();
+    hash.update(message_id.as_bytes());
+    hash.update([0x1f]);
+    hash.update(sender.to_be_bytes());
+    let digest = hash.finalize();
     let mut id = String::with_capacity(22);
     id.push_str("p_");
     hex::push(&mut id, digest.get(..10).unwrap_or_default());

@@ -8,9 +8,10 @@ mod id;
 mod normalize;
 mod rules;
 
-pub use extract::{DropReason, Dropped, Extracted, extract};
+pub use extract::{DropReason, Dropped, Extracted, extract, sender_of};
 pub use graph::{
-    Applied, Change, GraphChanges, IdentityGraph, LogEntry, MAX_LISTED_DROPS, ProfileId, ProfileIds,
+    Applied, Change, GraphChanges, IdentityGraph, LogEntry, MAX_LISTED_DROPS,
+    MAX_SENDERS_PER_MESSAGE_ID, ProfileId, ProfileIds,
 };
 pub use id::{IdType, Identifier};
 pub use normalize::normalize;
