@@ -89,9 +89,32 @@ pub(crate) fn run(args: &ResolveArgs) -> anyhow::Result<()> {
 }
 
 /// The records of every input file; with several files, each row's file.
+/// Refuses a file that holds JSON (NDJSON events, a JSON array): read as CSV, its first line
+/// would become column names, and the error would be about those.
+fn refuse_json(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    let mut start = [0_u8; 64];
+    let read = std::fs::File::open(path)
+        .and_then(|mut file| file.read(&mut start))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let first = start
+        .get(..read)
+        .unwrap_or_default()
+        .iter()
+        .find(|b| !b.is_ascii_whitespace());
+    anyhow::ensure!(
+        !matches!(first, Some(b'{' | b'[')),
+        "{} holds JSON, not CSV: this command reads records as CSV with a header row (events \
+         as NDJSON go to a collection endpoint: POST /v1/batch, or any Segment client)",
+        path.display()
+    );
+    Ok(())
+}
+
 pub(crate) fn read_table(inputs: &[PathBuf]) -> anyhow::Result<Table> {
     let mut table = Table::default();
     for (source, path) in inputs.iter().enumerate() {
+        refuse_json(path)?;
         let mut reader = csv::ReaderBuilder::new()
             .flexible(false)
             .from_path(path)

@@ -10,9 +10,14 @@ pub(crate) fn basic_user(authorization: Option<&str>) -> Option<String> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
+    // With or without its `=` padding: clients that strip it send the same key.
+    let decoded = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    )
+    .decode(encoded.trim())
+    .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let user = text.split_once(':').map_or(text.as_str(), |(user, _)| user);
     (!user.is_empty()).then(|| user.to_owned())
@@ -22,4 +27,23 @@ pub(crate) fn basic_user(authorization: Option<&str>) -> Option<String> {
 /// time its way to a token).
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_basic_header_with_or_without_padding_names_the_key() {
+        // base64("wk_1:") is "d2tfMTo=".
+        for header in ["Basic d2tfMTo=", "Basic d2tfMTo", "basic  d2tfMTo= "] {
+            assert_eq!(
+                basic_user(Some(header)).as_deref(),
+                Some("wk_1"),
+                "{header}"
+            );
+        }
+        assert_eq!(basic_user(Some("Basic !!!")), None);
+        assert_eq!(basic_user(Some("Bearer d2tfMTo=")), None);
+    }
 }

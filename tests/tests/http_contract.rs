@@ -81,7 +81,7 @@ fn bad_input_gets_clear_errors_and_good_events_are_kept() {
     );
     assert_eq!(
         messages[2],
-        "event 3: event requires \"userId\" or \"anonymousId\""
+        "event 3: event requires \"userId\" or \"anonymousId\" (not blank, not a placeholder such as \"null\")"
     );
     assert!(
         messages[3].starts_with("event 4: \"messageId\" is 101 characters, over the limit of 100")

@@ -157,6 +157,21 @@ fn resolve_refuses_bad_input_clearly() {
     std::fs::write(&ragged, "id,name\n1,ada\n2,grace,extra\n").unwrap();
     let bad = error(&["--input", ragged.to_str().unwrap(), "--output", out]);
     assert!(bad.contains("record 2"), "{bad}");
+    // Events as NDJSON are no records: said so, for resolve and for import.
+    let events = dir.path().join("events.ndjson");
+    std::fs::write(&events, "{\"type\":\"identify\",\"userId\":\"u1\"}\n").unwrap();
+    let json = error(&["--input", events.to_str().unwrap(), "--output", out]);
+    assert!(json.contains("holds JSON, not CSV"), "{json}");
+    let import = Command::new(braid_bin())
+        .args(["import", "--input", events.to_str().unwrap()])
+        .args(["--url", "http://127.0.0.1:9", "--write-key", "k"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&import.stderr);
+    assert!(
+        !import.status.success() && said.contains("holds JSON, not CSV"),
+        "{said}"
+    );
 }
 
 /// `braid import` sends the records to a running `braid serve`; the identity graph links

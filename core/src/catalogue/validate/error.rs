@@ -77,7 +77,10 @@ pub enum ValidationError {
         field: &'static str,
     },
     /// Neither `userId` nor `anonymousId` is set.
-    #[error("event {index}: event requires \"userId\" or \"anonymousId\"")]
+    #[error(
+        "event {index}: event requires \"userId\" or \"anonymousId\" (not blank, not a \
+         placeholder such as \"null\")"
+    )]
     MissingIdentity {
         /// Index in the batch.
         index: usize,

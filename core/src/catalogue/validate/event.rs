@@ -10,6 +10,7 @@ use super::error::{ValidationError, shorten};
 use crate::event::{ClientTimes, Event, EventType, SHAPE};
 use crate::json::{Kind, MAX_NESTING, Node, Obj, Problem, problem};
 use crate::timestamp;
+use crate::unify::PLACEHOLDERS;
 
 /// Validates one event of a batch, given its JSON text as received.
 ///
@@ -116,7 +117,7 @@ pub(crate) fn validate_object<'a>(
     )?;
     check_string(index, &mut fields, "userId", limits.max_id_chars, true)?;
     check_string(index, &mut fields, "anonymousId", limits.max_id_chars, true)?;
-    if !is_set(&fields, "userId") && !is_set(&fields, "anonymousId") {
+    if !is_usable_id(&fields, "userId") && !is_usable_id(&fields, "anonymousId") {
         return Err(ValidationError::MissingIdentity { index });
     }
     for field in ["context", "integrations", "properties", "traits"] {
@@ -326,6 +327,25 @@ fn require(
     }
 }
 
+/// Whether `field` holds text that is not blank.
 fn is_set(fields: &Obj<'_>, field: &str) -> bool {
-    fields.get(field).is_some_and(Node::is_nonempty_text)
+    fields
+        .get(field)
+        .is_some_and(|node| node.is_nonempty_text() && has_text(node))
+}
+
+/// Whether `field` holds an id unify can use: not blank, and not one of the placeholders that
+/// unify never takes for an identifier (`null`, `undefined`, `0`: [`PLACEHOLDERS`]), so that
+/// every event accepted reaches a profile.
+fn is_usable_id(fields: &Obj<'_>, field: &str) -> bool {
+    is_set(fields, field)
+        && fields.get(field).and_then(Node::as_text).is_some_and(|id| {
+            let id = id.trim();
+            !PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(id))
+        })
+}
+
+/// Whether a text value has a character other than white space (a time or an address has).
+fn has_text(node: &Node<'_>) -> bool {
+    node.as_text().is_none_or(|text| !text.trim().is_empty())
 }

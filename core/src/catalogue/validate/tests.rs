@@ -42,10 +42,27 @@ fn track_requires_event() {
         message(&json!({"type": "track", "userId": "u"})),
         r#"event 3: track event requires "event""#
     );
-    assert_eq!(
-        message(&json!({"type": "track", "userId": "u", "event": ""})),
-        r#"event 3: track event requires "event""#
-    );
+    for blank in ["", " ", "\t\n"] {
+        assert_eq!(
+            message(&json!({"type": "track", "userId": "u", "event": blank})),
+            r#"event 3: track event requires "event""#,
+            "{blank:?}"
+        );
+    }
+}
+
+/// An id unify would never use (blank, or a placeholder it blocks) is no identity: refused
+/// here rather than accepted and kept out of every profile. One usable id is enough.
+#[test]
+fn blank_and_placeholder_ids_are_no_identity() {
+    for id in ["   ", "null", "undefined", "NULL", " 0 ", "[object Object]"] {
+        for field in ["userId", "anonymousId"] {
+            let error = check(&json!({"type": "page", field: id})).unwrap_err();
+            assert_eq!(error.code(), "missing_identity", "{field}: {id:?}");
+        }
+        assert!(check(&json!({"type": "page", "userId": id, "anonymousId": "a-1"})).is_ok());
+    }
+    assert!(check(&json!({"type": "page", "userId": "nullish"})).is_ok());
 }
 
 #[test]
@@ -53,7 +70,7 @@ fn requires_user_id_or_anonymous_id() {
     let error = check(&json!({"type": "page", "userId": null})).unwrap_err();
     assert_eq!(
         error.to_string(),
-        r#"event 3: event requires "userId" or "anonymousId""#
+        r#"event 3: event requires "userId" or "anonymousId" (not blank, not a placeholder such as "null")"#
     );
     assert_eq!(error.index(), Some(3));
     assert_eq!(error.code(), "missing_identity");

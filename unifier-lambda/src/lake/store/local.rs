@@ -69,11 +69,11 @@ impl LocalStore {
         let mut folders: Vec<PathBuf> = Vec::new();
         for (key, body) in objects {
             let path = self.path(Operation::Put, key)?;
-            write_file(&path, body).map_err(|e| io_error(Operation::Put, key, &e))?;
-            if let Some(folder) = path.parent()
-                && !folders.iter().any(|f| f == folder)
-            {
-                folders.push(folder.to_owned());
+            let created = write_file(&path, body).map_err(|e| io_error(Operation::Put, key, &e))?;
+            for folder in path.parent().into_iter().map(Path::to_owned).chain(created) {
+                if !folders.contains(&folder) {
+                    folders.push(folder);
+                }
             }
         }
         for folder in &folders {
@@ -170,13 +170,14 @@ fn io_error(operation: Operation, key: &str, error: &io::Error) -> StoreError {
     StoreError::new(operation, key, error.to_string(), retriable)
 }
 
-/// Writes `body` to `path` whole, fsync'ed, by a rename from a temporary file; the folder's own
-/// fsync is the caller's.
-fn write_file(path: &Path, body: &[u8]) -> io::Result<()> {
+/// Writes `body` to `path` whole, fsync'ed, by a rename from a temporary file. The folder's own
+/// fsync is the caller's, and so is that of the folders it returns: the parents of the folders
+/// it created (a new `date=` or `hour=` folder survives a crash only once its parent is synced).
+fn write_file(path: &Path, body: &[u8]) -> io::Result<Vec<PathBuf>> {
     let folder = path
         .parent()
         .ok_or_else(|| io::Error::other("no parent folder"))?;
-    fs::create_dir_all(folder)?;
+    let created = create_folders(folder)?;
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -196,7 +197,28 @@ fn write_file(path: &Path, body: &[u8]) -> io::Result<()> {
     {
         tracing::debug!(%error, path = %temporary.display(), "A temporary file was left.");
     }
-    result
+    result.map(|()| created)
+}
+
+/// Creates `folder` and its missing ancestors: the parent of each folder it created.
+fn create_folders(folder: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut missing = Vec::new();
+    let mut at = Some(folder);
+    while let Some(dir) = at.filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        missing.push(dir);
+        at = dir.parent();
+    }
+    let mut parents = Vec::new();
+    for dir in missing.into_iter().rev() {
+        match fs::create_dir(dir) {
+            // Made here, or by another writer a moment ago, which may not have synced it yet.
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        parents.extend(dir.parent().map(Path::to_owned));
+    }
+    Ok(parents)
 }
 
 fn sync_parent(path: &Path) -> io::Result<()> {
@@ -278,6 +300,26 @@ fn remove_temporary_files(folder: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_folders_are_made_with_the_parents_to_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = dir.path().join("raw/workspace=w/date=2024-05-01/hour=10");
+        std::fs::create_dir_all(dir.path().join("raw/workspace=w")).unwrap();
+        let parents = create_folders(&hour).unwrap();
+        assert!(hour.is_dir());
+        assert_eq!(
+            parents,
+            [
+                dir.path().join("raw/workspace=w"),
+                dir.path().join("raw/workspace=w/date=2024-05-01"),
+            ]
+        );
+        assert!(
+            create_folders(&hour).unwrap().is_empty(),
+            "nothing new: nothing to sync"
+        );
+    }
 
     #[tokio::test]
     async fn puts_gets_lists_and_deletes() {
