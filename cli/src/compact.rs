@@ -1,6 +1,8 @@
 //! `braid compact`: unify first applies what it has not (as `braid serve` does), so that
 //! compaction only merges objects unify has read; then the closed hours of the local lake are
-//! merged, as the compact function does in the cloud (`docs/lake-layout.md`).
+//! merged, as the compact function does in the cloud (`docs/lake-layout.md`). Beside a running
+//! `braid serve` (which holds the profiles, and compacts by itself) it merges what the server
+//! has unified.
 
 use std::path::PathBuf;
 
@@ -27,11 +29,25 @@ pub(crate) struct CompactArgs {
 pub(crate) async fn run(args: &CompactArgs) -> anyhow::Result<()> {
     let (mut config, lake) =
         crate::profiles::open_data(args.config.as_deref(), args.data.as_deref())?;
-    let profiles = crate::profiles::writable(&config, &lake)?;
-    if let Err(error) = unify_pending(&lake, &profiles).await {
-        tracing::warn!(%error, "unify failed: the objects it could not apply are left as they are");
+    match crate::profiles::writable(&config, &lake) {
+        Ok(profiles) => {
+            if let Err(error) = unify_pending(&lake, &profiles).await {
+                tracing::warn!(
+                    %error,
+                    "unify failed: the objects it could not apply are left as they are"
+                );
+            }
+            profiles.close().await?;
+        }
+        // braid serve holds the profiles: it unifies (and compacts, every
+        // [catalogue.compaction] every_minutes) itself; what it has unified is merged here.
+        Err(error) if is_locked(&error) => println!(
+            "braid serve is running on {}: it unifies and compacts this folder itself; \
+             compacting now what it has unified",
+            config.server.data.display()
+        ),
+        Err(error) => return Err(error),
     }
-    profiles.close().await?;
     let compaction = &mut config.catalogue.compaction;
     if let Some(minutes) = args.grace_minutes {
         compaction.grace_minutes = minutes;
@@ -54,4 +70,14 @@ pub(crate) async fn run(args: &CompactArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether opening the profiles failed because another process (braid serve) holds them.
+fn is_locked(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<braid_unifier::profiles::kv::KvError>(),
+            Some(braid_unifier::profiles::kv::KvError::Locked { .. })
+        )
+    })
 }

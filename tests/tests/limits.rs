@@ -1,5 +1,6 @@
-//! What slow, idle and too many clients get from a real `braid serve`, and how long it takes to
-//! stop with a backlog: every wait is bounded, and nothing acknowledged is lost.
+//! What slow, idle and too many clients get from a real `braid serve`, how long it takes to
+//! stop with a backlog, and compaction beside it: every wait is bounded, and nothing
+//! acknowledged is lost.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
 
@@ -147,14 +148,14 @@ fn connections_over_the_limit_get_503_and_the_server_recovers() {
 
 /// A lake of `objects` objects of `per_object` events each, none of them unified yet, as a
 /// burst leaves it: the backlog a server meets when it starts.
-fn backlog(data: &Path, objects: usize, per_object: usize) {
-    let folder = data.join("raw/workspace=test/date=2024-05-01/hour=10");
+fn backlog(data: &Path, hour: u32, objects: usize, per_object: usize) {
+    let folder = data.join(format!("raw/workspace=test/date=2024-05-01/hour={hour:02}"));
     std::fs::create_dir_all(&folder).unwrap();
     for o in 0..objects {
         let mut content = String::new();
         for e in 0..per_object {
             let line = json!({"type": "track", "event": "Backlog", "userId": format!("u{}", e % 500),
-                "anonymousId": format!("a{o}-{e}"), "messageId": format!("b-{o}-{e}"),
+                "anonymousId": format!("a{o}-{e}"), "messageId": format!("b-{hour}-{o}-{e}"),
                 "timestamp": "2024-05-01T10:00:00.000Z", "receivedAt": "2024-05-01T10:00:00.000Z"});
             content.push_str(&line.to_string());
             content.push('\n');
@@ -162,7 +163,7 @@ fn backlog(data: &Path, objects: usize, per_object: usize) {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(content.as_bytes()).unwrap();
         std::fs::write(
-            folder.join(format!("{o:032x}.ndjson.gz")),
+            folder.join(format!("{hour:02}{o:030x}.ndjson.gz")),
             gz.finish().unwrap(),
         )
         .unwrap();
@@ -177,7 +178,7 @@ fn shutdown_with_a_backlog_takes_bounded_time_and_loses_nothing() {
     const PER_OBJECT: usize = 50;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    backlog(&data, OBJECTS, PER_OBJECT);
+    backlog(&data, 10, OBJECTS, PER_OBJECT);
     let mut server = limited_server(dir.path(), "shutdown_grace_seconds = 1\n");
     std::thread::sleep(Duration::from_millis(500));
     let asked = Instant::now();
@@ -219,4 +220,45 @@ fn a_body_over_the_limit_is_reported_with_its_size() {
         error["message"],
         "body is 2000000 bytes, over the limit of 512000 bytes"
     );
+}
+
+/// The objects of one hour of the test lake.
+fn objects_of_hour(data: &Path, hour: u32) -> Vec<String> {
+    let folder = data.join(format!("raw/workspace=test/date=2024-05-01/hour={hour:02}"));
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".ndjson.gz"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// `braid compact` beside a running server merges what the server has unified (it held the
+/// profiles' lock and failed before); the server also compacts by itself.
+#[test]
+fn compaction_runs_beside_and_inside_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    backlog(&data, 10, 3, 10);
+    let mut server = limited_server(dir.path(), "[catalogue.compaction]\nevery_minutes = 0\n");
+    wait_unified(&data);
+    let run = braid_tests::braid(&["compact".as_ref(), "--data".as_ref(), data.as_os_str()]);
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(said.contains("braid serve is running"), "{said}");
+    assert!(said.contains("3 objects merged into 1"), "{said}");
+    assert_eq!(objects_of_hour(&data, 10).len(), 1);
+    assert!(server.terminate());
+    // On its own schedule: the first run comes a few seconds after the start.
+    backlog(&data, 11, 3, 10);
+    let server = limited_server(dir.path(), "");
+    let started = Instant::now();
+    while objects_of_hour(&data, 11).len() > 1 {
+        assert!(started.elapsed() < Duration::from_secs(30), "not compacted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(objects_of_hour(&data, 11)[0].starts_with("compacted-"));
+    drop(server);
+    let events = braid_tests::read_lake(&data, "raw");
+    assert_eq!(events.len(), 60, "every event once");
 }

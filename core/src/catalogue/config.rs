@@ -29,6 +29,9 @@ pub struct CompactionConfig {
     pub target_megabytes: usize,
     /// Merge only objects the unify step has applied, so that none is taken away unread.
     pub require_unified: bool,
+    /// `braid serve`: how often it compacts its closed hours, in minutes (0: never; `braid
+    /// compact` then does it by hand).
+    pub every_minutes: u64,
 }
 
 impl Default for CompactionConfig {
@@ -37,6 +40,7 @@ impl Default for CompactionConfig {
             grace_minutes: 15,
             target_megabytes: 64,
             require_unified: true,
+            every_minutes: 10,
         }
     }
 }

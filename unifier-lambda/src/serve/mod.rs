@@ -15,12 +15,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use braid_core::catalogue::CompactionConfig;
 use braid_core::{Config, ConfigError};
 use braid_edge::Api;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::client::ClientError;
+use crate::lake::compact::{CompactSettings, compact_closed_hours};
 use crate::lake::feed::{Unify, UnifyError, UnifySummary, unify_objects};
 use crate::lake::group::GroupCommit;
 use crate::lake::store::{LocalStore, ObjectStore as _, StoreError};
@@ -230,6 +232,14 @@ impl Server {
             ..
         } = self;
         let stop = Arc::new(AtomicBool::new(false));
+        let compacting = (profiles.is_some() && config.catalogue.compaction.every_minutes > 0)
+            .then(|| {
+                tokio::spawn(compact_loop(
+                    lake.clone(),
+                    config.catalogue.compaction.clone(),
+                    Arc::clone(&stop),
+                ))
+            });
         let unifying = match (&profiles, unify) {
             (Some(profiles), Some(new_objects)) => Some(tokio::spawn(unify_loop(
                 lake.clone(),
@@ -283,6 +293,16 @@ impl Server {
             };
             if finished.is_err() {
                 tracing::error!(message = "The unify loop panicked.");
+            }
+        }
+        if let Some(compacting) = compacting {
+            stop.store(true, Ordering::Relaxed);
+            compacting.abort();
+            // A run cut short leaves what the next run finishes (docs/lake-layout.md).
+            if let Err(error) = compacting.await
+                && error.is_panic()
+            {
+                tracing::error!(message = "The compaction loop panicked.");
             }
         }
         if let Some(profiles) = profiles {
@@ -343,6 +363,33 @@ async fn unify_loop<U: Unify>(
             return;
         }
         apply_logged(&lake, unify.as_ref(), &keys).await;
+    }
+}
+
+/// Compacts the closed hours of the lake every `every_minutes` (the first time a few seconds
+/// after the start), merging only what unify has applied, until `stop` is set.
+async fn compact_loop(lake: LocalStore, config: CompactionConfig, stop: Arc<AtomicBool>) {
+    let mut settings = CompactSettings::from(&config);
+    settings.require_unified = true;
+    let every = Duration::from_secs(config.every_minutes.saturating_mul(60));
+    let mut wait = Duration::from_secs(5).min(every);
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = every;
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        match compact_closed_hours(&lake, &settings, now()).await {
+            Ok(summary) if summary.written > 0 => tracing::info!(
+                partitions = summary.partitions,
+                merged = summary.merged,
+                written = summary.written,
+                duplicates = summary.duplicates,
+                "compacted"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "compaction failed; the next run goes on"),
+        }
     }
 }
 
