@@ -703,20 +703,29 @@ pub fn collect(folder: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Waits until the unify loop of a server on `data` has checkpointed every lake object of
-/// `raw/`: what it applied is then durable in the profile store.
+/// `raw/` (compacted objects aside: unify reads the objects they replace): what it applied is
+/// then durable in the profile store.
 pub fn wait_unified(data: &Path) {
     wait_unified_within(data, Duration::from_secs(30));
 }
 
 /// [`wait_unified`], for at most `limit`.
 pub fn wait_unified_within(data: &Path, limit: Duration) {
-    let count = |folder: &str| {
-        let mut out = Vec::new();
-        collect(&data.join(folder), &mut out);
-        out.len()
+    // Every object, by its key, has its checkpoint under the same key.
+    let pending = || {
+        let mut objects = Vec::new();
+        collect(&data.join("raw"), &mut objects);
+        objects.iter().any(|path| {
+            let key = path.strip_prefix(data).unwrap_or(path);
+            let compacted = path
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("compacted-"));
+            let checkpoint = braid_core::catalogue::lake::checkpoint_key(&key.to_string_lossy());
+            !compacted && !data.join(checkpoint).exists()
+        })
     };
     let started = Instant::now();
-    while count("checkpoints/unify/raw") < count("raw") {
+    while pending() {
         assert!(started.elapsed() < limit, "unify did not catch up");
         std::thread::sleep(Duration::from_millis(50));
     }
