@@ -78,6 +78,21 @@ pub const MANIFEST_PREFIX: &str = "manifests/compaction/";
 /// The file-name prefix of compacted objects (`compacted-<id>.ndjson.gz`).
 pub const COMPACTED_PREFIX: &str = "compacted-";
 
+/// The origin of a lake line, for unify to tell a copy of an event on another line from the
+/// same line applied again: the first 8 bytes of SHA-256 over the object's key, a unit
+/// separator and the line's number (from 1, big-endian). Never 0 (which means unknown).
+pub fn line_origin(key: &str, line: usize) -> u64 {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    hash.update(key.as_bytes());
+    hash.update([0x1f]);
+    hash.update((line as u64).to_be_bytes());
+    let digest = hash.finalize();
+    let mut first = [0; 8];
+    first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    u64::from_be_bytes(first).max(1)
+}
+
 /// The checkpoint of a lake object.
 pub fn checkpoint_key(key: &str) -> String {
     format!("{CHECKPOINT_PREFIX}{key}")

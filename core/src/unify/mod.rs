@@ -21,16 +21,16 @@ pub use config::{ProfileStoreConfig, UnifyConfig};
 pub use identity::{
     Applied, Change, DEFAULT_BLOCKED, DropReason, Dropped, Extracted, GraphChanges, IdType,
     Identifier, IdentityGraph, IdentityRules, LogEntry, MAX_LISTED_DROPS,
-    MAX_SENDERS_PER_MESSAGE_ID, PLACEHOLDERS, ProfileId, ProfileIds, RulesError, TypeRule, extract,
-    normalize, sender_of,
+    MAX_SENDERS_PER_MESSAGE_ID, PLACEHOLDERS, ProfileId, ProfileIds, RulesError, Seen, TypeRule,
+    extract, normalize, sender_of,
 };
 pub use profile::{
     Aggregate, AggregateOp, MAX_COUNTED_VALUES, MAX_LIST_ITEMS, Profile, ProfileConfig,
     Survivorship, TraitValue,
 };
 pub use record::{
-    RECORD_VERSION, RecordError, StoredCounters, decode_record, decode_seen, encode_record,
-    encode_seen, fingerprint, lineage,
+    RECORD_VERSION, RecordError, StoredCounters, StoredSeen, decode_record, decode_seen,
+    encode_record, encode_seen, fingerprint, lineage,
 };
 pub use unifier::{Changes, Lookups, Unifier};
 pub use view::{profile_view, reason_text};

@@ -47,17 +47,24 @@ pub struct StoredCounters {
     pub collisions: u64,
 }
 
-/// A dedupe entry's value: each sender of the `messageId` (16 hex digits) and when its event
-/// was received (ms), as `sender:millis` separated by spaces.
-pub fn encode_seen(senders: &[(u64, i64)]) -> Vec<u8> {
+/// One sender's use of a `messageId` as a store keeps it: the sender, when its event was
+/// received (ms since the Unix epoch), the line it was first applied from.
+pub type StoredSeen = (u64, i64, u64);
+
+/// A dedupe entry's value: each sender of the `messageId`, when its event was received (ms) and
+/// the line it was first applied from, as `sender:millis:origin` (sender and origin in 16 hex
+/// digits) separated by spaces.
+pub fn encode_seen(senders: &[StoredSeen]) -> Vec<u8> {
     let mut out = String::new();
-    for (sender, millis) in senders {
+    for (sender, millis, origin) in senders {
         if !out.is_empty() {
             out.push(' ');
         }
         hex::push(&mut out, &sender.to_be_bytes());
         out.push(':');
         out.push_str(&millis.to_string());
+        out.push(':');
+        hex::push(&mut out, &origin.to_be_bytes());
     }
     out.into_bytes()
 }
@@ -67,15 +74,23 @@ pub fn encode_seen(senders: &[(u64, i64)]) -> Vec<u8> {
 /// # Errors
 ///
 /// [`RecordError::Malformed`] when it is not one.
-pub fn decode_seen(bytes: &[u8]) -> Result<Vec<(u64, i64)>, RecordError> {
+pub fn decode_seen(bytes: &[u8]) -> Result<Vec<StoredSeen>, RecordError> {
     let malformed = || RecordError::Malformed("a dedupe entry".to_owned());
     let text = std::str::from_utf8(bytes).map_err(|_| malformed())?;
     text.split(' ')
         .map(|entry| {
-            let (sender, millis) = entry.split_once(':').ok_or_else(malformed)?;
-            let sender = u64::from_str_radix(sender, 16).map_err(|_| malformed())?;
-            let millis = millis.parse().map_err(|_| malformed())?;
-            Ok((sender, millis))
+            let mut parts = entry.split(':');
+            let (Some(sender), Some(millis), Some(origin), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return Err(malformed());
+            };
+            let hex = |text: &str| u64::from_str_radix(text, 16).map_err(|_| malformed());
+            Ok((
+                hex(sender)?,
+                millis.parse().map_err(|_| malformed())?,
+                hex(origin)?,
+            ))
         })
         .collect()
 }

@@ -768,7 +768,7 @@ fn lookups_normalise_like_events() {
 struct MemoryStore {
     ids: std::collections::BTreeMap<Identifier, ProfileId>,
     records: std::collections::BTreeMap<ProfileId, Vec<u8>>,
-    seen: std::collections::BTreeMap<String, Vec<(u64, i64)>>,
+    seen: std::collections::BTreeMap<String, Vec<(u64, i64, u64)>>,
     counters: StoredCounters,
 }
 

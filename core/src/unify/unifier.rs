@@ -8,10 +8,10 @@ use serde_json::Value;
 
 use super::identity::IdentityRules;
 use super::identity::{
-    Applied, Change, IdType, Identifier, IdentityGraph, ProfileId, ProfileIds, extract,
+    Applied, Change, IdType, Identifier, IdentityGraph, ProfileId, ProfileIds, Seen, extract,
 };
 use super::profile::{Fact, Profile, ProfileConfig};
-use super::record::{self, RecordError, StoredCounters};
+use super::record::{self, RecordError, StoredCounters, StoredSeen};
 use super::view::profile_view;
 use crate::event::Event;
 use crate::json::Node;
@@ -63,9 +63,10 @@ pub struct Changes {
     pub removed: Vec<ProfileId>,
     /// Identifiers and the profile each now belongs to, sorted.
     pub identifiers: Vec<(Identifier, ProfileId)>,
-    /// `messageId`s applied, each with its senders and when each one's event was received
-    /// (milliseconds since the Unix epoch), to store with [`super::record::encode_seen`].
-    pub seen: Vec<(String, Vec<(u64, i64)>)>,
+    /// `messageId`s applied, each with its senders, when each one's event was received
+    /// (milliseconds since the Unix epoch) and the line it came from, to store with
+    /// [`super::record::encode_seen`].
+    pub seen: Vec<(String, Vec<StoredSeen>)>,
     /// The counters to store with them ([`StoredCounters`]).
     pub counters: StoredCounters,
 }
@@ -128,6 +129,13 @@ impl Unifier {
     /// `receivedAt`; it was received at `receivedAt`, else at its time; its id is `messageId`.
     /// Times count to the millisecond, as the lake writes them (and as a store keeps them).
     pub fn apply(&mut self, event: &Event<'_>) -> Applied {
+        self.apply_from(event, 0)
+    }
+
+    /// [`Unifier::apply`] for the event of a known lake line (`origin`:
+    /// [`crate::catalogue::lake::line_origin`]): a copy of an event applied from another line
+    /// is [`Applied::Copy`].
+    pub fn apply_from(&mut self, event: &Event<'_>, origin: u64) -> Applied {
         let time = |key: &str| event.time_field(key).map(timestamp::to_millis);
         let Some(message_id) = event.message_id() else {
             return Applied::NoIdentity;
@@ -144,7 +152,9 @@ impl Unifier {
             .verify_identity
             .then(|| (extracted.proven.clone(), extracted.browser.clone()));
         let log_before = self.graph.log().len();
-        let applied = self.graph.apply(&message_id, at, received, extracted);
+        let applied = self
+            .graph
+            .apply_from(&message_id, at, received, extracted, origin);
         let Applied::Profile(profile_id) = &applied else {
             return applied;
         };
@@ -231,10 +241,16 @@ impl Unifier {
 
     /// Loads what a store knows of a `messageId`: its senders and when each one's event was
     /// received (milliseconds since the Unix epoch; [`super::record::decode_seen`]).
-    pub fn load_seen(&mut self, message_id: &str, senders: &[(u64, i64)]) {
+    pub fn load_seen(&mut self, message_id: &str, senders: &[StoredSeen]) {
         let senders = senders
             .iter()
-            .filter_map(|(sender, millis)| Some((*sender, timestamp::from_unix_millis(*millis)?)))
+            .filter_map(|(sender, millis, origin)| {
+                Some(Seen {
+                    sender: *sender,
+                    received: timestamp::from_unix_millis(*millis)?,
+                    origin: *origin,
+                })
+            })
             .collect();
         self.graph.load_seen(message_id, senders);
     }
@@ -272,7 +288,7 @@ impl Unifier {
                 .map(|(id, senders)| {
                     let senders = senders
                         .into_iter()
-                        .map(|(sender, at)| (sender, timestamp::unix_millis(at)))
+                        .map(|s| (s.sender, timestamp::unix_millis(s.received), s.origin))
                         .collect();
                     (id, senders)
                 })

@@ -273,11 +273,14 @@ struct Merged {
 
 /// Reads `inputs` in order into outputs of about `target_bytes`, each event once: a line whose
 /// `messageId` and sender ([`sender_of`], the rule unify dedupes by) an earlier line had is a
-/// client's retry and is left out. Lines that are not events are kept as they are.
+/// client's retry and is left out, and so is a line unify found to copy an event of another
+/// object (`copied`, by object, the lines' numbers). Lines that are not events are kept as they
+/// are.
 async fn merge<S: ObjectStore>(
     store: &S,
     inputs: &[String],
     written_at: &BTreeMap<String, i128>,
+    copied: &BTreeMap<String, BTreeSet<usize>>,
     target_bytes: usize,
 ) -> Result<Merged, CompactError> {
     let mut merged = Merged {
@@ -307,7 +310,12 @@ async fn merge<S: ObjectStore>(
         let Some(output) = merged.outputs.last_mut() else {
             continue;
         };
+        let copies_here = copied.get(key);
         for line in lake_lines(&content) {
+            if copies_here.is_some_and(|c| c.contains(&line.number)) {
+                merged.duplicates += 1;
+                continue;
+            }
             if let Ok(event) = &line.event
                 && let Some(message_id) = event.message_id()
             {
@@ -333,6 +341,19 @@ async fn merge<S: ObjectStore>(
     Ok(merged)
 }
 
+/// The lines a unify checkpoint names as copies (`duplicates`); none when it names none or is
+/// not one (an older checkpoint).
+fn copied_lines(checkpoint: &[u8]) -> BTreeSet<usize> {
+    #[derive(Deserialize)]
+    struct Checkpoint {
+        #[serde(default)]
+        duplicates: BTreeSet<usize>,
+    }
+    serde_json::from_slice::<Checkpoint>(checkpoint)
+        .map(|c| c.duplicates)
+        .unwrap_or_default()
+}
+
 /// Compacts one partition (`raw/workspace=W/date=D/hour=H`), whether or not its hour is closed.
 ///
 /// # Errors
@@ -353,6 +374,7 @@ pub async fn compact_partition<S: ObjectStore>(
     let prefix = format!("{partition}/");
     let mut inputs = Vec::new();
     let mut written_at = BTreeMap::new();
+    let mut copied = BTreeMap::new();
     for object in store.list(&prefix).await? {
         let key = object.key;
         written_at.insert(key.clone(), object.modified);
@@ -370,9 +392,17 @@ pub async fn compact_partition<S: ObjectStore>(
             }
             continue;
         }
-        if settings.require_unified && store.get(&checkpoint_key(&key)).await?.is_none() {
+        let checkpoint = store.get(&checkpoint_key(&key)).await?;
+        if settings.require_unified && checkpoint.is_none() {
             summary.waiting_for_unify += 1;
             continue;
+        }
+        // The lines unify found to copy an event applied from another object (a retry that
+        // landed in another hour, say).
+        if let Some(copies) = checkpoint.as_deref().map(copied_lines)
+            && !copies.is_empty()
+        {
+            copied.insert(key.clone(), copies);
         }
         inputs.push(key);
     }
@@ -386,7 +416,7 @@ pub async fn compact_partition<S: ObjectStore>(
         written_at.insert(key.clone(), *at);
     }
     inputs.sort_by(|a, b| (written_at.get(a), a).cmp(&(written_at.get(b), b)));
-    let merged = merge(store, &inputs, &written_at, settings.target_bytes).await?;
+    let merged = merge(store, &inputs, &written_at, &copied, settings.target_bytes).await?;
     summary.duplicates = merged.duplicates;
     summary.collisions = merged.collisions;
     let mut written = Vec::new();

@@ -87,6 +87,9 @@ pub struct LinesApplied {
     pub quarantined: Vec<(usize, LineError)>,
     /// Events applied although another sender had used their `messageId` within the window.
     pub collisions: u64,
+    /// The lines (numbered from 1) that copy an event applied before from another line of the
+    /// lake (a client's retry, within the dedupe window): compaction leaves them out.
+    pub duplicates: Vec<usize>,
 }
 
 impl LinesApplied {
@@ -240,6 +243,7 @@ pub async fn unify_objects<S: ObjectStore, U: Unify>(
             "events": lines.events,
             "quarantined": lines.quarantined.len(),
             "collisions": lines.collisions,
+            "duplicates": lines.duplicates,
             "appliedAt": braid_core::timestamp::format(now),
         });
         store

@@ -251,7 +251,9 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
             };
             match gunzip(&packed, MAX_OBJECT_BYTES) {
                 Ok(content) => {
-                    let applied = store.apply_lines(&content, &self.settings).await?;
+                    let applied = store
+                        .apply_lines(Some(&object.key), &content, &self.settings)
+                        .await?;
                     events += applied.events;
                     if !applied.quarantined.is_empty() {
                         // By the rule of the live path, which recorded them in the dead-letter
@@ -332,8 +334,19 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         workspace: &str,
         content: &[u8],
     ) -> Result<LinesApplied, ProfileError> {
+        self.apply_object(workspace, None, content).await
+    }
+
+    /// [`ProfileUnify::apply_lines`] for the lake object `key` (when known: copies of events
+    /// applied from other lines are then named in [`LinesApplied::duplicates`]).
+    async fn apply_object(
+        &self,
+        workspace: &str,
+        key: Option<&str>,
+        content: &[u8],
+    ) -> Result<LinesApplied, ProfileError> {
         let store = self.workspace(workspace).await?;
-        let applied = store.apply_lines(content, &self.settings).await;
+        let applied = store.apply_lines(key, content, &self.settings).await;
         if let Err(error) = &applied {
             self.forget_if_failed(workspace, error).await;
         }
@@ -355,7 +368,7 @@ impl<S: ObjectStore, H: KvHome> Unify for ProfileUnify<S, H> {
 
     async fn apply(&self, key: &str, events: &[u8]) -> Result<LinesApplied, ProfileError> {
         match workspace_of(Area::Raw, key) {
-            Some(workspace) => self.apply_lines(workspace, events).await,
+            Some(workspace) => self.apply_object(workspace, Some(key), events).await,
             None => Ok(LinesApplied::default()),
         }
     }

@@ -353,3 +353,72 @@ async fn a_failed_write_loses_nothing_and_is_retried_whole() {
     assert_eq!(profile["eventCounts"]["Buy"], 1);
     assert_eq!(profile["aggregates"]["revenue"], 5.0);
 }
+
+/// A client's retry that lands in another hour than its first copy: unify names the copy in
+/// its checkpoint (and not the lines of an object applied again), and compaction leaves it
+/// out, so the compacted lake holds each event once — as the profiles count it.
+#[tokio::test]
+async fn a_retry_in_another_hour_is_compacted_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = LocalStore::open(dir.path()).unwrap();
+    let unify = profiles(&lake, &MemoryHome::default(), IdentityRules::default());
+    let buy = |id: &str, at: &str| {
+        event(
+            id,
+            at,
+            &json!({"type": "track", "event": "Buy", "userId": "u", "properties": {"amount": 10},
+                "receivedAt": at}),
+        )
+    };
+    let ten = "raw/workspace=w/date=2024-05-01/hour=10/0000000000000000000000000000000a.ndjson.gz";
+    let eleven =
+        "raw/workspace=w/date=2024-05-01/hour=11/0000000000000000000000000000000b.ndjson.gz";
+    let first = buy("o1", "2024-05-01T10:59:59.000Z") + &buy("o2", "2024-05-01T10:59:59.500Z");
+    let retry = buy("o2", "2024-05-01T11:00:01.000Z") + &buy("o3", "2024-05-01T11:00:02.000Z");
+    lake.put(ten, gzip(first.as_bytes())).await.unwrap();
+    lake.put(eleven, gzip(retry.as_bytes())).await.unwrap();
+    let now = OffsetDateTime::UNIX_EPOCH;
+    let keys = [ten.to_owned(), eleven.to_owned()];
+    let summary = unify_objects(&lake, &unify, &keys, now).await.unwrap();
+    assert_eq!(summary.events, 3);
+    for (key, copies) in [(eleven, json!([1])), (ten, json!([]))] {
+        let bytes = lake
+            .get(&braid_core::catalogue::lake::checkpoint_key(key))
+            .await
+            .unwrap()
+            .unwrap();
+        let checkpoint: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(checkpoint["duplicates"], copies, "{key}");
+    }
+    // The first object applied again (a crash before its checkpoint, say): no copy of itself.
+    let again = unify.apply(ten, first.as_bytes()).await.unwrap();
+    assert_eq!((again.events, again.duplicates.len()), (0, 0));
+
+    for partition in [
+        "raw/workspace=w/date=2024-05-01/hour=10",
+        "raw/workspace=w/date=2024-05-01/hour=11",
+    ] {
+        compact_partition(&lake, &CompactSettings::default(), partition)
+            .await
+            .unwrap();
+    }
+    let mut ids = Vec::new();
+    for object in crate::lake::compact::live_objects(&lake, "raw/")
+        .await
+        .unwrap()
+    {
+        let content =
+            crate::lake::object::gunzip(&lake.get(&object.key).await.unwrap().unwrap(), 1 << 20)
+                .unwrap();
+        for line in lines(&content) {
+            let event: Value = serde_json::from_slice(line).unwrap();
+            ids.push(event["messageId"].as_str().unwrap().to_owned());
+        }
+    }
+    ids.sort();
+    assert_eq!(ids, ["o1", "o2", "o3"]);
+    unify.commit().await.unwrap();
+    let user = Identifier::parse("user_id:u").unwrap();
+    let profile = unify.profile("w", &user).await.unwrap().unwrap();
+    assert_eq!(profile["aggregates"]["revenue"], 30.0);
+}

@@ -5,15 +5,27 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use braid_core::catalogue::lake::line_origin;
 use braid_core::unify::{
     Applied, Changes, Identifier, IdentityRules, Profile, ProfileConfig, ProfileIds,
-    ProfileStoreConfig, StoredCounters, Unifier, decode_record, decode_seen, encode_seen,
+    ProfileStoreConfig, StoredCounters, StoredSeen, Unifier, decode_record, decode_seen,
+    encode_seen,
 };
 
 use super::error::{ProfileError, corrupt};
 use super::keys::{DAY_MILLIS, META_KEY, event_key, identifier_key, profile_key, seen_key};
 use super::kv::{Kv, KvWrite, prefix_end};
 use crate::lake::feed::{LineEvent, LinesApplied};
+
+/// What [`Workspace::apply_lines`] did with the events of an object.
+struct EventsApplied {
+    /// Applied to a profile.
+    events: usize,
+    /// Applied although another sender had used their `messageId`.
+    collisions: u64,
+    /// The lines that are copies of events applied from other lines.
+    copies: Vec<usize>,
+}
 
 /// Reads of a store in flight at once.
 const CONCURRENT_READS: usize = 32;
@@ -85,10 +97,12 @@ impl<K: Kv> Workspace<K> {
         Ok(())
     }
 
-    /// Applies NDJSON lake lines: how many events were applied to a profile, and the lines
-    /// that are not events.
+    /// Applies NDJSON lake lines (of the object `key`, when known: then copies of events
+    /// applied from other lines are named): how many events were applied to a profile, the
+    /// lines that are not events, the lines that are copies.
     pub(super) async fn apply_lines(
         &self,
+        key: Option<&str>,
         content: &[u8],
         settings: &ProfileStoreConfig,
     ) -> Result<LinesApplied, ProfileError> {
@@ -97,25 +111,28 @@ impl<K: Kv> Workspace<K> {
         if events.is_empty() {
             return Ok(applied);
         }
-        let result = self.apply_events(&events, settings).await;
+        let result = self.apply_events(key, &events, settings).await;
         if result.is_err() {
             // The working set may hold changes the store does not: start again from the store.
             self.reset_after_failure().await;
         }
-        (applied.events, applied.collisions) = result?;
+        let done = result?;
+        (applied.events, applied.collisions, applied.duplicates) =
+            (done.events, done.collisions, done.copies);
         Ok(applied)
     }
 
-    /// Applies events: how many were applied to a profile, and how many of those reused
-    /// another sender's `messageId`.
+    /// Applies events (of the object `key`, when known).
     async fn apply_events(
         &self,
+        key: Option<&str>,
         events: &[LineEvent<'_>],
         settings: &ProfileStoreConfig,
-    ) -> Result<(usize, u64), ProfileError> {
+    ) -> Result<EventsApplied, ProfileError> {
         let (seen, records) = self.read_missing(events).await?;
         // Apply in memory.
         let mut indexed = Vec::new();
+        let mut copies = Vec::new();
         let (changes, applied, collisions) = {
             let mut unifier = self.state()?;
             let collisions_before = unifier.counters().collisions;
@@ -129,9 +146,14 @@ impl<K: Kv> Workspace<K> {
             }
             let mut applied = 0;
             for line in events {
-                if let Applied::Profile(profile) = unifier.apply(&line.event) {
-                    applied += 1;
-                    indexed.push((event_key(&profile, unifier.sequence()), line.text));
+                let origin = key.map_or(0, |key| line_origin(key, line.number));
+                match unifier.apply_from(&line.event, origin) {
+                    Applied::Profile(profile) => {
+                        applied += 1;
+                        indexed.push((event_key(&profile, unifier.sequence()), line.text));
+                    }
+                    Applied::Copy => copies.push(line.number),
+                    Applied::Duplicate | Applied::NoIdentity => {}
                 }
             }
             let changes = unifier.take_changes();
@@ -145,7 +167,11 @@ impl<K: Kv> Workspace<K> {
         self.kv.write(batch).await?;
         self.unflushed.store(true, Ordering::SeqCst);
         self.state()?.evict_to(settings.cache_profiles);
-        Ok((applied, collisions))
+        Ok(EventsApplied {
+            events: applied,
+            collisions,
+            copies,
+        })
     }
 
     /// What the events read that the working set does not hold, read from the store: the
@@ -154,7 +180,7 @@ impl<K: Kv> Workspace<K> {
     async fn read_missing(
         &self,
         events: &[LineEvent<'_>],
-    ) -> Result<(Vec<(String, Vec<(u64, i64)>)>, Vec<Vec<u8>>), ProfileError> {
+    ) -> Result<(Vec<(String, Vec<StoredSeen>)>, Vec<Vec<u8>>), ProfileError> {
         let (message_ids, identifiers) = {
             let unifier = self.state()?;
             let mut message_ids = BTreeSet::new();

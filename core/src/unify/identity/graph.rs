@@ -143,8 +143,12 @@ pub struct LogEntry {
 /// What applying an event did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
-    /// Its `messageId` was applied before: nothing.
+    /// Its `messageId` was applied before, from this very line (an object applied again) or
+    /// from a line unknown: nothing.
     Duplicate,
+    /// A copy of an event applied before from another line of the lake (a client's retry):
+    /// nothing, and compaction may leave the line out.
+    Copy,
     /// It carried no usable identifier.
     NoIdentity,
     /// It belongs to this profile.
@@ -161,9 +165,21 @@ pub struct GraphChanges {
     /// Identifiers that now point to another profile (or to a profile for the first time),
     /// with it, sorted.
     pub identifiers: Vec<(Identifier, ProfileId)>,
-    /// `messageId`s applied, each with its senders (see [`Extracted::sender`]) and when
-    /// each one's event was received, sorted.
-    pub seen: Vec<(String, Vec<(u64, OffsetDateTime)>)>,
+    /// `messageId`s applied, each with its senders (see [`Extracted::sender`]), when each
+    /// one's event was received and the line it came from (0: unknown), sorted.
+    pub seen: Vec<(String, Vec<Seen>)>,
+}
+
+/// One sender's use of a `messageId`: who ([`Extracted::sender`]), when its event was received,
+/// and the lake line it was first applied from (0: unknown; see [`IdentityGraph::apply_from`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seen {
+    /// The sender.
+    pub sender: u64,
+    /// When its event was received.
+    pub received: OffsetDateTime,
+    /// The line it was first applied from.
+    pub origin: u64,
 }
 
 /// How many senders (identities) one `messageId` is remembered for: a `messageId` reused by
@@ -178,7 +194,7 @@ pub struct IdentityGraph {
     index: HashMap<Identifier, ProfileId>,
     /// `messageId` → its senders and when each one's event was received, and whether that
     /// is new since the last [`IdentityGraph::take_changes`] (not loaded from a store).
-    seen: HashMap<String, (Vec<(u64, OffsetDateTime)>, bool)>,
+    seen: HashMap<String, (Vec<Seen>, bool)>,
     /// Events whose `messageId` another sender used within the dedupe window, ever.
     collisions: u64,
     latest_received: Option<OffsetDateTime>,
@@ -222,10 +238,28 @@ impl IdentityGraph {
         received: OffsetDateTime,
         extracted: Extracted,
     ) -> Applied {
-        if self.is_duplicate(message_id, extracted.sender, received) {
-            return Applied::Duplicate;
+        self.apply_from(message_id, at, received, extracted, 0)
+    }
+
+    /// [`IdentityGraph::apply`] for the event of a known lake line (`origin`, not 0: a digest
+    /// of the object's key and the line's number), so that a copy of it on another line is
+    /// told from the same line applied again ([`Applied::Copy`]).
+    pub fn apply_from(
+        &mut self,
+        message_id: &str,
+        at: OffsetDateTime,
+        received: OffsetDateTime,
+        extracted: Extracted,
+        origin: u64,
+    ) -> Applied {
+        if let Some(first) = self.first_copy(message_id, extracted.sender, received) {
+            return if origin != 0 && first != 0 && first != origin {
+                Applied::Copy
+            } else {
+                Applied::Duplicate
+            };
         }
-        self.remember(message_id, extracted.sender, received);
+        self.remember(message_id, extracted.sender, received, origin);
         let Extracted {
             mut ids,
             previous_id,
@@ -383,15 +417,16 @@ impl IdentityGraph {
                 .any(|id| ids.identifiers.contains_key(id) && ids.readable_by(id))
     }
 
-    /// Whether `message_id` was applied for an event of the same sender received within the
-    /// dedupe window of `received` (either side: objects can arrive out of order).
-    fn is_duplicate(&self, message_id: &str, sender: u64, received: OffsetDateTime) -> bool {
+    /// The line (0: unknown) `message_id` was applied from for an event of the same sender
+    /// received within the dedupe window of `received` (either side: objects can arrive out of
+    /// order), if it was.
+    fn first_copy(&self, message_id: &str, sender: u64, received: OffsetDateTime) -> Option<u64> {
         let window = Duration::days(self.rules.dedupe_window_days);
-        self.seen.get(message_id).is_some_and(|(senders, _)| {
-            senders
-                .iter()
-                .any(|(s, before)| *s == sender && (received - *before).abs() <= window)
-        })
+        let (senders, _) = self.seen.get(message_id)?;
+        senders
+            .iter()
+            .find(|s| s.sender == sender && (received - s.received).abs() <= window)
+            .map(|s| s.origin)
     }
 
     /// The common case, answered without building anything: every identifier of the event is
@@ -410,26 +445,30 @@ impl IdentityGraph {
 
     /// Remembers that `sender` used `message_id` for an event received at `received`; another
     /// sender's use of it within the window is a collision (both events are applied).
-    fn remember(&mut self, message_id: &str, sender: u64, received: OffsetDateTime) {
+    fn remember(&mut self, message_id: &str, sender: u64, received: OffsetDateTime, origin: u64) {
         let window = Duration::days(self.rules.dedupe_window_days);
+        let seen = Seen {
+            sender,
+            received,
+            origin,
+        };
         match self.seen.get_mut(message_id) {
             Some((senders, fresh)) => {
                 if senders
                     .iter()
-                    .any(|(s, before)| *s != sender && (received - *before).abs() <= window)
+                    .any(|s| s.sender != sender && (received - s.received).abs() <= window)
                 {
                     self.collisions += 1;
                 }
-                if let Some(entry) = senders.iter_mut().find(|(s, _)| *s == sender) {
-                    entry.1 = received;
+                if let Some(entry) = senders.iter_mut().find(|s| s.sender == sender) {
+                    *entry = seen;
                 } else if senders.len() < MAX_SENDERS_PER_MESSAGE_ID {
-                    senders.push((sender, received));
+                    senders.push(seen);
                 }
                 *fresh = true;
             }
             None => {
-                self.seen
-                    .insert(message_id.to_owned(), (vec![(sender, received)], true));
+                self.seen.insert(message_id.to_owned(), (vec![seen], true));
             }
         }
         let latest = self.latest_received.map_or(received, |l| l.max(received));
@@ -439,7 +478,7 @@ impl IdentityGraph {
         if self.seen.len().is_multiple_of(65_536) {
             let horizon = latest - Duration::days(self.rules.dedupe_window_days + 1);
             self.seen.retain(|_, (senders, _)| {
-                senders.retain(|(_, when)| *when >= horizon);
+                senders.retain(|s| s.received >= horizon);
                 !senders.is_empty()
             });
         }
@@ -793,7 +832,7 @@ impl IdentityGraph {
 
     /// Loads what a store knows of a `messageId`: its senders, and when each one's event was
     /// received.
-    pub fn load_seen(&mut self, message_id: &str, senders: Vec<(u64, OffsetDateTime)>) {
+    pub fn load_seen(&mut self, message_id: &str, senders: Vec<Seen>) {
         self.seen
             .entry(message_id.to_owned())
             .or_insert((senders, false));

@@ -11,7 +11,7 @@ mod rules;
 pub use extract::{DropReason, Dropped, Extracted, extract, sender_of};
 pub use graph::{
     Applied, Change, GraphChanges, IdentityGraph, LogEntry, MAX_LISTED_DROPS,
-    MAX_SENDERS_PER_MESSAGE_ID, ProfileId, ProfileIds,
+    MAX_SENDERS_PER_MESSAGE_ID, ProfileId, ProfileIds, Seen,
 };
 pub use id::{IdType, Identifier};
 pub use normalize::normalize;
