@@ -326,13 +326,6 @@ impl Config {
             .map(|w| w.name.clone())
             .collect()
     }
-
-    /// The workspace a write key sends to.
-    pub fn workspace_of_key(&self, key: &str) -> Option<&WorkspaceConfig> {
-        self.workspaces
-            .iter()
-            .find(|w| w.write_keys.iter().any(|k| k == key))
-    }
 }
 
 /// A key shortened for a message, so that a long secret-looking value is not echoed whole.

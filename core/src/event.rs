@@ -225,6 +225,20 @@ impl<'a> Event<'a> {
         self.fields.get(name)?.as_object()
     }
 
+    /// Calls `f` with each traits object of the event, where unify reads traits and
+    /// identifiers: `context.traits`, then `traits` (applied in this order, top-level traits
+    /// win).
+    pub(crate) fn for_each_traits(&self, mut f: impl FnMut(&Obj<'a>)) {
+        if let Some(context) = self.object("context")
+            && let Some(traits) = context.get("traits").and_then(Node::as_object)
+        {
+            f(&traits);
+        }
+        if let Some(traits) = self.object("traits") {
+            f(&traits);
+        }
+    }
+
     /// `messageId`, the idempotency key.
     pub fn message_id(&self) -> Option<Cow<'_, str>> {
         self.str_field("messageId")

@@ -142,16 +142,10 @@ fn proves(secret: &[u8], kind: &IdType, values: &[&str], hash: &str) -> bool {
 /// The emails an event carries, where unify reads them (`traits.email`, `context.traits.email`).
 fn emails(event: &Event<'_>) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(traits) = event.object("traits")
-        && let Some(email) = traits.get("email").and_then(id_text)
-    {
-        out.push(email.into_owned());
-    }
-    if let Some(context) = event.object("context")
-        && let Some(traits) = context.get("traits").and_then(Node::as_object)
-        && let Some(email) = traits.get("email").and_then(id_text)
-    {
-        out.push(email.into_owned());
-    }
+    event.for_each_traits(|traits| {
+        if let Some(email) = traits.get("email").and_then(id_text) {
+            out.push(email.into_owned());
+        }
+    });
     out
 }

@@ -192,21 +192,13 @@ impl Profile {
             other => other.as_str(),
         };
         self.count_events(name, 1, config);
-        let context = event.object("context");
-        let context_traits = context
-            .as_ref()
-            .and_then(|c| c.get("traits"))
-            .and_then(Node::as_object);
-        let traits = event.object("traits");
-        for source in [context_traits.as_deref(), traits.as_deref()]
-            .into_iter()
-            .flatten()
-            .filter(|_| fact.sets_traits)
-        {
-            for (key, value) in source.iter() {
-                let rule = config.traits.get(key.as_ref()).cloned().unwrap_or_default();
-                self.set_trait(key.as_ref(), value, fact, &rule, config);
-            }
+        if fact.sets_traits {
+            event.for_each_traits(|source| {
+                for (key, value) in source.iter() {
+                    let rule = config.traits.get(key.as_ref()).cloned().unwrap_or_default();
+                    self.set_trait(key.as_ref(), value, fact, &rule, config);
+                }
+            });
         }
         if kind == EventType::Track {
             let mut properties = None;

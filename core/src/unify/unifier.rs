@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::identity::IdentityRules;
 use super::identity::{
     Applied, Change, IdType, Identifier, IdentityGraph, ProfileId, ProfileIds, Seen, extract,
+    sender_of,
 };
 use super::profile::{Fact, Profile, ProfileConfig};
 use super::record::{self, RecordError, StoredCounters, StoredSeen};
@@ -144,7 +145,8 @@ impl Unifier {
             return Applied::NoIdentity;
         };
         let received = time("receivedAt").unwrap_or(at);
-        let extracted = extract(event, self.graph.rules());
+        let mut extracted = extract(event, self.graph.rules());
+        extracted.sender = sender_of(event);
         // Strict identity: what the event proves decides whether it may set traits.
         let proofs = self
             .graph

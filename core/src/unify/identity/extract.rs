@@ -55,8 +55,9 @@ pub struct Extracted {
     pub proven: Vec<Identifier>,
     /// The browser credential's identifier, when collection stamped one.
     pub browser: Option<Identifier>,
-    /// Who sent it: a digest of its `userId` and `anonymousId` as sent, the scope of its
-    /// `messageId` (a `messageId` another sender reuses is that sender's event, not a copy).
+    /// Who sent it ([`sender_of`]), the scope of its `messageId` (a `messageId` another sender
+    /// reuses is that sender's event, not a copy): set by the unifier when it applies the event
+    /// (0 until then), as only applying needs it.
     pub sender: u64,
 }
 
@@ -103,10 +104,7 @@ pub fn sender_of(event: &Event<'_>) -> u64 {
 
 /// The identifiers of one event (a lake line).
 pub fn extract(event: &Event<'_>, rules: &IdentityRules) -> Extracted {
-    let mut out = Extracted {
-        sender: sender_of(event),
-        ..Extracted::default()
-    };
+    let mut out = Extracted::default();
     if let Some(user) = event.id_field("userId") {
         out.add(IdType::UserId, &user, rules);
     }
@@ -120,16 +118,7 @@ pub fn extract(event: &Event<'_>, rules: &IdentityRules) -> Extracted {
             .map(|p| p.trim().to_owned())
             .filter(|p| !p.is_empty());
     }
-    let context = event.object("context");
-    let context_traits = context
-        .as_ref()
-        .and_then(|c| c.get("traits"))
-        .and_then(Node::as_object);
-    let traits = event.object("traits");
-    for traits in [traits.as_deref(), context_traits.as_deref()]
-        .into_iter()
-        .flatten()
-    {
+    event.for_each_traits(|traits| {
         let text = |name: &str| traits.get(name).and_then(id_text);
         if let Some(email) = text("email") {
             out.add(IdType::Email, &email, rules);
@@ -142,7 +131,8 @@ pub fn extract(event: &Event<'_>, rules: &IdentityRules) -> Extracted {
                 out.add(IdType::parse(kind), &value, rules);
             }
         }
-    }
+    });
+    let context = event.object("context");
     let Some(context) = context.as_ref() else {
         return out;
     };
