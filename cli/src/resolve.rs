@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use braid_core::unify::matching::{Resolution, ResolveConfig, Table, pair_metrics, resolve};
+use braid_core::unify::matching::{
+    Resolution, ResolveConfig, Shared, Table, pair_metrics, resolve,
+};
 
 /// `braid resolve` arguments.
 #[derive(clap::Args)]
@@ -181,23 +183,47 @@ pub(crate) fn report(resolution: &mut Resolution, config: &ResolveConfig) {
             .join(" | ")
     );
     println!(
-        "model: λ = {:.4} after {} EM iterations; threshold {}",
-        resolution.model.lambda, resolution.model.iterations, config.threshold
+        "model: λ = {:.4} among compared pairs after {} EM iterations, prior {:.2e}; threshold {}",
+        resolution.model.lambda,
+        resolution.model.iterations,
+        resolution.model.prior,
+        config.threshold
     );
-    if resolution.model.lambda > 0.5 {
+    if let Some(why) = &resolution.degenerate {
         println!(
-            "warning: the model takes most compared pairs for matches (λ {:.2}): the columns may \
-             not tell people apart. Check the clusters, or give fields and blocking in --config.",
-            resolution.model.lambda
+            "warning: the model was not used: {why}. Check the clusters, or give fields and blocking in --config."
         );
     }
+    let (placeholders, households) =
+        resolution
+            .shared
+            .iter()
+            .fold((0, 0), |(p, h), s| match s.why {
+                Shared::Placeholder => (p + 1, h),
+                Shared::People => (p, h + 1),
+            });
     println!(
-        "pairs compared {}, matched {}, linked by strong ids {} ({} shared values ignored), refused by the cluster cap {}",
-        resolution.candidate_pairs,
-        resolution.matched_pairs,
-        resolution.strong_links,
-        resolution.shared_values_ignored,
-        resolution.refused_links
+        "pairs compared {}, matched by the model {}, sharing a strong id {}",
+        resolution.candidate_pairs, resolution.matched_pairs, resolution.strong_links,
+    );
+    println!(
+        "strong values linking nothing: {placeholders} on more than {} records, {households} on records of people with different names (households)",
+        config.max_shared
+    );
+    let by_strong: Vec<String> = plan
+        .strong
+        .iter()
+        .zip(&resolution.links.strong)
+        .filter_map(|(&f, n)| plan.fields.get(f).map(|f| format!("{} {n}", f.name)))
+        .collect();
+    println!(
+        "records joined by: {}{}model {}; links refused: {} by different names, {} by the cluster cap ({})",
+        by_strong.join(", "),
+        if by_strong.is_empty() { "" } else { ", " },
+        resolution.links.model,
+        resolution.refused_by_names,
+        resolution.refused_links,
+        config.max_cluster
     );
     println!(
         "clusters {}, largest {}",

@@ -16,6 +16,8 @@
     reason = "test support"
 )]
 
+pub mod cdp;
+
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};

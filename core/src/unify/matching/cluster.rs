@@ -1,5 +1,5 @@
-//! Clusters of linked records (union–find with a size cap), and pairwise precision, recall
-//! and F1 against known clusters.
+//! Clusters of linked records (union–find with a size cap, and a check of the two clusters'
+//! members before they join), and pairwise precision, recall and F1 against known clusters.
 
 use std::collections::HashMap;
 
@@ -9,6 +9,22 @@ pub struct Clusters {
     parent: Vec<usize>,
     size: Vec<usize>,
     max: usize,
+    /// The members of each cluster with several, under its representative (the members a
+    /// check reads; a record alone has none listed).
+    members: Vec<Vec<u32>>,
+}
+
+/// What [`Clusters::join`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Joined {
+    /// The two clusters are one now.
+    Joined,
+    /// They were one already.
+    Already,
+    /// Refused: the cluster would pass the size cap.
+    Cap,
+    /// Refused by the check of the members.
+    Refused,
 }
 
 impl Clusters {
@@ -18,7 +34,48 @@ impl Clusters {
             parent: (0..n).collect(),
             size: vec![1; n],
             max: max.max(2),
+            members: vec![Vec::new(); n],
         }
+    }
+
+    /// Links two records' clusters when `check` accepts their members (each cluster's, as
+    /// record indexes) and the result stays within the cap.
+    pub fn join(
+        &mut self,
+        a: usize,
+        b: usize,
+        check: impl FnOnce(&[u32], &[u32]) -> bool,
+    ) -> Joined {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra == rb {
+            return Joined::Already;
+        }
+        let listed = |clusters: &Clusters, root: usize| -> Vec<u32> {
+            match clusters.members.get(root) {
+                Some(list) if !list.is_empty() => list.clone(),
+                _ => u32::try_from(root).map(|r| vec![r]).unwrap_or_default(),
+            }
+        };
+        let (ma, mb) = (listed(self, ra), listed(self, rb));
+        if ma.len() + mb.len() > self.max {
+            return Joined::Cap;
+        }
+        if !check(&ma, &mb) {
+            return Joined::Refused;
+        }
+        if !self.union(a, b) {
+            return Joined::Cap;
+        }
+        let root = self.find(a);
+        let gone = if root == ra { rb } else { ra };
+        if let Some(list) = self.members.get_mut(gone) {
+            list.clear();
+            list.shrink_to_fit();
+        }
+        if let Some(list) = self.members.get_mut(root) {
+            *list = [ma, mb].concat();
+        }
+        Joined::Joined
     }
 
     /// The representative of a record's cluster.

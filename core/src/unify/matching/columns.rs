@@ -147,6 +147,17 @@ fn kind_of_header(header: &str) -> Option<Kind> {
     } else if has(&["state", "region", "county", "province", "country"]) {
         Kind::State
     } else if has(&[
+        "device",
+        "cookie",
+        "anonymous",
+        "anon",
+        "idfa",
+        "gaid",
+        "advertising",
+        "browser",
+    ]) {
+        Kind::Device
+    } else if has(&[
         "ssn", "socsec", "social", "customer", "account", "loyalty", "passport", "licence",
         "license", "crm", "id",
     ]) {
@@ -186,8 +197,13 @@ pub fn plan(table: &Table, config: &ResolveConfig, skip: &[usize]) -> Result<Pla
                 None if share(s.digits_only) >= 0.8 => (Kind::Number, "values: numbers".to_owned()),
                 None => (Kind::Text, "values: text".to_owned()),
             };
-            if kind == Kind::Id && s.distinct * 20 < s.filled {
+            if matches!(kind, Kind::Id | Kind::Device) && s.distinct * 20 < s.filled {
                 // Few distinct "ids": a category, not an identifier.
+                continue;
+            }
+            if kind == Kind::Text && s.distinct <= 20 && s.distinct * 100 <= s.filled {
+                // A handful of values over many records (a source, a status): a category,
+                // which says nothing about who a record is.
                 continue;
             }
             fields.push(PlannedField {
@@ -235,10 +251,12 @@ pub fn plan(table: &Table, config: &ResolveConfig, skip: &[usize]) -> Result<Pla
         None => fields
             .iter()
             .enumerate()
-            .filter(|(_, f)| matches!(f.kind, Kind::Email | Kind::Phone | Kind::Id))
+            .filter(|(_, f)| matches!(f.kind, Kind::Email | Kind::Phone | Kind::Id | Kind::Device))
             .filter(|(_, f)| {
                 let s = stats(table, f.column);
-                s.filled > 0 && s.distinct as f64 >= 0.7 * s.filled as f64
+                // An identifier has many values, each on few records (a person's several
+                // records share one: a fifth as many values as records is still one).
+                s.filled > 0 && s.distinct as f64 >= 0.2 * s.filled as f64
             })
             .map(|(i, _)| i)
             .collect(),
@@ -300,7 +318,7 @@ pub(crate) fn block_key(
 /// rule of another field.
 fn choose_blocking(table: &Table, fields: &[PlannedField]) -> Vec<Vec<usize>> {
     let n = table.rows.len() as u64;
-    let budget = (30 * n).max(10_000);
+    let budget = (5 * n).max(10_000);
     let usable: Vec<usize> = (0..fields.len())
         .filter(|&i| fields.get(i).is_some_and(|f| f.kind != Kind::State))
         .collect();

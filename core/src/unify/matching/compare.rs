@@ -30,8 +30,12 @@ pub enum Kind {
     City,
     /// A state or region (few values).
     State,
-    /// An identifier (customer number, social security number ...).
+    /// A personal identifier (customer number, social security number ...): one person's
+    /// only, though it may change.
     Id,
+    /// A device or browser identifier (device id, advertising id, cookie): a household may
+    /// share one.
+    Device,
     /// A number.
     Number,
     /// Anything else.
@@ -39,6 +43,12 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// A contact point or device: people who live together may share one (a landline, a
+    /// family mailbox, a tablet), so a shared value links only records whose names agree.
+    pub fn household_shared(self) -> bool {
+        matches!(self, Kind::Email | Kind::Phone | Kind::Device)
+    }
+
     /// Its comparator.
     pub fn comparator(self) -> Comparator {
         match self {
@@ -48,7 +58,8 @@ impl Kind {
             | Kind::City
             | Kind::Address
             | Kind::Text => Comparator::JaroWinkler,
-            Kind::Email | Kind::State => Comparator::Exact,
+            Kind::State | Kind::Device => Comparator::Exact,
+            Kind::Email => Comparator::Email,
             Kind::Phone | Kind::Postcode | Kind::Id => Comparator::Levenshtein,
             Kind::Date => Comparator::Date,
             Kind::StreetNumber | Kind::Number => Comparator::Numeric,
@@ -59,8 +70,23 @@ impl Kind {
     pub fn normalize(self, value: &str) -> String {
         let value = value.trim();
         match self {
-            Kind::Phone | Kind::Date => value.chars().filter(char::is_ascii_digit).collect(),
-            Kind::Postcode | Kind::Id => value
+            Kind::Date => value.chars().filter(char::is_ascii_digit).collect(),
+            // The last nine digits: they survive a country code or a trunk zero (`+1 555 …`
+            // and `555 …`, `+33 6 …` and `06 …`), and nine digits still tell numbers apart.
+            Kind::Phone => {
+                let digits: Vec<char> = value.chars().filter(char::is_ascii_digit).collect();
+                let from = digits.len().saturating_sub(9);
+                digits.get(from..).unwrap_or_default().iter().collect()
+            }
+            Kind::GivenName => {
+                let name = value
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_lowercase();
+                super::names::fold_given_name(&name).to_owned()
+            }
+            Kind::Postcode | Kind::Id | Kind::Device => value
                 .chars()
                 .filter(char::is_ascii_alphanumeric)
                 .flat_map(char::to_lowercase)
@@ -86,6 +112,11 @@ pub enum Comparator {
     Levenshtein,
     /// different / same year and month, or one edit, or day and month swapped / equal.
     Date,
+    /// different / one typo in the local part at the same domain / equal. Local parts that
+    /// differ only in dots, dashes, underscores or digits are different addresses
+    /// (`jamessmith`, `james.smith`, `james.smith2`: three people), and so is one local part
+    /// at two domains (`jennifermiller@` is several people).
+    Email,
     /// different / within 1 (or one edit) / equal.
     Numeric,
 }
@@ -95,7 +126,7 @@ impl Comparator {
     pub fn levels(self) -> usize {
         match self {
             Comparator::Exact => 2,
-            Comparator::Date | Comparator::Numeric => 3,
+            Comparator::Date | Comparator::Numeric | Comparator::Email => 3,
             Comparator::JaroWinkler | Comparator::Levenshtein => 4,
         }
     }
@@ -106,6 +137,7 @@ impl Comparator {
             Comparator::Exact => &["different", "equal"],
             Comparator::JaroWinkler => &["different", "jw>=0.80", "jw>=0.92", "equal"],
             Comparator::Levenshtein => &["different", "lev<=2", "lev<=1", "equal"],
+            Comparator::Email => &["different", "typo", "equal"],
             Comparator::Date => &["different", "close", "equal"],
             Comparator::Numeric => &["different", "within 1", "equal"],
         }
@@ -135,6 +167,7 @@ impl Comparator {
                 _ => 0,
             },
             Comparator::Date => u8::from(dates_close(a, b)),
+            Comparator::Email => emails_close(a, b),
             Comparator::Numeric => {
                 let close = match (a.parse::<f64>(), b.parse::<f64>()) {
                     (Ok(x), Ok(y)) => (x - y).abs() <= 1.0,
@@ -144,6 +177,21 @@ impl Comparator {
             }
         })
     }
+}
+
+fn emails_close(a: &str, b: &str) -> u8 {
+    let (local_a, domain_a) = a.rsplit_once('@').unwrap_or((a, ""));
+    let (local_b, domain_b) = b.rsplit_once('@').unwrap_or((b, ""));
+    let letters = |local: &str| -> String {
+        local
+            .chars()
+            .filter(|c| !matches!(c, '.' | '-' | '_' | '+') && !c.is_ascii_digit())
+            .collect()
+    };
+    let typo = domain_a == domain_b
+        && letters(local_a) != letters(local_b)
+        && within_one_edit(local_a.as_bytes(), local_b.as_bytes());
+    u8::from(typo)
 }
 
 /// Dates as digits (`19850412`): one typo, a transposition, day and month swapped, or the

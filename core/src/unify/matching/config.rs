@@ -18,7 +18,9 @@ pub struct ResolveConfig {
     /// sharing a value are linked without the model (default: chosen from the columns).
     pub strong: Option<Vec<String>>,
     /// A strong value shared by more records than this is a placeholder or a shared account,
-    /// and links nothing (the identity graph's guard against shared values).
+    /// and links nothing (the identity graph's guard against shared values). Fewer records
+    /// with different people's names on them are a household's value, and link nothing
+    /// either.
     pub max_shared: usize,
     /// Match probability at or above which two records are linked.
     pub threshold: f64,
@@ -39,7 +41,7 @@ impl Default for ResolveConfig {
             fields: Vec::new(),
             blocking: Vec::new(),
             strong: None,
-            max_shared: 4,
+            max_shared: 20,
             threshold: 0.95,
             em_iterations: 25,
             u_samples: 50_000,

@@ -213,7 +213,7 @@ fn reserved_name(kind: Kind) -> Reserved {
         Kind::City => Reserved::Address("city"),
         Kind::Postcode => Reserved::Address("postalCode"),
         Kind::State => Reserved::Address("state"),
-        Kind::Id | Kind::Number | Kind::Text => Reserved::None,
+        Kind::Id | Kind::Device | Kind::Number | Kind::Text => Reserved::None,
     }
 }
 

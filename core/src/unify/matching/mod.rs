@@ -15,15 +15,16 @@ mod compare;
 mod config;
 mod import;
 mod model;
+mod names;
 #[cfg(test)]
 mod tests;
 
-pub use cluster::{Clusters, PairMetrics, pair_metrics};
+pub use cluster::{Clusters, Joined, PairMetrics, pair_metrics};
 pub use columns::{Plan, PlanError, plan};
 pub use compare::{Comparator, Kind};
 pub use config::{FieldConfig, ResolveConfig};
 pub use import::{ImportOptions, import_events};
-pub use model::{FieldModel, Model, Resolution, resolve};
+pub use model::{FieldModel, Links, Model, Resolution, Shared, SharedValue, resolve};
 
 /// Records as text cells under named columns.
 #[derive(Clone, Debug, Default)]

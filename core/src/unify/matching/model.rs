@@ -8,10 +8,11 @@ use std::collections::HashMap;
 use foldhash::fast::RandomState;
 
 use super::Table;
-use super::cluster::Clusters;
+use super::cluster::{Clusters, Joined};
 use super::columns::{Plan, PlanError, block_key, plan};
 use super::compare::{Comparator, Kind};
 use super::config::ResolveConfig;
+use super::names::{PersonName, meet, one_person};
 
 /// A missing value in a comparison vector.
 const MISSING: u8 = u8::MAX;
@@ -45,8 +46,10 @@ impl FieldModel {
 pub struct Model {
     /// Per compared field.
     pub fields: Vec<FieldModel>,
-    /// The share of true matches among blocked pairs.
+    /// The share of true matches among the blocked pairs that tell something (EM's).
     pub lambda: f64,
+    /// The probability that two records picked at random match: the prior of every pair.
+    pub prior: f64,
     /// EM iterations run.
     pub iterations: usize,
 }
@@ -62,14 +65,70 @@ pub struct Resolution {
     pub clusters: Clusters,
     /// Pairs compared (after blocking).
     pub candidate_pairs: usize,
-    /// Pairs at or above the threshold.
+    /// Pairs the model put at or above the threshold.
     pub matched_pairs: usize,
-    /// Pairs linked by a shared strong identifier.
+    /// Pairs sharing a strong identifier value that links (not shared by several people).
     pub strong_links: usize,
-    /// Strong values ignored because too many records share them.
-    pub shared_values_ignored: usize,
+    /// Which evidence joined the records into their clusters.
+    pub links: Links,
+    /// Strong identifier values that link nothing on their own: on too many records, or on
+    /// records of people with different names (a household's landline or family mailbox).
+    pub shared: Vec<SharedValue>,
     /// Links refused because they would make a cluster larger than `max_cluster`.
     pub refused_links: usize,
+    /// Links refused because the two clusters hold different people's names.
+    pub refused_by_names: usize,
+    /// Why the model was not used, when it could not tell people apart (only strong
+    /// identifiers linked then).
+    pub degenerate: Option<String>,
+    /// Records of clusters the cap stopped from growing: their clusters are not to be trusted.
+    unsure: Vec<u32>,
+}
+
+impl Resolution {
+    /// The cluster labels (as `Clusters::labels`) of clusters that a refused link touched
+    /// because of the size cap: what was linked may be wrong, or incomplete.
+    pub fn unsure_clusters(&mut self) -> std::collections::BTreeSet<usize> {
+        let rows = std::mem::take(&mut self.unsure);
+        let labels = rows
+            .iter()
+            .map(|&row| self.clusters.find(row as usize))
+            .collect();
+        self.unsure = rows;
+        labels
+    }
+}
+
+/// Records joined into clusters by each kind of evidence (a record joined by two kinds counts
+/// for the first).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Links {
+    /// Per strong identifier (in `plan.strong` order): records joined by a shared value.
+    pub strong: Vec<usize>,
+    /// Records joined by the model's matches.
+    pub model: usize,
+}
+
+/// A strong identifier value that links nothing on its own.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SharedValue {
+    /// Index into `plan.fields`.
+    pub field: usize,
+    /// The value, normalised.
+    pub value: String,
+    /// On how many records.
+    pub records: usize,
+    /// Why.
+    pub why: Shared,
+}
+
+/// Why a strong value links nothing on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Shared {
+    /// More records than `max_shared` have it: a placeholder or a shared account.
+    Placeholder,
+    /// Records with different people's names have it: a household's or a team's.
+    People,
 }
 
 /// A deterministic generator for sampling random pairs (splitmix64).
@@ -90,6 +149,17 @@ impl Sampler {
 /// Resolves `table` into clusters. `skip`: columns never compared (the id column, a truth
 /// column).
 ///
+/// 1. Strong identifiers: records sharing a value are linked, unless too many records share it
+///    (a placeholder) or records with different people's names do (a household's landline or
+///    mailbox): such a value links nothing and weighs nothing in the model.
+/// 2. The model: comparison levels per field of every blocked pair, a field empty on either
+///    side contributing nothing; u from random pairs with term-frequency adjustment of exact
+///    agreement (agreeing on "smith" weighs less than on "zbigniew"); m by EM in which a pair
+///    does not vote on the fields its blocking rules forced to agree; the prior from EM's
+///    expected matches over all pairs.
+/// 3. Clusters: strong links, then matches from the most certain down; a link that would put
+///    two people's names in one cluster is refused, as is one past the size cap (reported).
+///
 /// # Errors
 /// When the configuration names columns the table lacks, or nothing can be compared.
 pub fn resolve(
@@ -99,63 +169,256 @@ pub fn resolve(
 ) -> Result<Resolution, PlanError> {
     let plan = plan(table, config, skip)?;
     let data = Data::new(table, &plan);
-    let (strong_pairs, shared_values_ignored) = data.strong_pairs(config.max_shared);
-    let mut candidates = data.blocked_pairs();
-    candidates.extend_from_slice(&strong_pairs);
-    candidates.sort_unstable();
-    candidates.dedup();
+    let StrongGroups {
+        groups,
+        shared,
+        households,
+    } = data.strong_groups(config.max_shared);
+    let flagged: std::collections::HashSet<(usize, &str), RandomState> = shared
+        .iter()
+        .filter(|s| s.why == Shared::People)
+        .map(|s| (s.field, s.value.as_str()))
+        .collect();
+    let (candidates, forced) = data.candidates(&groups, &households);
+    let strong_links = groups
+        .iter()
+        .map(|(_, members)| members.len() * (members.len() - 1) / 2)
+        .sum();
 
     // Comparison vectors of all candidate pairs, one after the other (`width` levels each).
     let width = plan.fields.len();
     let flat = in_parallel(&candidates, |chunk| {
         let mut out = Vec::with_capacity(chunk.len() * width);
         for &(a, b) in chunk {
-            data.compare(a as usize, b as usize, &mut out);
+            data.compare(a as usize, b as usize, &flagged, &mut out);
         }
         out
     });
     let vectors: Vec<&[u8]> = flat.chunks(width.max(1)).collect();
 
-    let mut fields = data.initial_model(config);
-    let fixed_m: Vec<bool> = (0..fields.len())
-        .map(|i| config.fields.get(i).is_some_and(|f| f.m.is_some()))
-        .collect();
-    let start = (table.rows.len() as f64 / vectors.len().max(1) as f64).clamp(0.01, 0.5);
-    let (lambda, iterations) =
-        expectation_maximisation(&mut fields, &fixed_m, &vectors, start, config.em_iterations);
-    let weights = Weights::new(&fields, lambda);
-
-    // Clusters: strong links first, then model matches from the most certain down.
-    let mut clusters = Clusters::new(table.rows.len(), config.max_cluster);
-    let mut refused_links = 0;
-    let mut matches: Vec<(f64, u32, u32)> = candidates
+    // Pairs a strong value links, and its field (which they agree on by construction).
+    let anchors: Vec<(u32, u32, usize)> = groups
         .iter()
-        .zip(&vectors)
-        .map(|(&(a, b), vector)| (weights.probability(vector), a, b))
-        .filter(|&(p, _, _)| p >= config.threshold)
+        .flat_map(|(field, m)| {
+            m.windows(2).filter_map(|w| match w {
+                [x, y] => Some((*x, *y, *field)),
+                _ => None,
+            })
+        })
         .collect();
-    matches.sort_by(|x, y| y.0.total_cmp(&x.0).then((x.1, x.2).cmp(&(y.1, y.2))));
-    let model_links = matches.iter().map(|&(_, a, b)| (a, b));
-    for (a, b) in strong_pairs.iter().copied().chain(model_links) {
-        if !clusters.union(a as usize, b as usize) {
-            refused_links += 1;
-        }
-    }
+    let (mut fields, anchored) = data.initial_model(config, &anchors, &flagged);
+    // m is EM's only for the fields neither the configuration nor the strong links fix.
+    let fixed_m: Vec<bool> = (0..fields.len())
+        .map(|i| {
+            config.fields.get(i).is_some_and(|f| f.m.is_some())
+                || anchored.get(i).copied().unwrap_or(false)
+        })
+        .collect();
+    let start = (strong_links as f64 / vectors.len().max(1) as f64).clamp(0.01, 0.5);
+    let em = expectation_maximisation(
+        &mut fields,
+        &fixed_m,
+        &patterns(&vectors, &forced),
+        start,
+        config.em_iterations,
+    );
+    let total_pairs = data.total_pairs();
+    let prior = (em.expected_matches / total_pairs).clamp(1e-12, 0.5);
+    let weights = Weights::new(&fields, prior);
+    let tf = data.term_frequencies(&fields);
+
+    let matches = score(
+        &data,
+        &candidates,
+        &vectors,
+        &weights,
+        &tf,
+        config.threshold,
+    );
+    let degenerate = degenerate(em.lambda, matches.len(), vectors.len(), table.rows.len());
+    let Linked {
+        clusters,
+        links,
+        refused_links,
+        refused_by_names,
+        unsure,
+    } = link(&data, config, &groups, &matches, degenerate.is_none());
     Ok(Resolution {
         plan,
         model: Model {
             fields,
-            lambda,
-            iterations,
+            lambda: em.lambda,
+            prior,
+            iterations: em.iterations,
         },
         clusters,
         candidate_pairs: candidates.len(),
         matched_pairs: matches.len(),
-        strong_links: strong_pairs.len(),
-        shared_values_ignored,
+        strong_links,
+        links,
+        shared,
         refused_links,
+        refused_by_names,
+        degenerate,
+        unsure,
     })
 }
+
+/// Why the model cannot be used, if it cannot: EM ran to its bound, or the model matches
+/// most compared pairs where there are many more pairs than records.
+fn degenerate(lambda: f64, matches: usize, pairs: usize, records: usize) -> Option<String> {
+    if lambda >= LAMBDA_BOUND {
+        return Some(format!(
+            "EM reached its bound (λ {lambda:.2} among compared pairs): the fields do not tell \
+             people apart; only strong identifiers linked records"
+        ));
+    }
+    (matches > 2 * pairs / 3 && pairs > 3 * records).then(|| {
+        format!(
+            "the model matched {matches} of {pairs} compared pairs: the fields do not tell \
+             people apart; only strong identifiers linked records"
+        )
+    })
+}
+
+/// A model match: its probability, the two records, and whether they agree on a field only
+/// one person has.
+type Match = (f64, u32, u32, bool);
+
+/// The candidate pairs the model puts at or above `threshold`, the most certain first.
+fn score(
+    data: &Data<'_>,
+    candidates: &[(u32, u32)],
+    vectors: &[&[u8]],
+    weights: &Weights,
+    tf: &TermFrequencies,
+    threshold: f64,
+) -> Vec<Match> {
+    // Fields only one person has (a customer number, a birth date): agreeing on one, two
+    // records are one person even with different names (a name changed, or mistyped beyond
+    // recognition); people of one household agree on none.
+    let personal: Vec<(usize, u8)> = data
+        .plan
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| matches!(f.kind, Kind::Id | Kind::Date))
+        .map(|(i, f)| {
+            (
+                i,
+                u8::try_from(f.comparator.levels() - 2).unwrap_or(u8::MAX),
+            )
+        })
+        .collect();
+    let mut matches: Vec<Match> = candidates
+        .iter()
+        .zip(vectors)
+        .map(|(&(a, b), vector)| {
+            let adjust = tf.adjustment(a as usize, b as usize, vector);
+            let agrees = personal.iter().any(|&(field, close)| {
+                vector
+                    .get(field)
+                    .is_some_and(|&level| level != MISSING && level >= close)
+            });
+            (weights.probability_adjusted(vector, adjust), a, b, agrees)
+        })
+        .filter(|&(p, ..)| p >= threshold)
+        .collect();
+    matches.sort_by(|x, y| y.0.total_cmp(&x.0).then((x.1, x.2).cmp(&(y.1, y.2))));
+    matches
+}
+
+/// What `link` made.
+struct Linked {
+    clusters: Clusters,
+    links: Links,
+    refused_links: usize,
+    refused_by_names: usize,
+    unsure: Vec<u32>,
+}
+
+/// Clusters: strong links first, then (with `use_model`) the model's matches from the most
+/// certain down, each join checked by names unless a personal identifier made it.
+fn link(
+    data: &Data<'_>,
+    config: &ResolveConfig,
+    groups: &[(usize, Vec<u32>)],
+    matches: &[Match],
+    use_model: bool,
+) -> Linked {
+    let plan = data.plan;
+    // Clusters: strong links first, then model matches from the most certain down.
+    let mut clusters = Clusters::new(data.table.rows.len(), config.max_cluster);
+    let mut links = Links {
+        strong: vec![0; plan.strong.len()],
+        model: 0,
+    };
+    let (mut refused_links, mut refused_by_names) = (0, 0);
+    let mut unsure = Vec::new();
+    let check = |xs: &[u32], ys: &[u32]| data.names_agree(xs, ys);
+    let mut count = |joined: Joined, a: u32, b: u32, slot: &mut usize| match joined {
+        Joined::Joined => *slot += 1,
+        Joined::Already => {}
+        Joined::Cap => {
+            refused_links += 1;
+            unsure.extend([a, b]);
+        }
+        Joined::Refused => refused_by_names += 1,
+    };
+    for (field, members) in groups {
+        let at = plan.strong.iter().position(|s| s == field).unwrap_or(0);
+        // A personal identifier (a customer number) links whatever the names say: people
+        // change their names, and nobody else holds it.
+        let personal = plan
+            .fields
+            .get(*field)
+            .is_some_and(|f| !f.kind.household_shared());
+        let Some((&first, rest)) = members.split_first() else {
+            continue;
+        };
+        for &other in rest {
+            let joined = clusters.join(first as usize, other as usize, |xs, ys| {
+                personal || check(xs, ys)
+            });
+            count(
+                joined,
+                first,
+                other,
+                links.strong.get_mut(at).unwrap_or(&mut 0),
+            );
+        }
+    }
+    if use_model {
+        for &(_, a, b, personal) in matches {
+            let joined = clusters.join(a as usize, b as usize, |xs, ys| personal || check(xs, ys));
+            count(joined, a, b, &mut links.model);
+        }
+    }
+    Linked {
+        clusters,
+        links,
+        refused_links,
+        refused_by_names,
+        unsure,
+    }
+}
+
+/// Linked pairs with a field on both sides needed to take its m from them rather than EM.
+const MIN_ANCHORS: f64 = 50.0;
+
+/// What `Data::strong_groups` found.
+struct StrongGroups {
+    /// By field: the records a value links.
+    groups: Vec<(usize, Vec<u32>)>,
+    /// Values that link nothing.
+    shared: Vec<SharedValue>,
+    /// The records of each value several people share.
+    households: Vec<Vec<u32>>,
+}
+
+/// EM's λ (the share of matches among compared pairs) stays at or below this: at it, the
+/// model is taken as degenerate.
+const LAMBDA_BOUND: f64 = 0.9;
 
 /// The table's compared fields, normalised once.
 struct Data<'t> {
@@ -163,6 +426,9 @@ struct Data<'t> {
     plan: &'t Plan,
     /// Per field, per row.
     values: Vec<Vec<String>>,
+    /// The given-name and family-name fields, for the rule that one person has one name.
+    given: Option<usize>,
+    family: Option<usize>,
 }
 
 impl<'t> Data<'t> {
@@ -176,11 +442,53 @@ impl<'t> Data<'t> {
                     .collect()
             })
             .collect();
+        let of = |kind: Kind| plan.fields.iter().position(|f| f.kind == kind);
         Data {
             table,
             plan,
             values,
+            given: of(Kind::GivenName),
+            family: of(Kind::Surname),
         }
+    }
+
+    fn value(&self, field: usize, row: usize) -> &str {
+        self.values
+            .get(field)
+            .and_then(|column| column.get(row))
+            .map_or("", String::as_str)
+    }
+
+    fn name(&self, row: usize) -> PersonName<'_> {
+        PersonName {
+            given: self.given.map_or("", |f| self.value(f, row)),
+            family: self.family.map_or("", |f| self.value(f, row)),
+        }
+    }
+
+    /// The distinct names of some records (records without a name left out).
+    fn names_of(&self, rows: &[u32]) -> Vec<PersonName<'_>> {
+        let mut names: Vec<PersonName<'_>> = rows
+            .iter()
+            .map(|&r| self.name(r as usize))
+            .filter(|n| !n.given.is_empty() || !n.family.is_empty())
+            .collect();
+        names.sort_unstable_by(|p, q| (p.given, p.family).cmp(&(q.given, q.family)));
+        names.dedup();
+        names
+    }
+
+    /// Whether two clusters may be one person by their names: for the given names and for
+    /// the family names, one cluster has none, or some name of one is compatible with some
+    /// name of the other (`names::meet`).
+    fn names_agree(&self, xs: &[u32], ys: &[u32]) -> bool {
+        meet(&self.names_of(xs), &self.names_of(ys))
+    }
+
+    /// Whether the records of one strong value may be one person by their names, not several
+    /// people's (a household's landline).
+    fn group_names_agree(&self, members: &[u32]) -> bool {
+        one_person(&self.names_of(members))
     }
 
     /// Whether two rows may be compared: any two when deduplicating, rows of different files
@@ -189,20 +497,62 @@ impl<'t> Data<'t> {
         self.table.sources.is_empty() || self.table.sources.get(a) != self.table.sources.get(b)
     }
 
-    /// Appends the comparison levels of rows `a` and `b`, one per field.
-    fn compare(&self, a: usize, b: usize, out: &mut Vec<u8>) {
-        for (field, column) in self.plan.fields.iter().zip(&self.values) {
-            let x = column.get(a).map_or("", String::as_str);
-            let y = column.get(b).map_or("", String::as_str);
-            out.push(field.comparator.level(x, y).unwrap_or(MISSING));
+    /// All the pairs that could be compared.
+    fn total_pairs(&self) -> f64 {
+        let n = self.table.rows.len() as f64;
+        if self.table.sources.is_empty() {
+            n * (n - 1.0) / 2.0
+        } else {
+            let second = self.table.sources.iter().filter(|&&s| s != 0).count() as f64;
+            (n - second) * second
         }
     }
 
-    /// Every pair of comparable rows within one block, for each rule, unsorted and with
-    /// repeats (a pair can share several blocks).
-    fn blocked_pairs(&self) -> Vec<(u32, u32)> {
-        let mut pairs = Vec::new();
+    /// Appends the comparison levels of rows `a` and `b`, one per field: `MISSING` where either
+    /// is empty, or where they agree on a value several people share. Names written the other
+    /// way round are compared crosswise.
+    fn compare(
+        &self,
+        a: usize,
+        b: usize,
+        flagged: &std::collections::HashSet<(usize, &str), RandomState>,
+        out: &mut Vec<u8>,
+    ) {
+        let swapped = {
+            let (name_a, name_b) = (self.name(a), self.name(b));
+            !name_a.compatible_straight(&name_b) && name_a.swapped(&name_b)
+        };
+        for (index, field) in self.plan.fields.iter().enumerate() {
+            let left = self.value(index, a);
+            let crosswise = match (swapped, self.given, self.family) {
+                (true, Some(given), Some(family)) if index == given => family,
+                (true, Some(given), Some(family)) if index == family => given,
+                _ => index,
+            };
+            let right = self.value(crosswise, b);
+            let level = field.comparator.level(left, right).unwrap_or(MISSING);
+            let shared = left == right && !flagged.is_empty() && flagged.contains(&(index, left));
+            out.push(if shared { MISSING } else { level });
+        }
+    }
+
+    /// The candidate pairs (sorted) and, for each, the fields all the rules that proposed it
+    /// forced to agree (a bit per field): the blocking rules, and the strong identifiers'
+    /// groups (a placeholder's records aside).
+    fn candidates(
+        &self,
+        groups: &[(usize, Vec<u32>)],
+        households: &[Vec<u32>],
+    ) -> (Vec<(u32, u32)>, Vec<u32>) {
+        let bits = |fields: &[usize]| -> u32 {
+            fields
+                .iter()
+                .filter(|&&f| f < 32)
+                .fold(0, |m, &f| m | 1 << f)
+        };
+        let mut proposed: Vec<(u64, u32)> = Vec::new();
         for rule in &self.plan.blocking {
+            let mask = bits(rule);
             let mut blocks: HashMap<String, Vec<u32>, RandomState> = HashMap::default();
             for row in 0..self.table.rows.len() {
                 if let (Some(key), Ok(row)) = (
@@ -213,53 +563,114 @@ impl<'t> Data<'t> {
                 }
             }
             for members in blocks.values() {
-                self.push_pairs(members, &mut pairs);
+                self.push_pairs(members, mask, &mut proposed);
             }
         }
-        pairs
+        for (field, members) in groups {
+            self.push_pairs(members, bits(&[*field]), &mut proposed);
+        }
+        // A household's value: its records are compared (their names decide), the value
+        // itself weighs nothing.
+        for members in households {
+            self.push_pairs(members, 0, &mut proposed);
+        }
+        proposed.sort_unstable_by_key(|&(pair, _)| pair);
+        let mut candidates = Vec::with_capacity(proposed.len());
+        let mut forced: Vec<u32> = Vec::with_capacity(proposed.len());
+        let mut last = None;
+        for (pair, mask) in proposed {
+            if last == Some(pair) {
+                if let Some(m) = forced.last_mut() {
+                    *m &= mask;
+                }
+                continue;
+            }
+            last = Some(pair);
+            #[expect(clippy::cast_possible_truncation, reason = "two u32 packed in a u64")]
+            candidates.push(((pair >> 32) as u32, pair as u32));
+            forced.push(mask);
+        }
+        (candidates, forced)
     }
 
-    fn push_pairs(&self, members: &[u32], pairs: &mut Vec<(u32, u32)>) {
+    fn push_pairs(&self, members: &[u32], mask: u32, pairs: &mut Vec<(u64, u32)>) {
         for (at, &a) in members.iter().enumerate() {
             for &b in members.iter().skip(at + 1) {
                 if self.comparable(a as usize, b as usize) {
-                    pairs.push((a.min(b), a.max(b)));
+                    let (low, high) = (a.min(b), a.max(b));
+                    pairs.push(((u64::from(low) << 32) | u64::from(high), mask));
                 }
             }
         }
     }
 
-    /// Pairs sharing a strong identifier, and how many values were ignored because more than
-    /// `max_shared` rows share them.
-    fn strong_pairs(&self, max_shared: usize) -> (Vec<(u32, u32)>, usize) {
-        let mut pairs = Vec::new();
-        let mut ignored = 0;
+    /// The groups of records sharing a strong identifier value that links them (by field, in
+    /// record order), the values that link nothing (on more than `max_shared` records, or on
+    /// records whose names say they are different people), and the records of each of the
+    /// latter kind.
+    fn strong_groups(&self, max_shared: usize) -> StrongGroups {
+        let mut groups = Vec::new();
+        let mut shared = Vec::new();
+        let mut households = Vec::new();
         for &field in &self.plan.strong {
             let Some(column) = self.values.get(field) else {
                 continue;
             };
-            let mut groups: HashMap<&str, Vec<u32>, RandomState> = HashMap::default();
+            let mut by_value: HashMap<&str, Vec<u32>, RandomState> = HashMap::default();
             for (row, value) in column.iter().enumerate() {
                 if let (false, Ok(row)) = (value.is_empty(), u32::try_from(row)) {
-                    groups.entry(value.as_str()).or_default().push(row);
+                    by_value.entry(value.as_str()).or_default().push(row);
                 }
             }
-            for members in groups.values().filter(|m| m.len() > 1) {
-                if members.len() > max_shared {
-                    ignored += 1;
+            let mut found: Vec<(&str, Vec<u32>)> =
+                by_value.into_iter().filter(|(_, m)| m.len() > 1).collect();
+            found.sort_unstable();
+            for (value, members) in found {
+                let guarded = self
+                    .plan
+                    .fields
+                    .get(field)
+                    .is_some_and(|f| f.kind.household_shared());
+                let why = if members.len() > max_shared {
+                    Some(Shared::Placeholder)
+                } else if guarded && !self.group_names_agree(&members) {
+                    Some(Shared::People)
                 } else {
-                    self.push_pairs(members, &mut pairs);
+                    None
+                };
+                if let Some(why) = why {
+                    shared.push(SharedValue {
+                        field,
+                        value: value.to_owned(),
+                        records: members.len(),
+                        why,
+                    });
+                    if why == Shared::People {
+                        households.push(members);
+                    }
+                } else {
+                    groups.push((field, members));
                 }
             }
         }
-        pairs.sort_unstable();
-        pairs.dedup();
-        (pairs, ignored)
+        StrongGroups {
+            groups,
+            shared,
+            households,
+        }
     }
 
-    /// The starting model: u from random pairs (the equal level from value frequencies), m
-    /// leaning to agreement; parameters the configuration fixes replace both.
-    fn initial_model(&self, config: &ResolveConfig) -> Vec<FieldModel> {
+    /// The starting model: u from random pairs (the equal level from value frequencies); m
+    /// from the pairs a strong identifier links, where at least `MIN_ANCHORS` of them have the
+    /// field on both sides (the identifier's own field aside: they agree on it by
+    /// construction), else leaning to agreement; parameters the configuration fixes replace
+    /// both. Also says which fields' m came from the linked pairs.
+    fn initial_model(
+        &self,
+        config: &ResolveConfig,
+        anchors: &[(u32, u32, usize)],
+        flagged: &std::collections::HashSet<(usize, &str), RandomState>,
+    ) -> (Vec<FieldModel>, Vec<bool>) {
         let rows = self.table.rows.len();
         let mut u_counts: Vec<Vec<f64>> = self
             .plan
@@ -283,7 +694,7 @@ impl<'t> Data<'t> {
             }
             drawn += 1;
             vector.clear();
-            self.compare(a, b, &mut vector);
+            self.compare(a, b, flagged, &mut vector);
             for (counts, &level) in u_counts.iter_mut().zip(&vector) {
                 if let Some(count) = counts.get_mut(usize::from(level)) {
                     *count += 1.0;
@@ -304,18 +715,46 @@ impl<'t> Data<'t> {
                 *top = equal.max(1e-9);
             }
         }
+        // m from the strongly linked pairs, per field where both sides have a value.
+        let mut m_counts: Vec<Vec<f64>> = self
+            .plan
+            .fields
+            .iter()
+            .map(|f| vec![0.5; f.comparator.levels()])
+            .collect();
+        for &(a, b, own) in anchors {
+            vector.clear();
+            self.compare(a as usize, b as usize, flagged, &mut vector);
+            for (field, (counts, &level)) in m_counts.iter_mut().zip(&vector).enumerate() {
+                if let (false, Some(count)) = (field == own, counts.get_mut(usize::from(level))) {
+                    *count += 1.0;
+                }
+            }
+        }
+        let anchored: Vec<bool> = m_counts
+            .iter()
+            .map(|counts| counts.iter().sum::<f64>() - 0.5 * counts.len() as f64 >= MIN_ANCHORS)
+            .collect();
         let mut fields: Vec<FieldModel> = self
             .plan
             .fields
             .iter()
             .zip(u_counts)
-            .map(|(f, u)| {
+            .zip(m_counts)
+            .zip(&anchored)
+            .map(|(((f, u), counts), &anchored)| {
                 let levels = f.comparator.levels();
-                // Start: matches mostly agree exactly.
-                let mut m = vec![0.1 / (levels - 1) as f64; levels];
-                if let Some(top) = m.last_mut() {
-                    *top = 0.9;
-                }
+                let m = if anchored {
+                    let total: f64 = counts.iter().sum();
+                    counts.iter().map(|c| c / total).collect()
+                } else {
+                    // Start: matches mostly agree exactly.
+                    let mut m = vec![0.1 / (levels - 1) as f64; levels];
+                    if let Some(top) = m.last_mut() {
+                        *top = 0.9;
+                    }
+                    m
+                };
                 FieldModel {
                     name: f.name.clone(),
                     kind: f.kind,
@@ -333,39 +772,152 @@ impl<'t> Data<'t> {
                 model.u = u;
             }
         }
-        fields
+        (fields, anchored)
     }
+
+    /// Per field, per row: how much more (or less) an exact agreement on the row's value
+    /// weighs than the field's average exact agreement, ln(u / u(value)), where u(value) is
+    /// the share of the other records that hold the value. Kinds of few or structured values
+    /// (dates, numbers, states) get none.
+    fn term_frequencies(&self, fields: &[FieldModel]) -> TermFrequencies {
+        let adjust = self
+            .plan
+            .fields
+            .iter()
+            .zip(&self.values)
+            .zip(fields)
+            .map(|((field, column), model)| {
+                if matches!(
+                    field.kind,
+                    Kind::Date | Kind::State | Kind::Number | Kind::StreetNumber
+                ) {
+                    return Vec::new();
+                }
+                let mut counts: HashMap<&str, u32, RandomState> = HashMap::default();
+                for value in column.iter().filter(|v| !v.is_empty()) {
+                    *counts.entry(value.as_str()).or_default() += 1;
+                }
+                let filled: f64 = counts.values().map(|&c| f64::from(c)).sum();
+                let average = model.u.last().copied().unwrap_or(1.0).max(1e-12);
+                column
+                    .iter()
+                    .map(|value| {
+                        let n = counts.get(value.as_str()).map_or(1.0, |&c| f64::from(c));
+                        let share =
+                            ((n - 1.0) / (filled - 1.0).max(1.0)).max(1.0 / filled.max(1.0));
+                        #[expect(clippy::cast_possible_truncation, reason = "a weight in nats")]
+                        let weight = (average / share).ln() as f32;
+                        weight
+                    })
+                    .collect()
+            })
+            .collect();
+        TermFrequencies {
+            adjust,
+            top: self
+                .plan
+                .fields
+                .iter()
+                .map(|f| u8::try_from(f.comparator.levels() - 1).unwrap_or(0))
+                .collect(),
+        }
+    }
+}
+
+/// Term-frequency adjustments of exact agreements (see `Data::term_frequencies`).
+struct TermFrequencies {
+    /// Per field, per row (empty: the field has none).
+    adjust: Vec<Vec<f32>>,
+    /// Per field, its "equal" level.
+    top: Vec<u8>,
+}
+
+impl TermFrequencies {
+    /// The sum of the adjustments of the fields on which rows `a` and `b` agree exactly.
+    fn adjustment(&self, a: usize, _b: usize, vector: &[u8]) -> f64 {
+        let mut sum = 0.0;
+        for ((adjust, &top), &level) in self.adjust.iter().zip(&self.top).zip(vector) {
+            if level == top
+                && let Some(&w) = adjust.get(a)
+            {
+                sum += f64::from(w);
+            }
+        }
+        sum
+    }
+}
+
+/// What EM found.
+struct Em {
+    /// The share of matches among the compared pairs that tell something.
+    lambda: f64,
+    /// Rounds run.
+    iterations: usize,
+    /// Expected matches among all compared pairs.
+    expected_matches: f64,
+}
+
+/// The distinct (comparison vector, forced fields) of the candidate pairs with how many pairs
+/// have each: EM's input, a few thousand patterns for millions of pairs.
+fn patterns(vectors: &[&[u8]], forced: &[u32]) -> Vec<(Vec<u8>, u32, f64)> {
+    let mut counts: HashMap<(&[u8], u32), f64, RandomState> = HashMap::default();
+    for (vector, &mask) in vectors.iter().zip(forced) {
+        *counts.entry((vector, mask)).or_default() += 1.0;
+    }
+    let mut patterns: Vec<(Vec<u8>, u32, f64)> = counts
+        .into_iter()
+        .map(|((vector, mask), n)| (vector.to_vec(), mask, n))
+        .collect();
+    // A fixed order: the sums below do not depend on the hasher.
+    patterns.sort_unstable_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
+    patterns
 }
 
 /// EM over the candidate pairs: each round scores every pair with the current model (E), then
 /// sets m to the levels' shares among the pairs weighted by their match probability, and λ to
-/// the mean probability (M). Returns λ and the rounds run.
+/// the mean probability (M). A pair neither scores nor votes on a field its blocking rules
+/// forced to agree (a bit per field of the pattern), nor on one empty on either side; a pair
+/// left with no field tells nothing and sits out. λ stays within `LAMBDA_BOUND`.
 fn expectation_maximisation(
     fields: &mut [FieldModel],
     fixed_m: &[bool],
-    vectors: &[&[u8]],
+    patterns: &[(Vec<u8>, u32, f64)],
     start: f64,
     rounds: usize,
-) -> (f64, usize) {
+) -> Em {
+    let informative = |vector: &[u8], mask: u32| {
+        vector
+            .iter()
+            .enumerate()
+            .any(|(f, &l)| l != MISSING && (f >= 32 || mask & (1 << f) == 0))
+    };
+    let (telling, silent): (Vec<_>, Vec<_>) = patterns
+        .iter()
+        .partition(|(vector, mask, _)| informative(vector, *mask));
+    let pairs: f64 = telling.iter().map(|p| p.2).sum();
     let mut lambda = start;
-    let mut probabilities = vec![0.0; vectors.len()];
+    let mut probabilities = vec![0.0; telling.len()];
     let mut iterations = 0;
     for _ in 0..rounds {
         iterations += 1;
         let weights = Weights::new(fields, lambda);
-        for (p, vector) in probabilities.iter_mut().zip(vectors) {
-            *p = weights.probability(vector);
+        for (p, (vector, mask, _)) in probabilities.iter_mut().zip(&telling) {
+            *p = weights.probability_without(vector, *mask);
         }
         let mut change: f64 = 0.0;
         for (index, field) in fields.iter_mut().enumerate() {
             if fixed_m.get(index).copied().unwrap_or(false) {
                 continue;
             }
+            let bit = if index < 32 { 1 << index } else { 0 };
             let mut sums = vec![0.01; field.m.len()];
-            for (p, vector) in probabilities.iter().zip(vectors) {
+            for (p, (vector, mask, n)) in probabilities.iter().zip(&telling) {
+                if mask & bit != 0 {
+                    continue;
+                }
                 let level = vector.get(index).copied().unwrap_or(MISSING);
                 if let Some(sum) = sums.get_mut(usize::from(level)) {
-                    *sum += p;
+                    *sum += p * n;
                 }
             }
             let total: f64 = sums.iter().sum();
@@ -377,15 +929,29 @@ fn expectation_maximisation(
                 .fold(change, |c, (a, b)| c.max((a - b).abs()));
             field.m = m;
         }
-        let next = (probabilities.iter().sum::<f64>() / probabilities.len().max(1) as f64)
-            .clamp(1e-6, 1.0 - 1e-6);
+        let expected: f64 = probabilities
+            .iter()
+            .zip(&telling)
+            .map(|(p, t)| p * t.2)
+            .sum();
+        let next = (expected / pairs.max(1.0)).clamp(1e-6, LAMBDA_BOUND);
         change = change.max((next - lambda).abs());
         lambda = next;
         if change < 1e-5 {
             break;
         }
     }
-    (lambda, iterations)
+    let known: f64 = probabilities
+        .iter()
+        .zip(&telling)
+        .map(|(p, t)| p * t.2)
+        .sum();
+    let unknown: f64 = silent.iter().map(|p| p.2).sum::<f64>() * lambda;
+    Em {
+        lambda,
+        iterations,
+        expected_matches: known + unknown,
+    }
 }
 
 /// The model's log-likelihood ratios, computed once per EM iteration instead of per pair.
@@ -412,9 +978,23 @@ impl Weights {
         }
     }
 
-    /// The posterior probability that a pair with these comparison levels is a match.
-    fn probability(&self, vector: &[u8]) -> f64 {
+    /// The posterior probability that a pair with these comparison levels is a match, the
+    /// fields of `mask` (a bit per field) left out.
+    fn probability_without(&self, vector: &[u8], mask: u32) -> f64 {
         let mut log_ratio = self.prior;
+        for (index, (levels, &level)) in self.levels.iter().zip(vector).enumerate() {
+            let masked = index < 32 && mask & (1 << index) != 0;
+            if level != MISSING && !masked {
+                log_ratio += levels.get(usize::from(level)).copied().unwrap_or(0.0);
+            }
+        }
+        1.0 / (1.0 + (-log_ratio).exp())
+    }
+
+    /// The posterior probability of a match with every field, plus `adjust` (nats) of
+    /// term-frequency adjustments.
+    fn probability_adjusted(&self, vector: &[u8], adjust: f64) -> f64 {
+        let mut log_ratio = self.prior + adjust;
         for (levels, &level) in self.levels.iter().zip(vector) {
             if level != MISSING {
                 log_ratio += levels.get(usize::from(level)).copied().unwrap_or(0.0);

@@ -1,0 +1,254 @@
+//! People's names: nicknames folded to one form before comparing (`bob`, `bobby`, `rob` →
+//! `robert`), and whether two names can belong to one person — the rule that keeps two members
+//! of a household (one address, one surname, one landline) apart.
+
+use super::compare::{jaro_winkler, within_one_edit};
+
+/// Common English given names and their nicknames: `name: nickname nickname ...`. A nickname
+/// shared by several names (`alex`, `sam`, `chris`) folds to the first name listed with it.
+const NICKNAMES: &str = "\
+abigail: abby abbie gail
+alexander: alex alec sandy xander
+alexandra: lexi sasha
+andrew: andy drew
+anthony: tony
+barbara: barb barbie babs
+benjamin: ben benny benji
+catherine: cathy kate katie cat
+katherine: kathy kate katie kat kathryn
+charles: charlie chuck chas
+christopher: chris kit topher
+christine: chris chrissy tina
+christina: tina chris
+daniel: dan danny
+david: dave davey
+deborah: debbie deb debra
+donald: don donnie
+dorothy: dot dottie
+edward: ed eddie ted ned
+elizabeth: liz lizzie beth betty eliza betsy libby
+emily: emmy em
+frances: fran frankie
+francis: frank frankie
+frederick: fred freddie
+gregory: greg
+harold: harry hal
+henry: hank harry
+jacob: jake
+james: jim jimmy jamie
+jennifer: jen jenny jenn
+jessica: jess jessie
+john: jack johnny jon
+jonathan: jon jonny
+joseph: joe joey
+joshua: josh
+kenneth: ken kenny
+kimberly: kim kimmy
+lawrence: larry
+leonard: leo len lenny
+margaret: maggie meg peggy marge
+matthew: matt matty
+michael: mike mikey mick
+nicholas: nick nicky
+patricia: pat patty trish tricia
+patrick: pat paddy
+peter: pete
+rebecca: becky becca
+richard: rick rich dick ricky
+robert: bob rob bobby robbie bert
+ronald: ron ronnie
+samantha: sam sammy
+samuel: sam sammy
+stephen: steve stevie
+steven: steve stevie
+susan: sue susie suzy
+theodore: ted teddy theo
+thomas: tom tommy
+timothy: tim timmy
+victoria: vicky vicki tori
+william: bill will billy willy liam
+";
+
+/// The one form of a given name: its full name when it is a known nickname.
+pub(crate) fn fold_given_name(name: &str) -> &str {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    static TABLE: OnceLock<HashMap<&'static str, &'static str>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut table = HashMap::new();
+        for line in NICKNAMES.lines() {
+            let Some((full, nicknames)) = line.split_once(':') else {
+                continue;
+            };
+            for nickname in nicknames.split_whitespace() {
+                table.entry(nickname).or_insert(full);
+            }
+        }
+        table
+    });
+    table.get(name).copied().unwrap_or(name)
+}
+
+/// Whether two normalised names (nicknames folded) may be one person's: equal, one typo apart,
+/// close by Jaro–Winkler (≥ 0.88), or one the initial of the other. Empty: no evidence, so yes.
+pub(crate) fn compatible(a: &str, b: &str) -> bool {
+    if a.is_empty() || b.is_empty() || a == b {
+        return true;
+    }
+    let initial = |x: &str, y: &str| x.chars().count() == 1 && y.starts_with(x);
+    within_one_edit(a.as_bytes(), b.as_bytes())
+        || initial(a, b)
+        || initial(b, a)
+        || jaro_winkler(a, b) >= 0.88
+}
+
+/// A record's given and family name (normalised; either may be empty).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PersonName<'a> {
+    pub(crate) given: &'a str,
+    pub(crate) family: &'a str,
+}
+
+impl PersonName<'_> {
+    /// Whether both parts are compatible as written.
+    pub(crate) fn compatible_straight(&self, other: &PersonName<'_>) -> bool {
+        compatible(self.given, other.given) && compatible(self.family, other.family)
+    }
+
+    /// Whether `other` may be this name with first and last swapped: at least one crosswise
+    /// pair present and equal or close, and no crosswise pair in conflict.
+    pub(crate) fn swapped(&self, other: &PersonName<'_>) -> bool {
+        let crosswise = [(self.given, other.family), (self.family, other.given)];
+        let present = crosswise
+            .iter()
+            .any(|(a, b)| !a.is_empty() && !b.is_empty());
+        present && crosswise.iter().all(|(a, b)| compatible(a, b))
+    }
+}
+
+/// One part of a name: the given or the family name.
+#[derive(Clone, Copy)]
+enum Part {
+    Given,
+    Family,
+}
+
+impl Part {
+    fn of<'a>(self, name: &PersonName<'a>) -> &'a str {
+        match self {
+            Part::Given => name.given,
+            Part::Family => name.family,
+        }
+    }
+
+    /// Whether two names agree on this part: compatible as written, or both names swapped.
+    fn agree(self, x: &PersonName<'_>, y: &PersonName<'_>) -> bool {
+        compatible(self.of(x), self.of(y)) || x.swapped(y)
+    }
+}
+
+/// Whether names can all be one person's: the names with a given name are one chain of
+/// agreeing given names, and those with a family name one chain of agreeing family names.
+/// (A name with only the family part cannot bridge `susan smith` and `pami smith`; two typos
+/// of one name, `guori` and `grodi`, meet through `grori`.)
+pub(crate) fn one_person(names: &[PersonName<'_>]) -> bool {
+    let chained = |part: Part| {
+        let nodes: Vec<&PersonName<'_>> = names.iter().filter(|n| !part.of(n).is_empty()).collect();
+        let mut reached = vec![false; nodes.len()];
+        let mut stack = Vec::new();
+        if let Some(first) = reached.first_mut() {
+            *first = true;
+            stack.push(0);
+        }
+        while let Some(at) = stack.pop() {
+            let Some(&name) = nodes.get(at) else { continue };
+            for (other, (node, seen)) in nodes.iter().zip(reached.iter_mut()).enumerate() {
+                if !*seen && part.agree(name, node) {
+                    *seen = true;
+                    stack.push(other);
+                }
+            }
+        }
+        reached.iter().all(|&r| r)
+    };
+    chained(Part::Given) && chained(Part::Family)
+}
+
+/// Whether two sets of names, each one person's, can be the same person's: for the given
+/// names and for the family names, one set has none, or some name of one agrees with some
+/// name of the other.
+pub(crate) fn meet(a: &[PersonName<'_>], b: &[PersonName<'_>]) -> bool {
+    let part_meets = |part: Part| {
+        let (x, y): (Vec<_>, Vec<_>) = (
+            a.iter().filter(|n| !part.of(n).is_empty()).collect(),
+            b.iter().filter(|n| !part.of(n).is_empty()).collect(),
+        );
+        x.is_empty() || y.is_empty() || x.iter().any(|p| y.iter().any(|q| part.agree(p, q)))
+    };
+    part_meets(Part::Given) && part_meets(Part::Family)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nicknames_fold_and_names_conflict() {
+        assert_eq!(fold_given_name("bob"), "robert");
+        assert_eq!(fold_given_name("bobby"), "robert");
+        assert_eq!(fold_given_name("robert"), "robert");
+        assert_eq!(fold_given_name("zbigniew"), "zbigniew");
+        // `chris` is listed under christopher first.
+        assert_eq!(fold_given_name("chris"), "christopher");
+        assert!(compatible("jonathan", "jonathon"));
+        assert!(compatible("ana", "anna"));
+        assert!(compatible("j", "john"));
+        assert!(compatible("", "mary"));
+        assert!(!compatible("john", "mary"));
+        assert!(!compatible("james", "jane"));
+        let name = |given, family| PersonName { given, family };
+        assert!(meet(&[name("john", "smith")], &[name("smith", "john")]));
+        assert!(meet(&[name("john", "smith")], &[name("john", "")]));
+        assert!(meet(&[name("smith", "john")], &[name("john", "")]));
+        assert!(!meet(&[name("mary", "smith")], &[name("john", "")]));
+        assert!(!meet(&[name("john", "smith")], &[name("mary", "smith")]));
+        assert!(!meet(&[name("john", "smith")], &[name("john", "garcia")]));
+        // Two typos of one given name, two edits apart, meet only through a third record.
+        assert!(!one_person(&[
+            name("guori", "jalilo"),
+            name("grodi", "jalilo")
+        ]));
+        assert!(one_person(&[
+            name("guori", "jalilo"),
+            name("grodi", "jalilo"),
+            name("grori", "")
+        ]));
+        assert!(one_person(&[
+            name("guori", "jalilo"),
+            name("grodi", "jalilo"),
+            name("grori", "jalilo")
+        ]));
+        assert!(!one_person(&[
+            name("susan", "smith"),
+            name("", "smith"),
+            name("pami", "smith")
+        ]));
+        assert!(one_person(&[
+            name("emta", ""),
+            name("tajaten", "emta"),
+            name("emta", "tajaten")
+        ]));
+        assert!(one_person(&[]));
+        let (susan, pami) = (name("susan", "smith"), name("pami", "smith"));
+        assert!(!meet(&[susan, name("", "smith")], &[pami]));
+        assert!(meet(
+            &[name("guori", "jalilo")],
+            &[name("grori", "jalilo"), name("grodi", "")]
+        ));
+        assert!(meet(
+            &[name("lydia", "mccarthy"), name("lydia", "doosey")],
+            &[name("lydia", "doosey")]
+        ));
+        assert!(meet(&[], &[pami]));
+    }
+}
