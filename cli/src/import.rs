@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use braid_core::unify::matching::{ImportOptions, ResolveConfig, import_events, resolve};
+use braid_core::unify::matching::{
+    ImportOptions, Imported, ResolveConfig, Shared, import_events, resolve,
+};
 use braid_unifier::client::{Endpoint, send_events};
 
 use crate::resolve::{read_table, report};
@@ -83,22 +85,22 @@ pub(crate) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     println!("{} records from {}", table.rows.len(), args.input.display());
     report(&mut resolution, &config);
     let labels = resolution.clusters.labels();
+    let unsure = resolution.unsure_clusters();
     let options = ImportOptions {
         id_type: &id_type,
         id_column,
         skip: &skip,
         at: time::OffsetDateTime::now_utc(),
         library: &args.source,
-        max_shared: config.max_shared,
     };
-    let imported = import_events(&table, &resolution.plan, &labels, &options);
-    for (column, value, records) in &imported.shared {
-        println!(
-            "left out: {column} {value:?}, on {records} records (more than {}): not an identity; \
-             block it in [identity.types.*] blocked",
-            config.max_shared
-        );
-    }
+    let imported = import_events(
+        &table,
+        &resolution.plan,
+        &labels,
+        (&resolution.shared, &unsure),
+        &options,
+    );
+    report_left_out(&imported, unsure.len(), &config);
     let events = imported.events;
     if events.len() < table.rows.len() {
         println!(
@@ -129,4 +131,29 @@ pub(crate) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The emails and phones left out of the events, and the records not linked as clusters.
+fn report_left_out(imported: &Imported, unsure: usize, config: &ResolveConfig) {
+    for (column, value, records, why) in &imported.shared {
+        match why {
+            Shared::Placeholder => println!(
+                "left out: {column} {value:?}, on {records} records (more than {}): not an \
+                 identity; block it in [identity.types.*] blocked",
+                config.max_shared
+            ),
+            Shared::People => println!(
+                "left out: {column} {value:?}, on {records} records of people with different \
+                 names (a household): shared, not one person's identity"
+            ),
+        }
+    }
+    if imported.unsure_records > 0 {
+        println!(
+            "not linked as clusters: {} records of {} clusters the cluster cap ({}) stopped; \
+             each links by its own identifiers only. Check them, or give fields and blocking \
+             in --config.",
+            imported.unsure_records, unsure, config.max_cluster
+        );
+    }
 }

@@ -15,17 +15,24 @@
 //! - a `messageId` derived from the id type, the record id and the record's cells: importing
 //!   the same file again within the dedupe window changes nothing, a changed record is applied.
 //!
-//! An email or phone that more records share than `max_shared` (a placeholder such as
-//! `noreply@shop.example`) is left out of the traits — the identity graph would otherwise link
-//! every record that has it — and reported, as [`super::resolve`] ignores it as evidence.
+//! An email or phone that [`super::resolve`] found shared — by more records than `max_shared`
+//! (a placeholder such as `noreply@shop.example`), or by records of people with different
+//! names (a household's landline or family mailbox) — is left out of the traits, since the
+//! identity graph would otherwise link every record that has it, and reported.
+//!
+//! A cluster that the size cap stopped from growing is not trusted: its records are sent
+//! without the cluster id (each links by its own identifiers only), and counted.
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use super::Table;
 use super::columns::Plan;
 use super::compare::Kind;
+use super::model::{Shared, SharedValue};
 use crate::hex;
 
 /// How records become events.
@@ -41,8 +48,6 @@ pub struct ImportOptions<'a> {
     pub at: OffsetDateTime,
     /// `context.library.name`: the source, for survivorship by source priority.
     pub library: &'a str,
-    /// The most records an email or phone may be on and still be sent.
-    pub max_shared: usize,
 }
 
 /// The events of an import, and what was left out of them.
@@ -50,19 +55,24 @@ pub struct ImportOptions<'a> {
 pub struct Imported {
     /// One `identify` event per record with an id, in record order.
     pub events: Vec<Value>,
-    /// Emails and phones left out because too many records share them: the column, the value
-    /// (normalised) and on how many records.
-    pub shared: Vec<(String, String, usize)>,
+    /// Emails and phones left out because they are shared: the column, the value
+    /// (normalised), on how many records, and why.
+    pub shared: Vec<(String, String, usize, Shared)>,
+    /// Records of clusters the size cap stopped, sent without their cluster id.
+    pub unsure_records: usize,
 }
 
 /// One `identify` event per record (see the module documentation), in record order. `labels`
-/// gives each record's cluster as the index of its first record (`Clusters::labels`).
+/// gives each record's cluster as the index of its first record (`Clusters::labels`), `shared`
+/// the strong values resolve found shared, `unsure` the clusters not to send as clusters.
 pub fn import_events(
     table: &Table,
     plan: &Plan,
     labels: &[usize],
+    resolved: (&[SharedValue], &BTreeSet<usize>),
     options: &ImportOptions<'_>,
 ) -> Imported {
+    let (shared_values, unsure) = resolved;
     let mut sizes = vec![0_usize; table.rows.len()];
     for &label in labels {
         if let Some(size) = sizes.get_mut(label) {
@@ -77,7 +87,16 @@ pub fn import_events(
                 .map(|f| f.kind)
         })
         .collect();
-    let shared = shared_values(table, plan, options.max_shared);
+    // (column, normalised value) of the emails and phones left out.
+    let shared: BTreeMap<(usize, String), (usize, Shared)> = shared_values
+        .iter()
+        .filter_map(|v| {
+            let field = plan.fields.get(v.field)?;
+            matches!(field.kind, Kind::Email | Kind::Phone)
+                .then(|| ((field.column, v.value.clone()), (v.records, v.why)))
+        })
+        .collect();
+    let mut unsure_records = 0;
     let at = crate::timestamp::format(options.at);
     let mut events = Vec::with_capacity(table.rows.len());
     for (row, &label) in labels.iter().enumerate() {
@@ -89,7 +108,9 @@ pub fn import_events(
             json!({"id": id, "type": options.id_type, "collection": "users",
                                        "encoding": "none"}),
         ];
-        if sizes.get(label).copied().unwrap_or(0) > 1 {
+        let trusted = !unsure.contains(&label);
+        unsure_records += usize::from(!trusted);
+        if trusted && sizes.get(label).copied().unwrap_or(0) > 1 {
             let cluster = table.cell(label, options.id_column);
             external.push(
                 json!({"id": cluster, "type": format!("{}_cluster", options.id_type),
@@ -105,42 +126,19 @@ pub fn import_events(
             "context": {"library": {"name": options.library}, "externalIds": external},
         }));
     }
-    let mut report: Vec<(String, String, usize)> = shared
+    let mut report: Vec<(String, String, usize, Shared)> = shared
         .into_iter()
-        .map(|((column, value), count)| {
+        .map(|((column, value), (count, why))| {
             let header = table.headers.get(column).cloned().unwrap_or_default();
-            (header, value, count)
+            (header, value, count, why)
         })
         .collect();
     report.sort();
     Imported {
         events,
         shared: report,
+        unsure_records,
     }
-}
-
-/// The emails and phones (normalised, by column) on more than `max_shared` records.
-fn shared_values(
-    table: &Table,
-    plan: &Plan,
-    max_shared: usize,
-) -> std::collections::BTreeMap<(usize, String), usize> {
-    let mut counts: std::collections::BTreeMap<(usize, String), usize> =
-        std::collections::BTreeMap::new();
-    for field in plan
-        .fields
-        .iter()
-        .filter(|f| matches!(f.kind, Kind::Email | Kind::Phone))
-    {
-        for row in 0..table.rows.len() {
-            let value = field.kind.normalize(table.cell(row, field.column));
-            if !value.is_empty() {
-                *counts.entry((field.column, value)).or_default() += 1;
-            }
-        }
-    }
-    counts.retain(|_, count| *count > max_shared);
-    counts
 }
 
 /// The record's traits: each filled cell but the id's and the skipped ones, under its reserved
@@ -149,7 +147,7 @@ fn traits(
     table: &Table,
     row: usize,
     kinds: &[Option<Kind>],
-    shared: &std::collections::BTreeMap<(usize, String), usize>,
+    shared: &BTreeMap<(usize, String), (usize, Shared)>,
     options: &ImportOptions<'_>,
 ) -> Value {
     let mut traits = Map::new();

@@ -23,7 +23,7 @@ pub use cluster::{Clusters, Joined, PairMetrics, pair_metrics};
 pub use columns::{Plan, PlanError, plan};
 pub use compare::{Comparator, Kind};
 pub use config::{FieldConfig, ResolveConfig};
-pub use import::{ImportOptions, import_events};
+pub use import::{ImportOptions, Imported, import_events};
 pub use model::{FieldModel, Links, Model, Resolution, Shared, SharedValue, resolve};
 
 /// Records as text cells under named columns.

@@ -428,6 +428,8 @@ struct Data<'t> {
     values: Vec<Vec<String>>,
     /// The given-name and family-name fields, for the rule that one person has one name.
     given: Option<usize>,
+    /// Per row, the given name as written (lower case, nicknames not folded), for typos.
+    given_written: Vec<String>,
     family: Option<usize>,
 }
 
@@ -443,11 +445,21 @@ impl<'t> Data<'t> {
             })
             .collect();
         let of = |kind: Kind| plan.fields.iter().position(|f| f.kind == kind);
+        let given = of(Kind::GivenName);
+        let given_written = given
+            .and_then(|g| plan.fields.get(g))
+            .map(|f| {
+                (0..table.rows.len())
+                    .map(|r| Kind::Surname.normalize(table.cell(r, f.column)))
+                    .collect()
+            })
+            .unwrap_or_default();
         Data {
             table,
             plan,
             values,
-            given: of(Kind::GivenName),
+            given,
+            given_written,
             family: of(Kind::Surname),
         }
     }
@@ -461,7 +473,7 @@ impl<'t> Data<'t> {
 
     fn name(&self, row: usize) -> PersonName<'_> {
         PersonName {
-            given: self.given.map_or("", |f| self.value(f, row)),
+            given: self.given_written.get(row).map_or("", String::as_str),
             family: self.family.map_or("", |f| self.value(f, row)),
         }
     }
@@ -530,7 +542,20 @@ impl<'t> Data<'t> {
                 _ => index,
             };
             let right = self.value(crosswise, b);
-            let level = field.comparator.level(left, right).unwrap_or(MISSING);
+            let mut level = field.comparator.level(left, right).unwrap_or(MISSING);
+            if Some(index) == self.given && crosswise == index && level != MISSING {
+                // Equal once nicknames are folded, or else compared as written (a typo of
+                // `tony` is close to `tony`, not to `anthony`).
+                let top = u8::try_from(field.comparator.levels() - 1).unwrap_or(0);
+                if level != top {
+                    let written =
+                        |row: usize| self.given_written.get(row).map_or("", String::as_str);
+                    level = field
+                        .comparator
+                        .level(written(a), written(b))
+                        .unwrap_or(MISSING);
+                }
+            }
             let shared = left == right && !flagged.is_empty() && flagged.contains(&(index, left));
             out.push(if shared { MISSING } else { level });
         }

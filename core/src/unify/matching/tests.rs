@@ -110,9 +110,11 @@ fn crm(n: usize, seed: u64) -> Table {
         };
         for copy in 0..copies {
             let mut dup = original.clone();
-            // Two corrupted fields of seven; the email is dropped in half of the copies.
-            for _ in 0..2 {
-                let field = (g.next() as usize) % 6;
+            // Two corrupted fields of seven (two different ones); the email is dropped in half
+            // of the copies.
+            let first = (g.next() as usize) % 6;
+            let second = (first + 1 + (g.next() as usize) % 5) % 6;
+            for field in [first, second] {
                 dup[field] = match field {
                     2 if g.next() % 2 == 0 => {
                         format!("{}{}{}", &dup[2][..4], &dup[2][6..], &dup[2][4..6])
@@ -388,6 +390,10 @@ fn the_fast_jaro_winkler_and_edit_check_agree_with_strsim() {
 /// clusters resolve found (records of one person that share no identifier included), with
 /// the shared placeholder email left out of every event.
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one import, end to end, read top to bottom"
+)]
 fn imported_records_link_into_the_clusters_resolve_found() {
     use crate::event::Event;
     use crate::unify::{Identifier, IdentityRules, ProfileConfig, Unifier};
@@ -408,9 +414,17 @@ fn imported_records_link_into_the_clusters_resolve_found() {
         skip: &[truth_column],
         at,
         library: "braid-import",
-        max_shared: config.max_shared,
     };
-    let imported = import_events(&table, &resolution.plan, &labels, &options);
+    let unsure = resolution.unsure_clusters();
+    assert!(unsure.is_empty(), "{unsure:?}");
+    let imported = import_events(
+        &table,
+        &resolution.plan,
+        &labels,
+        (&resolution.shared, &unsure),
+        &options,
+    );
+    assert_eq!(imported.unsure_records, 0);
     assert_eq!(imported.events.len(), table.rows.len());
     let placeholders = (0..table.rows.len())
         .filter(|&r| row_email(&table, r) == "noreply@shop.example")
@@ -421,7 +435,8 @@ fn imported_records_link_into_the_clusters_resolve_found() {
         [(
             "email".to_owned(),
             "noreply@shop.example".to_owned(),
-            placeholders
+            placeholders,
+            Shared::Placeholder
         )]
     );
     // The first record (a person with one duplicate), as it is sent.
@@ -475,7 +490,14 @@ fn imported_records_link_into_the_clusters_resolve_found() {
     }
     // Importing the same file again changes nothing.
     let before = unifier.snapshot();
-    for event in &import_events(&table, &resolution.plan, &labels, &options).events {
+    let again = import_events(
+        &table,
+        &resolution.plan,
+        &labels,
+        (&resolution.shared, &unsure),
+        &options,
+    );
+    for event in &again.events {
         apply(&mut unifier, event);
     }
     assert!(unifier.snapshot() == before);
