@@ -7,6 +7,7 @@
     clippy::indexing_slicing,
     clippy::cast_possible_truncation,
     clippy::format_push_string,
+    clippy::cast_precision_loss,
     reason = "test code"
 )]
 

@@ -227,7 +227,7 @@ pub fn resolve(
     let weights = Weights::new(&fields, prior);
     let tf = data.term_frequencies(&fields);
 
-    let matches = score(
+    let (matches, neighbours) = score(
         &data,
         &candidates,
         &vectors,
@@ -242,7 +242,13 @@ pub fn resolve(
         refused_links,
         refused_by_names,
         unsure,
-    } = link(&data, config, &groups, &matches, degenerate.is_none());
+    } = link(
+        &data,
+        config,
+        &groups,
+        (&matches, &neighbours),
+        degenerate.is_none(),
+    );
     Ok(Resolution {
         plan,
         model: Model {
@@ -285,7 +291,8 @@ fn degenerate(lambda: f64, matches: usize, pairs: usize, records: usize) -> Opti
 /// one person has.
 type Match = (f64, u32, u32, bool);
 
-/// The candidate pairs the model puts at or above `threshold`, the most certain first.
+/// The candidate pairs the model puts at or above `threshold`, the most certain first, and
+/// every candidate pair's log-odds by record.
 fn score(
     data: &Data<'_>,
     candidates: &[(u32, u32)],
@@ -293,7 +300,7 @@ fn score(
     weights: &Weights,
     tf: &TermFrequencies,
     threshold: f64,
-) -> Vec<Match> {
+) -> (Vec<Match>, Neighbours) {
     // Fields only one person has (a customer number, a birth date): agreeing on one, two
     // records are one person even with different names (a name changed, or mistyped beyond
     // recognition); people of one household agree on none.
@@ -310,22 +317,104 @@ fn score(
             )
         })
         .collect();
-    let mut matches: Vec<Match> = candidates
+    let log_odds: Vec<f64> = candidates
         .iter()
         .zip(vectors)
         .map(|(&(a, b), vector)| {
             let adjust = tf.adjustment(a as usize, b as usize, vector);
+            weights.log_odds_adjusted(vector, adjust)
+        })
+        .collect();
+    let cut = logit(threshold);
+    let mut matches: Vec<Match> = candidates
+        .iter()
+        .zip(vectors)
+        .zip(&log_odds)
+        .filter(|&(_, &odds)| odds >= cut)
+        .map(|((&(a, b), vector), &odds)| {
             let agrees = personal.iter().any(|&(field, close)| {
                 vector
                     .get(field)
                     .is_some_and(|&level| level != MISSING && level >= close)
             });
-            (weights.probability_adjusted(vector, adjust), a, b, agrees)
+            (1.0 / (1.0 + (-odds).exp()), a, b, agrees)
         })
-        .filter(|&(p, ..)| p >= threshold)
         .collect();
     matches.sort_by(|x, y| y.0.total_cmp(&x.0).then((x.1, x.2).cmp(&(y.1, y.2))));
-    matches
+    let neighbours = Neighbours::new(data.table.rows.len(), candidates, &log_odds);
+    (matches, neighbours)
+}
+
+fn logit(p: f64) -> f64 {
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    (p / (1.0 - p)).ln()
+}
+
+/// Every compared pair's log-odds, by record: what two clusters' records say about each other.
+struct Neighbours {
+    /// Where each record's neighbours start in `list` (one more entry than records).
+    start: Vec<usize>,
+    /// (the other record, the pair's log-odds).
+    list: Vec<(u32, f32)>,
+}
+
+impl Neighbours {
+    fn new(records: usize, pairs: &[(u32, u32)], log_odds: &[f64]) -> Neighbours {
+        let mut degree = vec![0_usize; records + 1];
+        for &(a, b) in pairs {
+            for r in [a, b] {
+                if let Some(d) = degree.get_mut(r as usize + 1) {
+                    *d += 1;
+                }
+            }
+        }
+        for i in 1..degree.len() {
+            let before = degree.get(i - 1).copied().unwrap_or(0);
+            if let Some(d) = degree.get_mut(i) {
+                *d += before;
+            }
+        }
+        let mut fill = degree.clone();
+        let mut list = vec![(0_u32, 0.0_f32); pairs.len() * 2];
+        for (&(a, b), &odds) in pairs.iter().zip(log_odds) {
+            #[expect(clippy::cast_possible_truncation, reason = "a weight in nats")]
+            let odds = odds as f32;
+            for (from, to) in [(a, b), (b, a)] {
+                if let Some(at) = fill.get_mut(from as usize) {
+                    if let Some(slot) = list.get_mut(*at) {
+                        *slot = (to, odds);
+                    }
+                    *at += 1;
+                }
+            }
+        }
+        Neighbours {
+            start: degree,
+            list,
+        }
+    }
+
+    /// The sum of the log-odds of the compared pairs between two sets of records.
+    fn support(&self, xs: &[u32], ys: &[u32]) -> f64 {
+        let (small, large) = if xs.len() <= ys.len() {
+            (xs, ys)
+        } else {
+            (ys, xs)
+        };
+        let mut sum = 0.0;
+        for &x in small {
+            let (from, to) = (
+                self.start.get(x as usize).copied().unwrap_or(0),
+                self.start.get(x as usize + 1).copied().unwrap_or(0),
+            );
+            for &(other, odds) in self.list.get(from..to).unwrap_or_default() {
+                if large.contains(&other) {
+                    sum += f64::from(odds);
+                }
+            }
+        }
+        sum
+    }
 }
 
 /// What `link` made.
@@ -343,7 +432,7 @@ fn link(
     data: &Data<'_>,
     config: &ResolveConfig,
     groups: &[(usize, Vec<u32>)],
-    matches: &[Match],
+    (matches, neighbours): (&[Match], &Neighbours),
     use_model: bool,
 ) -> Linked {
     let plan = data.plan;
@@ -389,8 +478,14 @@ fn link(
         }
     }
     if use_model {
+        // A match joins two clusters only if all their compared records, taken together,
+        // still say match: one name-only match between two people of the same rare name is
+        // outweighed by their records with different addresses.
+        let cut = logit(config.threshold);
         for &(_, a, b, personal) in matches {
-            let joined = clusters.join(a as usize, b as usize, |xs, ys| personal || check(xs, ys));
+            let joined = clusters.join(a as usize, b as usize, |xs, ys| {
+                (personal || check(xs, ys)) && neighbours.support(xs, ys) >= cut
+            });
             count(joined, a, b, &mut links.model);
         }
     }
@@ -1016,16 +1111,16 @@ impl Weights {
         1.0 / (1.0 + (-log_ratio).exp())
     }
 
-    /// The posterior probability of a match with every field, plus `adjust` (nats) of
-    /// term-frequency adjustments.
-    fn probability_adjusted(&self, vector: &[u8], adjust: f64) -> f64 {
+    /// The log-odds (nats) of a match with every field, plus `adjust` of term-frequency
+    /// adjustments.
+    fn log_odds_adjusted(&self, vector: &[u8], adjust: f64) -> f64 {
         let mut log_ratio = self.prior + adjust;
         for (levels, &level) in self.levels.iter().zip(vector) {
             if level != MISSING {
                 log_ratio += levels.get(usize::from(level)).copied().unwrap_or(0.0);
             }
         }
-        1.0 / (1.0 + (-log_ratio).exp())
+        log_ratio
     }
 }
 
