@@ -1,9 +1,10 @@
-//! Record matching: fuzzy matching of CRM-like records (people with names, emails, phones, dates,
-//! addresses) into clusters, one per person. Column profiling picks comparators and blocking
-//! keys when no configuration is given; strong identifiers link records as the identity graph
-//! does (with a guard against shared values); a Fellegi–Sunter model, its parameters estimated
-//! without labels (u from random pairs, m and the prior by EM, as Splink does), links the
-//! records that share none. Pure: rows in, clusters out.
+//! Record matching: fuzzy matching of CRM-like records and sparse CDP fragments (people with
+//! names, emails, phones, device ids, dates, addresses) into clusters, one per person. Column
+//! profiling picks comparators and blocking keys when no configuration is given; strong
+//! identifiers link records as the identity graph does, with a guard against shared values
+//! that understands households (`names`); a Fellegi–Sunter model, its parameters estimated
+//! without labels (u from random pairs with term frequencies, m from the strongly linked pairs
+//! and EM, as Splink does), links the records that share none. Pure: rows in, clusters out.
 #![allow(
     clippy::cast_precision_loss,
     reason = "counts of records, pairs and characters stay far below 2^52"

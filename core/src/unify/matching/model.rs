@@ -154,11 +154,14 @@ impl Sampler {
 ///    mailbox): such a value links nothing and weighs nothing in the model.
 /// 2. The model: comparison levels per field of every blocked pair, a field empty on either
 ///    side contributing nothing; u from random pairs with term-frequency adjustment of exact
-///    agreement (agreeing on "smith" weighs less than on "zbigniew"); m by EM in which a pair
-///    does not vote on the fields its blocking rules forced to agree; the prior from EM's
-///    expected matches over all pairs.
-/// 3. Clusters: strong links, then matches from the most certain down; a link that would put
-///    two people's names in one cluster is refused, as is one past the size cap (reported).
+///    agreement (agreeing on "smith" weighs less than on "zbigniew"); m from the strongly
+///    linked pairs where there are enough, by EM for the other fields (a pair not voting on
+///    the fields its blocking rules forced to agree); the prior from EM's expected matches
+///    over all pairs. A degenerate model is reported and not used.
+/// 3. Clusters: strong links, then matches from the most certain down; a join is refused when
+///    it would put two people's names in one cluster (unless a personal field agrees), when
+///    all the compared records of the two clusters together do not say match, or past the size
+///    cap (reported).
 ///
 /// # Errors
 /// When the configuration names columns the table lacks, or nothing can be compared.
