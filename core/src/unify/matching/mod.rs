@@ -17,6 +17,7 @@ mod config;
 mod import;
 mod model;
 mod names;
+mod similarity;
 #[cfg(test)]
 mod tests;
 

@@ -2,7 +2,7 @@
 //! `robert`), and whether two names can belong to one person — the rule that keeps two members
 //! of a household (one address, one surname, one landline) apart.
 
-use super::compare::{jaro_winkler, within_one_edit};
+use super::similarity::{jaro_winkler, within_one_edit};
 
 /// Common English given names and their nicknames: `name: nickname nickname ...`. A nickname
 /// shared by several names (`alex`, `sam`, `chris`) folds to the first name listed with it.

@@ -363,25 +363,25 @@ fn the_fast_jaro_winkler_and_edit_check_agree_with_strsim() {
     };
     for _ in 0..20_000 {
         let (a, b) = (word(&mut g), word(&mut g));
-        let fast = compare::jaro_winkler(&a, &b);
+        let fast = similarity::jaro_winkler(&a, &b);
         let reference = strsim::jaro_winkler(&a, &b);
         assert!(
             (fast - reference).abs() < 1e-12,
             "{a:?} {b:?}: {fast} vs {reference}"
         );
         assert_eq!(
-            compare::within_one_edit(a.as_bytes(), b.as_bytes()),
+            similarity::within_one_edit(a.as_bytes(), b.as_bytes()),
             strsim::osa_distance(&a, &b) <= 1,
             "{a:?} {b:?}"
         );
     }
     // Beyond the fast path: non-ASCII and long strings.
     for (a, b) in [("zoë", "zoe"), ("müller", "muller")] {
-        assert_eq!(compare::jaro_winkler(a, b), strsim::jaro_winkler(a, b));
+        assert_eq!(similarity::jaro_winkler(a, b), strsim::jaro_winkler(a, b));
     }
     let long = "a".repeat(70);
     assert_eq!(
-        compare::jaro_winkler(&long, "aaa"),
+        similarity::jaro_winkler(&long, "aaa"),
         strsim::jaro_winkler(&long, "aaa")
     );
 }
