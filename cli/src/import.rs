@@ -84,8 +84,6 @@ pub(crate) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
     let mut resolution = resolve(&table, &config, &[&[id_column][..], &skip].concat())?;
     println!("{} records from {}", table.rows.len(), args.input.display());
     report(&mut resolution, &config);
-    let labels = resolution.clusters.labels();
-    let unsure = resolution.unsure_clusters();
     let options = ImportOptions {
         id_type: &id_type,
         id_column,
@@ -93,14 +91,8 @@ pub(crate) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
         at: time::OffsetDateTime::now_utc(),
         library: &args.source,
     };
-    let imported = import_events(
-        &table,
-        &resolution.plan,
-        &labels,
-        (&resolution.shared, &unsure),
-        &options,
-    );
-    report_left_out(&imported, unsure.len(), &config);
+    let imported = import_events(&table, &mut resolution, &options);
+    report_left_out(&imported, &config);
     let events = imported.events;
     if events.len() < table.rows.len() {
         println!(
@@ -134,7 +126,7 @@ pub(crate) async fn run(args: &ImportArgs) -> anyhow::Result<()> {
 }
 
 /// The emails and phones left out of the events, and the records not linked as clusters.
-fn report_left_out(imported: &Imported, unsure: usize, config: &ResolveConfig) {
+fn report_left_out(imported: &Imported, config: &ResolveConfig) {
     for (column, value, records, why) in &imported.shared {
         match why {
             Shared::Placeholder => println!(
@@ -153,7 +145,7 @@ fn report_left_out(imported: &Imported, unsure: usize, config: &ResolveConfig) {
             "not linked as clusters: {} records of {} clusters the cluster cap ({}) stopped; \
              each links by its own identifiers only. Check them, or give fields and blocking \
              in --config.",
-            imported.unsure_records, unsure, config.max_cluster
+            imported.unsure_records, imported.unsure_clusters, config.max_cluster
         );
     }
 }

@@ -38,7 +38,8 @@ fuzz_target!(|data: &[u8]| {
         1 => (body, Some("gzip")),
         // Its bytes compressed: the parser behind the decoder.
         2 => {
-            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             encoder.write_all(body).expect("a Vec takes every write");
             gzipped = encoder.finish().expect("a Vec takes every write");
             (gzipped.as_slice(), Some("gzip"))
@@ -69,7 +70,11 @@ fuzz_target!(|data: &[u8]| {
         let mut lines = 0;
         for line in lake_lines(&write.accepted) {
             lines += 1;
-            assert!(line.event.is_ok(), "accepted but unify refuses it: {:?}", line.event.err());
+            assert!(
+                line.event.is_ok(),
+                "accepted but unify refuses it: {:?}",
+                line.event.err()
+            );
             let value: serde_json::Value =
                 serde_json::from_slice(line.text).expect("accepted but not JSON to serde_json");
             assert!(value.is_object());

@@ -12,9 +12,27 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
-    let (timestamp, signature) = (String::from_utf8_lossy(timestamp), String::from_utf8_lossy(signature));
-    let _ = verify(b"fuzz-secret", Some(&timestamp), Some(&signature), body, now);
+    let (timestamp, signature) = (
+        String::from_utf8_lossy(timestamp),
+        String::from_utf8_lossy(signature),
+    );
+    let _ = verify(
+        b"fuzz-secret",
+        Some(&timestamp),
+        Some(&signature),
+        body,
+        now,
+    );
     let seconds = now.unix_timestamp();
     let good = sign(b"fuzz-secret", seconds, body);
-    assert!(verify(b"fuzz-secret", Some(&seconds.to_string()), Some(&good), body, now).is_ok());
+    assert!(
+        verify(
+            b"fuzz-secret",
+            Some(&seconds.to_string()),
+            Some(&good),
+            body,
+            now
+        )
+        .is_ok()
+    );
 });

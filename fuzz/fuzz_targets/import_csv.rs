@@ -27,16 +27,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut resolution) = resolve(&table, &config, &[0]) else {
         return;
     };
-    let labels = resolution.clusters.labels();
     let options = ImportOptions {
         id_type: "record_id",
         id_column: 0,
         skip: &[],
         at: time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000),
         library: "braid-import",
-        max_shared: config.max_shared,
     };
-    let imported = import_events(&table, &resolution.plan, &labels, &options);
+    let imported = import_events(&table, &mut resolution, &options);
     for event in &imported.events {
         let text = event.to_string();
         let limits = braid_core::catalogue::validate::Limits::default();

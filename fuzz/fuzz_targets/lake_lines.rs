@@ -11,8 +11,8 @@ fuzz_target!(|data: &[u8]| {
     let mut unifier = Unifier::new(IdentityRules::default(), ProfileConfig::default());
     for line in lake_lines(data) {
         if let Ok(event) = &line.event {
-            let value: serde_json::Value =
-                serde_json::from_slice(line.text).expect("an event to Braid, not JSON to serde_json");
+            let value: serde_json::Value = serde_json::from_slice(line.text)
+                .expect("an event to Braid, not JSON to serde_json");
             assert!(value.is_object());
             unifier.apply(event);
         }

@@ -27,12 +27,11 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::Table;
-use super::columns::Plan;
 use super::compare::Kind;
-use super::model::{Shared, SharedValue};
+use super::model::{Resolution, Shared};
 use crate::hex;
 
 /// How records become events.
@@ -60,21 +59,23 @@ pub struct Imported {
     pub shared: Vec<(String, String, usize, Shared)>,
     /// Records of clusters the size cap stopped, sent without their cluster id.
     pub unsure_records: usize,
+    /// How many such clusters.
+    pub unsure_clusters: usize,
 }
 
-/// One `identify` event per record (see the module documentation), in record order. `labels`
-/// gives each record's cluster as the index of its first record (`Clusters::labels`), `shared`
-/// the strong values resolve found shared, `unsure` the clusters not to send as clusters.
+/// One `identify` event per record (see the module documentation), in record order, from what
+/// [`super::resolve`] found for `table`: the clusters, the shared strong values, the clusters
+/// the cap stopped.
 pub fn import_events(
     table: &Table,
-    plan: &Plan,
-    labels: &[usize],
-    resolved: (&[SharedValue], &BTreeSet<usize>),
+    resolution: &mut Resolution,
     options: &ImportOptions<'_>,
 ) -> Imported {
-    let (shared_values, unsure) = resolved;
+    let labels = resolution.clusters.labels();
+    let unsure = resolution.unsure_clusters();
+    let (plan, shared_values) = (&resolution.plan, &resolution.shared);
     let mut sizes = vec![0_usize; table.rows.len()];
-    for &label in labels {
+    for &label in &labels {
         if let Some(size) = sizes.get_mut(label) {
             *size += 1;
         }
@@ -138,6 +139,7 @@ pub fn import_events(
         events,
         shared: report,
         unsure_records,
+        unsure_clusters: unsure.len(),
     }
 }
 

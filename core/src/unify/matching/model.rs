@@ -323,8 +323,8 @@ fn score(
     let log_odds: Vec<f64> = candidates
         .iter()
         .zip(vectors)
-        .map(|(&(a, b), vector)| {
-            let adjust = tf.adjustment(a as usize, b as usize, vector);
+        .map(|(&(a, _), vector)| {
+            let adjust = tf.adjustment(a as usize, vector);
             weights.log_odds_adjusted(vector, adjust)
         })
         .collect();
@@ -783,6 +783,27 @@ impl<'t> Data<'t> {
         }
     }
 
+    /// Counts, per field, the level of rows `a` and `b` (a missing one counts nowhere), the
+    /// field `skip` aside; `vector` is scratch.
+    fn tally(
+        &self,
+        a: usize,
+        b: usize,
+        skip: Option<usize>,
+        flagged: &std::collections::HashSet<(usize, &str), RandomState>,
+        counts: &mut [Vec<f64>],
+        vector: &mut Vec<u8>,
+    ) {
+        vector.clear();
+        self.compare(a, b, flagged, vector);
+        for (field, (counts, &level)) in counts.iter_mut().zip(vector.iter()).enumerate() {
+            if let (false, Some(count)) = (Some(field) == skip, counts.get_mut(usize::from(level)))
+            {
+                *count += 1.0;
+            }
+        }
+    }
+
     /// The starting model: u from random pairs (the equal level from value frequencies); m
     /// from the pairs a strong identifier links, where at least `MIN_ANCHORS` of them have the
     /// field on both sides (the identifier's own field aside: they agree on it by
@@ -816,13 +837,7 @@ impl<'t> Data<'t> {
                 continue;
             }
             drawn += 1;
-            vector.clear();
-            self.compare(a, b, flagged, &mut vector);
-            for (counts, &level) in u_counts.iter_mut().zip(&vector) {
-                if let Some(count) = counts.get_mut(usize::from(level)) {
-                    *count += 1.0;
-                }
-            }
+            self.tally(a, b, None, flagged, &mut u_counts, &mut vector);
         }
         // The top level, "equal", exactly from the value frequencies (the sample sees too few
         // equal pairs of a near-unique field); the sample shares out the rest among the others.
@@ -846,13 +861,14 @@ impl<'t> Data<'t> {
             .map(|f| vec![0.5; f.comparator.levels()])
             .collect();
         for &(a, b, own) in anchors {
-            vector.clear();
-            self.compare(a as usize, b as usize, flagged, &mut vector);
-            for (field, (counts, &level)) in m_counts.iter_mut().zip(&vector).enumerate() {
-                if let (false, Some(count)) = (field == own, counts.get_mut(usize::from(level))) {
-                    *count += 1.0;
-                }
-            }
+            self.tally(
+                a as usize,
+                b as usize,
+                Some(own),
+                flagged,
+                &mut m_counts,
+                &mut vector,
+            );
         }
         let anchored: Vec<bool> = m_counts
             .iter()
@@ -956,8 +972,9 @@ struct TermFrequencies {
 }
 
 impl TermFrequencies {
-    /// The sum of the adjustments of the fields on which rows `a` and `b` agree exactly.
-    fn adjustment(&self, a: usize, _b: usize, vector: &[u8]) -> f64 {
+    /// The sum of the adjustments of the fields on which row `a` and its pair agree exactly
+    /// (`vector`: the pair's levels; agreeing, the two rows hold the same value).
+    fn adjustment(&self, a: usize, vector: &[u8]) -> f64 {
         let mut sum = 0.0;
         for ((adjust, &top), &level) in self.adjust.iter().zip(&self.top).zip(vector) {
             if level == top

@@ -390,10 +390,6 @@ fn the_fast_jaro_winkler_and_edit_check_agree_with_strsim() {
 /// clusters resolve found (records of one person that share no identifier included), with
 /// the shared placeholder email left out of every event.
 #[test]
-#[expect(
-    clippy::too_many_lines,
-    reason = "one import, end to end, read top to bottom"
-)]
 fn imported_records_link_into_the_clusters_resolve_found() {
     use crate::event::Event;
     use crate::unify::{Identifier, IdentityRules, ProfileConfig, Unifier};
@@ -415,16 +411,8 @@ fn imported_records_link_into_the_clusters_resolve_found() {
         at,
         library: "braid-import",
     };
-    let unsure = resolution.unsure_clusters();
-    assert!(unsure.is_empty(), "{unsure:?}");
-    let imported = import_events(
-        &table,
-        &resolution.plan,
-        &labels,
-        (&resolution.shared, &unsure),
-        &options,
-    );
-    assert_eq!(imported.unsure_records, 0);
+    let imported = import_events(&table, &mut resolution, &options);
+    assert_eq!((imported.unsure_records, imported.unsure_clusters), (0, 0));
     assert_eq!(imported.events.len(), table.rows.len());
     let placeholders = (0..table.rows.len())
         .filter(|&r| row_email(&table, r) == "noreply@shop.example")
@@ -490,13 +478,7 @@ fn imported_records_link_into_the_clusters_resolve_found() {
     }
     // Importing the same file again changes nothing.
     let before = unifier.snapshot();
-    let again = import_events(
-        &table,
-        &resolution.plan,
-        &labels,
-        (&resolution.shared, &unsure),
-        &options,
-    );
+    let again = import_events(&table, &mut resolution, &options);
     for event in &again.events {
         apply(&mut unifier, event);
     }
