@@ -12,7 +12,7 @@ use super::cluster::{Clusters, Joined};
 use super::columns::{Plan, PlanError, block_key, plan};
 use super::compare::{Comparator, Kind};
 use super::config::ResolveConfig;
-use super::names::{PersonName, meet, one_person};
+use super::names::{PersonName, meet, one_person, two_usual_given, usual_given};
 
 /// A missing value in a comparison vector.
 const MISSING: u8 = u8::MAX;
@@ -487,7 +487,7 @@ fn link(
         let cut = logit(config.threshold);
         for &(_, a, b, personal) in matches {
             let joined = clusters.join(a as usize, b as usize, |xs, ys| {
-                (personal || check(xs, ys)) && neighbours.support(xs, ys) >= cut
+                (personal || data.usual_names_agree(xs, ys)) && neighbours.support(xs, ys) >= cut
             });
             count(joined, a, b, &mut links.model);
         }
@@ -571,7 +571,7 @@ impl<'t> Data<'t> {
 
     fn name(&self, row: usize) -> PersonName<'_> {
         PersonName {
-            given: self.given_written.get(row).map_or("", String::as_str),
+            given: self.given_of(row),
             family: self.family.map_or("", |f| self.value(f, row)),
         }
     }
@@ -595,10 +595,30 @@ impl<'t> Data<'t> {
         meet(&self.names_of(xs), &self.names_of(ys))
     }
 
+    /// Whether a model match may join two clusters by their names: they agree, and when each
+    /// has a usual given name (`names::usual_given`) it is one name. A shared rare typo
+    /// (`drmi` of both `dremi` and `dormi`) or one letter (`loka` and `voka` at one address)
+    /// does not make two named people one. (Not asked of a shared email or phone: a source
+    /// that keeps its own spelling of a person's name is common, and the value says more.)
+    fn usual_names_agree(&self, xs: &[u32], ys: &[u32]) -> bool {
+        let usual = |rows: &[u32]| usual_given(rows.iter().map(|&r| self.given_of(r as usize)));
+        let usual_agree = match (usual(xs), usual(ys)) {
+            (Some(x), Some(y)) => x == y || x.chars().count() == 1 || y.chars().count() == 1,
+            _ => true,
+        };
+        usual_agree && self.names_agree(xs, ys)
+    }
+
+    /// A record's given name as written (normalised, nicknames not folded).
+    fn given_of(&self, row: usize) -> &str {
+        self.given_written.get(row).map_or("", String::as_str)
+    }
+
     /// Whether the records of one strong value may be one person by their names, not several
     /// people's (a household's landline).
     fn group_names_agree(&self, members: &[u32]) -> bool {
         one_person(&self.names_of(members))
+            && !two_usual_given(members.iter().map(|&r| self.given_of(r as usize)))
     }
 
     /// Whether two rows may be compared: any two when deduplicating, rows of different files
@@ -646,11 +666,9 @@ impl<'t> Data<'t> {
                 // `tony` is close to `tony`, not to `anthony`).
                 let top = u8::try_from(field.comparator.levels() - 1).unwrap_or(0);
                 if level != top {
-                    let written =
-                        |row: usize| self.given_written.get(row).map_or("", String::as_str);
                     level = field
                         .comparator
-                        .level(written(a), written(b))
+                        .level(self.given_of(a), self.given_of(b))
                         .unwrap_or(MISSING);
                 }
             }

@@ -187,18 +187,74 @@ pub(crate) fn one_person(names: &[PersonName<'_>]) -> bool {
     chained(Part::Given) && chained(Part::Family)
 }
 
+/// The names of `side` with this part, a family name in the given field (beside `others`)
+/// left out of the given names.
+fn named<'s, 'n>(
+    part: Part,
+    side: &'s [PersonName<'n>],
+    others: &[PersonName<'_>],
+) -> Vec<&'s PersonName<'n>> {
+    side.iter()
+        .filter(|n| !part.of(n).is_empty())
+        .filter(|n| {
+            !matches!(part, Part::Given)
+                || !n.family.is_empty()
+                || !others
+                    .iter()
+                    .any(|o| o.family == n.given && o.given != n.given)
+        })
+        .collect()
+}
+
 /// Whether two sets of names, each one person's, can be the same person's: for the given
 /// names and for the family names, one set has none, or some name of one agrees with some
 /// name of the other.
+///
+/// A name with only a given part that is the family name of one of the other set (`riandor`
+/// beside `mika riandor`) is taken for a family name in the wrong field: it says nothing of the
+/// given name, and cannot bridge `vikus riandor` and `mika riandor`.
 pub(crate) fn meet(a: &[PersonName<'_>], b: &[PersonName<'_>]) -> bool {
     let part_meets = |part: Part| {
-        let (x, y): (Vec<_>, Vec<_>) = (
-            a.iter().filter(|n| !part.of(n).is_empty()).collect(),
-            b.iter().filter(|n| !part.of(n).is_empty()).collect(),
-        );
+        let (x, y) = (named(part, a, b), named(part, b, a));
         x.is_empty() || y.is_empty() || x.iter().any(|p| y.iter().any(|q| part.agree(p, q)))
     };
     part_meets(Part::Given) && part_meets(Part::Family)
+}
+
+/// A person's usual given name among the given names of some records (nicknames folded,
+/// empty ones left out): the one at least two records carry and more than any other. A typo
+/// is on one record; a person's own name on most of theirs.
+pub(crate) fn usual_given<'a>(given: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let counts = given_counts(given);
+    match counts.as_slice() {
+        [(name, n), rest @ ..] if *n >= 2 && rest.first().is_none_or(|(_, m)| m < n) => Some(name),
+        _ => None,
+    }
+}
+
+/// Whether the given names of some records are two people's: two names (nicknames folded),
+/// each on two records or more. One person's typos are scattered, one per record; a
+/// household's two names (`holi` and `homi`, one letter apart) each recur.
+pub(crate) fn two_usual_given<'a>(given: impl IntoIterator<Item = &'a str>) -> bool {
+    given_counts(given)
+        .iter()
+        .filter(|&&(name, n)| n >= 2 && name.chars().count() > 1)
+        .nth(1)
+        .is_some()
+}
+
+/// Distinct folded given names with their counts, the most frequent first (ties by name).
+fn given_counts<'a>(given: impl IntoIterator<Item = &'a str>) -> Vec<(&'a str, usize)> {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for name in given.into_iter().filter(|n| !n.is_empty()) {
+        let name = fold_given_name(name);
+        match counts.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((name, 1)),
+        }
+    }
+    counts.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    counts
 }
 
 #[cfg(test)]
@@ -271,5 +327,18 @@ mod tests {
             &[name("lydia", "doosey")]
         ));
         assert!(meet(&[], &[pami]));
+        // A family name in the given field says nothing of the given name.
+        let (vikus, mika) = (name("vikus", "riandor"), name("mika", "riandor"));
+        assert!(!meet(&[vikus, name("riandor", "")], &[mika]));
+        assert!(meet(&[name("riandor", "")], &[mika]));
+        // Usual names: a typo is on one record, a person's name on most.
+        assert_eq!(usual_given(["dremi", "dremi", "drmi"]), Some("dremi"));
+        assert_eq!(usual_given(["bob", "robert", "rob"]), Some("robert"));
+        assert_eq!(usual_given(["dremi", "drmi"]), None);
+        assert_eq!(usual_given(["dremi", "dremi", "drmi", "drmi", ""]), None);
+        assert!(two_usual_given(["holi", "holi", "homi", "homi", "homi"]));
+        assert!(!two_usual_given(["holi", "holi", "homi", "hloi"]));
+        assert!(!two_usual_given(["bill", "will", "william", "willy"]));
+        assert!(!two_usual_given(["j", "j", "john", "john"]));
     }
 }

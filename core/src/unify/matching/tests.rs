@@ -488,3 +488,29 @@ fn imported_records_link_into_the_clusters_resolve_found() {
 fn row_email(table: &Table, row: usize) -> String {
     table.cell(row, table.column("email").unwrap()).to_owned()
 }
+
+#[test]
+fn two_people_a_letter_apart_at_one_address_stay_two() {
+    // `loka` and `voka mian` live at one address; each appears twice. Their names are one
+    // letter apart, so every cross pair looks like a typo of one person.
+    let mut table = crm(600, 7);
+    let household = [
+        ("h-loka-1", "loka", "loka.mian@mail.example"),
+        ("h-loka-2", "loka", ""),
+        ("h-voka-1", "voka", "voka47@mail.example"),
+        ("h-voka-2", "voka", ""),
+    ];
+    for (id, given, email) in household {
+        let row = [id, given, "mian", "", "3999", "12", "kew", email, id];
+        table
+            .rows
+            .push(row.iter().map(|c| (*c).to_owned()).collect());
+    }
+    let skip = [0, table.column("truth").unwrap()];
+    let mut resolution = resolve(&table, &ResolveConfig::default(), &skip).unwrap();
+    let labels = resolution.clusters.labels();
+    let label = |id: &str| labels[table.rows.iter().position(|r| r[0] == id).unwrap()];
+    assert_eq!(label("h-loka-1"), label("h-loka-2"));
+    assert_eq!(label("h-voka-1"), label("h-voka-2"));
+    assert_ne!(label("h-loka-1"), label("h-voka-1"));
+}
