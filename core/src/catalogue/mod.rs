@@ -2,12 +2,13 @@
 //! Segment Spec and the limits), what Braid adds to it (enrichment), and where it lands (the lake
 //! layout, with the failure records of what was rejected).
 //!
-//! Planned here (see the open issues): tracking plans enforced at the edge, and the data map of
-//! every source, event and property.
+//! The data map of every source, event and property is `map/`; planned here (see the open
+//! issues): tracking plans enforced at the edge.
 
 mod config;
 pub mod enrich;
 pub mod lake;
+pub mod map;
 pub mod validate;
 
 pub use config::{CatalogueConfig, CompactionConfig};

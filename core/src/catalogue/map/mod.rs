@@ -1,0 +1,377 @@
+//! The data map: what arrives, per source (`context.library.name`), per event (type and name:
+//! a track's event, a page's or screen's name) and per property path (`properties.a.b`,
+//! `traits.x`, `context.traits.x`; array items as `a[]`): volume per day, first and last seen,
+//! fill rate, the distribution of JSON types (never locked to the first one), semantic types,
+//! cardinality (a sketch), the values of enums, examples, personal data; and the quality flags
+//! read from it ([`flags`]).
+//!
+//! The map is kept as events are applied ([`DataMap::observe`], by the unify step, which skips
+//! the copies a retry made) and is bounded: at most [`MAX_EVENTS`] events, [`MAX_PATHS`] paths in
+//! all and [`MAX_PATHS_PER_EVENT`] per event, each path a fixed-size summary; what the caps
+//! leave out is counted, never silently dropped. Observing is a pure function of the events in
+//! order, so the live map and a rebuild from the lake (which reads the objects in the order they
+//! were applied) are the same.
+
+mod detect;
+mod flags;
+mod sketch;
+#[cfg(test)]
+mod tests;
+mod view;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::event::{Event, EventType};
+use crate::json::{Node, Obj};
+
+pub use detect::{JsonType, PiiClass, PiiKind, Semantic, mask, pii_of_name, semantic_of_text};
+pub use flags::{Flag, FlagKind, flags};
+pub use sketch::{Distinct, TopValues};
+pub use view::{EventView, MapView, PropertyView, SourceView, view};
+
+/// Events (source, type, name) the map holds; more are counted in [`DataMap::other_events`].
+pub const MAX_EVENTS: usize = 2_000;
+/// Property paths the map holds in all.
+pub const MAX_PATHS: usize = 20_000;
+/// Property paths of one event.
+pub const MAX_PATHS_PER_EVENT: usize = 300;
+/// Days of daily volume kept.
+pub const DAYS: i64 = 30;
+/// Array items looked at per array, and levels of nesting followed.
+const MAX_ITEMS: usize = 50;
+const MAX_DEPTH: usize = 8;
+/// Examples kept per path, and their length.
+const EXAMPLES: usize = 3;
+const EXAMPLE_LEN: usize = 80;
+/// A timestamp this long after its arrival is in the future, this long before it in the past.
+const FUTURE_MILLIS: i64 = 24 * 3_600_000;
+const PAST_MILLIS: i64 = 365 * 24 * 3_600_000;
+const DAY_MILLIS: i64 = 24 * 3_600_000;
+
+/// An event of the map: where it came from, its type, its name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct EventKey {
+    /// The sending library (`context.library.name`), `unknown` without one.
+    pub source: String,
+    /// The Spec type (`track`, `identify`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The track's event name, the page's or screen's name; empty for the other types.
+    pub name: String,
+}
+
+/// What the map knows of one event.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventEntry {
+    /// Events seen.
+    pub count: u64,
+    /// First and last arrival (`receivedAt`), in milliseconds since the epoch.
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// Events per day (days since the epoch), the last [`DAYS`] days before the last arrival.
+    pub days: BTreeMap<i64, u64>,
+    /// Events whose `timestamp` is more than a day after their arrival, or a year before it,
+    /// with the first such timestamp.
+    #[serde(default)]
+    pub future: u64,
+    #[serde(default)]
+    pub past: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skew_example: Option<String>,
+    /// Its property paths.
+    pub paths: BTreeMap<String, PathEntry>,
+    /// Values of paths that the caps left out.
+    #[serde(default)]
+    pub other_paths: u64,
+}
+
+/// What the map knows of one property path of an event.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathEntry {
+    /// Events carrying it.
+    pub count: u64,
+    /// Events carrying it per day, as [`EventEntry::days`].
+    pub days: BTreeMap<i64, u64>,
+    /// Values seen, by JSON type (in the order of [`JsonType::ALL`]).
+    pub types: [u64; 6],
+    /// The first value of each type (as JSON text).
+    pub type_examples: BTreeMap<JsonType, String>,
+    /// String values by what they mean.
+    pub semantic: BTreeMap<Semantic, u64>,
+    /// Values that are personal data (or hold some: an email inside a note), by kind.
+    pub pii_values: BTreeMap<PiiKind, u64>,
+    /// Distinct values (of strings, numbers and booleans).
+    pub distinct: Distinct,
+    /// The values while they are few.
+    pub top: TopValues,
+    /// The first distinct values.
+    pub examples: Vec<String>,
+}
+
+/// The data map of one workspace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DataMap {
+    /// Its events.
+    pub events: BTreeMap<EventKey, EventEntry>,
+    /// Events of names the map had no room for.
+    pub other_events: u64,
+    /// Paths held, over all events.
+    #[serde(skip)]
+    paths: usize,
+    /// Events changed since [`DataMap::take_changed`].
+    #[serde(skip)]
+    changed: BTreeSet<EventKey>,
+}
+
+impl DataMap {
+    /// A map of stored events.
+    pub fn from_entries(entries: impl IntoIterator<Item = (EventKey, EventEntry)>) -> DataMap {
+        let events: BTreeMap<EventKey, EventEntry> = entries.into_iter().collect();
+        let paths = events.values().map(|e| e.paths.len()).sum();
+        DataMap {
+            events,
+            paths,
+            ..DataMap::default()
+        }
+    }
+
+    /// The events changed since the last call (what a store writes back).
+    pub fn take_changed(&mut self) -> Vec<(EventKey, &EventEntry)> {
+        let changed = std::mem::take(&mut self.changed);
+        changed
+            .into_iter()
+            .filter_map(|key| {
+                let entry = self.events.get(&key)?;
+                Some((key, entry))
+            })
+            .collect()
+    }
+
+    /// Paths held, over all events.
+    pub fn path_count(&self) -> usize {
+        self.paths
+    }
+
+    /// Counts an event.
+    pub fn observe(&mut self, event: &Event<'_>) {
+        let key = key_of(event);
+        if !self.events.contains_key(&key) && self.events.len() >= MAX_EVENTS {
+            self.other_events += 1;
+            return;
+        }
+        let arrived = event
+            .time_field("receivedAt")
+            .or_else(|| event.time_field("timestamp"))
+            .map(millis);
+        let timestamp = event.time_field("timestamp").map(millis);
+        let room = MAX_PATHS.saturating_sub(self.paths);
+        let entry = self.events.entry(key.clone()).or_default();
+        let before = entry.paths.len();
+        entry.count_event(arrived, timestamp, event.str_field("timestamp").as_deref());
+        let day = arrived.map(|at| at.div_euclid(DAY_MILLIS));
+        let mut walk = Walk {
+            entry,
+            room,
+            day,
+            seen: BTreeSet::new(),
+        };
+        for (root, object) in roots(event) {
+            for (name, node) in object.iter() {
+                let value = node.to_value();
+                walk.value(&format!("{root}.{name}"), &value, 0);
+            }
+        }
+        let after = walk.entry.paths.len();
+        self.paths += after - before;
+        self.changed.insert(key);
+    }
+}
+
+impl EventEntry {
+    fn count_event(&mut self, arrived: Option<i64>, timestamp: Option<i64>, written: Option<&str>) {
+        self.count += 1;
+        if let Some(at) = arrived {
+            if self.first_seen == 0 || at < self.first_seen {
+                self.first_seen = at;
+            }
+            self.last_seen = self.last_seen.max(at);
+            add_day(&mut self.days, at.div_euclid(DAY_MILLIS), self.last_seen);
+            if let Some(timestamp) = timestamp {
+                let skewed = if timestamp > at + FUTURE_MILLIS {
+                    Some(&mut self.future)
+                } else if timestamp < at - PAST_MILLIS {
+                    Some(&mut self.past)
+                } else {
+                    None
+                };
+                if let Some(count) = skewed {
+                    *count += 1;
+                    if self.skew_example.is_none() {
+                        self.skew_example = written.map(str::to_owned);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One day more in a daily count, the days more than [`DAYS`] before `last` dropped.
+fn add_day(days: &mut BTreeMap<i64, u64>, day: i64, last: i64) {
+    let last_day = last.div_euclid(DAY_MILLIS);
+    if day > last_day - DAYS {
+        *days.entry(day).or_default() += 1;
+    }
+    while let Some((&first, _)) = days.first_key_value() {
+        if first > last_day - DAYS {
+            break;
+        }
+        days.pop_first();
+    }
+}
+
+/// The walk of one event's values into its entry.
+struct Walk<'e> {
+    entry: &'e mut EventEntry,
+    /// Paths the workspace still has room for.
+    room: usize,
+    day: Option<i64>,
+    /// Paths this event carried (each counts once per event).
+    seen: BTreeSet<String>,
+}
+
+impl Walk<'_> {
+    fn value(&mut self, path: &str, value: &Value, depth: usize) {
+        self.record(path, value);
+        match value {
+            Value::Object(members) if depth < MAX_DEPTH => {
+                for (name, member) in members {
+                    self.value(&format!("{path}.{name}"), member, depth + 1);
+                }
+            }
+            Value::Array(items) if depth < MAX_DEPTH => {
+                let path = format!("{path}[]");
+                for item in items.iter().take(MAX_ITEMS) {
+                    self.value(&path, item, depth + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn record(&mut self, path: &str, value: &Value) {
+        let entry = &mut *self.entry;
+        if !entry.paths.contains_key(path) {
+            if self.room == 0 || entry.paths.len() >= MAX_PATHS_PER_EVENT {
+                entry.other_paths += 1;
+                return;
+            }
+            self.room -= 1;
+        }
+        let last_seen = entry.last_seen;
+        let stats = entry.paths.entry(path.to_owned()).or_default();
+        if !self.seen.contains(path) {
+            self.seen.insert(path.to_owned());
+            stats.count += 1;
+            if let Some(day) = self.day {
+                add_day(&mut stats.days, day, last_seen);
+            }
+        }
+        stats.observe(path, value);
+    }
+}
+
+impl PathEntry {
+    fn observe(&mut self, path: &str, value: &Value) {
+        let kind = JsonType::of(value);
+        if let Some(count) = self.types.get_mut(kind.index()) {
+            *count += 1;
+        }
+        let text = match value {
+            Value::String(text) => Some(text.clone()),
+            Value::Number(_) | Value::Bool(_) => Some(value.to_string()),
+            _ => None,
+        };
+        self.type_examples
+            .entry(kind)
+            .or_insert_with(|| match &text {
+                Some(text) if kind == JsonType::String => truncate(text),
+                _ => truncate(&value.to_string()),
+            });
+        let Some(text) = text else { return };
+        if kind == JsonType::String {
+            let semantic = semantic_of_text(path, &text);
+            if let Some(semantic) = semantic {
+                *self.semantic.entry(semantic).or_default() += 1;
+            }
+            if let Some(pii) = semantic
+                .and_then(Semantic::pii)
+                .or_else(|| detect::pii_inside(&text))
+            {
+                *self.pii_values.entry(pii).or_default() += 1;
+            }
+        }
+        self.distinct.insert(text.as_bytes());
+        self.top.insert(&text);
+        if self.examples.len() < EXAMPLES {
+            let example = truncate(&text);
+            if !self.examples.contains(&example) {
+                self.examples.push(example);
+            }
+        }
+    }
+}
+
+fn truncate(text: &str) -> String {
+    match text.char_indices().nth(EXAMPLE_LEN) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+fn millis(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+/// The map's key of an event.
+fn key_of(event: &Event<'_>) -> EventKey {
+    let kind = event.kind();
+    let name = match kind {
+        EventType::Track => event.event_name(),
+        EventType::Page | EventType::Screen => event.str_field("name"),
+        _ => None,
+    };
+    let source = event
+        .object("context")
+        .and_then(|context| {
+            let library = context.get("library")?.as_object()?;
+            library.text("name").map(std::borrow::Cow::into_owned)
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned());
+    EventKey {
+        source,
+        kind: kind.as_str().to_owned(),
+        name: name.map(std::borrow::Cow::into_owned).unwrap_or_default(),
+    }
+}
+
+/// The objects of an event whose members are its properties: `properties`, `traits` and
+/// `context.traits`.
+fn roots<'a>(event: &Event<'a>) -> Vec<(&'static str, Obj<'a>)> {
+    let mut roots = Vec::new();
+    for root in ["properties", "traits"] {
+        if let Some(object) = event.object(root) {
+            roots.push((root, object.into_owned()));
+        }
+    }
+    if let Some(context) = event.object("context")
+        && let Some(traits) = context.get("traits").and_then(Node::as_object)
+    {
+        roots.push(("context.traits", traits.into_owned()));
+    }
+    roots
+}

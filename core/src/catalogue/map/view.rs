@@ -1,0 +1,297 @@
+//! The map as it is shown (the catalogue API, `braid catalogue`): shares rather than counts,
+//! dates rather than day numbers, and personal data masked everywhere.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::detect::{self, PiiClass, PiiKind, Semantic, mask, pii_of_name};
+use super::flags::{Flag, flags};
+use super::{DAY_MILLIS, DataMap, EventEntry, EventKey, JsonType, PathEntry};
+
+/// A share of strings a semantic type must reach to be the path's.
+const SEMANTIC_SHARE: f64 = 0.8;
+
+/// The whole map, shown.
+#[derive(Clone, Debug, Serialize)]
+pub struct MapView {
+    /// The quality flags, the most serious first.
+    pub flags: Vec<Flag>,
+    /// Each source, with its volume.
+    pub sources: Vec<SourceView>,
+    /// Each event, with its properties.
+    pub events: Vec<EventView>,
+    /// Events of names the map had no room for.
+    pub other_events: u64,
+    /// Property paths held.
+    pub paths: usize,
+}
+
+/// A source of events.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceView {
+    /// `context.library.name`.
+    pub source: String,
+    /// Events it sent.
+    pub events: u64,
+    /// Distinct events (type and name) it sent.
+    pub event_names: usize,
+    /// Its last event's arrival.
+    pub last_seen: String,
+}
+
+/// An event, shown.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventView {
+    /// Where it comes from.
+    pub source: String,
+    /// Its Spec type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its name (empty for identify, group and alias).
+    pub name: String,
+    /// Events seen.
+    pub count: u64,
+    /// First and last arrival.
+    pub first_seen: String,
+    pub last_seen: String,
+    /// Events per day (`YYYY-MM-DD`), the last 30 days.
+    pub per_day: BTreeMap<String, u64>,
+    /// Its properties.
+    pub properties: Vec<PropertyView>,
+    /// Values of paths the caps left out.
+    pub other_paths: u64,
+}
+
+/// A property path, shown.
+#[derive(Clone, Debug, Serialize)]
+pub struct PropertyView {
+    /// `properties.a.b`, `traits.x`, `a[]` for array items.
+    pub path: String,
+    /// Events carrying it.
+    pub count: u64,
+    /// Events carrying it ÷ events of its event.
+    pub fill_rate: f64,
+    /// Share of its values by JSON type.
+    pub types: BTreeMap<&'static str, f64>,
+    /// What its values mean: a semantic type most string values have, or `enum`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub semantic_type: Option<&'static str>,
+    /// Share of its string values by semantic type.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub semantic: BTreeMap<&'static str, f64>,
+    /// Estimated distinct values.
+    pub distinct: u64,
+    /// Its values and their counts, while they are few (masked when personal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_values: Option<BTreeMap<String, u64>>,
+    /// A few values (masked when personal).
+    pub examples: Vec<String>,
+    /// Whether it is personal data: its class and kinds (by name, by value).
+    pub pii: PiiView,
+}
+
+/// The personal data of a path.
+#[derive(Clone, Debug, Serialize)]
+pub struct PiiView {
+    /// Red, yellow or green.
+    pub class: PiiClass,
+    /// What its name says it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_name: Option<PiiKind>,
+    /// What its values are, and how many.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub in_values: BTreeMap<PiiKind, u64>,
+}
+
+/// The map, shown.
+pub fn view(map: &DataMap) -> MapView {
+    let mut sources: BTreeMap<&str, SourceView> = BTreeMap::new();
+    for (key, entry) in &map.events {
+        let source = sources
+            .entry(key.source.as_str())
+            .or_insert_with(|| SourceView {
+                source: key.source.clone(),
+                events: 0,
+                event_names: 0,
+                last_seen: String::new(),
+            });
+        source.events += entry.count;
+        source.event_names += 1;
+        let last = date_time(entry.last_seen);
+        if last > source.last_seen {
+            source.last_seen = last;
+        }
+    }
+    MapView {
+        flags: flags(map),
+        sources: sources.into_values().collect(),
+        events: map
+            .events
+            .iter()
+            .map(|(key, entry)| event_view(key, entry))
+            .collect(),
+        other_events: map.other_events,
+        paths: map.path_count(),
+    }
+}
+
+fn event_view(key: &EventKey, entry: &EventEntry) -> EventView {
+    EventView {
+        source: key.source.clone(),
+        kind: key.kind.clone(),
+        name: key.name.clone(),
+        count: entry.count,
+        first_seen: date_time(entry.first_seen),
+        last_seen: date_time(entry.last_seen),
+        per_day: entry
+            .days
+            .iter()
+            .map(|(&day, &count)| (date(day), count))
+            .collect(),
+        properties: entry
+            .paths
+            .iter()
+            .map(|(path, stats)| property_view(path, stats, entry.count))
+            .collect(),
+        other_paths: entry.other_paths,
+    }
+}
+
+fn property_view(path: &str, stats: &PathEntry, events: u64) -> PropertyView {
+    let values: u64 = stats.types.iter().sum();
+    let types = JsonType::ALL
+        .iter()
+        .zip(stats.types)
+        .filter(|(_, n)| *n > 0)
+        .map(|(t, n)| (t.name(), share(n, values)))
+        .collect();
+    let count_of = |t: JsonType| stats.types.get(t.index()).copied().unwrap_or(0);
+    let strings = count_of(JsonType::String);
+    let semantic: BTreeMap<&'static str, f64> = stats
+        .semantic
+        .iter()
+        .map(|(s, &n)| (s.name(), share(n, strings)))
+        .collect();
+    let is_enum =
+        strings > 0 && !stats.top.overflow && stats.count >= 2 * stats.distinct.estimate();
+    let semantic_type = stats
+        .semantic
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .filter(|(_, n)| share(**n, strings) >= SEMANTIC_SHARE)
+        .map(|(s, _)| s.name())
+        .or(is_enum.then_some("enum"));
+    let pii = pii_view(path, stats);
+    let shown = |text: &str| show(text, pii.class, pii.by_name.or(main_kind(stats)));
+    PropertyView {
+        path: path.to_owned(),
+        count: stats.count,
+        fill_rate: share(stats.count, events),
+        types,
+        semantic_type,
+        semantic,
+        distinct: stats.distinct.estimate(),
+        top_values: (!stats.top.overflow
+            && strings + count_of(JsonType::Boolean) + count_of(JsonType::Number) > 0)
+            .then(|| {
+                stats
+                    .top
+                    .values
+                    .iter()
+                    .map(|(v, &n)| (shown(v), n))
+                    .collect()
+            }),
+        examples: stats.examples.iter().map(|e| shown(e)).collect(),
+        pii,
+    }
+}
+
+/// The personal data of a path: by its name, or by values (a semantic type of personal data
+/// on any value makes it personal).
+pub(super) fn pii_view(path: &str, stats: &PathEntry) -> PiiView {
+    let by_name = pii_of_name(path);
+    let class = by_name
+        .iter()
+        .chain(stats.pii_values.keys())
+        .map(|k| k.class())
+        .max()
+        .unwrap_or(PiiClass::Green);
+    PiiView {
+        class,
+        by_name,
+        in_values: stats.pii_values.clone(),
+    }
+}
+
+/// The kind of personal data most of a path's values are.
+fn main_kind(stats: &PathEntry) -> Option<PiiKind> {
+    stats
+        .pii_values
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(k, _)| *k)
+}
+
+/// A value as the map shows it: masked as `kind` on a personal path, and otherwise with any
+/// personal data inside it masked.
+pub(super) fn show(text: &str, class: PiiClass, kind: Option<PiiKind>) -> String {
+    if class != PiiClass::Green
+        && let Some(kind) = kind
+        && detect::pii_inside(text).is_none()
+        && semantic_of_pii(text).is_none()
+    {
+        return mask(text, kind);
+    }
+    mask_inside(text)
+}
+
+fn semantic_of_pii(text: &str) -> Option<PiiKind> {
+    detect::semantic_of_text("", text).and_then(Semantic::pii)
+}
+
+/// The text with each email address, phone number or card number in it masked.
+fn mask_inside(text: &str) -> String {
+    if let Some(kind) = semantic_of_pii(text) {
+        return mask(text, kind);
+    }
+    if detect::pii_inside(text).is_none() {
+        return text.to_owned();
+    }
+    text.split(' ')
+        .map(|word| {
+            let bare = word.trim_matches(|c: char| ",;:<>()[]\"'.".contains(c));
+            match semantic_of_pii(bare) {
+                Some(kind) => word.replace(bare, &mask(bare, kind)),
+                None if bare.chars().any(|c| c.is_ascii_digit()) => "***".to_owned(),
+                None => word.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        return 0.0;
+    }
+    (part as f64 / whole as f64 * 1000.0).round() / 1000.0
+}
+
+pub(super) fn date_time(millis: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn date(day: i64) -> String {
+    date_time(day * DAY_MILLIS)
+        .split('T')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
