@@ -12,6 +12,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod catalogue;
 mod compact;
 mod config;
 mod import;
@@ -41,6 +42,8 @@ enum Command {
     /// Merge the small objects of closed hours in the local lake (as the compact function does
     /// in the cloud).
     Compact(compact::CompactArgs),
+    /// The data map: every source, event and property that arrived, with quality flags.
+    Catalogue(catalogue::CatalogueArgs),
     /// Profiles: rebuild them from the lake, or export them.
     #[command(subcommand)]
     Profiles(profiles::ProfilesCommand),
@@ -69,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(&args)),
         Command::Compact(args) => runtime.block_on(compact::run(&args)),
+        Command::Catalogue(args) => runtime.block_on(catalogue::run(args)),
         Command::Profiles(command) => runtime.block_on(profiles::run(command)),
         Command::Resolve(args) => resolve::run(&args),
         Command::Import(args) => runtime.block_on(import::run(&args)),

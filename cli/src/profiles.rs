@@ -30,7 +30,7 @@ pub(crate) struct ProfilesArgs {
     pub(crate) data: Option<PathBuf>,
     /// The workspace (default: every workspace of the lake).
     #[arg(long)]
-    workspace: Option<String>,
+    pub(crate) workspace: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -69,7 +69,7 @@ pub(crate) fn open_data(
 
 /// The workspaces a command works on: the one named, or every workspace that has events in
 /// the lake of `data` (`raw/workspace=W`) or a profile store (`profiles/workspace=W`).
-fn workspaces(args: &ProfilesArgs, data: &Path) -> anyhow::Result<Vec<String>> {
+pub(crate) fn workspaces(args: &ProfilesArgs, data: &Path) -> anyhow::Result<Vec<String>> {
     if let Some(workspace) = &args.workspace {
         return Ok(vec![workspace.clone()]);
     }

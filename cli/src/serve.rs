@@ -39,6 +39,10 @@ pub(crate) struct ServeArgs {
     /// `BRAID_PROFILE_TOKEN`, or `[activate.profile_api] token`).
     #[arg(long)]
     profile_token: Option<String>,
+    /// The admin token of the catalogue API, GET /v1/catalogue (or set `BRAID_CATALOGUE_TOKEN`,
+    /// or `[catalogue.api] token`).
+    #[arg(long)]
+    catalogue_token: Option<String>,
     /// Serve the browser SDK from this folder (`sdk-js/dist`) under /sdk.
     #[arg(long)]
     sdk: Option<PathBuf>,
@@ -61,6 +65,9 @@ fn configure(args: ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(token) = args.profile_token {
         config.activate.profile_api = Some(ProfileApiConfig { token });
+    }
+    if let Some(token) = args.catalogue_token {
+        config.catalogue.api = Some(braid_core::catalogue::CatalogueApiConfig { token });
     }
     if let Some(dir) = args.sdk {
         config.collect.sdk.dir = Some(dir);
@@ -133,6 +140,13 @@ fn print_banner(config: &Config, address: std::net::SocketAddr) {
         "start with --profile-token T to read them over HTTP".to_owned()
     };
     println!("  profiles      {data}/profiles ({api})");
+    let catalogue = if config.catalogue.api.is_some() {
+        format!("GET http://{address}/v1/catalogue with the catalogue token, or braid catalogue")
+    } else {
+        "braid catalogue --data DIR (start with --catalogue-token T for GET /v1/catalogue)"
+            .to_owned()
+    };
+    println!("  data map      {catalogue}");
     if let Some(dir) = &config.collect.sdk.dir {
         println!(
             "  browser SDK   http://{address}{}/braid.js  (paste {} into your pages)",

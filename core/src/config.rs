@@ -78,10 +78,11 @@ impl Default for ServerConfig {
 
 /// The secrets a platform may keep out of the document, by the name of the environment
 /// variable (or Worker secret) that holds each, and the setting it fills.
-pub const SECRETS: [(&str, &str); 5] = [
+pub const SECRETS: [(&str, &str); 6] = [
     ("BRAID_FORWARD_SECRET", "collect.forward_secret"),
     ("BRAID_IDENTITY_SECRET", "collect.identity_secret"),
     ("BRAID_PROFILE_TOKEN", "activate.profile_api.token"),
+    ("BRAID_CATALOGUE_TOKEN", "catalogue.api.token"),
     ("BRAID_EDGE_KEY_SECRET", "activate.personalize.key_secret"),
     ("BRAID_TOKEN_SECRET", "activate.personalize.token_secret"),
 ];
@@ -128,6 +129,12 @@ pub enum ConfigError {
     SharedWriteKey {
         /// The key, shortened.
         key: String,
+    },
+    /// An API token is also a write key.
+    #[error("{setting} must not be a write key: write keys are public, the token is not")]
+    TokenIsWriteKey {
+        /// The setting.
+        setting: &'static str,
     },
     /// `collect.sdk.path` is not a path prefix.
     #[error("collect.sdk.path must start with / and not end with one: {path:?}")]
@@ -198,6 +205,12 @@ impl Config {
         if let Some(value) = found("BRAID_PROFILE_TOKEN") {
             self.activate
                 .profile_api
+                .get_or_insert_with(Default::default)
+                .token = value;
+        }
+        if let Some(value) = found("BRAID_CATALOGUE_TOKEN") {
+            self.catalogue
+                .api
                 .get_or_insert_with(Default::default)
                 .token = value;
         }
@@ -278,6 +291,30 @@ impl Config {
             .is_some_and(|api| api.token.is_empty())
         {
             self.activate.profile_api = None;
+        }
+        if self
+            .catalogue
+            .api
+            .as_ref()
+            .is_some_and(|api| api.token.is_empty())
+        {
+            self.catalogue.api = None;
+        }
+        // An admin token that is also a write key (public in every page) would open the map to
+        // anyone.
+        for (name, token) in [
+            (
+                "catalogue.api.token",
+                self.catalogue.api.as_ref().map(|a| &a.token),
+            ),
+            (
+                "activate.profile_api.token",
+                self.activate.profile_api.as_ref().map(|a| &a.token),
+            ),
+        ] {
+            if token.is_some_and(|t| keys.contains(t.as_str())) {
+                return Err(ConfigError::TokenIsWriteKey { setting: name });
+            }
         }
         if let Some(personalize) = &mut self.activate.personalize
             && personalize.token_secret.as_deref() == Some("")

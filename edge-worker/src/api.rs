@@ -7,6 +7,7 @@
 //! | `POST /v1/{batch,track,identify,page,screen,group,alias}` (and short forms) | `collect.rs` | store |
 //! | `POST /v1/forward` | `forward.rs` | store |
 //! | `GET /v1/profiles/{type}:{value}[/events]` | `profiles.rs` | read a profile |
+//! | `GET /v1/catalogue[/events]` | `catalogue.rs` | read the data map |
 //! | `GET /v1/personalize` | `personalize.rs` | read an edge entry |
 //! | `GET /sdk/<file>` (`collect.sdk.path`) | `sdk.rs` | read a file |
 //! | `GET /health`, `OPTIONS *` | here | — |
@@ -43,6 +44,7 @@ enum Route<'p> {
     Personalize,
     Forward,
     Profiles(&'p str),
+    Catalogue(&'p str),
     Sdk(&'p str),
     Collect(Option<EventType>),
 }
@@ -102,6 +104,20 @@ impl Api {
             .map_or("default", |w| w.name.as_str())
     }
 
+    /// The workspace a read names (`?workspace=W`, checked), or the first configured one.
+    pub(crate) fn requested_workspace(
+        &self,
+        request: &HttpRequest<'_>,
+    ) -> Result<String, ApiError> {
+        match request.query_value("workspace") {
+            None => Ok(self.default_workspace().to_owned()),
+            Some(name) => {
+                self.check_workspace(&name)?;
+                Ok(name.into_owned())
+            }
+        }
+    }
+
     /// Whether a workspace named by a request exists: a valid name the configuration lists.
     pub(crate) fn check_workspace(&self, name: &str) -> Result<(), ApiError> {
         if !is_valid_workspace(name) {
@@ -126,6 +142,9 @@ impl Api {
         }
         if let Some(rest) = path.strip_prefix("/v1/profiles/") {
             return Some(Route::Profiles(rest));
+        }
+        if let Some(rest) = path.strip_prefix("/v1/catalogue") {
+            return Some(Route::Catalogue(rest));
         }
         let path = path.strip_suffix('/').unwrap_or(path);
         let kind = match path {
@@ -164,6 +183,7 @@ impl Api {
             (Route::Collect(kind), "POST") => self.collect(request, kind, now),
             (Route::Forward, "POST") => self.forward(request, now),
             (Route::Profiles(rest), "GET") => self.profiles(request, rest),
+            (Route::Catalogue(rest), "GET") => self.catalogue(request, rest),
             (Route::Personalize, "GET") => self.personalize(request, now),
             _ => self.refuse(
                 request,

@@ -29,6 +29,23 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
+/// Whether the request carries `token` as `Authorization: Bearer <token>` (`what` names it in
+/// the refusal).
+pub(crate) fn check_bearer(
+    request: &crate::http::HttpRequest<'_>,
+    token: &str,
+    what: &str,
+) -> Result<(), crate::error::ApiError> {
+    let bearer = request.bearer_token();
+    if bearer.is_some_and(|b| constant_time_eq(b.as_bytes(), token.as_bytes())) {
+        Ok(())
+    } else {
+        Err(crate::error::ApiError::Unauthorized {
+            reason: format!("send {what} as Authorization: Bearer <token>"),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,6 +29,12 @@ pub enum ApiError {
         /// The identifier, as asked.
         identifier: String,
     },
+    /// The data map has no such event (or property).
+    #[error("the catalogue has no {what}")]
+    NotInCatalogue {
+        /// The event (and property) asked for.
+        what: String,
+    },
     /// The route exists but is switched off by the configuration.
     #[error("{what} is off: {how}")]
     Off {
@@ -161,7 +167,10 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         match self {
-            ApiError::NotFound { .. } | ApiError::NoProfile { .. } | ApiError::Off { .. } => 404,
+            ApiError::NotFound { .. }
+            | ApiError::NoProfile { .. }
+            | ApiError::NotInCatalogue { .. }
+            | ApiError::Off { .. } => 404,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::UnsupportedEncoding { .. } | ApiError::UnsupportedContentType { .. } => 415,
             ApiError::MissingWriteKey
@@ -187,9 +196,10 @@ impl ApiError {
     /// A stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::NotFound { .. } | ApiError::NoProfile { .. } | ApiError::Off { .. } => {
-                "not_found"
-            }
+            ApiError::NotFound { .. }
+            | ApiError::NoProfile { .. }
+            | ApiError::NotInCatalogue { .. }
+            | ApiError::Off { .. } => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::UnsupportedEncoding { .. } => "unsupported_encoding",
             ApiError::UnsupportedContentType { .. } => "unsupported_content_type",

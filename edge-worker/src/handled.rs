@@ -62,6 +62,8 @@ pub enum Handled {
     /// Read a profile (or its events) from the profile store, then answer with
     /// `read.finish(answer)`.
     Profile(ProfileRead),
+    /// Read the data map from the profile store, then answer with `read.finish(map)`.
+    Catalogue(CatalogueRead),
     /// Read a file of the browser SDK, then answer with `read.finish(bytes)`.
     Sdk(SdkRead),
 }
@@ -185,6 +187,104 @@ impl ProfileRead {
             }
             .to_response(),
         }
+    }
+}
+
+/// What the catalogue API is asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CatalogueQuery {
+    /// The flags, the sources, each event with the number of its properties.
+    Summary,
+    /// The events of a type and name (every source), with their properties (only `path`,
+    /// when given).
+    Events {
+        /// The Spec type.
+        kind: String,
+        /// The name (empty for identify, group, alias).
+        name: String,
+        /// One property path.
+        path: Option<String>,
+    },
+}
+
+/// A catalogue read for the platform to finish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogueRead {
+    /// The workspace.
+    pub workspace: String,
+    /// What is asked.
+    pub query: CatalogueQuery,
+}
+
+impl CatalogueRead {
+    /// The answer, given the workspace's data map (`None`: nothing unified yet, an empty
+    /// map) or why it could not be read.
+    pub fn finish<E: std::fmt::Display>(
+        self,
+        found: Result<Option<braid_core::catalogue::map::DataMap>, E>,
+    ) -> HttpResponse {
+        let map = match found {
+            Ok(map) => map.unwrap_or_default(),
+            Err(error) => {
+                return ApiError::ProfileStoreFailed {
+                    message: error.to_string(),
+                }
+                .to_response();
+            }
+        };
+        let mut shown = braid_core::catalogue::map::view(&map);
+        let body = match self.query {
+            CatalogueQuery::Summary => {
+                let events: Vec<Value> = shown
+                    .events
+                    .iter_mut()
+                    .map(|event| {
+                        let properties = std::mem::take(&mut event.properties).len();
+                        let mut value = serde_json::to_value(&*event).unwrap_or_default();
+                        if let Some(object) = value.as_object_mut() {
+                            object.insert("properties".to_owned(), json!(properties));
+                        }
+                        value
+                    })
+                    .collect();
+                json!({
+                    "workspace": self.workspace,
+                    "flags": shown.flags,
+                    "sources": shown.sources,
+                    "events": events,
+                    "otherEvents": shown.other_events,
+                    "paths": shown.paths,
+                })
+            }
+            CatalogueQuery::Events { kind, name, path } => {
+                let mut events: Vec<_> = shown
+                    .events
+                    .into_iter()
+                    .filter(|e| e.kind == kind && e.name == name)
+                    .collect();
+                if let Some(path) = &path {
+                    for event in &mut events {
+                        event.properties.retain(|p| &p.path == path);
+                    }
+                    events.retain(|e| !e.properties.is_empty());
+                }
+                if events.is_empty() {
+                    return ApiError::NotInCatalogue {
+                        what: format!(
+                            "{kind} event {name:?}{}",
+                            path.map(|p| format!(" with {p}")).unwrap_or_default()
+                        ),
+                    }
+                    .to_response();
+                }
+                json!({"workspace": self.workspace, "events": events})
+            }
+        };
+        let mut response = HttpResponse::json(200, &body);
+        response
+            .headers
+            .push(("cache-control", "private, no-store".to_owned()));
+        response
     }
 }
 

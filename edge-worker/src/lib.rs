@@ -12,6 +12,7 @@
 
 mod api;
 mod auth;
+mod catalogue;
 mod collect;
 mod cookie;
 mod cors;
@@ -32,6 +33,7 @@ mod worker;
 pub use api::Api;
 pub use error::ApiError;
 pub use handled::{
-    Counts, Handled, Personalization, ProfileAnswer, ProfileQuery, ProfileRead, Reply, SdkRead,
+    CatalogueQuery, CatalogueRead, Counts, Handled, Personalization, ProfileAnswer, ProfileQuery,
+    ProfileRead, Reply, SdkRead,
 };
 pub use http::{HttpRequest, HttpResponse, percent_decode};

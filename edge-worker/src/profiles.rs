@@ -8,7 +8,7 @@
 use braid_core::unify::Identifier;
 
 use crate::api::Api;
-use crate::auth::constant_time_eq;
+use crate::auth::check_bearer;
 use crate::error::ApiError;
 use crate::handled::{Handled, ProfileQuery, ProfileRead};
 use crate::http::{HttpRequest, percent_decode};
@@ -32,12 +32,7 @@ impl Api {
                 how: "set activate.profile_api.token (or BRAID_PROFILE_TOKEN)",
             });
         };
-        let bearer = request.bearer_token();
-        if !bearer.is_some_and(|b| constant_time_eq(b.as_bytes(), api.token.as_bytes())) {
-            return Err(ApiError::Unauthorized {
-                reason: "send the profile token as Authorization: Bearer <token>".to_owned(),
-            });
-        }
+        check_bearer(request, &api.token, "the profile token")?;
         let (id, events) = match path.strip_suffix("/events") {
             Some(id) => (id, true),
             None => (path, false),
@@ -48,13 +43,7 @@ impl Api {
             .ok_or_else(|| ApiError::BadIdentifier {
                 path: request.path.to_owned(),
             })?;
-        let workspace = match request.query_value("workspace") {
-            None => self.default_workspace().to_owned(),
-            Some(name) => {
-                self.check_workspace(&name)?;
-                name.into_owned()
-            }
-        };
+        let workspace = self.requested_workspace(request)?;
         let query = if events {
             let limit = match request.query_value("limit").map(|v| v.parse::<usize>()) {
                 None => DEFAULT_PAGE,

@@ -90,6 +90,11 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
             how: "read profiles where the profile store is (braid serve)",
         }
         .to_response(),
+        Handled::Catalogue(_) => ApiError::Off {
+            what: "the catalogue API at the edge",
+            how: "read the data map where the profile store is (braid serve, braid catalogue)",
+        }
+        .to_response(),
     };
     to_worker(response)
 }

@@ -32,5 +32,10 @@ pub async fn handle<S: ObjectStore>(
             how: "read profiles where the profile store is served (braid serve)",
         }
         .to_response(),
+        Handled::Catalogue(_) => ApiError::Off {
+            what: "the catalogue API in the ingest function",
+            how: "read the data map where the profile store is served (braid serve, braid catalogue)",
+        }
+        .to_response(),
     }
 }

@@ -16,6 +16,17 @@ pub struct CatalogueConfig {
     pub enrich: EnrichConfig,
     /// How the small objects of closed hours are merged.
     pub compaction: CompactionConfig,
+    /// The catalogue API (`GET /v1/catalogue`): off without a token.
+    pub api: Option<CatalogueApiConfig>,
+}
+
+/// The catalogue API: the data map, for whoever holds its admin token.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogueApiConfig {
+    /// The bearer token (`Authorization: Bearer <token>`), never a write key. Secret: may come
+    /// from `BRAID_CATALOGUE_TOKEN` instead.
+    pub token: String,
 }
 
 /// Compaction of the lake (`docs/lake-layout.md`): the small per-request objects of an hour are

@@ -11,4 +11,4 @@ pub mod lake;
 pub mod map;
 pub mod validate;
 
-pub use config::{CatalogueConfig, CompactionConfig};
+pub use config::{CatalogueApiConfig, CatalogueConfig, CompactionConfig};

@@ -127,6 +127,7 @@ fn full() -> Config {
         op: AggregateOp::Sum,
     });
     config.activate.profile_api = Some(ProfileApiConfig { token: "t".into() });
+    config.catalogue.api = Some(crate::catalogue::CatalogueApiConfig { token: "a".into() });
     config.activate.personalize = Some(PersonalizeConfig {
         key_secret: "k".into(),
         token_secret: Some("t".into()),
@@ -227,6 +228,7 @@ fn secrets_from_the_environment_win_over_the_document() {
     let env = |name: &str| match name {
         "BRAID_FORWARD_SECRET" => Some("from-env".to_owned()),
         "BRAID_PROFILE_TOKEN" => Some("token".to_owned()),
+        "BRAID_CATALOGUE_TOKEN" => Some("admin".to_owned()),
         "BRAID_TOKEN_SECRET" => Some("tokens".to_owned()),
         "BRAID_EDGE_KEY_SECRET" => Some(String::new()),
         _ => None,
@@ -234,6 +236,7 @@ fn secrets_from_the_environment_win_over_the_document() {
     let config = Config::load(Some(document), env).unwrap();
     assert_eq!(config.collect.forward_secret.as_deref(), Some("from-env"));
     assert_eq!(config.activate.profile_api.unwrap().token, "token");
+    assert_eq!(config.catalogue.api.unwrap().token, "admin");
     let personalize = config.activate.personalize.unwrap();
     assert_eq!(
         personalize.key_secret, "k",
@@ -254,6 +257,12 @@ fn checks_name_what_is_wrong() {
             .unwrap_err()
             .to_string()
     };
+    assert_eq!(
+        error(
+            "[[workspaces]]\nname = \"shop\"\nwrite_keys = [\"wk_1\"]\n[catalogue.api]\ntoken = \"wk_1\"\n"
+        ),
+        "catalogue.api.token must not be a write key: write keys are public, the token is not"
+    );
     assert_eq!(
         error("[[workspaces]]\nname = \"Shop\"\nwrite_keys = []\n"),
         "workspaces: name \"Shop\" must be 1-64 characters of a-z, 0-9, '_' and '-'"

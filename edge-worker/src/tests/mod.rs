@@ -72,6 +72,7 @@ fn send(api: &Api, request: &HttpRequest<'_>) -> (HttpResponse, Option<LakeWrite
         Handled::Personalize(lookup) => (lookup.finish(None), None),
         Handled::Profile(read) => (read.finish(Ok::<_, String>(ProfileAnswer::Unknown)), None),
         Handled::Sdk(read) => (read.finish(None), None),
+        Handled::Catalogue(read) => (read.finish(Ok::<_, String>(None)), None),
     }
 }
 

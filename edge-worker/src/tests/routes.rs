@@ -388,3 +388,123 @@ fn every_error_has_the_one_body_shape() {
         }
     }
 }
+
+#[test]
+fn the_catalogue_api_needs_its_token_and_reads_what_the_path_names() {
+    use crate::CatalogueQuery;
+    use braid_core::catalogue::CatalogueApiConfig;
+    const AUTH: (&str, &str) = ("authorization", "Bearer admin-token");
+    let api = api_with(|config| {
+        config.catalogue.api = Some(CatalogueApiConfig {
+            token: "admin-token".into(),
+        });
+    });
+    let read = |request: &HttpRequest<'_>| match api.handle(request, now()) {
+        Handled::Catalogue(read) => Ok(read),
+        Handled::Respond(response, _) => Err(response),
+        other => panic!("{other:?}"),
+    };
+    let summary = read(&get("/v1/catalogue", None, vec![AUTH])).unwrap();
+    assert_eq!(summary.query, CatalogueQuery::Summary);
+    assert_eq!(summary.workspace, "shop");
+    let events = read(&get(
+        "/v1/catalogue/events",
+        Some("type=track&name=Order%20Completed&path=properties.email"),
+        vec![AUTH],
+    ))
+    .unwrap();
+    assert_eq!(
+        events.query,
+        CatalogueQuery::Events {
+            kind: "track".into(),
+            name: "Order Completed".into(),
+            path: Some("properties.email".into())
+        }
+    );
+    let refused = |request: HttpRequest<'_>| {
+        let response = read(&request).unwrap_err();
+        (
+            response.status,
+            response.json_body()["errors"][0]["code"].clone(),
+        )
+    };
+    assert_eq!(
+        refused(get("/v1/catalogue", None, vec![])),
+        (401, json!("unauthorized"))
+    );
+    // A write key is no admin token.
+    assert_eq!(
+        refused(get(
+            "/v1/catalogue",
+            None,
+            vec![("authorization", "Bearer wk_test")]
+        )),
+        (401, json!("unauthorized"))
+    );
+    assert_eq!(
+        refused(get("/v1/catalogue/events", Some("name=x"), vec![AUTH])),
+        (400, json!("bad_parameter"))
+    );
+    assert_eq!(
+        refused(get("/v1/catalogue/nope", None, vec![AUTH])),
+        (404, json!("not_found"))
+    );
+    assert_eq!(
+        refused(get("/v1/catalogue", Some("workspace=ghost"), vec![AUTH])),
+        (400, json!("unknown_workspace"))
+    );
+    let off = api_with(|_| {});
+    match off.handle(&get("/v1/catalogue", None, vec![AUTH]), now()) {
+        Handled::Respond(response, _) => assert_eq!(response.status, 404),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_catalogue_answer_shows_the_map_with_personal_data_masked() {
+    use crate::{CatalogueQuery, CatalogueRead};
+    use braid_core::catalogue::map::DataMap;
+    let line = r#"{"type":"track","event":"Order Completed","messageId":"m1","userId":"u","receivedAt":"2024-05-01T10:00:00.000Z","properties":{"email":"jane@shop.example","total":5}}"#;
+    let mut map = DataMap::default();
+    map.observe(&braid_core::Event::from_lake_line(line).unwrap());
+    let answer = |query| {
+        CatalogueRead {
+            workspace: "shop".into(),
+            query,
+        }
+        .finish(Ok::<_, String>(Some(map.clone())))
+    };
+    let response = answer(CatalogueQuery::Summary);
+    assert_eq!(response.status, 200);
+    assert!(
+        response
+            .headers
+            .iter()
+            .any(|(n, v)| *n == "cache-control" && v.contains("no-store"))
+    );
+    let body = response.json_body();
+    assert_eq!(body["events"][0]["properties"], 2);
+    assert_eq!(body["events"][0]["count"], 1);
+    let response = answer(CatalogueQuery::Events {
+        kind: "track".into(),
+        name: "Order Completed".into(),
+        path: Some("properties.email".into()),
+    });
+    let body = response.json_body();
+    let property = &body["events"][0]["properties"][0];
+    assert_eq!(property["examples"], json!(["j***@shop.example"]));
+    assert_eq!(property["pii"]["class"], "yellow");
+    assert!(!String::from_utf8_lossy(&response.body).contains("jane@"));
+    let missing = answer(CatalogueQuery::Events {
+        kind: "page".into(),
+        name: "Home".into(),
+        path: None,
+    });
+    assert_eq!(missing.status, 404);
+    let failed = CatalogueRead {
+        workspace: "shop".into(),
+        query: CatalogueQuery::Summary,
+    }
+    .finish(Err::<Option<DataMap>, _>("disk gone"));
+    assert_eq!(failed.status, 503);
+}

@@ -8,7 +8,10 @@
 //! | `i/<type>\0<value>` | the id of the profile that has the identifier |
 //! | `m/<messageId>` | when the event was received (ms), kept for the dedupe window |
 //! | `e/<profile id>/<sequence, 16 hex>` | the lake line of an event applied to the profile |
+//! | `c/e/<type>\0<source>\0<name>` | the data map's entry of an event (`braid_core::catalogue::map`) |
+//! | `c/meta` | the data map's counters |
 
+use braid_core::catalogue::map::EventKey;
 use braid_core::unify::Identifier;
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +37,23 @@ pub(super) fn event_key(profile: &str, sequence: u64) -> Vec<u8> {
 }
 
 pub(super) const META_KEY: &[u8] = b"meta";
+
+/// The prefix of the data map's event entries.
+pub(super) const MAP_PREFIX: &[u8] = b"c/e/";
+
+/// The data map's counters.
+pub(super) const MAP_META_KEY: &[u8] = b"c/meta";
+
+pub(super) fn map_key(event: &EventKey) -> Vec<u8> {
+    let mut key = MAP_PREFIX.to_vec();
+    for (i, part) in [&event.kind, &event.source, &event.name].iter().enumerate() {
+        if i > 0 {
+            key.push(0);
+        }
+        key.extend_from_slice(part.as_bytes());
+    }
+    key
+}
 
 pub(super) const DAY_MILLIS: u64 = 86_400_000;
 

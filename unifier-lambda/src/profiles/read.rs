@@ -30,6 +30,22 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
             .map(|(ids, profile)| profile_view(&ids, &profile)))
     }
 
+    /// The data map of a workspace (`braid_core::catalogue::map`), as its profile store holds
+    /// it; `None` for a workspace without a store.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn data_map(
+        &self,
+        workspace: &str,
+    ) -> Result<Option<braid_core::catalogue::map::DataMap>, ProfileError> {
+        let Some(store) = self.existing(workspace).await? else {
+            return Ok(None);
+        };
+        store.map().map(Some)
+    }
+
     /// The edge's personalization value for `id` (`braid_core::activate::personalize::edge_value`),
     /// when its profile answers it (`answers`).
     ///

@@ -103,6 +103,28 @@ async fn a_rebuild_equals_the_incremental_path() {
     live(&lake, &unify, 90).await;
     let reference = unify.snapshot("w").await.unwrap();
     assert!(reference.len() > 50, "{} profiles", reference.len());
+    // The data map kept with them, batch by batch, as the store holds it.
+    let map = unify.data_map("w").await.unwrap().unwrap();
+    let buy = map
+        .events
+        .iter()
+        .find(|(key, _)| key.name == "Buy")
+        .map(|(_, entry)| entry.clone())
+        .unwrap();
+    let identifies: u64 = map
+        .events
+        .iter()
+        .filter(|(key, _)| key.kind == "identify")
+        .map(|(_, entry)| entry.count)
+        .sum();
+    assert_eq!(buy.count + identifies, 90 * 40);
+    assert_eq!(buy.paths["properties.amount"].distinct.estimate(), 50);
+    let reopened = profiles(&lake, &home, IdentityRules::default());
+    assert_eq!(
+        reopened.data_map("w").await.unwrap().unwrap(),
+        map,
+        "as stored"
+    );
     // The same events in memory, all at once: the store changed nothing.
     assert!(
         in_memory(&lake, IdentityRules::default()).await == reference,
@@ -114,6 +136,11 @@ async fn a_rebuild_equals_the_incremental_path() {
     assert!(
         unify.snapshot("w").await.unwrap() == reference,
         "a rebuild differs"
+    );
+    assert_eq!(
+        unify.data_map("w").await.unwrap().unwrap().events,
+        map.events,
+        "the rebuilt data map differs"
     );
     compact_partition(
         &lake,
@@ -344,6 +371,14 @@ async fn a_failed_write_loses_nothing_and_is_retried_whole() {
     let user = Identifier::parse("user_id:u").unwrap();
     let profile = unify.profile("w", &user).await.unwrap().unwrap();
     assert!(profile["eventCounts"].get("Buy").is_none(), "{profile}");
+    let counted = |map: braid_core::catalogue::map::DataMap| {
+        map.events
+            .iter()
+            .filter(|(key, _)| key.name == "Buy")
+            .map(|(_, entry)| entry.count)
+            .sum::<u64>()
+    };
+    assert_eq!(counted(unify.data_map("w").await.unwrap().unwrap()), 0);
     kv.set_failing(false);
     assert_eq!(
         unify.apply_lines("w", two.as_bytes()).await.unwrap().events,
@@ -352,6 +387,9 @@ async fn a_failed_write_loses_nothing_and_is_retried_whole() {
     let profile = unify.profile("w", &user).await.unwrap().unwrap();
     assert_eq!(profile["eventCounts"]["Buy"], 1);
     assert_eq!(profile["aggregates"]["revenue"], 5.0);
+    // Sent again (a redelivery): the profile and the map count it once.
+    unify.apply_lines("w", two.as_bytes()).await.unwrap();
+    assert_eq!(counted(unify.data_map("w").await.unwrap().unwrap()), 1);
 }
 
 /// A client's retry that lands in another hour than its first copy: unify names the copy in

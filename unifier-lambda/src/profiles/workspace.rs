@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use braid_core::catalogue::lake::line_origin;
+use braid_core::catalogue::map::{DataMap, EventEntry, EventKey};
 use braid_core::unify::{
     Applied, Changes, Identifier, IdentityRules, Profile, ProfileConfig, ProfileIds,
     ProfileStoreConfig, StoredCounters, StoredSeen, Unifier, decode_record, decode_seen,
@@ -13,7 +14,10 @@ use braid_core::unify::{
 };
 
 use super::error::{ProfileError, corrupt};
-use super::keys::{DAY_MILLIS, META_KEY, event_key, identifier_key, profile_key, seen_key};
+use super::keys::{
+    DAY_MILLIS, MAP_META_KEY, MAP_PREFIX, META_KEY, event_key, identifier_key, map_key,
+    profile_key, seen_key,
+};
 use super::kv::{Kv, KvWrite, prefix_end};
 use crate::lake::feed::{LineEvent, LinesApplied};
 
@@ -41,6 +45,9 @@ pub(super) struct Workspace<K> {
     /// One batch at a time: a batch's lookups, application and write go together.
     writer: tokio::sync::Mutex<()>,
     state: std::sync::Mutex<Unifier>,
+    /// The data map, kept with the profiles: what an event adds to it is written in the batch
+    /// that applies the event, so a re-applied object (its events now copies) adds nothing.
+    map: std::sync::Mutex<DataMap>,
     unflushed: AtomicBool,
     rules: IdentityRules,
     config: ProfileConfig,
@@ -58,6 +65,7 @@ impl<K: Kv> Workspace<K> {
             generation,
             writer: tokio::sync::Mutex::new(()),
             state: std::sync::Mutex::new(Unifier::new(rules.clone(), config.clone())),
+            map: std::sync::Mutex::new(DataMap::default()),
             unflushed: AtomicBool::new(false),
             rules: rules.clone(),
             config: config.clone(),
@@ -70,6 +78,17 @@ impl<K: Kv> Workspace<K> {
         self.state
             .lock()
             .map_err(|_| corrupt("a unify step panicked".to_owned()))
+    }
+
+    fn data_map(&self) -> Result<std::sync::MutexGuard<'_, DataMap>, ProfileError> {
+        self.map
+            .lock()
+            .map_err(|_| corrupt("a unify step panicked".to_owned()))
+    }
+
+    /// The data map as the store holds it (with what the working set applied).
+    pub(super) fn map(&self) -> Result<DataMap, ProfileError> {
+        self.data_map().map(|map| map.clone())
     }
 
     /// [`Workspace::reset`] after a failure, which is what the caller reports: a reset that
@@ -94,7 +113,53 @@ impl<K: Kv> Workspace<K> {
         let mut unifier = Unifier::new(self.rules.clone(), self.config.clone());
         unifier.load_counters(&counters);
         *self.state()? = unifier;
+        *self.data_map()? = self.read_map().await?;
         Ok(())
+    }
+
+    /// Reads the data map from the store.
+    async fn read_map(&self) -> Result<DataMap, ProfileError> {
+        let mut entries = Vec::new();
+        let end = prefix_end(MAP_PREFIX);
+        let mut start = MAP_PREFIX.to_vec();
+        loop {
+            let page = self.kv.scan(&start, &end, SCAN_PAGE).await?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            start.clone_from(last);
+            start.push(0);
+            for (key, value) in page {
+                let corrupt_entry = || {
+                    corrupt(format!(
+                        "the data map entry {}",
+                        String::from_utf8_lossy(&key)
+                    ))
+                };
+                let mut parts = key
+                    .get(MAP_PREFIX.len()..)
+                    .unwrap_or_default()
+                    .split(|&b| b == 0);
+                let mut part = || {
+                    parts
+                        .next()
+                        .map(|p| String::from_utf8_lossy(p).into_owned())
+                };
+                let (Some(kind), Some(source), Some(name)) = (part(), part(), part()) else {
+                    return Err(corrupt_entry());
+                };
+                let entry: EventEntry =
+                    serde_json::from_slice(&value).map_err(|_| corrupt_entry())?;
+                entries.push((EventKey { source, kind, name }, entry));
+            }
+        }
+        let mut map = DataMap::from_entries(entries);
+        if let Some(bytes) = self.kv.get(MAP_META_KEY).await? {
+            let meta: MapMeta = serde_json::from_slice(&bytes)
+                .map_err(|e| corrupt(format!("the data map's counters: {e}")))?;
+            map.other_events = meta.other_events;
+        }
+        Ok(map)
     }
 
     /// Applies NDJSON lake lines (of the object `key`, when known: then copies of events
@@ -133,6 +198,8 @@ impl<K: Kv> Workspace<K> {
         // Apply in memory.
         let mut indexed = Vec::new();
         let mut copies = Vec::new();
+        // The events applied to a profile (not copies of applied ones): what the map counts.
+        let mut mapped = Vec::new();
         let (changes, applied, collisions) = {
             let mut unifier = self.state()?;
             let collisions_before = unifier.counters().collisions;
@@ -145,11 +212,12 @@ impl<K: Kv> Workspace<K> {
                     .map_err(|e| corrupt(e.to_string()))?;
             }
             let mut applied = 0;
-            for line in events {
+            for (at, line) in events.iter().enumerate() {
                 let origin = key.map_or(0, |key| line_origin(key, line.number));
                 match unifier.apply_from(&line.event, origin) {
                     Applied::Profile(profile) => {
                         applied += 1;
+                        mapped.push(at);
                         indexed.push((event_key(&profile, unifier.sequence()), line.text));
                     }
                     Applied::Copy => copies.push(line.number),
@@ -162,8 +230,16 @@ impl<K: Kv> Workspace<K> {
             unifier.take_log();
             (changes, applied, collisions)
         };
+        let map_writes = {
+            let mut map = self.data_map()?;
+            for line in mapped.iter().filter_map(|&at| events.get(at)) {
+                map.observe(&line.event);
+            }
+            map_writes(&mut map, !mapped.is_empty())
+        };
         // Write back, in one batch.
-        let batch = self.batch(changes, indexed, settings);
+        let mut batch = self.batch(changes, indexed, settings);
+        batch.extend(map_writes);
         self.kv.write(batch).await?;
         self.unflushed.store(true, Ordering::SeqCst);
         self.state()?.evict_to(settings.cache_profiles);
@@ -366,4 +442,32 @@ impl<K: Kv> Workspace<K> {
             }
         }
     }
+}
+
+/// The data map's counters, as stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MapMeta {
+    other_events: u64,
+}
+
+/// The writes of what changed in the data map since the last batch.
+fn map_writes(map: &mut DataMap, observed: bool) -> Vec<KvWrite> {
+    let other_events = map.other_events;
+    let mut writes: Vec<KvWrite> = map
+        .take_changed()
+        .into_iter()
+        .map(|(key, entry)| KvWrite::Put {
+            key: map_key(&key),
+            value: serde_json::to_vec(entry).unwrap_or_default(),
+            ttl_millis: None,
+        })
+        .collect();
+    if observed {
+        writes.push(KvWrite::Put {
+            key: MAP_META_KEY.to_vec(),
+            value: serde_json::to_vec(&MapMeta { other_events }).unwrap_or_default(),
+            ttl_millis: None,
+        });
+    }
+    writes
 }

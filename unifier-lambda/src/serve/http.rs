@@ -270,6 +270,13 @@ async fn finish(app: &App, handled: Handled) -> HttpResponse {
             }
         }
         Handled::Profile(read) => profile(app.profiles.as_deref(), read).await,
+        Handled::Catalogue(read) => match app.profiles.as_deref() {
+            Some(profiles) => {
+                let map = profiles.data_map(&read.workspace).await;
+                read.finish(map)
+            }
+            None => read.finish(Err("this server keeps no profiles")),
+        },
         Handled::Sdk(read) => {
             let file = match (&app.sdk_dir, read.name()) {
                 (Some(dir), Some(name)) => tokio::fs::read(dir.join(name)).await.ok(),

@@ -39,6 +39,7 @@ pub enum FlagKind {
 
 /// One quality flag.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Flag {
     /// What it is.
     pub kind: FlagKind,

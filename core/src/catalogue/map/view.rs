@@ -16,6 +16,7 @@ const SEMANTIC_SHARE: f64 = 0.8;
 
 /// The whole map, shown.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MapView {
     /// The quality flags, the most serious first.
     pub flags: Vec<Flag>,
@@ -31,6 +32,7 @@ pub struct MapView {
 
 /// A source of events.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SourceView {
     /// `context.library.name`.
     pub source: String,
@@ -44,6 +46,7 @@ pub struct SourceView {
 
 /// An event, shown.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EventView {
     /// Where it comes from.
     pub source: String,
@@ -67,6 +70,7 @@ pub struct EventView {
 
 /// A property path, shown.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PropertyView {
     /// `properties.a.b`, `traits.x`, `a[]` for array items.
     pub path: String,
@@ -95,6 +99,7 @@ pub struct PropertyView {
 
 /// The personal data of a path.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PiiView {
     /// Red, yellow or green.
     pub class: PiiClass,
@@ -197,12 +202,12 @@ fn property_view(path: &str, stats: &PathEntry, events: u64) -> PropertyView {
         top_values: (!stats.top.overflow
             && strings + count_of(JsonType::Boolean) + count_of(JsonType::Number) > 0)
             .then(|| {
-                stats
-                    .top
-                    .values
-                    .iter()
-                    .map(|(v, &n)| (shown(v), n))
-                    .collect()
+                // Masking may make two values one: their counts add up.
+                let mut values = BTreeMap::new();
+                for (value, &n) in &stats.top.values {
+                    *values.entry(shown(value)).or_default() += n;
+                }
+                values
             }),
         examples: stats.examples.iter().map(|e| shown(e)).collect(),
         pii,
