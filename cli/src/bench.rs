@@ -250,8 +250,9 @@ async fn bench_unify(args: &BenchArgs) -> anyhow::Result<()> {
     );
     let median = core_runs(&lines, events);
     println!("  throughput        {median:.0} events/s per core (median of 3)");
-    for retention in [90, 0] {
-        bench_unify_store(args, &lines, retention, "").await?;
+    bench_data_map(&lines, events);
+    for (retention, data_map) in [(90, true), (90, false), (0, true)] {
+        bench_unify_store(args, &lines, retention, data_map, "").await?;
     }
     let hot = hot_stream(events);
     println!();
@@ -260,7 +261,7 @@ async fn bench_unify(args: &BenchArgs) -> anyhow::Result<()> {
     );
     let median = core_runs(&hot, events);
     println!("  throughput        {median:.0} events/s per core (median of 3)");
-    bench_unify_store(args, &hot, 90, ", the hot stream").await?;
+    bench_unify_store(args, &hot, 90, true, ", the hot stream").await?;
     Ok(())
 }
 
@@ -295,6 +296,70 @@ fn core_runs(lines: &[u8], events: usize) -> f64 {
     }
     rates.sort_by(f64::total_cmp);
     rates.get(1).copied().unwrap_or_default()
+}
+
+/// The data map alone over the unify stream (lake lines parsed and observed, 1 thread,
+/// median of 3), and the memory of a map of 10,000 distinct paths of high cardinality.
+#[expect(clippy::cast_precision_loss, reason = "a report")]
+fn bench_data_map(lines: &[u8], events: usize) {
+    use braid_core::catalogue::map::DataMap;
+    println!();
+    println!("data map, core (parse lake lines + observe, in memory, 1 thread)");
+    let mut rates = Vec::new();
+    let mut map = DataMap::default();
+    for _ in 0..3 {
+        map = DataMap::default();
+        let started = Instant::now();
+        for line in ndjson_lines(lines) {
+            if let Some(event) = std::str::from_utf8(line)
+                .ok()
+                .and_then(|text| Event::from_lake_line(text).ok())
+            {
+                map.observe(&event);
+            }
+        }
+        rates.push(rate(events, started.elapsed().as_secs_f64()));
+    }
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "  throughput        {:.0} events/s per core (median of 3; {} events, {} paths)",
+        rates.get(1).copied().unwrap_or_default(),
+        map.events.len(),
+        map.path_count()
+    );
+    // 100 events of 100 properties each, 200 events each: every path has 200 distinct values
+    // (its sketch past its exact stage).
+    let mut wide = DataMap::default();
+    let mut body = String::new();
+    for i in 0..20_000u32 {
+        body.clear();
+        body.push_str(&format!(
+            r#"{{"type":"track","event":"Event {}","messageId":"w{i}","anonymousId":"a","receivedAt":"2024-05-01T10:00:00.000Z","properties":{{"#,
+            i % 100
+        ));
+        for p in 0..100 {
+            if p > 0 {
+                body.push(',');
+            }
+            body.push_str(&format!(r#""property_{p}":{}"#, i / 100 * 7 + p));
+        }
+        body.push_str("}}");
+        if let Ok(event) = Event::from_lake_line(&body) {
+            wide.observe(&event);
+        }
+    }
+    let stored: usize = wide
+        .events
+        .values()
+        .map(|entry| serde_json::to_vec(entry).map_or(0, |v| v.len()))
+        .sum();
+    println!(
+        "  memory            {:.1} MB for {} distinct paths (about {} bytes each); {:.1} MB stored",
+        wide.approximate_bytes() as f64 / 1e6,
+        wide.path_count(),
+        wide.approximate_bytes() / wide.path_count().max(1),
+        stored as f64 / 1e6
+    );
 }
 
 /// How many profiles the hot stream is dominated by.
@@ -349,6 +414,7 @@ async fn bench_unify_store(
     args: &BenchArgs,
     lines: &[u8],
     event_retention_days: u64,
+    data_map: bool,
     stream: &str,
 ) -> anyhow::Result<()> {
     let base = args.data.clone().unwrap_or_else(std::env::temp_dir);
@@ -365,7 +431,8 @@ async fn bench_unify_store(
         IdentityRules::default(),
         unify_config(),
         settings.clone(),
-    );
+    )
+    .with_data_map(data_map);
     profiles.open("bench").await?;
     let all: Vec<&[u8]> = ndjson_lines(lines).collect();
     let started = Instant::now();
@@ -403,13 +470,14 @@ async fn bench_unify_store(
     let bytes = folder_size(&data.join("profiles"));
     println!();
     println!(
-        "unify into the profile store{stream} (SlateDB, local folder, fsync; cache {} profiles; events kept {})",
+        "unify into the profile store{stream} (SlateDB, local folder, fsync; cache {} profiles; events kept {}; data map {})",
         settings.cache_profiles,
         if event_retention_days == 0 {
             "none".to_owned()
         } else {
             format!("{event_retention_days} days")
-        }
+        },
+        if data_map { "on" } else { "off" }
     );
     println!(
         "  events            {} ({applied} with an identity) in {objects} objects",

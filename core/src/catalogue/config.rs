@@ -7,9 +7,11 @@ use super::enrich::EnrichConfig;
 use super::validate::Limits;
 
 /// The catalogue's part of the configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CatalogueConfig {
+    /// Keep the data map (`braid catalogue`, `GET /v1/catalogue`) as events are unified.
+    pub data_map: bool,
     /// Size and count limits of requests and events.
     pub limits: Limits,
     /// Enrichment switches.
@@ -18,6 +20,18 @@ pub struct CatalogueConfig {
     pub compaction: CompactionConfig,
     /// The catalogue API (`GET /v1/catalogue`): off without a token.
     pub api: Option<CatalogueApiConfig>,
+}
+
+impl Default for CatalogueConfig {
+    fn default() -> Self {
+        CatalogueConfig {
+            data_map: true,
+            limits: Limits::default(),
+            enrich: EnrichConfig::default(),
+            compaction: CompactionConfig::default(),
+            api: None,
+        }
+    }
 }
 
 /// The catalogue API: the data map, for whoever holds its admin token.

@@ -19,6 +19,7 @@ async fn main() -> Result<(), Error> {
     let store = bucket.lake();
     let config = config_from_env()?;
     let strict = config.strict_identity_workspaces();
+    let data_map = config.catalogue.data_map;
     let profiles = ProfileUnify::new(
         store.clone(),
         bucket.profile_home(SlateOptions::default())?,
@@ -26,7 +27,8 @@ async fn main() -> Result<(), Error> {
         config.unify.profiles,
         config.unify.store,
     )
-    .with_strict_identity(strict);
+    .with_strict_identity(strict)
+    .with_data_map(data_map);
     run(service_fn(|event: LambdaEvent<Value>| {
         let (store, profiles) = (&store, &profiles);
         async move { handle_unify(store, profiles, event, OffsetDateTime::now_utc()).await }

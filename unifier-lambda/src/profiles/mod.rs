@@ -50,6 +50,8 @@ pub struct ProfileUnify<S, H: KvHome> {
     settings: ProfileStoreConfig,
     /// Workspaces under strict identity (`verify_identity`, `docs/trust.md`).
     strict: BTreeSet<String>,
+    /// Whether the data map is kept with the profiles.
+    data_map: bool,
     workspaces: tokio::sync::Mutex<BTreeMap<String, Arc<Workspace<H::Kv>>>>,
 }
 
@@ -87,6 +89,7 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
             config,
             settings,
             strict: BTreeSet::new(),
+            data_map: true,
             workspaces: tokio::sync::Mutex::new(BTreeMap::new()),
         }
     }
@@ -95,6 +98,13 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
     #[must_use]
     pub fn with_strict_identity(mut self, workspaces: impl IntoIterator<Item = String>) -> Self {
         self.strict = workspaces.into_iter().collect();
+        self
+    }
+
+    /// The same, keeping the data map (`braid_core::catalogue::map`) or not (on by default).
+    #[must_use]
+    pub fn with_data_map(mut self, on: bool) -> Self {
+        self.data_map = on;
         self
     }
 
@@ -189,8 +199,14 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         generation: u64,
     ) -> Result<(Opened, Workspace<H::Kv>), ProfileError> {
         let kv = self.home.open(&store_path(workspace, generation)).await?;
-        let store =
-            Workspace::open(kv, generation, &self.rules_of(workspace), &self.config).await?;
+        let store = Workspace::open(
+            kv,
+            generation,
+            &self.rules_of(workspace),
+            &self.config,
+            self.data_map,
+        )
+        .await?;
         let opened = Opened {
             generation,
             rebuilt: None,

@@ -48,6 +48,8 @@ pub(super) struct Workspace<K> {
     /// The data map, kept with the profiles: what an event adds to it is written in the batch
     /// that applies the event, so a re-applied object (its events now copies) adds nothing.
     map: std::sync::Mutex<DataMap>,
+    /// Whether the map is kept (`[catalogue] data_map`).
+    keep_map: bool,
     unflushed: AtomicBool,
     rules: IdentityRules,
     config: ProfileConfig,
@@ -59,6 +61,7 @@ impl<K: Kv> Workspace<K> {
         generation: u64,
         rules: &IdentityRules,
         config: &ProfileConfig,
+        data_map: bool,
     ) -> Result<Workspace<K>, ProfileError> {
         let workspace = Workspace {
             kv,
@@ -66,6 +69,7 @@ impl<K: Kv> Workspace<K> {
             writer: tokio::sync::Mutex::new(()),
             state: std::sync::Mutex::new(Unifier::new(rules.clone(), config.clone())),
             map: std::sync::Mutex::new(DataMap::default()),
+            keep_map: data_map,
             unflushed: AtomicBool::new(false),
             rules: rules.clone(),
             config: config.clone(),
@@ -230,12 +234,14 @@ impl<K: Kv> Workspace<K> {
             unifier.take_log();
             (changes, applied, collisions)
         };
-        let map_writes = {
+        let map_writes = if self.keep_map {
             let mut map = self.data_map()?;
             for line in mapped.iter().filter_map(|&at| events.get(at)) {
                 map.observe(&line.event);
             }
             map_writes(&mut map, !mapped.is_empty())
+        } else {
+            Vec::new()
         };
         // Write back, in one batch.
         let mut batch = self.batch(changes, indexed, settings);

@@ -45,6 +45,7 @@ pub fn local_profiles(config: &Config, lake: &LocalStore, home: LocalHome) -> Lo
         config.unify.store.clone(),
     )
     .with_strict_identity(config.strict_identity_workspaces())
+    .with_data_map(config.catalogue.data_map)
 }
 
 /// Why the server could not start or stopped.

@@ -156,6 +156,40 @@ impl DataMap {
         self.paths
     }
 
+    /// About how many bytes of memory the map holds (its strings, counters and sketches).
+    pub fn approximate_bytes(&self) -> usize {
+        const DAY: usize = 16;
+        let strings = |values: &mut dyn Iterator<Item = &String>| -> usize {
+            values.map(|s| s.capacity() + 24).sum()
+        };
+        self.events
+            .iter()
+            .map(|(key, entry)| {
+                let paths: usize = entry
+                    .paths
+                    .iter()
+                    .map(|(path, stats)| {
+                        path.capacity()
+                            + std::mem::size_of::<PathEntry>()
+                            + stats.days.len() * DAY
+                            + (stats.semantic.len() + stats.pii_values.len()) * DAY
+                            + stats.distinct.heap_bytes()
+                            + strings(&mut stats.top.values.keys())
+                            + stats.top.values.len() * 8
+                            + strings(&mut stats.examples.iter())
+                            + strings(&mut stats.type_examples.values())
+                    })
+                    .sum();
+                key.source.capacity()
+                    + key.kind.capacity()
+                    + key.name.capacity()
+                    + std::mem::size_of::<EventEntry>()
+                    + entry.days.len() * DAY
+                    + paths
+            })
+            .sum()
+    }
+
     /// Counts an event.
     pub fn observe(&mut self, event: &Event<'_>) {
         let key = key_of(event);
