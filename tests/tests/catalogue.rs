@@ -7,7 +7,8 @@
     clippy::unwrap_used,
     clippy::indexing_slicing,
     clippy::doc_markdown,
-    reason = "test code"
+    clippy::too_many_lines,
+    reason = "test code: one scenario, read top to bottom"
 )]
 
 use std::path::Path;
