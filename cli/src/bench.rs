@@ -330,20 +330,15 @@ fn bench_data_map(lines: &[u8], events: usize) {
     // 100 events of 100 properties each, 200 events each: every path has 200 distinct values
     // (its sketch past its exact stage).
     let mut wide = DataMap::default();
-    let mut body = String::new();
     for i in 0..20_000u32 {
-        body.clear();
-        body.push_str(&format!(
-            r#"{{"type":"track","event":"Event {}","messageId":"w{i}","anonymousId":"a","receivedAt":"2024-05-01T10:00:00.000Z","properties":{{"#,
-            i % 100
-        ));
-        for p in 0..100 {
-            if p > 0 {
-                body.push(',');
-            }
-            body.push_str(&format!(r#""property_{p}":{}"#, i / 100 * 7 + p));
-        }
-        body.push_str("}}");
+        let properties: Vec<String> = (0..100)
+            .map(|p| format!(r#""property_{p}":{}"#, i / 100 * 7 + p))
+            .collect();
+        let body = format!(
+            r#"{{"type":"track","event":"Event {}","messageId":"w{i}","anonymousId":"a","receivedAt":"2024-05-01T10:00:00.000Z","properties":{{{}}}}}"#,
+            i % 100,
+            properties.join(",")
+        );
         if let Ok(event) = Event::from_lake_line(&body) {
             wide.observe(&event);
         }
