@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::detect::{PiiClass, words};
-use super::view::{pii_view, show};
+use super::privacy::{pii_view, show};
 use super::{DAY_MILLIS, DataMap, EventEntry, EventKey, JsonType, PathEntry};
 
 /// Days of the recent window of the fill-rate check, and the volumes it needs.

@@ -14,6 +14,7 @@
 
 mod detect;
 mod flags;
+mod privacy;
 mod sketch;
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,7 @@ use crate::json::{Node, Obj};
 
 pub use detect::{JsonType, PiiClass, PiiKind, Semantic, mask, pii_of_name, semantic_of_text};
 pub use flags::{Flag, FlagKind, flags};
+pub use privacy::PiiView;
 pub use sketch::{Distinct, TopValues};
 pub use view::{EventView, MapView, PropertyView, SourceView, view};
 

@@ -7,8 +7,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::detect::{self, PiiClass, PiiKind, Semantic, mask, pii_of_name};
 use super::flags::{Flag, flags};
+use super::privacy::{PiiView, main_kind, pii_view, show};
 use super::{DAY_MILLIS, DataMap, EventEntry, EventKey, JsonType, PathEntry};
 
 /// A share of strings a semantic type must reach to be the path's.
@@ -95,20 +95,6 @@ pub struct PropertyView {
     pub examples: Vec<String>,
     /// Whether it is personal data: its class and kinds (by name, by value).
     pub pii: PiiView,
-}
-
-/// The personal data of a path.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PiiView {
-    /// Red, yellow or green.
-    pub class: PiiClass,
-    /// What its name says it is.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub by_name: Option<PiiKind>,
-    /// What its values are, and how many.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub in_values: BTreeMap<PiiKind, u64>,
 }
 
 /// The map, shown.
@@ -212,70 +198,6 @@ fn property_view(path: &str, stats: &PathEntry, events: u64) -> PropertyView {
         examples: stats.examples.iter().map(|e| shown(e)).collect(),
         pii,
     }
-}
-
-/// The personal data of a path: by its name, or by values (a semantic type of personal data
-/// on any value makes it personal).
-pub(super) fn pii_view(path: &str, stats: &PathEntry) -> PiiView {
-    let by_name = pii_of_name(path);
-    let class = by_name
-        .iter()
-        .chain(stats.pii_values.keys())
-        .map(|k| k.class())
-        .max()
-        .unwrap_or(PiiClass::Green);
-    PiiView {
-        class,
-        by_name,
-        in_values: stats.pii_values.clone(),
-    }
-}
-
-/// The kind of personal data most of a path's values are.
-fn main_kind(stats: &PathEntry) -> Option<PiiKind> {
-    stats
-        .pii_values
-        .iter()
-        .max_by_key(|(_, n)| **n)
-        .map(|(k, _)| *k)
-}
-
-/// A value as the map shows it: masked as `kind` on a personal path, and otherwise with any
-/// personal data inside it masked.
-pub(super) fn show(text: &str, class: PiiClass, kind: Option<PiiKind>) -> String {
-    if class != PiiClass::Green
-        && let Some(kind) = kind
-        && detect::pii_inside(text).is_none()
-        && semantic_of_pii(text).is_none()
-    {
-        return mask(text, kind);
-    }
-    mask_inside(text)
-}
-
-fn semantic_of_pii(text: &str) -> Option<PiiKind> {
-    detect::semantic_of_text("", text).and_then(Semantic::pii)
-}
-
-/// The text with each email address, phone number or card number in it masked.
-fn mask_inside(text: &str) -> String {
-    if let Some(kind) = semantic_of_pii(text) {
-        return mask(text, kind);
-    }
-    if detect::pii_inside(text).is_none() {
-        return text.to_owned();
-    }
-    text.split(' ')
-        .map(|word| {
-            let bare = word.trim_matches(|c: char| ",;:<>()[]\"'.".contains(c));
-            match semantic_of_pii(bare) {
-                Some(kind) => word.replace(bare, &mask(bare, kind)),
-                None if bare.chars().any(|c| c.is_ascii_digit()) => "***".to_owned(),
-                None => word.to_owned(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[allow(clippy::cast_precision_loss, reason = "counts far below 2^52")]
