@@ -26,6 +26,18 @@ enum CatalogueCommand {
     /// Recompute the data map from the lake (with the profiles: `braid profiles rebuild`);
     /// `braid serve` must not be running on the data folder.
     Rebuild(ProfilesArgs),
+    /// Write a tracking plan of what the data map observed (JSON: one schema per event), to
+    /// edit and enforce with `[catalogue] tracking_plan` or `braid serve --tracking-plan`.
+    Plan(PlanArgs),
+}
+
+#[derive(clap::Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    common: ProfilesArgs,
+    /// Write here instead of stdout.
+    #[arg(long)]
+    output: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -44,6 +56,7 @@ struct ShowArgs {
 pub(crate) async fn run(args: CatalogueArgs) -> anyhow::Result<()> {
     match args.command {
         Some(CatalogueCommand::Rebuild(common)) => rebuild(&common).await,
+        Some(CatalogueCommand::Plan(args)) => plan(&args).await,
         None => show(&args.show).await,
     }
 }
@@ -67,6 +80,32 @@ async fn rebuild(args: &ProfilesArgs) -> anyhow::Result<()> {
         );
     }
     profiles.close().await?;
+    Ok(())
+}
+
+/// `braid catalogue plan`: the plan of one workspace's map (the first, without --workspace).
+async fn plan(args: &PlanArgs) -> anyhow::Result<()> {
+    let (config, lake) = open_data(args.common.config.as_deref(), args.common.data.as_deref())?;
+    let home = LocalHome::open_to_read(&config.server.data, SlateOptions::default())?;
+    let profiles = local_profiles(&config, &lake, home);
+    let workspace = workspaces(&args.common, &config.server.data)?
+        .into_iter()
+        .next()
+        .context("no workspace has events in this data folder")?;
+    let map = profiles.data_map(&workspace).await?.unwrap_or_default();
+    profiles.close().await?;
+    let plan = braid_core::catalogue::plan::from_map(&map);
+    let mut text = serde_json::to_string_pretty(&plan)?;
+    text.push('\n');
+    match &args.output {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => std::io::stdout().lock().write_all(text.as_bytes())?,
+    }
+    eprintln!(
+        "workspace {workspace:?}: a plan of {} events (mode allow: set \"block\" or \"omit\" to enforce)",
+        plan.events.len()
+    );
     Ok(())
 }
 

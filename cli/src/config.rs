@@ -18,12 +18,31 @@ pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<Config> {
     };
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let config =
-        Config::load(Some(&text), secret).with_context(|| format!("invalid {}", path.display()))?;
-    Ok(match path.parent() {
-        Some(folder) => config.relative_to(folder),
-        None => config,
-    })
+    let invalid = || format!("invalid {}", path.display());
+    let mut config = Config::parse(&text).with_context(invalid)?;
+    if let Some(folder) = path.parent() {
+        config = config.relative_to(folder);
+    }
+    read_plan(&mut config)?;
+    config.with_secrets(secret).check().with_context(invalid)
+}
+
+/// Reads the tracking plan file the configuration names (`[catalogue] tracking_plan`).
+pub(crate) fn read_plan(config: &mut Config) -> anyhow::Result<()> {
+    let Some(file) = &config.catalogue.tracking_plan else {
+        return Ok(());
+    };
+    if config.catalogue.plan.is_some() {
+        anyhow::bail!(
+            "give the tracking plan as catalogue.tracking_plan or as catalogue.plan, not both"
+        );
+    }
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the tracking plan {}", file.display()))?;
+    let plan = braid_core::catalogue::plan::TrackingPlan::parse(&text)
+        .with_context(|| format!("invalid {}", file.display()))?;
+    config.catalogue.plan = Some(plan);
+    Ok(())
 }
 
 fn secret(name: &str) -> Option<String> {

@@ -43,6 +43,10 @@ pub(crate) struct ServeArgs {
     /// or `[catalogue.api] token`).
     #[arg(long)]
     catalogue_token: Option<String>,
+    /// Enforce this tracking plan (JSON, as `braid catalogue plan` writes it; or
+    /// `[catalogue] tracking_plan`).
+    #[arg(long)]
+    tracking_plan: Option<PathBuf>,
     /// Serve the browser SDK from this folder (`sdk-js/dist`) under /sdk.
     #[arg(long)]
     sdk: Option<PathBuf>,
@@ -68,6 +72,11 @@ fn configure(args: ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(token) = args.catalogue_token {
         config.catalogue.api = Some(braid_core::catalogue::CatalogueApiConfig { token });
+    }
+    if let Some(plan) = args.tracking_plan {
+        config.catalogue.tracking_plan = Some(plan);
+        config.catalogue.plan = None;
+        crate::config::read_plan(&mut config)?;
     }
     if let Some(dir) = args.sdk {
         config.collect.sdk.dir = Some(dir);

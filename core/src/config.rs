@@ -130,6 +130,18 @@ pub enum ConfigError {
         /// The key, shortened.
         key: String,
     },
+    /// The tracking plan cannot be used.
+    #[error(transparent)]
+    Plan(#[from] crate::catalogue::plan::PlanError),
+    /// `catalogue.tracking_plan` names a file that this platform did not read (the Worker and
+    /// the Lambda functions take the plan inline, as `catalogue.plan`).
+    #[error(
+        "catalogue.tracking_plan: {path:?} is a file, which this platform cannot read: put the plan in the configuration as catalogue.plan"
+    )]
+    PlanNotRead {
+        /// The file.
+        path: String,
+    },
     /// An API token is also a write key.
     #[error("{setting} must not be a write key: write keys are public, the token is not")]
     TokenIsWriteKey {
@@ -321,11 +333,20 @@ impl Config {
         {
             personalize.token_secret = None;
         }
+        match (&self.catalogue.plan, &self.catalogue.tracking_plan) {
+            (Some(plan), _) => plan.check()?,
+            (None, Some(path)) => {
+                return Err(ConfigError::PlanNotRead {
+                    path: path.display().to_string(),
+                });
+            }
+            (None, None) => {}
+        }
         Ok(self)
     }
 
     /// The paths of the document taken as relative to `folder` (the configuration file's):
-    /// the data folder and the SDK's folder.
+    /// the data folder, the SDK's folder and the tracking plan.
     #[must_use]
     pub fn relative_to(mut self, folder: &Path) -> Config {
         if self.server.data.is_relative() {
@@ -335,6 +356,11 @@ impl Config {
             && dir.is_relative()
         {
             *dir = folder.join(&*dir);
+        }
+        if let Some(plan) = &mut self.catalogue.tracking_plan
+            && plan.is_relative()
+        {
+            *plan = folder.join(&*plan);
         }
         self
     }

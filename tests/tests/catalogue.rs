@@ -190,3 +190,122 @@ fn the_data_map_shows_what_real_clients_sent() {
     let rebuilt = catalogue_json(&server.data);
     assert_eq!(rebuilt, live, "the rebuilt map differs from the live one");
 }
+
+/// A data team writes the plan from what arrived, tightens it, and the next run of the same
+/// client is held to it: blocked events wait in `failed/` with the reason, allowed violations
+/// are counted in the map.
+#[test]
+fn a_plan_written_from_the_map_is_enforced_at_collection() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("braid.log");
+    let mut server = Server::start_with(data.clone(), log.clone(), &[]);
+    run_client(
+        &python(),
+        "catalogue_segment_python.py",
+        &server,
+        "p",
+        false,
+    );
+    wait_unified(&data);
+    let plan_file = dir.path().join("plan.json");
+    braid(&[
+        "catalogue".as_ref(),
+        "plan".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--output".as_ref(),
+        plan_file.as_os_str(),
+    ]);
+    assert!(server.terminate());
+    let mut plan: Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let events = plan["events"].as_array_mut().unwrap();
+    let names: Vec<String> = events
+        .iter()
+        .map(|e| e["name"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["", "Order Completed", "Support Ticket", "order_completed"]
+    );
+    // What it observed: a revenue that was a number or a string, required, and a currency enum.
+    let order = &mut events[1];
+    let revenue = &mut order["schema"]["properties"]["properties"]["properties"]["revenue"];
+    assert_eq!(revenue["type"], serde_json::json!(["number", "string"]));
+    assert_eq!(
+        order["schema"]["properties"]["properties"]["properties"]["currency"]["enum"],
+        serde_json::json!(["EUR"])
+    );
+    // Tightened: revenue is a number, and what breaks it is blocked.
+    order["schema"]["properties"]["properties"]["properties"]["revenue"]["type"] = "number".into();
+    order["mode"] = "block".into();
+    // `order_completed` must send revenue as a string: its events break it, and are allowed.
+    events[3]["schema"]["properties"]["properties"]["properties"]["revenue"]["type"] =
+        "string".into();
+    std::fs::write(&plan_file, plan.to_string()).unwrap();
+
+    let plan_arg = plan_file.to_str().unwrap().to_owned();
+    let server = Server::start_with(data.clone(), log, &["--tracking-plan", &plan_arg]);
+    run_client(
+        &python(),
+        "catalogue_segment_python.py",
+        &server,
+        "q",
+        false,
+    );
+    wait_unified(&data);
+    let failed = braid_tests::read_lake(&data, "failed");
+    let reasons: Vec<(&str, &str)> = failed
+        .iter()
+        .map(|f| (f["code"].as_str().unwrap(), f["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    for (code, message) in &reasons {
+        assert_eq!(*code, "plan_violation");
+        assert!(
+            message.contains("properties.revenue is a string, the plan says number"),
+            "{message}"
+        );
+    }
+    assert!(
+        failed
+            .iter()
+            .all(|f| f["payload"].as_str().unwrap().contains("cat-q-"))
+    );
+    let raw = braid_tests::read_lake(&data, "raw");
+    let run_q = |e: &&Value| {
+        e["userId"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("cat-q-"))
+    };
+    assert_eq!(raw.iter().filter(run_q).count(), 56 - 2);
+    let marked: Vec<&Value> = raw
+        .iter()
+        .filter(run_q)
+        .filter(|e| e["context"]["braid"].get("plan").is_some())
+        .collect();
+    assert_eq!(marked.len(), 5, "the five order_completed events");
+    assert_eq!(marked[0]["event"], "order_completed");
+
+    let map = catalogue_json(&data);
+    let event = map["test"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "order_completed")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        event["violations"]["properties.revenue"]["rules"]["type"], 5,
+        "{event}"
+    );
+    assert!(
+        map["test"]["flags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "plan_violation" && f["path"] == "properties.revenue"),
+        "{map}"
+    );
+}

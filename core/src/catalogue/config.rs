@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::path::PathBuf;
+
 use super::enrich::EnrichConfig;
+use super::plan::TrackingPlan;
 use super::validate::Limits;
 
 /// The catalogue's part of the configuration.
@@ -20,6 +23,12 @@ pub struct CatalogueConfig {
     pub compaction: CompactionConfig,
     /// The catalogue API (`GET /v1/catalogue`): off without a token.
     pub api: Option<CatalogueApiConfig>,
+    /// A tracking plan file (JSON, `braid catalogue plan` writes one), read by `braid serve`
+    /// and the commands into `plan`; relative to the configuration file.
+    pub tracking_plan: Option<PathBuf>,
+    /// The tracking plan itself (`docs/catalogue.md`): inline in a JSON configuration (the
+    /// Worker's and the Lambda functions'), or read from `tracking_plan`.
+    pub plan: Option<TrackingPlan>,
 }
 
 impl Default for CatalogueConfig {
@@ -30,6 +39,8 @@ impl Default for CatalogueConfig {
             enrich: EnrichConfig::default(),
             compaction: CompactionConfig::default(),
             api: None,
+            tracking_plan: None,
+            plan: None,
         }
     }
 }

@@ -9,6 +9,7 @@ mod config;
 pub mod enrich;
 pub mod lake;
 pub mod map;
+pub mod plan;
 pub mod validate;
 
 pub use config::{CatalogueApiConfig, CatalogueConfig, CompactionConfig};

@@ -18,6 +18,7 @@ use super::trust::{Trust, stamp};
 use crate::catalogue::CatalogueConfig;
 use crate::catalogue::enrich::{AgentCache, EnrichInput, enrich};
 use crate::catalogue::lake::FailedEvent;
+use crate::catalogue::plan::{enforce, mark};
 use crate::catalogue::validate::{
     Limits, ValidationError, check_size, parse_event, validate_object,
 };
@@ -110,7 +111,21 @@ pub fn process_batch(
             event
         }) {
             Ok(mut event) => {
+                let violations = match &config.plan {
+                    Some(plan) => match enforce(plan, &mut event, index) {
+                        Ok(violations) => violations,
+                        Err(error) => {
+                            outcome.failed.push(FailedEvent {
+                                error,
+                                payload: json.to_owned(),
+                            });
+                            continue;
+                        }
+                    },
+                    None => Vec::new(),
+                };
                 stamp(&mut event, request.trust);
+                mark(&mut event, &violations);
                 enrich(&mut event, json, &input, &config.enrich, &mut agents);
                 event.write_json(&mut outcome.accepted);
                 outcome.accepted.push(b'\n');
@@ -319,5 +334,105 @@ mod tests {
         assert_eq!(text.matches('\n').count(), 1, "{text}");
         let line: Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(line["properties"]["a"], serde_json::json!([1, 2]));
+    }
+
+    #[test]
+    fn the_tracking_plan_blocks_omits_or_records_at_collection() {
+        use crate::catalogue::map::DataMap;
+        use crate::catalogue::plan::TrackingPlan;
+        let plan = |mode: &str| {
+            TrackingPlan::parse(
+                &serde_json::json!({"unplanned": "block", "events": [{
+                    "type": "track", "name": "Order Completed", "mode": mode,
+                    "schema": {"properties": {"properties": {"required": ["revenue"], "properties": {
+                        "revenue": {"type": "number"}, "coupon": {"type": "string"}}}}}
+                }]})
+                .to_string(),
+            )
+            .unwrap()
+        };
+        // A client cannot write its own marks: `context.braid` is collection's.
+        let body = r#"{"batch":[
+            {"type":"track","event":"Order Completed","userId":"u","messageId":"a","properties":{"revenue":5,"coupon":"X"}},
+            {"type":"track","event":"Order Completed","userId":"u","messageId":"b","properties":{"revenue":"5","coupon":7,"note":"n"},
+             "context":{"braid":{"plan":[{"path":"forged","rule":"type","action":"allowed"}]}}},
+            {"type":"track","event":"Signed Up","userId":"u","messageId":"c"}
+        ]}"#;
+        let request = RequestInfo {
+            workspace: "w",
+            received_at: crate::timestamp::parse("2024-05-01T10:00:05Z").unwrap(),
+            client_ip: None,
+            user_agent: None,
+            anonymous_id: None,
+            location: None,
+            edge: None,
+            trust: Trust::default(),
+        };
+        let run = |mode: &str| {
+            let config = CatalogueConfig {
+                plan: Some(plan(mode)),
+                ..CatalogueConfig::default()
+            };
+            process_batch(parse(body, None).unwrap(), &request, &config)
+        };
+        let lines = |outcome: &BatchOutcome| -> Vec<Value> {
+            String::from_utf8(outcome.accepted.clone())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+
+        let blocked = run("block");
+        assert_eq!(blocked.accepted_count, 1);
+        let codes: Vec<&str> = blocked.failed.iter().map(|f| f.error.code()).collect();
+        assert_eq!(codes, ["plan_violation", "unplanned_event"]);
+        assert_eq!(
+            blocked.failed[0].error.to_string(),
+            "event 1: properties.coupon is a number, the plan says string (tracking plan rule \"type\")"
+        );
+        assert!(
+            blocked.failed[0].payload.contains(r#""messageId":"b""#),
+            "kept to replay"
+        );
+        assert!(lines(&blocked)[0]["context"]["braid"].get("plan").is_none());
+
+        let omitted = run("omit");
+        assert_eq!(omitted.accepted_count, 2);
+        let second = &lines(&omitted)[1];
+        assert_eq!(second["properties"], serde_json::json!({"note": "n"}));
+        assert_eq!(
+            second["context"]["braid"]["plan"],
+            serde_json::json!([
+                {"path": "properties.coupon", "rule": "type", "action": "omitted"},
+                {"path": "properties.revenue", "rule": "type", "action": "omitted"}
+            ])
+        );
+
+        let allowed = run("allow");
+        let second = &lines(&allowed)[1];
+        assert_eq!(second["properties"]["coupon"], 7);
+        assert_eq!(second["context"]["braid"]["plan"][0]["action"], "allowed");
+        assert_eq!(
+            second["context"]["braid"]["plan"].as_array().unwrap().len(),
+            2
+        );
+
+        // The data map counts what the events were collected with.
+        let mut map = DataMap::default();
+        for line in String::from_utf8(omitted.accepted).unwrap().lines() {
+            map.observe(&Event::from_lake_line(line).unwrap());
+        }
+        let entry = map.events.values().next().unwrap();
+        let coupon = &entry.violations["properties.coupon"];
+        assert_eq!((coupon.rules["type"], coupon.omitted), (1, 1));
+        assert!(!entry.violations.contains_key("forged"));
+        let flags = crate::catalogue::map::flags(&map);
+        assert!(
+            flags
+                .iter()
+                .any(|f| f.kind == crate::catalogue::map::FlagKind::PlanViolation
+                    && f.path.as_deref() == Some("properties.revenue"))
+        );
     }
 }

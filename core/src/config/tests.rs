@@ -264,6 +264,16 @@ fn checks_name_what_is_wrong() {
         "catalogue.api.token must not be a write key: write keys are public, the token is not"
     );
     assert_eq!(
+        error("[catalogue]\ntracking_plan = \"plan.json\"\n"),
+        "catalogue.tracking_plan: \"plan.json\" is a file, which this platform cannot read: put the plan in the configuration as catalogue.plan"
+    );
+    assert_eq!(
+        error(
+            r#"{"catalogue": {"plan": {"events": [{"type": "track", "name": "A", "schema": {"type": "text"}}]}}}"#
+        ),
+        "tracking plan: event track \"A\": the event: unknown type \"text\""
+    );
+    assert_eq!(
         error("[[workspaces]]\nname = \"Shop\"\nwrite_keys = []\n"),
         "workspaces: name \"Shop\" must be 1-64 characters of a-z, 0-9, '_' and '-'"
     );

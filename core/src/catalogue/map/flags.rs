@@ -25,6 +25,10 @@ pub enum FlagKind {
     UnexpectedPii,
     /// A path seen with more than one JSON type (nulls aside).
     TypeDrift,
+    /// Events broke the tracking plan and were collected (modes `allow`, `omit`).
+    PlanViolation,
+    /// Events the tracking plan does not list were collected.
+    UnplannedEvent,
     /// A path's fill rate in the last 7 days is under half of what it was before.
     FillRateDrop,
     /// Two event names (or two property names of an event) that are one name written twice.
@@ -205,6 +209,47 @@ fn type_drift(path: &str, stats: &PathEntry) -> Option<(u64, JsonType, String)> 
 }
 
 fn event_flags(key: &EventKey, entry: &EventEntry, flags: &mut Vec<Flag>) {
+    for (path, count) in &entry.violations {
+        let total: u64 = count.rules.values().sum();
+        let rules: Vec<String> = count
+            .rules
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        let (kind, path, message) = if path.is_empty() {
+            (
+                FlagKind::UnplannedEvent,
+                None,
+                format!(
+                    "{total} {} events are not in the tracking plan",
+                    event_label(key)
+                ),
+            )
+        } else {
+            let omitted = if count.omitted > 0 {
+                format!(", {} removed", count.omitted)
+            } else {
+                String::new()
+            };
+            (
+                FlagKind::PlanViolation,
+                Some(path.clone()),
+                format!(
+                    "{path} of {} broke the tracking plan {total} times ({}{omitted})",
+                    event_label(key),
+                    rules.join(", ")
+                ),
+            )
+        };
+        flags.push(Flag {
+            kind,
+            event: Some(key.clone()),
+            path,
+            count: total,
+            example: None,
+            message,
+        });
+    }
     for (kind, count, when) in [
         (
             FlagKind::FutureTimestamp,

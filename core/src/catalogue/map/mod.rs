@@ -89,6 +89,20 @@ pub struct EventEntry {
     /// Values of paths that the caps left out.
     #[serde(default)]
     pub other_paths: u64,
+    /// Tracking plan violations the events were collected with (`context.braid.plan`), by
+    /// path (empty for an unplanned event).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub violations: BTreeMap<String, ViolationCount>,
+}
+
+/// The violations of one path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViolationCount {
+    /// By rule (`type`, `required`, ..., `unplanned`).
+    pub rules: BTreeMap<String, u64>,
+    /// How many were removed from their events (mode `omit`).
+    #[serde(default)]
+    pub omitted: u64,
 }
 
 /// What the map knows of one property path of an event.
@@ -221,6 +235,7 @@ impl DataMap {
                 walk.value(&format!("{root}.{name}"), &value, 0);
             }
         }
+        count_violations(walk.entry, event);
         let after = walk.entry.paths.len();
         self.paths += after - before;
         self.changed.insert(key);
@@ -370,6 +385,41 @@ fn truncate(text: &str) -> String {
 
 fn millis(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+/// Violations per event kept, at most (as the plan reports at most 20 per event).
+const MAX_VIOLATION_PATHS: usize = 300;
+
+/// Counts the violations an event was collected with (`context.braid.plan`).
+fn count_violations(entry: &mut EventEntry, event: &Event<'_>) {
+    let Some(marks) = event
+        .object("context")
+        .and_then(|context| {
+            context
+                .get(crate::event::BRAID_CONTEXT)?
+                .as_object()
+                .map(std::borrow::Cow::into_owned)
+        })
+        .and_then(|braid| {
+            braid
+                .get(crate::catalogue::plan::PLAN_CONTEXT)
+                .map(Node::to_value)
+        })
+    else {
+        return;
+    };
+    for mark in marks.as_array().into_iter().flatten() {
+        let text = |key: &str| mark.get(key).and_then(Value::as_str).unwrap_or_default();
+        let path = text("path");
+        if !entry.violations.contains_key(path) && entry.violations.len() >= MAX_VIOLATION_PATHS {
+            continue;
+        }
+        let count = entry.violations.entry(path.to_owned()).or_default();
+        *count.rules.entry(text("rule").to_owned()).or_default() += 1;
+        if text("action") == "omitted" {
+            count.omitted += 1;
+        }
+    }
 }
 
 /// The map's key of an event.

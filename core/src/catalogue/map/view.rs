@@ -66,6 +66,9 @@ pub struct EventView {
     pub properties: Vec<PropertyView>,
     /// Values of paths the caps left out.
     pub other_paths: u64,
+    /// Tracking plan violations it was collected with, by path (empty: unplanned).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub violations: BTreeMap<String, super::ViolationCount>,
 }
 
 /// A property path, shown.
@@ -148,6 +151,7 @@ fn event_view(key: &EventKey, entry: &EventEntry) -> EventView {
             .map(|(path, stats)| property_view(path, stats, entry.count))
             .collect(),
         other_paths: entry.other_paths,
+        violations: entry.violations.clone(),
     }
 }
 

@@ -153,6 +153,17 @@ pub enum ValidationError {
         /// The value, shortened.
         value: String,
     },
+    /// The event breaks its tracking plan, whose mode is `block` (or the plan does not list
+    /// it and blocks unplanned events: `rule` is `unplanned`).
+    #[error("event {index}: {message} (tracking plan rule {rule:?})")]
+    PlanViolation {
+        /// Index in the batch.
+        index: usize,
+        /// The rule broken (`type`, `required`, `enum`, ..., `unplanned`).
+        rule: &'static str,
+        /// What is wrong, naming the path (never the value).
+        message: String,
+    },
 }
 
 impl ValidationError {
@@ -173,7 +184,8 @@ impl ValidationError {
             | ValidationError::TooLong { index, .. }
             | ValidationError::InvalidTimestamp { index, .. }
             | ValidationError::UnknownType { index, .. }
-            | ValidationError::TypeMismatch { index, .. } => Some(*index),
+            | ValidationError::TypeMismatch { index, .. }
+            | ValidationError::PlanViolation { index, .. } => Some(*index),
         }
     }
 
@@ -185,7 +197,8 @@ impl ValidationError {
             | ValidationError::MalformedBody { .. }
             | ValidationError::BatchTooLarge { .. }
             | ValidationError::EventTooLarge { .. }
-            | ValidationError::NotAnObject { .. } => None,
+            | ValidationError::NotAnObject { .. }
+            | ValidationError::PlanViolation { .. } => None,
             ValidationError::TooManyEvents { .. } | ValidationError::EmptyBatch => Some("batch"),
             ValidationError::MissingIdentity { .. } => Some("userId"),
             ValidationError::UnknownType { .. } | ValidationError::TypeMismatch { .. } => {
@@ -228,6 +241,10 @@ impl ValidationError {
             ValidationError::InvalidTimestamp { .. } => "invalid_timestamp",
             ValidationError::UnknownType { .. } => "unknown_type",
             ValidationError::TypeMismatch { .. } => "type_mismatch",
+            ValidationError::PlanViolation { rule, .. } if *rule == "unplanned" => {
+                "unplanned_event"
+            }
+            ValidationError::PlanViolation { .. } => "plan_violation",
         }
     }
 
