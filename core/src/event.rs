@@ -38,6 +38,10 @@ pub const TRUSTED: &str = "trusted";
 /// `context.braid.verified`: the identifier types (`user_id`, `email`) the event's proofs prove.
 pub const VERIFIED: &str = "verified";
 
+/// `context.braid.plan`: the tracking plan violations an event was collected with
+/// (`catalogue::plan`), read by the data map.
+pub const PLAN_CONTEXT: &str = "plan";
+
 /// `context.braid.browser`: the id of the browser's credential cookie (a `browser` identifier).
 pub const BROWSER: &str = "browser";
 

@@ -402,7 +402,7 @@ fn count_violations(entry: &mut EventEntry, event: &Event<'_>) {
         })
         .and_then(|braid| {
             braid
-                .get(crate::catalogue::plan::PLAN_CONTEXT)
+                .get(crate::event::PLAN_CONTEXT)
                 .map(Node::to_value)
         })
     else {

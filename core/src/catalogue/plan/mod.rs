@@ -26,12 +26,9 @@ use serde_json::Value;
 pub use check::{Checked, Violation};
 
 use crate::catalogue::validate::ValidationError;
-use crate::event::{BRAID_CONTEXT, Event, EventType};
+use crate::event::{BRAID_CONTEXT, Event, EventType, PLAN_CONTEXT};
 use crate::json::Node;
 
-/// `context.braid.plan`: the violations an event was collected with (written by collection
-/// only, like the rest of `context.braid`), read by the data map.
-pub const PLAN_CONTEXT: &str = "plan";
 pub use generate::from_map;
 
 /// A tracking plan.
