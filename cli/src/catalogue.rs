@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Write as _};
 
 use anyhow::Context as _;
-use braid_core::catalogue::map::{EventView, FlagKind, MapView, PiiClass, view};
+use braid_core::catalogue::map::{FlagKind, MapView, PiiClass, view};
 use braid_unifier::profiles::kv::{KvHome as _, LocalHome, SlateOptions};
 use braid_unifier::serve::local_profiles;
 
-use crate::profiles::{ProfilesArgs, open_data, workspaces, writable};
+use crate::profiles::{ProfilesArgs, open_data, workspaces};
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -55,32 +55,10 @@ struct ShowArgs {
 
 pub(crate) async fn run(args: CatalogueArgs) -> anyhow::Result<()> {
     match args.command {
-        Some(CatalogueCommand::Rebuild(common)) => rebuild(&common).await,
+        Some(CatalogueCommand::Rebuild(common)) => crate::profiles::rebuild(&common).await,
         Some(CatalogueCommand::Plan(args)) => plan(&args).await,
         None => show(&args.show).await,
     }
-}
-
-async fn rebuild(args: &ProfilesArgs) -> anyhow::Result<()> {
-    let (config, lake) = open_data(args.config.as_deref(), args.data.as_deref())?;
-    let profiles = writable(&config, &lake)?;
-    for workspace in workspaces(args, &config.server.data)? {
-        let started = std::time::Instant::now();
-        let opened = profiles
-            .rebuild(&workspace)
-            .await
-            .with_context(|| format!("cannot rebuild {workspace:?}"))?;
-        let map = profiles.data_map(&workspace).await?.unwrap_or_default();
-        eprintln!(
-            "workspace {workspace:?}: the data map of {} events ({} names, {} paths) in {:.2} s",
-            opened.rebuilt.unwrap_or(0),
-            map.events.len(),
-            map.path_count(),
-            started.elapsed().as_secs_f64()
-        );
-    }
-    profiles.close().await?;
-    Ok(())
 }
 
 /// `braid catalogue plan`: the plan of one workspace's map (the first, without --workspace).
@@ -258,16 +236,12 @@ fn flag_table(map: &MapView, colour: bool) -> String {
 
 /// The properties of the events named `name` (of every source).
 fn event_tables(workspace: &str, map: &MapView, name: &str, colour: bool) -> String {
-    let chosen: Vec<&EventView> = map
-        .events
-        .iter()
-        .filter(|e| e.name == name || e.name.is_empty() && e.kind == name)
-        .collect();
+    let chosen = map.clone().select(None, name, None);
     if chosen.is_empty() {
         return format!("workspace {workspace}: no event named {name:?}\n");
     }
     let mut text = String::new();
-    for event in chosen {
+    for event in &chosen {
         let rows: Vec<Vec<String>> = event
             .properties
             .iter()

@@ -94,9 +94,9 @@ pub(crate) fn writable(config: &Config, lake: &LocalStore) -> anyhow::Result<Loc
     Ok(local_profiles(config, lake, home))
 }
 
-/// `braid profiles rebuild`: every profile recomputed from the lake, in a new generation of
-/// each workspace's store.
-async fn rebuild(args: &ProfilesArgs) -> anyhow::Result<()> {
+/// `braid profiles rebuild` (and `braid catalogue rebuild`): every profile, and the data map,
+/// recomputed from the lake, in a new generation of each workspace's store.
+pub(crate) async fn rebuild(args: &ProfilesArgs) -> anyhow::Result<()> {
     let (config, lake) = open_data(args.config.as_deref(), args.data.as_deref())?;
     let profiles = writable(&config, &lake)?;
     for workspace in workspaces(args, &config.server.data)? {
@@ -106,11 +106,14 @@ async fn rebuild(args: &ProfilesArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot rebuild {workspace:?}"))?;
         let count = profiles.snapshot(&workspace).await?.len();
+        let map = profiles.data_map(&workspace).await?.unwrap_or_default();
         eprintln!(
-            "workspace {workspace:?}: {count} profiles from {} events in {:.2} s (generation {})",
+            "workspace {workspace:?}: {count} profiles from {} events in {:.2} s (generation {}); data map of {} events, {} paths",
             opened.rebuilt.unwrap_or(0),
             started.elapsed().as_secs_f64(),
-            opened.generation
+            opened.generation,
+            map.events.len(),
+            map.path_count()
         );
     }
     profiles.close().await?;

@@ -232,42 +232,17 @@ impl CatalogueRead {
                 .to_response();
             }
         };
-        let mut shown = braid_core::catalogue::map::view(&map);
+        let shown = braid_core::catalogue::map::view(&map);
         let body = match self.query {
             CatalogueQuery::Summary => {
-                let events: Vec<Value> = shown
-                    .events
-                    .iter_mut()
-                    .map(|event| {
-                        let properties = std::mem::take(&mut event.properties).len();
-                        let mut value = serde_json::to_value(&*event).unwrap_or_default();
-                        if let Some(object) = value.as_object_mut() {
-                            object.insert("properties".to_owned(), json!(properties));
-                        }
-                        value
-                    })
-                    .collect();
-                json!({
-                    "workspace": self.workspace,
-                    "flags": shown.flags,
-                    "sources": shown.sources,
-                    "events": events,
-                    "otherEvents": shown.other_events,
-                    "paths": shown.paths,
-                })
+                let mut summary = shown.summary();
+                if let Some(object) = summary.as_object_mut() {
+                    object.insert("workspace".to_owned(), json!(self.workspace));
+                }
+                summary
             }
             CatalogueQuery::Events { kind, name, path } => {
-                let mut events: Vec<_> = shown
-                    .events
-                    .into_iter()
-                    .filter(|e| e.kind == kind && e.name == name)
-                    .collect();
-                if let Some(path) = &path {
-                    for event in &mut events {
-                        event.properties.retain(|p| &p.path == path);
-                    }
-                    events.retain(|e| !e.properties.is_empty());
-                }
+                let events = shown.select(Some(&kind), &name, path.as_deref());
                 if events.is_empty() {
                     return ApiError::NotInCatalogue {
                         what: format!(

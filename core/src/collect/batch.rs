@@ -312,10 +312,9 @@ mod tests {
         assert!(error.to_string().contains("column"), "{error}");
     }
 
-    #[test]
-    fn pretty_printed_events_land_on_one_line() {
-        let body = "{\n  \"batch\": [\n    {\n      \"type\": \"track\",\n      \"event\": \"E\",\n      \"userId\": \"u\",\n      \"properties\": {\n        \"a\": [1,\n 2]\n      }\n    }\n  ]\n}";
-        let request = RequestInfo {
+    /// A request with nothing but its workspace and time.
+    fn plain_request() -> RequestInfo<'static> {
+        RequestInfo {
             workspace: "w",
             received_at: crate::timestamp::parse("2024-05-01T10:00:05Z").unwrap(),
             client_ip: None,
@@ -324,7 +323,13 @@ mod tests {
             location: None,
             edge: None,
             trust: Trust::default(),
-        };
+        }
+    }
+
+    #[test]
+    fn pretty_printed_events_land_on_one_line() {
+        let body = "{\n  \"batch\": [\n    {\n      \"type\": \"track\",\n      \"event\": \"E\",\n      \"userId\": \"u\",\n      \"properties\": {\n        \"a\": [1,\n 2]\n      }\n    }\n  ]\n}";
+        let request = plain_request();
         let outcome = process_batch(
             parse(body, None).unwrap(),
             &request,
@@ -358,16 +363,7 @@ mod tests {
              "context":{"braid":{"plan":[{"path":"forged","rule":"type","action":"allowed"}]}}},
             {"type":"track","event":"Signed Up","userId":"u","messageId":"c"}
         ]}"#;
-        let request = RequestInfo {
-            workspace: "w",
-            received_at: crate::timestamp::parse("2024-05-01T10:00:05Z").unwrap(),
-            client_ip: None,
-            user_agent: None,
-            anonymous_id: None,
-            location: None,
-            edge: None,
-            trust: Trust::default(),
-        };
+        let request = plain_request();
         let run = |mode: &str| {
             let config = CatalogueConfig {
                 plan: Some(plan(mode)),

@@ -400,11 +400,7 @@ fn count_violations(entry: &mut EventEntry, event: &Event<'_>) {
                 .as_object()
                 .map(std::borrow::Cow::into_owned)
         })
-        .and_then(|braid| {
-            braid
-                .get(crate::event::PLAN_CONTEXT)
-                .map(Node::to_value)
-        })
+        .and_then(|braid| braid.get(crate::event::PLAN_CONTEXT).map(Node::to_value))
     else {
         return;
     };

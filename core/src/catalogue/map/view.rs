@@ -100,6 +100,52 @@ pub struct PropertyView {
     pub pii: PiiView,
 }
 
+impl MapView {
+    /// The events of type `kind` named `name`, from every source, with only the property
+    /// `path` when one is given (events without it left out). Without a type, the events
+    /// named `name`, or without a name and of the type `name` (`identify`).
+    pub fn select(self, kind: Option<&str>, name: &str, path: Option<&str>) -> Vec<EventView> {
+        let mut events: Vec<EventView> = self
+            .events
+            .into_iter()
+            .filter(|e| match kind {
+                Some(kind) => e.kind == kind && e.name == name,
+                None => e.name == name || e.name.is_empty() && e.kind == name,
+            })
+            .collect();
+        if let Some(path) = path {
+            for event in &mut events {
+                event.properties.retain(|p| p.path == path);
+            }
+            events.retain(|e| !e.properties.is_empty());
+        }
+        events
+    }
+
+    /// The map without the events' properties: each event says how many it has.
+    pub fn summary(mut self) -> serde_json::Value {
+        let events: Vec<serde_json::Value> = self
+            .events
+            .iter_mut()
+            .map(|event| {
+                let properties = std::mem::take(&mut event.properties).len();
+                let mut value = serde_json::to_value(&*event).unwrap_or_default();
+                if let Some(object) = value.as_object_mut() {
+                    object.insert("properties".to_owned(), properties.into());
+                }
+                value
+            })
+            .collect();
+        serde_json::json!({
+            "flags": self.flags,
+            "sources": self.sources,
+            "events": events,
+            "otherEvents": self.other_events,
+            "paths": self.paths,
+        })
+    }
+}
+
 /// The map, shown.
 pub fn view(map: &DataMap) -> MapView {
     let mut sources: BTreeMap<&str, SourceView> = BTreeMap::new();
