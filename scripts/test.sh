@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# The disk a run leaves, printed however it ends: a full disk fails a build in ways that look like
+# anything but a full disk.
+disk() { say "disk: $(df -h . | awk 'NR==2 {print $4 " free"}'), target/ $(du -sh target 2>/dev/null | cut -f1)"; }
+trap disk EXIT
+disk
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
