@@ -17,6 +17,7 @@ mod compact;
 mod config;
 mod import;
 mod profiles;
+mod replay;
 mod resolve;
 mod serve;
 
@@ -44,6 +45,8 @@ enum Command {
     Compact(compact::CompactArgs),
     /// The data map: every source, event and property that arrived, with quality flags.
     Catalogue(catalogue::CatalogueArgs),
+    /// Land the events a tracking plan blocked (failed/) that the plan in force allows, once.
+    Replay(replay::ReplayArgs),
     /// Profiles: rebuild them from the lake, or export them.
     #[command(subcommand)]
     Profiles(profiles::ProfilesCommand),
@@ -73,6 +76,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => runtime.block_on(bench::run(&args)),
         Command::Compact(args) => runtime.block_on(compact::run(&args)),
         Command::Catalogue(args) => runtime.block_on(catalogue::run(args)),
+        Command::Replay(args) => runtime.block_on(replay::run(&args)),
         Command::Profiles(command) => runtime.block_on(profiles::run(command)),
         Command::Resolve(args) => resolve::run(&args),
         Command::Import(args) => runtime.block_on(import::run(&args)),

@@ -184,6 +184,7 @@ impl Api {
             (Route::Forward, "POST") => self.forward(request, now),
             (Route::Profiles(rest), "GET") => self.profiles(request, rest),
             (Route::Catalogue(rest), "GET") => self.catalogue(request, rest),
+            (Route::Catalogue("/replay"), "POST") => self.replay(request),
             (Route::Personalize, "GET") => self.personalize(request, now),
             _ => self.refuse(
                 request,

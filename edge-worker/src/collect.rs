@@ -244,6 +244,7 @@ impl Api {
         FailedEvent {
             error: validation,
             payload,
+            event: None,
         }
         .write_json(workspace, now, &mut failed);
         let write = LakeWrite {

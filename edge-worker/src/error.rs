@@ -131,6 +131,9 @@ pub enum ApiError {
         path: String,
     },
     /// A query parameter is out of its range.
+    /// A replay's filter selects nothing a replay can land.
+    #[error(transparent)]
+    BadReplay(#[from] braid_core::catalogue::replay::FilterError),
     #[error("{field:?} must be {expected}")]
     BadParameter {
         /// The parameter.
@@ -146,6 +149,12 @@ pub enum ApiError {
     /// The platform's profile store failed.
     #[error("the profile store failed: {message}")]
     ProfileStoreFailed {
+        /// What failed.
+        message: String,
+    },
+    /// The platform's lake could not be read or written (a replay).
+    #[error("the lake failed: {message}")]
+    LakeFailed {
         /// What failed.
         message: String,
     },
@@ -185,10 +194,12 @@ impl ApiError {
             | ApiError::BadWorkspace { .. }
             | ApiError::UnknownWorkspace { .. }
             | ApiError::BadIdentifier { .. }
+            | ApiError::BadReplay(_)
             | ApiError::BadParameter { .. } => 400,
             ApiError::BodyTimeout { .. } => 408,
             ApiError::StorageUnavailable
             | ApiError::ProfileStoreFailed { .. }
+            | ApiError::LakeFailed { .. }
             | ApiError::TooManyConnections { .. } => 503,
         }
     }
@@ -214,9 +225,9 @@ impl ApiError {
             ApiError::BadWorkspace { .. } => "bad_workspace",
             ApiError::UnknownWorkspace { .. } => "unknown_workspace",
             ApiError::BadIdentifier { .. } => "bad_identifier",
-            ApiError::BadParameter { .. } => "bad_parameter",
+            ApiError::BadParameter { .. } | ApiError::BadReplay(_) => "bad_parameter",
             ApiError::StorageUnavailable => "storage_unavailable",
-            ApiError::ProfileStoreFailed { .. } => "store_failed",
+            ApiError::ProfileStoreFailed { .. } | ApiError::LakeFailed { .. } => "store_failed",
             ApiError::BodyTimeout { .. } => "body_timeout",
             ApiError::TooManyConnections { .. } => "too_many_connections",
         }
@@ -229,6 +240,7 @@ impl ApiError {
             ApiError::RateLimited { .. }
                 | ApiError::StorageUnavailable
                 | ApiError::ProfileStoreFailed { .. }
+                | ApiError::LakeFailed { .. }
                 | ApiError::BodyTimeout { .. }
                 | ApiError::TooManyConnections { .. }
         )
@@ -271,6 +283,16 @@ impl ApiError {
                 Some(field),
                 None,
                 limit.and_then(|l| u64::try_from(l).ok()),
+            ),
+            ApiError::BadReplay(error) => entry(
+                self.code(),
+                &self.to_string(),
+                Some(match error {
+                    braid_core::catalogue::replay::FilterError::NotReplayable(_) => "reasons",
+                    braid_core::catalogue::replay::FilterError::EmptyRange => "from",
+                }),
+                None,
+                None,
             ),
             ApiError::BadWorkspace { .. } | ApiError::UnknownWorkspace { .. } => entry(
                 self.code(),

@@ -64,6 +64,9 @@ pub enum Handled {
     Profile(ProfileRead),
     /// Read the data map from the profile store, then answer with `read.finish(map)`.
     Catalogue(CatalogueRead),
+    /// Replay `failed/` into `raw/` under the plan in force, then answer with
+    /// `replay.finish(summary)`.
+    Replay(ReplayRequest),
     /// Read a file of the browser SDK, then answer with `read.finish(bytes)`.
     Sdk(SdkRead),
 }
@@ -260,6 +263,40 @@ impl CatalogueRead {
             .headers
             .push(("cache-control", "private, no-store".to_owned()));
         response
+    }
+}
+
+/// A replay of `failed/` for the platform that holds the lake to run
+/// (`braid_unifier::lake::replay`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayRequest {
+    /// The workspace.
+    pub workspace: String,
+    /// Which records.
+    pub filter: braid_core::catalogue::replay::ReplayFilter,
+    /// Say what would land, write nothing.
+    pub dry_run: bool,
+}
+
+impl ReplayRequest {
+    /// The answer, given what the replay did (as JSON) or why it failed.
+    pub fn finish<E: std::fmt::Display>(self, done: Result<Value, E>) -> HttpResponse {
+        match done {
+            Ok(mut summary) => {
+                if let Some(object) = summary.as_object_mut() {
+                    object.insert("workspace".to_owned(), json!(self.workspace));
+                }
+                let mut response = HttpResponse::json(200, &summary);
+                response
+                    .headers
+                    .push(("cache-control", "private, no-store".to_owned()));
+                response
+            }
+            Err(error) => ApiError::LakeFailed {
+                message: error.to_string(),
+            }
+            .to_response(),
+        }
     }
 }
 

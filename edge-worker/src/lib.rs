@@ -34,6 +34,6 @@ pub use api::Api;
 pub use error::ApiError;
 pub use handled::{
     CatalogueQuery, CatalogueRead, Counts, Handled, Personalization, ProfileAnswer, ProfileQuery,
-    ProfileRead, Reply, SdkRead,
+    ProfileRead, ReplayRequest, Reply, SdkRead,
 };
 pub use http::{HttpRequest, HttpResponse, percent_decode};

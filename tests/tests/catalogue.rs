@@ -246,7 +246,11 @@ fn a_plan_written_from_the_map_is_enforced_at_collection() {
     std::fs::write(&plan_file, plan.to_string()).unwrap();
 
     let plan_arg = plan_file.to_str().unwrap().to_owned();
-    let server = Server::start_with(data.clone(), log, &["--tracking-plan", &plan_arg]);
+    let mut server = Server::start_with(
+        data.clone(),
+        log.clone(),
+        &["--tracking-plan", &plan_arg, "--catalogue-token", TOKEN],
+    );
     run_client(
         &python(),
         "catalogue_segment_python.py",
@@ -308,4 +312,133 @@ fn a_plan_written_from_the_map_is_enforced_at_collection() {
             .any(|f| f["kind"] == "plan_violation" && f["path"] == "properties.revenue"),
         "{map}"
     );
+
+    // Replayed through the running server, under the plan that blocked them: refused still.
+    let before = order_count(&map);
+    let (status, dry) = replay(&server, r#"{"dryRun": true}"#);
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["selected"], 2, "{dry}");
+    assert_eq!(dry["landed"], 0, "{dry}");
+    assert_eq!(dry["stillRefused"]["plan_violation/type"], 2, "{dry}");
+    // What cannot be replayed is refused by name.
+    let (status, refused) = replay(&server, r#"{"reasons": ["missing_field"]}"#);
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["errors"][0]["field"], "reasons", "{refused}");
+    let (status, refused) = replay(&server, r#"{"form": "2024-01-01T00:00:00Z"}"#);
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused.to_string().contains("form"), "{refused}");
+    let unauthorized = request(server.addr, "POST", "/v1/catalogue/replay", &[], b"{}").unwrap();
+    assert_eq!(unauthorized.status, 401);
+    assert!(server.terminate());
+
+    // The plan fixed (revenue a number or a string again): a dry run says what would land...
+    order_plan(&plan_file, |order| {
+        order["schema"]["properties"]["properties"]["properties"]["revenue"]["type"] =
+            serde_json::json!(["number", "string"]);
+    });
+    let out = braid(&[
+        "replay".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--tracking-plan".as_ref(),
+        plan_file.as_os_str(),
+        "--dry-run".as_ref(),
+    ]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("2 would land"), "{said}");
+    assert_eq!(
+        braid_tests::read_lake(&data, "raw")
+            .iter()
+            .filter(run_q)
+            .count(),
+        54
+    );
+
+    // ...and the server started with the fixed plan lands them, once, as they were received.
+    let mut server = Server::start_with(
+        data.clone(),
+        log,
+        &["--tracking-plan", &plan_arg, "--catalogue-token", TOKEN],
+    );
+    let (status, done) = replay(&server, "");
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        (
+            done["landed"].as_u64(),
+            done["written"].as_array().map(Vec::len)
+        ),
+        (Some(2), Some(1)),
+        "{done}"
+    );
+    wait_unified(&data);
+    let raw = braid_tests::read_lake(&data, "raw");
+    assert_eq!(raw.iter().filter(run_q).count(), 56);
+    for record in &failed {
+        let landed: Vec<&Value> = raw
+            .iter()
+            .filter(|e| {
+                record["payload"]
+                    .as_str()
+                    .unwrap()
+                    .contains(e["messageId"].as_str().unwrap())
+            })
+            .collect();
+        assert_eq!(landed.len(), 1, "{record}");
+        assert_eq!(landed[0]["receivedAt"], record["receivedAt"]);
+        assert_eq!(landed[0]["context"]["library"]["name"], "analytics-python");
+    }
+    assert_eq!(order_count(&catalogue_json(&data)), before + 2);
+    let (status, again) = replay(&server, "{}");
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        (again["landed"].as_u64(), again["landedBefore"].as_u64()),
+        (Some(0), Some(2)),
+        "{again}"
+    );
+    assert!(server.terminate());
+    // A replay from the command line finds them landed too.
+    let out = braid(&["replay".as_ref(), "--data".as_ref(), data.as_os_str()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("0 landed, 2 landed before"), "{said}");
+}
+
+/// `POST /v1/catalogue/replay` with the catalogue token: the status and the answer.
+fn replay(server: &Server, body: &str) -> (u16, Value) {
+    let auth = format!("Bearer {TOKEN}");
+    let reply = request(
+        server.addr,
+        "POST",
+        "/v1/catalogue/replay",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+    .unwrap();
+    (reply.status, reply.json())
+}
+
+/// How many `Order Completed` events the map counted, from every source.
+fn order_count(map: &Value) -> u64 {
+    map["test"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == "Order Completed")
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum()
+}
+
+/// Edits the `Order Completed` event of the plan file.
+fn order_plan(file: &Path, edit: impl FnOnce(&mut Value)) {
+    let mut plan: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let order = plan["events"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|e| e["name"] == "Order Completed")
+        .unwrap();
+    edit(order);
+    std::fs::write(file, plan.to_string()).unwrap();
 }

@@ -37,5 +37,11 @@ pub async fn handle<S: ObjectStore>(
             how: "read the data map where the profile store is served (braid serve, braid catalogue)",
         }
         .to_response(),
+        // What lands is new `raw/` objects: the bucket notifies unify of them.
+        Handled::Replay(replay) => {
+            crate::lake::replay::answer(store, api.config().catalogue.plan.as_ref(), replay)
+                .await
+                .0
+        }
     }
 }

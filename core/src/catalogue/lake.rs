@@ -51,6 +51,21 @@ pub fn partition(area: Area, workspace: &str, at: OffsetDateTime) -> String {
     out
 }
 
+/// When the hour of the partition a key is in starts: `date=YYYY-MM-DD/hour=HH` of
+/// `raw/workspace=W/date=YYYY-MM-DD/hour=HH[/...]` (either area).
+pub fn partition_hour(key: &str) -> Option<OffsetDateTime> {
+    let mut date = None;
+    let mut hour = None;
+    for segment in key.split('/') {
+        if let Some(value) = segment.strip_prefix("date=") {
+            date = Some(value);
+        } else if let Some(value) = segment.strip_prefix("hour=") {
+            hour = Some(value);
+        }
+    }
+    timestamp::parse(&format!("{}T{}:00:00Z", date?, hour?)).ok()
+}
+
 /// The folder of one workspace's objects in an area: `raw/workspace=W/`.
 pub fn workspace_prefix(area: Area, workspace: &str) -> String {
     format!("{}/workspace={workspace}/", area.as_str())
@@ -68,6 +83,15 @@ pub fn workspace_of(area: Area, key: &str) -> Option<&str> {
 
 /// Where the unify step records each object it has applied: `checkpoints/unify/<key>`.
 pub const CHECKPOINT_PREFIX: &str = "checkpoints/unify/";
+
+/// Where a replay of `failed/` records the lines of each object it landed:
+/// `replays/<failed key>.json`.
+pub const REPLAY_PREFIX: &str = "replays/";
+
+/// The record of what a replay landed of the `failed/` object `key`.
+pub fn replay_key(key: &str) -> String {
+    format!("{REPLAY_PREFIX}{key}.json")
+}
 
 /// Where unify records an object it could not read: `dead-letter/unify/<key>.json`.
 pub const DEAD_LETTER_PREFIX: &str = "dead-letter/unify/";
@@ -146,12 +170,19 @@ pub struct FailedEvent {
     pub error: ValidationError,
     /// The event's JSON (or the whole body) as received.
     pub payload: String,
+    /// For an event a tracking plan blocked: the event as it would have landed in `raw/`
+    /// (stamped with what its request proved, and enriched), so that `braid replay` lands it
+    /// as it would have landed, once the plan is fixed (`super::replay`). `None` for an event
+    /// that failed validation: it never became an event.
+    pub event: Option<String>,
 }
 
 impl FailedEvent {
     /// Writes the failure record as one NDJSON line (with its newline): `receivedAt`,
     /// `workspace`, `index`, `code`, `field`, `limit`, `message`, and the `payload` as received,
-    /// as a string, so that any payload, even one that is not JSON, can be kept and replayed.
+    /// as a string, so that any payload, even one that is not JSON, can be kept; for an event a
+    /// plan blocked, also the `event` that would have landed, as a string (written exactly as a
+    /// `raw/` line).
     pub fn write_json(&self, workspace: &str, received_at: OffsetDateTime, out: &mut Vec<u8>) {
         let mut record = Map::new();
         record.insert(
@@ -177,6 +208,9 @@ impl FailedEvent {
         );
         record.insert("message".to_owned(), Value::String(self.error.to_string()));
         record.insert("payload".to_owned(), Value::String(self.payload.clone()));
+        if let Some(event) = &self.event {
+            record.insert("event".to_owned(), Value::String(event.clone()));
+        }
         if serde_json::to_writer(&mut *out, &record).is_ok() {
             out.push(b'\n');
         }
@@ -243,6 +277,11 @@ mod tests {
             None
         );
         assert_eq!(workspace_of(Area::Raw, "raw/workspace=shop"), None);
+        assert_eq!(
+            partition_hour(&partition(Area::Failed, "shop", at)),
+            Some(timestamp::parse("2024-04-30T23:00:00Z").unwrap())
+        );
+        assert_eq!(partition_hour("raw/workspace=shop/date=2024-04-30"), None);
     }
 
     #[test]

@@ -115,9 +115,17 @@ pub fn process_batch(
                     Some(plan) => match enforce(plan, &mut event, index) {
                         Ok(violations) => violations,
                         Err(error) => {
+                            // Kept as it would have landed, for `braid replay` once the plan
+                            // is fixed: what the request proved and enrichment added are not
+                            // in the payload, and the replay has no request.
+                            stamp(&mut event, request.trust);
+                            enrich(&mut event, json, &input, &config.enrich, &mut agents);
+                            let mut landed = Vec::new();
+                            event.write_json(&mut landed);
                             outcome.failed.push(FailedEvent {
                                 error,
                                 payload: json.to_owned(),
+                                event: String::from_utf8(landed).ok(),
                             });
                             continue;
                         }
@@ -134,6 +142,7 @@ pub fn process_batch(
             Err(error) => outcome.failed.push(FailedEvent {
                 error,
                 payload: json.to_owned(),
+                event: None,
             }),
         }
     }

@@ -225,6 +225,7 @@ impl ForwardBatch<'_> {
                     let record = FailedEvent {
                         error,
                         payload: raw.get().to_owned(),
+                        event: None,
                     };
                     record.write_json(&self.workspace, self.received_at, &mut write.failed);
                     write.failed_count += 1;

@@ -461,6 +461,78 @@ fn the_catalogue_api_needs_its_token_and_reads_what_the_path_names() {
 }
 
 #[test]
+fn a_replay_needs_the_catalogue_token_and_a_filter_that_can_select_something() {
+    use braid_core::catalogue::CatalogueApiConfig;
+    use braid_core::catalogue::replay::ReplayFilter;
+    const AUTH: (&str, &str) = ("authorization", "Bearer admin-token");
+    let api = api_with(|config| {
+        config.catalogue.api = Some(CatalogueApiConfig {
+            token: "admin-token".into(),
+        });
+    });
+    let replay = |headers, body: &[u8]| match api
+        .handle(&post("/v1/catalogue/replay", headers, body), now())
+    {
+        Handled::Replay(replay) => Ok(replay),
+        Handled::Respond(response, _) => {
+            Err((response.status, response.json_body()["errors"][0].clone()))
+        }
+        other => panic!("{other:?}"),
+    };
+    let all = replay(vec![AUTH], b"").unwrap();
+    assert_eq!((all.workspace.as_str(), all.dry_run), ("shop", false));
+    assert_eq!(all.filter, ReplayFilter::default());
+    let some = replay(
+        vec![AUTH],
+        br#"{"from": "2024-05-01T10:00:00Z", "to": "2024-05-02T00:00:00+02:00", "reasons": ["unplanned_event"], "dryRun": true}"#,
+    )
+    .unwrap();
+    assert!(some.dry_run);
+    assert_eq!(some.filter.reasons, ["unplanned_event"]);
+    assert_eq!(
+        some.filter.to,
+        Some(braid_core::timestamp::parse("2024-05-01T22:00:00Z").unwrap())
+    );
+    let refused = |body: &[u8]| {
+        let (status, error) = replay(vec![AUTH], body).unwrap_err();
+        (status, error["code"].clone(), error["field"].clone())
+    };
+    assert_eq!(
+        refused(br#"{"reasons": ["missing_field"]}"#),
+        (400, json!("bad_parameter"), json!("reasons"))
+    );
+    assert_eq!(
+        refused(br#"{"from": "yesterday"}"#),
+        (400, json!("bad_parameter"), json!("from"))
+    );
+    assert_eq!(
+        refused(br#"{"from": "2024-05-02T00:00:00Z", "to": "2024-05-01T00:00:00Z"}"#),
+        (400, json!("bad_parameter"), json!("from"))
+    );
+    assert_eq!(
+        refused(br#"{"dry_run": true}"#).0,
+        400,
+        "unknown fields are refused"
+    );
+    assert_eq!(
+        refused(&vec![b' '; 5000]),
+        (400, json!("bad_parameter"), json!("body"))
+    );
+    assert_eq!(replay(vec![], b"{}").unwrap_err().0, 401);
+    assert_eq!(
+        replay(vec![("authorization", "Bearer wk_test")], b"{}")
+            .unwrap_err()
+            .0,
+        401,
+        "a write key replays nothing"
+    );
+    match api.handle(&get("/v1/catalogue/replay", None, vec![AUTH]), now()) {
+        Handled::Respond(response, _) => assert_eq!(response.status, 404),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn the_catalogue_answer_shows_the_map_with_personal_data_masked() {
     use crate::{CatalogueQuery, CatalogueRead};
     use braid_core::catalogue::map::DataMap;

@@ -224,17 +224,7 @@ fn closed_partitions(objects: &[ObjectInfo], now: OffsetDateTime, grace: Duratio
 
 /// When the hour of a partition `raw/workspace=W/date=YYYY-MM-DD/hour=HH` ends.
 fn partition_end(partition: &str) -> Option<OffsetDateTime> {
-    let mut date = None;
-    let mut hour = None;
-    for segment in partition.split('/') {
-        if let Some(value) = segment.strip_prefix("date=") {
-            date = Some(value);
-        } else if let Some(value) = segment.strip_prefix("hour=") {
-            hour = Some(value);
-        }
-    }
-    let start = braid_core::timestamp::parse(&format!("{}T{}:00:00Z", date?, hour?)).ok()?;
-    Some(start + Duration::hours(1))
+    lake::partition_hour(partition).map(|start| start + Duration::hours(1))
 }
 
 /// Compacts every closed hour under `raw/` (the scheduled run).

@@ -20,18 +20,23 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::metrics::Metrics;
 use super::upstream::Upstream;
 use super::{LocalProfiles, now};
 use crate::lake::group::GroupCommit;
+use crate::lake::store::LocalStore;
 
 /// Shared state of the running server.
 pub(super) struct App {
     pub(super) api: Api,
     pub(super) writer: GroupCommit,
+    /// The lake (for replays of `failed/`), and where the objects a replay writes go to be
+    /// unified (none: collection only; the next start unifies them).
+    pub(super) lake: LocalStore,
+    pub(super) replayed: Option<mpsc::UnboundedSender<Vec<String>>>,
     /// Edge mode: accepted events go to this upstream ingest instead of the local lake.
     pub(super) upstream: Option<Upstream>,
     /// Identity resolution and profiles, kept up to date by the unify loop (none: collection
@@ -277,6 +282,17 @@ async fn finish(app: &App, handled: Handled) -> HttpResponse {
             }
             None => read.finish(Err("this server keeps no profiles")),
         },
+        Handled::Replay(replay) => {
+            let plan = app.api.config().catalogue.plan.as_ref();
+            let (response, written) = crate::lake::replay::answer(&app.lake, plan, replay).await;
+            if !written.is_empty()
+                && let Some(unify) = &app.replayed
+                && unify.send(written).is_err()
+            {
+                tracing::warn!("replay: the unify loop has stopped; the next start unifies it");
+            }
+            response
+        }
         Handled::Sdk(read) => {
             let file = match (&app.sdk_dir, read.name()) {
                 (Some(dir), Some(name)) => tokio::fs::read(dir.join(name)).await.ok(),

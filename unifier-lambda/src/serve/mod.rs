@@ -250,6 +250,7 @@ impl Server {
             ))),
             _ => None,
         };
+        let replayed = written.clone();
         let writer =
             GroupCommit::open(&lake, written).map_err(|source| ServeError::DataFolder {
                 path: config.server.data.clone(),
@@ -262,6 +263,8 @@ impl Server {
         let app = Arc::new(http::App {
             api,
             writer,
+            lake: lake.clone(),
+            replayed,
             upstream,
             profiles: profiles.clone(),
             metrics: metrics::Metrics::default(),
