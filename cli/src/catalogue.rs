@@ -178,6 +178,27 @@ fn tables(workspace: &str, map: &MapView, colour: bool) -> String {
         ],
         &events,
     ));
+    if !map.identity_candidates.is_empty() {
+        let candidates: Vec<Vec<String>> = map
+            .identity_candidates
+            .iter()
+            .map(|c| {
+                vec![
+                    c.path.clone(),
+                    format!("{:.0} % of {}", c.share * 100.0, c.values),
+                    c.identifier_type.clone(),
+                    c.proposal
+                        .clone()
+                        .unwrap_or_else(|| "(a property: send it as a trait)".to_owned()),
+                ]
+            })
+            .collect();
+        text.push_str(&table(
+            "identity candidates (values that are their profile's identifiers)",
+            &["path", "known identifiers", "type", "to link by it"],
+            &candidates,
+        ));
+    }
     if map.other_events > 0 {
         // Writing to a String cannot fail.
         writeln!(

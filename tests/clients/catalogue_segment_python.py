@@ -18,7 +18,8 @@ for i in range(40):
 for i in range(5):
     analytics.track(f"cat-{run}-{i}", "order_completed", {"revenue": 3})
 for i in range(10):
-    analytics.identify(f"cat-{run}-{i}", {"email": f"shopper{i}@mail.example", "plan": "pro" if i % 2 else "free"})
+    # contact repeats the email: the data map proposes it as an identifier.
+    analytics.identify(f"cat-{run}-{i}", {"email": f"shopper{i}@mail.example", "contact": f"shopper{i}@mail.example", "plan": "pro" if i % 2 else "free"})
 analytics.track(f"cat-{run}-0", "Support Ticket", {"note": "please reply to jane.doe@mail.example"})
 analytics.flush()
 analytics.shutdown()

@@ -113,6 +113,14 @@ fn the_data_map_shows_what_real_clients_sent() {
         flagged("unexpected_pii", Some("properties.note")),
         "{flags:?}"
     );
+    // `traits.contact` repeats each shopper's email, which unify links by.
+    assert_eq!(
+        summary["identityCandidates"],
+        serde_json::json!([{"path": "traits.contact", "values": 10, "known": 10, "share": 1.0,
+            "identifierType": "email",
+            "proposal": "[unify.identity.trait_identifiers] contact = \"email\""}]),
+        "{summary}"
+    );
     let near: Vec<(String, String)> = flags
         .iter()
         .filter(|f| f["kind"] == "near_duplicate_name")

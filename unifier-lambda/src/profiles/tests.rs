@@ -57,9 +57,12 @@ async fn live(lake: &LocalStore, unify: &Profiles, objects: usize) {
             });
             if next(4) == 0 {
                 event["type"] = json!("identify");
-                event["userId"] = json!(format!("u{}", next(80)));
-                event["traits"] =
-                    json!({"tier": next(3), "email": format!("e{}@x.example", next(100))});
+                let user = next(80);
+                event["userId"] = json!(format!("u{user}"));
+                // One email per user, which `contact` repeats: a path whose values are the
+                // profile's identifiers.
+                let email = format!("e{user}@x.example");
+                event["traits"] = json!({"tier": next(3), "email": email, "contact": email});
             }
             content.push_str(&event.to_string());
             content.push('\n');
@@ -119,6 +122,19 @@ async fn a_rebuild_equals_the_incremental_path() {
         .sum();
     assert_eq!(buy.count + identifies, 90 * 40);
     assert_eq!(buy.paths["properties.amount"].distinct.estimate(), 50);
+    let identify = map
+        .events
+        .iter()
+        .find(|(key, _)| key.kind == "identify")
+        .map(|(_, entry)| entry)
+        .unwrap();
+    assert_eq!(
+        identify.paths["traits.contact"].known_ids,
+        [("email".to_owned(), identify.count)].into(),
+        "every contact is its profile's email"
+    );
+    assert!(identify.paths["traits.email"].known_ids.is_empty());
+    assert!(identify.paths["traits.tier"].known_ids.is_empty());
     let reopened = profiles(&lake, &home, IdentityRules::default());
     assert_eq!(
         reopened.data_map("w").await.unwrap().unwrap(),

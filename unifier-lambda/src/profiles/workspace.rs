@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use braid_core::catalogue::lake::line_origin;
-use braid_core::catalogue::map::{DataMap, EventEntry, EventKey};
+use braid_core::catalogue::map::{DataMap, EventEntry, EventKey, KnownIds};
 use braid_core::unify::{
     Applied, Changes, Identifier, IdentityRules, Profile, ProfileConfig, ProfileIds,
     ProfileStoreConfig, StoredCounters, StoredSeen, Unifier, decode_record, decode_seen,
@@ -53,6 +53,19 @@ pub(super) struct Workspace<K> {
     unflushed: AtomicBool,
     rules: IdentityRules,
     config: ProfileConfig,
+    /// The paths unify reads identifiers from: the map does not count them as identity
+    /// candidates.
+    identifier_paths: BTreeSet<String>,
+}
+
+/// The map paths of the traits unify reads identifiers from (`traits.email`, ...).
+fn identifier_paths(rules: &IdentityRules) -> BTreeSet<String> {
+    let names = ["email", "phone"]
+        .into_iter()
+        .chain(rules.trait_identifiers.keys().map(String::as_str));
+    names
+        .flat_map(|name| [format!("traits.{name}"), format!("context.traits.{name}")])
+        .collect()
 }
 
 impl<K: Kv> Workspace<K> {
@@ -73,6 +86,7 @@ impl<K: Kv> Workspace<K> {
             unflushed: AtomicBool::new(false),
             rules: rules.clone(),
             config: config.clone(),
+            identifier_paths: identifier_paths(rules),
         };
         workspace.reset().await?;
         Ok(workspace)
@@ -202,10 +216,15 @@ impl<K: Kv> Workspace<K> {
         // Apply in memory.
         let mut indexed = Vec::new();
         let mut copies = Vec::new();
-        // The events applied to a profile (not copies of applied ones): what the map counts.
-        let mut mapped = Vec::new();
-        let (changes, applied, collisions) = {
+        let (changes, applied, collisions, map_writes) = {
             let mut unifier = self.state()?;
+            // The events applied to a profile (not copies of applied ones) are what the map
+            // counts, each with the identifiers its profile has once it is applied.
+            let mut map = if self.keep_map {
+                Some(self.data_map()?)
+            } else {
+                None
+            };
             let collisions_before = unifier.counters().collisions;
             for (id, senders) in seen {
                 unifier.load_seen(&id, &senders);
@@ -216,12 +235,22 @@ impl<K: Kv> Workspace<K> {
                     .map_err(|e| corrupt(e.to_string()))?;
             }
             let mut applied = 0;
-            for (at, line) in events.iter().enumerate() {
+            for line in events {
                 let origin = key.map_or(0, |key| line_origin(key, line.number));
                 match unifier.apply_from(&line.event, origin) {
                     Applied::Profile(profile) => {
                         applied += 1;
-                        mapped.push(at);
+                        if let Some(map) = map.as_mut() {
+                            let known = unifier.graph().profile(&profile).map(|ids| {
+                                KnownIds::new(
+                                    ids.identifiers
+                                        .keys()
+                                        .map(|id| (id.kind.as_str(), id.value.as_str())),
+                                    &self.identifier_paths,
+                                )
+                            });
+                            map.observe_known(&line.event, known.as_ref());
+                        }
                         indexed.push((event_key(&profile, unifier.sequence()), line.text));
                     }
                     Applied::Copy => copies.push(line.number),
@@ -232,16 +261,10 @@ impl<K: Kv> Workspace<K> {
             let collisions = changes.counters.collisions - collisions_before;
             unifier.forget_seen();
             unifier.take_log();
-            (changes, applied, collisions)
-        };
-        let map_writes = if self.keep_map {
-            let mut map = self.data_map()?;
-            for line in mapped.iter().filter_map(|&at| events.get(at)) {
-                map.observe(&line.event);
-            }
-            map_writes(&mut map, !mapped.is_empty())
-        } else {
-            Vec::new()
+            let map_writes = map
+                .map(|mut map| map_writes(&mut map, applied > 0))
+                .unwrap_or_default();
+            (changes, applied, collisions, map_writes)
         };
         // Write back, in one batch.
         let mut batch = self.batch(changes, indexed, settings);

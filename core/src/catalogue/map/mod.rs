@@ -126,6 +126,78 @@ pub struct PathEntry {
     pub top: TopValues,
     /// The first distinct values.
     pub examples: Vec<String>,
+    /// Values that are one of the identifiers of the profile the event was applied to, by the
+    /// identifier's type (`email`, `phone`, ...): evidence that the path could link people
+    /// (an identity candidate). Paths unify reads identifiers from already are not counted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub known_ids: BTreeMap<String, u64>,
+}
+
+/// The identifiers of the profile an event was applied to, for the map to count the values
+/// that equal one of them ([`DataMap::observe_known`]).
+#[derive(Debug)]
+pub struct KnownIds<'a> {
+    /// Lower-cased values (phones also as their digits), each with its type.
+    values: std::collections::HashMap<String, &'a str>,
+    /// Paths unify reads identifiers from (`traits.email`, ...): not candidates.
+    skip: &'a BTreeSet<String>,
+}
+
+/// Phones are compared by their digits, at least this many.
+const MIN_PHONE_DIGITS: usize = 7;
+
+impl<'a> KnownIds<'a> {
+    /// The identifiers `(type, normalised value)` of a profile; `skip` the paths that are
+    /// identifiers already.
+    pub fn new(
+        identifiers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        skip: &'a BTreeSet<String>,
+    ) -> KnownIds<'a> {
+        let mut values = std::collections::HashMap::new();
+        for (kind, value) in identifiers {
+            if kind == "phone" {
+                let digits = digits(value);
+                if digits.len() >= MIN_PHONE_DIGITS {
+                    values.insert(digits, kind);
+                }
+            }
+            values.insert(value.to_lowercase(), kind);
+        }
+        KnownIds { values, skip }
+    }
+
+    /// The type of the identifier `text` is, if it is one.
+    fn kind_of(&self, text: &str) -> Option<&'a str> {
+        if self.values.is_empty() || text.len() > 256 {
+            return None;
+        }
+        let text = text.trim();
+        if let Some(kind) = self.values.get(&text.to_lowercase()) {
+            return Some(kind);
+        }
+        let digits = digits(text);
+        let national = digits.trim_start_matches('0');
+        if national.len() < MIN_PHONE_DIGITS
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b" +-().".contains(&b))
+        {
+            return None;
+        }
+        // A national number matches the international one it ends.
+        self.values
+            .iter()
+            .find(|(value, kind)| {
+                **kind == "phone"
+                    && value.bytes().all(|b| b.is_ascii_digit())
+                    && value.ends_with(national)
+            })
+            .map(|(_, kind)| *kind)
+    }
+}
+
+fn digits(text: &str) -> String {
+    text.chars().filter(char::is_ascii_digit).collect()
 }
 
 /// The data map of one workspace.
@@ -208,6 +280,11 @@ impl DataMap {
 
     /// Counts an event.
     pub fn observe(&mut self, event: &Event<'_>) {
+        self.observe_known(event, None);
+    }
+
+    /// [`DataMap::observe`], counting the values that are identifiers of the event's profile.
+    pub fn observe_known(&mut self, event: &Event<'_>, known: Option<&KnownIds<'_>>) {
         let key = key_of(event);
         if !self.events.contains_key(&key) && self.events.len() >= MAX_EVENTS {
             self.other_events += 1;
@@ -228,6 +305,7 @@ impl DataMap {
             room,
             day,
             seen: BTreeSet::new(),
+            known,
         };
         for (root, object) in roots(event) {
             for (name, node) in object.iter() {
@@ -292,6 +370,8 @@ struct Walk<'e> {
     day: Option<i64>,
     /// Paths this event carried (each counts once per event).
     seen: BTreeSet<String>,
+    /// The identifiers of the event's profile.
+    known: Option<&'e KnownIds<'e>>,
 }
 
 impl Walk<'_> {
@@ -332,6 +412,18 @@ impl Walk<'_> {
             }
         }
         stats.observe(path, value);
+        if let Some(known) = self.known
+            && !known.skip.contains(path)
+        {
+            let text = match value {
+                Value::String(text) => Some(std::borrow::Cow::Borrowed(text.as_str())),
+                Value::Number(number) => Some(std::borrow::Cow::Owned(number.to_string())),
+                _ => None,
+            };
+            if let Some(kind) = text.and_then(|text| known.kind_of(&text)) {
+                *stats.known_ids.entry(kind.to_owned()).or_default() += 1;
+            }
+        }
     }
 }
 

@@ -425,3 +425,115 @@ fn the_map_kept_batch_by_batch_through_its_store_equals_one_pass() {
         assert_eq!(rebuilt.path_count(), whole.path_count());
     }
 }
+
+#[test]
+fn values_that_are_their_profile_s_identifiers_make_identity_candidates() {
+    let skip: BTreeSet<String> = ["traits.email".to_owned()].into();
+    let ids = [
+        ("email", "jane@shop.example"),
+        ("phone", "+442079460000"),
+        ("user_id", "u-17"),
+    ];
+    let known = KnownIds::new(ids, &skip);
+    let mut map = DataMap::default();
+    for day in 1..=5 {
+        let identify = line(
+            "identify",
+            "",
+            "analytics.js",
+            day,
+            10,
+            &json!({"traits": {"email": "jane@shop.example", "customer_email": " Jane@Shop.example ",
+                               "landline": "020 7946 0000", "plan": "gold"}}),
+        );
+        map.observe_known(&Event::from_lake_line(&identify).unwrap(), Some(&known));
+        let order = line(
+            "track",
+            "Order Completed",
+            "analytics-node",
+            day,
+            11,
+            &json!({"properties": {"buyer": if day < 3 { "u-17" } else { "u-99" }, "total": 5}}),
+        );
+        map.observe_known(&Event::from_lake_line(&order).unwrap(), Some(&known));
+    }
+    // Observed without identifiers (an event with no profile): counted as values, not known.
+    observe_all(
+        &mut map,
+        &[line(
+            "identify",
+            "",
+            "analytics.js",
+            6,
+            10,
+            &json!({"traits": {"customer_email": "x@y.example"}}),
+        )],
+    );
+    let identify = entry(&map, "analytics.js", "identify", "");
+    assert_eq!(
+        identify.paths["traits.customer_email"].known_ids,
+        [("email".to_owned(), 5)].into()
+    );
+    assert_eq!(
+        identify.paths["traits.landline"].known_ids,
+        [("phone".to_owned(), 5)].into(),
+        "a national number is the international one"
+    );
+    assert!(
+        identify.paths["traits.email"].known_ids.is_empty(),
+        "an identifier already"
+    );
+    assert!(identify.paths["traits.plan"].known_ids.is_empty());
+
+    let candidates = view(&map).identity_candidates;
+    let shown: Vec<(&str, u64, u64, &str, Option<&str>)> = candidates
+        .iter()
+        .map(|c| {
+            (
+                c.path.as_str(),
+                c.values,
+                c.known,
+                c.identifier_type.as_str(),
+                c.proposal.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (
+                "traits.landline",
+                5,
+                5,
+                "phone",
+                Some("[unify.identity.trait_identifiers] landline = \"phone\"")
+            ),
+            (
+                "traits.customer_email",
+                6,
+                5,
+                "email",
+                Some("[unify.identity.trait_identifiers] customer_email = \"email\"")
+            ),
+        ],
+        "properties.buyer matched twice in five: too little evidence; {candidates:?}"
+    );
+    // With a third match, a property is a candidate too, with no proposal: unify reads no
+    // identifiers from properties.
+    let order = line(
+        "track",
+        "Order Completed",
+        "analytics-node",
+        7,
+        11,
+        &json!({"properties": {"buyer": "u-17"}}),
+    );
+    map.observe_known(&Event::from_lake_line(&order).unwrap(), Some(&known));
+    let buyer = view(&map)
+        .identity_candidates
+        .into_iter()
+        .find(|c| c.path == "properties.buyer")
+        .unwrap();
+    assert_eq!((buyer.values, buyer.known, buyer.share), (6, 3, 0.5));
+    assert_eq!(buyer.proposal, None);
+}

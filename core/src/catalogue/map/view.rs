@@ -28,7 +28,38 @@ pub struct MapView {
     pub other_events: u64,
     /// Property paths held.
     pub paths: usize,
+    /// Paths whose values are identifiers of the profiles their events were applied to, the
+    /// strongest evidence first.
+    pub identity_candidates: Vec<IdentityCandidate>,
 }
+
+/// A path that could link people: its values are, often, identifiers the identity graph
+/// already holds for the same person.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityCandidate {
+    /// The path (`traits.customer_email`), over every event and source that carries it.
+    pub path: String,
+    /// Values seen.
+    pub values: u64,
+    /// Of them, identifiers of the event's profile.
+    pub known: u64,
+    /// `known / values`.
+    pub share: f64,
+    /// The type of identifier they matched most (`email`).
+    pub identifier_type: String,
+    /// The configuration that makes unify link by it, for a trait
+    /// (`[unify.identity.trait_identifiers] customer_email = "email"`); `None` for a property,
+    /// which unify does not read identifiers from.
+    pub proposal: Option<String>,
+}
+
+/// Identity candidates need this many values that are known identifiers...
+const MIN_KNOWN: u64 = 3;
+/// ...and this share of the path's values.
+const MIN_SHARE: f64 = 0.2;
+/// Identity candidates shown, at most.
+const MAX_CANDIDATES: usize = 20;
 
 /// A source of events.
 #[derive(Clone, Debug, Serialize)]
@@ -142,6 +173,7 @@ impl MapView {
             "events": events,
             "otherEvents": self.other_events,
             "paths": self.paths,
+            "identityCandidates": self.identity_candidates,
         })
     }
 }
@@ -175,7 +207,51 @@ pub fn view(map: &DataMap) -> MapView {
             .collect(),
         other_events: map.other_events,
         paths: map.path_count(),
+        identity_candidates: identity_candidates(map),
     }
+}
+
+/// The paths whose values matched identifiers of their events' profiles, over every event.
+fn identity_candidates(map: &DataMap) -> Vec<IdentityCandidate> {
+    let mut paths: BTreeMap<&str, (u64, BTreeMap<&str, u64>)> = BTreeMap::new();
+    for entry in map.events.values() {
+        for (path, stats) in &entry.paths {
+            let (values, known) = paths.entry(path.as_str()).or_default();
+            *values += stats.count;
+            for (kind, count) in &stats.known_ids {
+                *known.entry(kind.as_str()).or_default() += count;
+            }
+        }
+    }
+    let mut candidates: Vec<IdentityCandidate> = paths
+        .into_iter()
+        .filter_map(|(path, (values, known))| {
+            let (kind, _) = known.iter().max_by_key(|(_, n)| **n)?;
+            let matched: u64 = known.values().sum();
+            #[expect(clippy::cast_precision_loss, reason = "a share, for people")]
+            let share = matched as f64 / values.max(1) as f64;
+            (matched >= MIN_KNOWN && share >= MIN_SHARE).then(|| IdentityCandidate {
+                path: path.to_owned(),
+                values,
+                known: matched,
+                share: (share * 1000.0).round() / 1000.0,
+                identifier_type: (*kind).to_owned(),
+                proposal: path
+                    .strip_prefix("traits.")
+                    .or_else(|| path.strip_prefix("context.traits."))
+                    .filter(|name| !name.contains(['.', '[']))
+                    .map(|name| format!("[unify.identity.trait_identifiers] {name} = \"{kind}\"")),
+            })
+        })
+        .collect();
+    candidates.sort_by(|a, b| {
+        b.share
+            .total_cmp(&a.share)
+            .then(b.known.cmp(&a.known))
+            .then(a.path.cmp(&b.path))
+    });
+    candidates.truncate(MAX_CANDIDATES);
+    candidates
 }
 
 fn event_view(key: &EventKey, entry: &EventEntry) -> EventView {
