@@ -73,7 +73,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "machine: {} CPU cores",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
-    bench_core(&bodies, args.core_events, args.batch);
+    bench_core(&bodies, args.core_events, args.batch)?;
     Box::pin(bench_unify(args)).await?;
     bench_http(args, &bodies).await
 }
@@ -127,8 +127,61 @@ fn batch_body(seed: usize, size: usize) -> Vec<u8> {
         .into_bytes()
 }
 
-fn bench_core(bodies: &[Bytes], events: usize, batch: usize) {
-    let config = CatalogueConfig::default();
+/// The core pipeline, without and with a tracking plan that checks every event.
+fn bench_core(bodies: &[Bytes], events: usize, batch: usize) -> anyhow::Result<()> {
+    let plain = CatalogueConfig::default();
+    let planned = CatalogueConfig {
+        plan: Some(bench_plan()?),
+        ..CatalogueConfig::default()
+    };
+    let (accepted, bytes, seconds) = core_pass(bodies, events, batch, &plain);
+    println!();
+    println!("core (parse + validate + enrich + serialize, 1 thread)");
+    println!("  events            {accepted}");
+    println!("  time              {seconds:.3} s");
+    println!(
+        "  throughput        {:.0} events/s per core",
+        rate(accepted, seconds)
+    );
+    println!(
+        "  output            {:.1} MB/s of NDJSON",
+        rate(bytes, seconds) / 1e6
+    );
+    let (checked, _, with_plan) = core_pass(bodies, events, batch, &planned);
+    println!("core with a tracking plan (every event checked against its JSON Schema, 1 thread)");
+    println!(
+        "  throughput        {:.0} events/s per core ({:+.1} % time per event)",
+        rate(checked, with_plan),
+        (rate(accepted, seconds) / rate(checked, with_plan).max(1.0) - 1.0) * 100.0
+    );
+    Ok(())
+}
+
+/// A plan for the benchmark's events: types, a required list, an enum, a bound and a format.
+fn bench_plan() -> anyhow::Result<braid_core::catalogue::plan::TrackingPlan> {
+    let plan = json!({"unplanned": "block", "events": [{"type": "track", "name": "Product Viewed",
+        "mode": "allow", "schema": {"type": "object", "required": ["properties"], "properties": {
+            "properties": {"type": "object",
+                "required": ["product_id", "price", "currency"],
+                "properties": {
+                    "product_id": {"type": "string", "maxLength": 64},
+                    "price": {"type": "number", "minimum": 0},
+                    "currency": {"type": "string", "enum": ["EUR", "USD", "GBP"]},
+                    "category": {"type": "string"}}},
+            "context": {"type": "object", "properties": {
+                "page": {"type": "object", "properties": {"url": {"type": "string", "format": "uri"}}}}}}}}]});
+    Ok(braid_core::catalogue::plan::TrackingPlan::parse(
+        &plan.to_string(),
+    )?)
+}
+
+/// One pass of `events` through the core pipeline: events accepted, bytes written, seconds.
+fn core_pass(
+    bodies: &[Bytes],
+    events: usize,
+    batch: usize,
+    config: &CatalogueConfig,
+) -> (usize, usize, f64) {
     let batches = events.div_ceil(batch.max(1));
     let started = Instant::now();
     let mut accepted = 0_usize;
@@ -150,23 +203,11 @@ fn bench_core(bodies: &[Bytes], events: usize, batch: usize) {
             edge: None,
             trust: braid_core::collect::Trust::default(),
         };
-        let outcome = process_batch(parsed, &info, &config);
+        let outcome = process_batch(parsed, &info, config);
         accepted += outcome.accepted_count;
         bytes += outcome.accepted.len();
     }
-    let seconds = started.elapsed().as_secs_f64();
-    println!();
-    println!("core (parse + validate + enrich + serialize, 1 thread)");
-    println!("  events            {accepted}");
-    println!("  time              {seconds:.3} s");
-    println!(
-        "  throughput        {:.0} events/s per core",
-        rate(accepted, seconds)
-    );
-    println!(
-        "  output            {:.1} MB/s of NDJSON",
-        rate(bytes, seconds) / 1e6
-    );
+    (accepted, bytes, started.elapsed().as_secs_f64())
 }
 
 /// The unify benchmark's stream, as lake lines: 200,000 browsers, a third of them logging in

@@ -28,8 +28,10 @@ pub(crate) struct ReplayArgs {
     /// Only events received before this time.
     #[arg(long, value_parser = parse_time)]
     to: Option<OffsetDateTime>,
-    /// Only records of this reason (plan_violation, unplanned_event; default both), repeatable.
-    #[arg(long = "reason")]
+    #[arg(
+        long = "reason",
+        help = "Only records of this reason (plan_violation, unplanned_event; default both), repeatable."
+    )]
     reasons: Vec<String>,
     /// Say what would land; write nothing.
     #[arg(long)]

@@ -190,14 +190,14 @@ mod tests {
 
     const RECEIVED: &str = "2024-05-01T10:20:00.000Z";
 
-    fn plan(document: Value) -> TrackingPlan {
+    fn plan(document: &Value) -> TrackingPlan {
         TrackingPlan::parse(&document.to_string()).unwrap()
     }
 
     /// A plan that blocks `Order Completed` without a number `total`.
     fn strict() -> TrackingPlan {
         plan(
-            json!({"events": [{"type": "track", "name": "Order Completed", "mode": "block",
+            &json!({"events": [{"type": "track", "name": "Order Completed", "mode": "block",
             "schema": {"type": "object", "required": ["properties"], "properties": {
                 "properties": {"type": "object", "required": ["total"],
                                "properties": {"total": {"type": "number"}}}}}}]}),
@@ -266,7 +266,7 @@ mod tests {
         ));
         // Under a plan that allows the string (mode allow), it lands marked.
         let fixed = plan(
-            json!({"events": [{"type": "track", "name": "Order Completed",
+            &json!({"events": [{"type": "track", "name": "Order Completed",
             "mode": "allow", "schema": {"type": "object", "properties": {
                 "properties": {"type": "object",
                                "properties": {"total": {"type": "number"}}}}}}]}),

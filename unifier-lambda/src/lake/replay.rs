@@ -83,15 +83,12 @@ pub async fn replay<S: ObjectStore>(
             continue;
         };
         summary.objects += 1;
-        let content = match gunzip(&packed, MAX_OBJECT_BYTES) {
-            Ok(content) => content,
-            Err(_) => {
-                *summary
-                    .not_replayable
-                    .entry("an object that is not gzip".to_owned())
-                    .or_default() += 1;
-                continue;
-            }
+        let Ok(content) = gunzip(&packed, MAX_OBJECT_BYTES) else {
+            *summary
+                .not_replayable
+                .entry("an object that is not gzip".to_owned())
+                .or_default() += 1;
+            continue;
         };
         let marker = replay_key(&object.key);
         let mut landed: Landed = match store.get(&marker).await? {
