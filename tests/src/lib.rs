@@ -713,10 +713,12 @@ pub fn wait_unified(data: &Path) {
 
 /// [`wait_unified`], for at most `limit`.
 pub fn wait_unified_within(data: &Path, limit: Duration) {
-    // Every object, by its key, has its checkpoint under the same key.
+    // Every object (events, and failure records, which the data map counts), by its key, has
+    // its checkpoint under the same key.
     let pending = || {
         let mut objects = Vec::new();
         collect(&data.join("raw"), &mut objects);
+        collect(&data.join("failed"), &mut objects);
         objects.iter().any(|path| {
             let key = path.strip_prefix(data).unwrap_or(path);
             let compacted = path

@@ -321,6 +321,25 @@ fn a_plan_written_from_the_map_is_enforced_at_collection() {
         "{map}"
     );
 
+    // The refusals are in the map too, with the way out.
+    let refusals: Vec<&Value> = map["test"]["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "validation_failure")
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(
+        (&refusals[0]["path"], &refusals[0]["count"]),
+        (&"plan_violation".into(), &2.into())
+    );
+    assert!(
+        refusals[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 of them track Order Completed"),
+        "{refusals:?}"
+    );
     // Replayed through the running server, under the plan that blocked them: refused still.
     let before = order_count(&map);
     let (status, dry) = replay(&server, r#"{"dryRun": true}"#);

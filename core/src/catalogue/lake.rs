@@ -134,6 +134,11 @@ pub fn is_compacted(key: &str) -> bool {
         .is_some_and(|name| name.starts_with(COMPACTED_PREFIX))
 }
 
+/// Whether `key` is a `failed/` lake object.
+pub fn is_failed_object(key: &str) -> bool {
+    key.starts_with("failed/") && key.ends_with(OBJECT_SUFFIX)
+}
+
 /// Whether `key` is a `raw/` lake object (compacted or not).
 pub fn is_raw_object(key: &str) -> bool {
     key.starts_with("raw/") && key.ends_with(OBJECT_SUFFIX)

@@ -11,6 +11,9 @@
 //! applied, and the same record names the lines and why; `braid profiles rebuild` reads the
 //! lake by the same rule, so live and rebuilt profiles agree.
 //!
+//! `failed/` objects are applied once in the same way, their failure records handed to
+//! [`Unify::apply_failures`] (the data map counts their reasons).
+//!
 //! Identity resolution is a [`Unify`] implementation (`crate::profiles::ProfileUnify`), whose
 //! writes [`Unify::commit`] makes durable before the objects' checkpoints are written;
 //! [`CountEvents`] only counts. The Lambda function calls [`unify_objects`] with the keys of a
@@ -19,7 +22,7 @@
 use std::future::Future;
 
 use braid_core::catalogue::lake::{
-    DEAD_LETTER_PREFIX, checkpoint_key, is_compacted, is_raw_object,
+    DEAD_LETTER_PREFIX, checkpoint_key, is_compacted, is_failed_object, is_raw_object,
 };
 use braid_core::event::{LineError, lake_lines};
 use serde::Serialize;
@@ -136,6 +139,16 @@ pub trait Unify: Send + Sync {
         events: &[u8],
     ) -> impl Future<Output = Result<LinesApplied, Self::Error>> + Send;
 
+    /// Counts the failure records of the `failed/` object `key` (the data map's reasons):
+    /// how many lines were records. Called once per object, as `apply` is.
+    fn apply_failures(
+        &self,
+        _key: &str,
+        _records: &[u8],
+    ) -> impl Future<Output = Result<usize, Self::Error>> + Send {
+        async { Ok(0) }
+    }
+
     /// Makes what every `apply` so far did durable; the objects are checkpointed (counted as
     /// applied) only after it returns `Ok`.
     fn commit(&self) -> impl Future<Output = Result<(), Self::Error>> + Send {
@@ -195,8 +208,9 @@ pub async fn unify_objects<S: ObjectStore, U: Unify>(
     let mut applied = Vec::new();
     let mut failure = None;
     for key in keys {
+        let failed = is_failed_object(key);
         // Compacted objects hold events unify has seen in the objects they replace.
-        if !is_raw_object(key) || !is_valid_key(key) || is_compacted(key) {
+        if !(is_raw_object(key) || failed) || !is_valid_key(key) || is_compacted(key) {
             summary.ignored += 1;
             continue;
         }
@@ -220,6 +234,17 @@ pub async fn unify_objects<S: ObjectStore, U: Unify>(
                 continue;
             }
         };
+        if failed {
+            match unify.apply_failures(key, &content).await {
+                // Its checkpoint counts no events: the records are no events.
+                Ok(_) => applied.push((checkpoint, LinesApplied::default())),
+                Err(error) => {
+                    failure = Some(UnifyError::Step(error));
+                    break;
+                }
+            }
+            continue;
+        }
         match unify.apply(key, &content).await {
             Ok(lines) => {
                 if !lines.quarantined.is_empty() {

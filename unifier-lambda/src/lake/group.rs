@@ -121,7 +121,8 @@ fn write_loop(
 }
 
 /// Writes one object per (area, workspace, partition) holding every job's lines, durably;
-/// gives the keys of the `raw/` objects.
+/// gives the keys of the objects, `raw/` first (unify applies the events, and counts the
+/// failure records in the data map).
 fn commit(store: &LocalStore, jobs: &[Job]) -> Result<Vec<String>, StoreError> {
     let mut contents: BTreeMap<(Area, &str, String), Vec<u8>> = BTreeMap::new();
     for job in jobs {
@@ -151,9 +152,5 @@ fn commit(store: &LocalStore, jobs: &[Job]) -> Result<Vec<String>, StoreError> {
         .map(|(_, key, body)| (key.as_str(), body.as_slice()))
         .collect();
     store.put_all_blocking(&puts)?;
-    Ok(objects
-        .into_iter()
-        .filter(|(area, _, _)| *area == Area::Raw)
-        .map(|(_, key, _)| key)
-        .collect())
+    Ok(objects.into_iter().map(|(_, key, _)| key).collect())
 }

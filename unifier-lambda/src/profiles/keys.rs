@@ -10,6 +10,7 @@
 //! | `e/<profile id>/<sequence, 16 hex>` | the lake line of an event applied to the profile |
 //! | `c/e/<type>\0<source>\0<name>` | the data map's entry of an event (`braid_core::catalogue::map`) |
 //! | `c/meta` | the data map's counters |
+//! | `c/failures` | the data map's count of refusals (`failed/`), by reason |
 
 use braid_core::catalogue::map::EventKey;
 use braid_core::unify::Identifier;
@@ -43,6 +44,9 @@ pub(super) const MAP_PREFIX: &[u8] = b"c/e/";
 
 /// The data map's counters.
 pub(super) const MAP_META_KEY: &[u8] = b"c/meta";
+
+/// The data map's count of refusals.
+pub(super) const MAP_FAILURES_KEY: &[u8] = b"c/failures";
 
 pub(super) fn map_key(event: &EventKey) -> Vec<u8> {
     let mut key = MAP_PREFIX.to_vec();

@@ -27,7 +27,9 @@ mod workspace;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use braid_core::catalogue::lake::{Area, checkpoint_key, workspace_of, workspace_prefix};
+use braid_core::catalogue::lake::{
+    Area, checkpoint_key, is_failed_object, workspace_of, workspace_prefix,
+};
 use braid_core::unify::{IdentityRules, ProfileConfig, ProfileStoreConfig, fingerprint};
 use error::corrupt;
 use keys::{Current, current_key, store_path};
@@ -259,6 +261,14 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         self.remove_objects(&format!("{path}/")).await?;
         let (_, store) = self.open_generation(workspace, generation).await?;
         let mut objects = live_objects(&self.lake, &workspace_prefix(Area::Raw, workspace)).await?;
+        // The failure records too, for the data map's reasons, as the live path counted them.
+        objects.extend(
+            self.lake
+                .list(&workspace_prefix(Area::Failed, workspace))
+                .await?
+                .into_iter()
+                .filter(|o| is_failed_object(&o.key)),
+        );
         objects.sort_by(|a, b| (a.modified, &a.key).cmp(&(b.modified, &b.key)));
         let mut events = 0;
         for (i, object) in objects.iter().enumerate() {
@@ -266,6 +276,9 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
                 continue;
             };
             match gunzip(&packed, MAX_OBJECT_BYTES) {
+                Ok(content) if is_failed_object(&object.key) => {
+                    store.apply_failures(&content).await?;
+                }
                 Ok(content) => {
                     let applied = store
                         .apply_lines(Some(&object.key), &content, &self.settings)
@@ -387,6 +400,18 @@ impl<S: ObjectStore, H: KvHome> Unify for ProfileUnify<S, H> {
             Some(workspace) => self.apply_object(workspace, Some(key), events).await,
             None => Ok(LinesApplied::default()),
         }
+    }
+
+    async fn apply_failures(&self, key: &str, records: &[u8]) -> Result<usize, ProfileError> {
+        let Some(workspace) = workspace_of(Area::Failed, key) else {
+            return Ok(0);
+        };
+        let store = self.workspace(workspace).await?;
+        let counted = store.apply_failures(records).await;
+        if let Err(error) = &counted {
+            self.forget_if_failed(workspace, error).await;
+        }
+        counted
     }
 
     async fn commit(&self) -> Result<(), ProfileError> {

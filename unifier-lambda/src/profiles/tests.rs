@@ -476,3 +476,70 @@ async fn a_retry_in_another_hour_is_compacted_out() {
     let profile = unify.profile("w", &user).await.unwrap().unwrap();
     assert_eq!(profile["aggregates"]["revenue"], 30.0);
 }
+
+/// The reasons of `failed/` are counted once per object in the data map, kept by the store,
+/// and a rebuild counts the same.
+#[tokio::test]
+async fn failure_records_are_counted_once_and_rebuilt_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = LocalStore::open(dir.path()).unwrap();
+    let home = MemoryHome::default();
+    let unify = profiles(&lake, &home, IdentityRules::default());
+    let event = r#"{"type":"track","event":"A","userId":"u","messageId":"m1","receivedAt":"2024-05-01T10:00:00.000Z"}"#;
+    let raw = "raw/workspace=w/date=2024-05-01/hour=10/a.ndjson.gz";
+    lake.put(raw, gzip(format!("{event}\n").as_bytes()))
+        .await
+        .unwrap();
+    let record = |code: &str| {
+        json!({"receivedAt": "2024-05-01T10:00:00.000Z", "workspace": "w", "index": 0,
+               "code": code, "message": format!("event 0: {code}"),
+               "payload": r#"{"type":"track","event":"B"}"#})
+        .to_string()
+    };
+    let failed = "failed/workspace=w/date=2024-05-01/hour=10/b.ndjson.gz";
+    let content = format!(
+        "{}\n{}\n{}\n",
+        record("plan_violation"),
+        record("plan_violation"),
+        record("missing_field")
+    );
+    lake.put(failed, gzip(content.as_bytes())).await.unwrap();
+    let keys = [raw.to_owned(), failed.to_owned()];
+    let first = unify_objects(&lake, &unify, &keys, OffsetDateTime::UNIX_EPOCH)
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.applied, first.events),
+        (2, 1),
+        "the records are no events"
+    );
+    let again = unify_objects(&lake, &unify, &keys, OffsetDateTime::UNIX_EPOCH)
+        .await
+        .unwrap();
+    assert_eq!(again.already_applied, 2);
+    let map = unify.data_map("w").await.unwrap().unwrap();
+    let counts: Vec<(&str, u64)> = map
+        .failures
+        .iter()
+        .map(|(c, f)| (c.as_str(), f.count))
+        .collect();
+    assert_eq!(counts, [("missing_field", 1), ("plan_violation", 2)]);
+    assert_eq!(
+        map.failures["plan_violation"].events,
+        [("track B".to_owned(), 2)].into()
+    );
+    assert_eq!(map.events.len(), 1);
+    unify.close().await.unwrap();
+    let reopened = profiles(&lake, &home, IdentityRules::default());
+    assert_eq!(
+        reopened.data_map("w").await.unwrap().unwrap(),
+        map,
+        "as stored"
+    );
+    reopened.rebuild("w").await.unwrap();
+    assert_eq!(
+        reopened.data_map("w").await.unwrap().unwrap(),
+        map,
+        "as rebuilt"
+    );
+}

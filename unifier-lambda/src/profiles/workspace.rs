@@ -15,7 +15,7 @@ use braid_core::unify::{
 
 use super::error::{ProfileError, corrupt};
 use super::keys::{
-    DAY_MILLIS, MAP_META_KEY, MAP_PREFIX, META_KEY, event_key, identifier_key, map_key,
+    DAY_MILLIS, MAP_FAILURES_KEY, MAP_META_KEY, MAP_PREFIX, META_KEY, event_key, identifier_key, map_key,
     profile_key, seen_key,
 };
 use super::kv::{Kv, KvWrite, prefix_end};
@@ -177,6 +177,10 @@ impl<K: Kv> Workspace<K> {
                 .map_err(|e| corrupt(format!("the data map's counters: {e}")))?;
             map.other_events = meta.other_events;
         }
+        if let Some(bytes) = self.kv.get(MAP_FAILURES_KEY).await? {
+            map.failures = serde_json::from_slice(&bytes)
+                .map_err(|e| corrupt(format!("the data map's refusals: {e}")))?;
+        }
         Ok(map)
     }
 
@@ -203,6 +207,32 @@ impl<K: Kv> Workspace<K> {
         (applied.events, applied.collisions, applied.duplicates) =
             (done.events, done.collisions, done.copies);
         Ok(applied)
+    }
+
+    /// Counts the failure records of a `failed/` object in the data map (nothing else reads
+    /// them): how many lines were records.
+    pub(super) async fn apply_failures(&self, content: &[u8]) -> Result<usize, ProfileError> {
+        if !self.keep_map {
+            return Ok(0);
+        }
+        let _writer = self.writer.lock().await;
+        let (counted, writes) = {
+            let mut map = self.data_map()?;
+            let counted = content
+                .split(|&b| b == b'\n')
+                .filter(|line| !line.is_empty())
+                .filter(|line| map.observe_failure(line))
+                .count();
+            (counted, map_writes(&mut map, false))
+        };
+        if !writes.is_empty() {
+            if let Err(error) = self.kv.write(writes).await {
+                self.reset_after_failure().await;
+                return Err(error.into());
+            }
+            self.unflushed.store(true, Ordering::SeqCst);
+        }
+        Ok(counted)
     }
 
     /// Applies events (of the object `key`, when known).
@@ -481,7 +511,15 @@ struct MapMeta {
 
 /// The writes of what changed in the data map since the last batch.
 fn map_writes(map: &mut DataMap, observed: bool) -> Vec<KvWrite> {
-    let other_events = map.other_events;
+    let meta = MapMeta {
+        other_events: map.other_events,
+    };
+    // Written only when they change: refusals are rare beside events.
+    let failures = map.failures_changed().then(|| KvWrite::Put {
+        key: MAP_FAILURES_KEY.to_vec(),
+        value: serde_json::to_vec(&map.failures).unwrap_or_default(),
+        ttl_millis: None,
+    });
     let mut writes: Vec<KvWrite> = map
         .take_changed()
         .into_iter()
@@ -494,9 +532,10 @@ fn map_writes(map: &mut DataMap, observed: bool) -> Vec<KvWrite> {
     if observed {
         writes.push(KvWrite::Put {
             key: MAP_META_KEY.to_vec(),
-            value: serde_json::to_vec(&MapMeta { other_events }).unwrap_or_default(),
+            value: serde_json::to_vec(&meta).unwrap_or_default(),
             ttl_millis: None,
         });
     }
+    writes.extend(failures);
     writes
 }

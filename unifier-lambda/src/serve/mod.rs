@@ -330,9 +330,11 @@ pub async fn unify_pending<U: Unify>(
     unify_objects(lake, unify, &keys, now()).await
 }
 
-/// The lake's objects in the order they were written.
+/// The lake's objects (events, and failure records for the data map) in the order they were
+/// written.
 async fn pending_keys(lake: &LocalStore) -> Result<Vec<String>, StoreError> {
     let mut objects = lake.list("raw/").await?;
+    objects.extend(lake.list("failed/").await?);
     objects.sort_by(|a, b| (a.modified, &a.key).cmp(&(b.modified, &b.key)));
     Ok(objects.into_iter().map(|o| o.key).collect())
 }

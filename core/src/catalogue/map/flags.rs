@@ -25,6 +25,8 @@ pub enum FlagKind {
     UnexpectedPii,
     /// A path seen with more than one JSON type (nulls aside).
     TypeDrift,
+    /// Events were refused (`failed/`): invalid, or blocked by the tracking plan.
+    ValidationFailure,
     /// Events broke the tracking plan and were collected (modes `allow`, `omit`).
     PlanViolation,
     /// Events the tracking plan does not list were collected.
@@ -70,6 +72,27 @@ pub fn flags(map: &DataMap) -> Vec<Flag> {
         event_flags(key, entry, &mut flags);
     }
     near_duplicate_events(map, &mut flags);
+    for (code, failure) in &map.failures {
+        let most = failure.events.iter().max_by_key(|(_, n)| **n);
+        flags.push(Flag {
+            kind: FlagKind::ValidationFailure,
+            event: None,
+            path: Some(code.clone()),
+            count: failure.count,
+            example: Some(failure.example.clone()),
+            message: format!(
+                "{} events were refused ({code}){}: they wait in failed/{}",
+                failure.count,
+                most.map(|(label, n)| format!(", {n} of them {label}"))
+                    .unwrap_or_default(),
+                if super::super::replay::REPLAYABLE.contains(&code.as_str()) {
+                    "; braid replay lands them once the plan allows them"
+                } else {
+                    ""
+                }
+            ),
+        });
+    }
     if map.other_events > 0 {
         flags.push(Flag {
             kind: FlagKind::OverCapacity,

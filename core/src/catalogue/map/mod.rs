@@ -200,6 +200,24 @@ fn digits(text: &str) -> String {
     text.chars().filter(char::is_ascii_digit).collect()
 }
 
+/// The failures of one reason (a validation or tracking plan code) the lake's `failed/` holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureCount {
+    /// Events (or bodies) refused.
+    pub count: u64,
+    /// The last refusal's arrival, in milliseconds since the epoch.
+    pub last_seen: i64,
+    /// The first refusal's message (it names the field and the limit, never a value).
+    pub example: String,
+    /// Refusals by the event they were (`track Order Completed`), when the payload says.
+    pub events: BTreeMap<String, u64>,
+    /// Refusals of events beyond [`MAX_FAILURE_EVENTS`].
+    pub other_events: u64,
+}
+
+/// Events named per failure reason, at most.
+pub const MAX_FAILURE_EVENTS: usize = 50;
+
 /// The data map of one workspace.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DataMap {
@@ -207,12 +225,38 @@ pub struct DataMap {
     pub events: BTreeMap<EventKey, EventEntry>,
     /// Events of names the map had no room for.
     pub other_events: u64,
+    /// What `failed/` holds, by reason (code): the reasons are a fixed set, so this is
+    /// bounded.
+    #[serde(default)]
+    pub failures: BTreeMap<String, FailureCount>,
     /// Paths held, over all events.
     #[serde(skip)]
     paths: usize,
     /// Events changed since [`DataMap::take_changed`].
     #[serde(skip)]
     changed: BTreeSet<EventKey>,
+    /// Whether failures were counted since [`DataMap::take_changed`].
+    #[serde(skip)]
+    failures_changed: bool,
+}
+
+/// What a refused payload was, for the map: `track Order Completed`, `identify`, when it is a
+/// JSON object with a Spec type (names cut as examples are).
+fn failure_label(payload: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(payload).ok()?;
+    let kind = value.get("type")?.as_str()?;
+    let kind = EventType::parse(kind)?;
+    let name = match kind {
+        EventType::Track => value.get("event").and_then(Value::as_str),
+        EventType::Page | EventType::Screen => value.get("name").and_then(Value::as_str),
+        _ => None,
+    };
+    Some(match name {
+        Some(name) if !name.is_empty() => {
+            format!("{} {}", kind.as_str(), truncate(name))
+        }
+        _ => kind.as_str().to_owned(),
+    })
 }
 
 impl DataMap {
@@ -229,6 +273,7 @@ impl DataMap {
 
     /// The events changed since the last call (what a store writes back).
     pub fn take_changed(&mut self) -> Vec<(EventKey, &EventEntry)> {
+        self.failures_changed = false;
         let changed = std::mem::take(&mut self.changed);
         changed
             .into_iter()
@@ -281,6 +326,62 @@ impl DataMap {
     /// Counts an event.
     pub fn observe(&mut self, event: &Event<'_>) {
         self.observe_known(event, None);
+    }
+
+    /// Counts one line of a `failed/` object (a failure record); whether it was one.
+    pub fn observe_failure(&mut self, line: &[u8]) -> bool {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Record {
+            code: String,
+            #[serde(default)]
+            message: String,
+            #[serde(default)]
+            received_at: Option<String>,
+            #[serde(default)]
+            payload: Option<String>,
+        }
+        let Ok(record) = serde_json::from_slice::<Record>(line) else {
+            return false;
+        };
+        // The reasons are the server's codes; anything else is not a failure record.
+        if record.code.is_empty()
+            || record.code.len() > 64
+            || !record
+                .code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_')
+        {
+            return false;
+        }
+        let at = record
+            .received_at
+            .as_deref()
+            .and_then(|at| crate::timestamp::parse(at).ok())
+            .map_or(0, millis);
+        let label = record.payload.as_deref().and_then(failure_label);
+        let failure = self.failures.entry(record.code).or_default();
+        failure.count += 1;
+        failure.last_seen = failure.last_seen.max(at);
+        if failure.example.is_empty() {
+            failure.example = truncate(&record.message);
+        }
+        match label {
+            Some(label)
+                if failure.events.contains_key(&label)
+                    || failure.events.len() < MAX_FAILURE_EVENTS =>
+            {
+                *failure.events.entry(label).or_default() += 1;
+            }
+            _ => failure.other_events += 1,
+        }
+        self.failures_changed = true;
+        true
+    }
+
+    /// Whether failures were counted since [`DataMap::take_changed`].
+    pub fn failures_changed(&self) -> bool {
+        self.failures_changed
     }
 
     /// [`DataMap::observe`], counting the values that are identifiers of the event's profile.

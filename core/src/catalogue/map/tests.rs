@@ -537,3 +537,86 @@ fn values_that_are_their_profile_s_identifiers_make_identity_candidates() {
     assert_eq!((buyer.values, buyer.known, buyer.share), (6, 3, 0.5));
     assert_eq!(buyer.proposal, None);
 }
+
+#[test]
+fn failure_records_are_counted_by_reason_and_event() {
+    let record = |code: &str, payload: &str| {
+        serde_json::to_vec(&json!({"receivedAt": "2024-05-01T10:00:00.000Z", "workspace": "w",
+            "index": 0, "code": code, "field": null, "limit": null,
+            "message": format!("event 0: {code} (tracking plan rule \"type\")"), "payload": payload}))
+        .unwrap()
+    };
+    let order = r#"{"type":"track","event":"Order Completed","properties":{"total":"5"}}"#;
+    let mut map = DataMap::default();
+    assert!(map.observe_failure(&record("plan_violation", order)));
+    assert!(map.observe_failure(&record("plan_violation", order)));
+    assert!(map.observe_failure(&record("missing_field", r#"{"type":"identify"}"#)));
+    assert!(map.observe_failure(&record("malformed_json", "{not json")));
+    assert!(!map.observe_failure(b"not a record"));
+    assert!(
+        !map.observe_failure(&record("Not A Code", order)),
+        "codes are the server's"
+    );
+    assert!(map.failures_changed());
+    assert_eq!(map.failures.len(), 3);
+    let plan = &map.failures["plan_violation"];
+    assert_eq!(plan.count, 2);
+    assert_eq!(
+        plan.events,
+        [("track Order Completed".to_owned(), 2)].into()
+    );
+    assert_eq!(plan.last_seen, 1_714_557_600_000);
+    assert!(plan.example.contains("plan_violation"), "{}", plan.example);
+    assert_eq!(
+        map.failures["missing_field"].events,
+        [("identify".to_owned(), 1)].into()
+    );
+    assert_eq!(map.failures["malformed_json"].other_events, 1);
+    // Shown as flags, replayable ones saying so.
+    let flags = view(&map).flags;
+    let failure = flags
+        .iter()
+        .find(|f| {
+            f.kind == FlagKind::ValidationFailure && f.path.as_deref() == Some("plan_violation")
+        })
+        .unwrap();
+    assert_eq!(failure.count, 2);
+    assert!(
+        failure.message.contains("2 of them track Order Completed"),
+        "{}",
+        failure.message
+    );
+    assert!(
+        failure.message.contains("braid replay"),
+        "{}",
+        failure.message
+    );
+    let missing = flags
+        .iter()
+        .find(|f| f.path.as_deref() == Some("missing_field"))
+        .unwrap();
+    assert!(
+        !missing.message.contains("braid replay"),
+        "{}",
+        missing.message
+    );
+    // Stored and read back as the store keeps it, then cleared of changes.
+    let _ = map.take_changed();
+    assert!(!map.failures_changed());
+    let bounded: Vec<Vec<u8>> = (0..MAX_FAILURE_EVENTS + 5)
+        .map(|i| {
+            record(
+                "unknown_type",
+                &format!(r#"{{"type":"track","event":"E{i}"}}"#),
+            )
+        })
+        .collect();
+    for line in &bounded {
+        map.observe_failure(line);
+    }
+    assert_eq!(
+        map.failures["unknown_type"].events.len(),
+        MAX_FAILURE_EVENTS
+    );
+    assert_eq!(map.failures["unknown_type"].other_events, 5);
+}

@@ -282,7 +282,23 @@ pub(crate) fn enforce(
     }
     .map(std::borrow::Cow::into_owned)
     .unwrap_or_default();
-    let mut fields = event.to_map();
+    let mut fields = match plan.event(kind.as_str(), &name).map(|p| &p.schema) {
+        // What the check reads: the fields the schema names, unless it must see every field
+        // (`additionalProperties: false`, an `enum` of whole events). Converting the whole
+        // event (its context, say) was most of the cost of a check.
+        Some(schema) if schema.additional_properties != Some(false) && schema.allowed.is_none() => {
+            let mut fields = serde_json::Map::new();
+            for name in schema.properties.keys().chain(&schema.required) {
+                if let Some(value) = event.fields_mut().get(name) {
+                    fields.insert(name.clone(), value.to_value());
+                }
+            }
+            fields
+        }
+        Some(_) => event.to_map(),
+        // Unplanned: judged by its type and name alone.
+        None => serde_json::Map::new(),
+    };
     match plan.judge(kind.as_str(), &name, &fields) {
         Checked::Block(violation) => Err(ValidationError::PlanViolation {
             index,
