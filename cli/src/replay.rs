@@ -61,8 +61,9 @@ pub(crate) async fn run(args: &ReplayArgs) -> anyhow::Result<()> {
             anyhow::bail!(
                 "braid serve is running on {}: replay through it, with the catalogue token:\n  \
                  curl -X POST -H \"Authorization: Bearer $BRAID_CATALOGUE_TOKEN\" \
-                 -d '{{\"dryRun\": true}}' http://127.0.0.1:8080/v1/catalogue/replay",
-                data.display()
+                 -d '{{\"dryRun\": true}}' http://{}/v1/catalogue/replay",
+                data.display(),
+                config.server.listen
             );
         }
         Err(error) => return Err(error),

@@ -356,6 +356,14 @@ fn a_plan_written_from_the_map_is_enforced_at_collection() {
     assert!(refused.to_string().contains("form"), "{refused}");
     let unauthorized = request(server.addr, "POST", "/v1/catalogue/replay", &[], b"{}").unwrap();
     assert_eq!(unauthorized.status, 401);
+    // The running server owns the data folder: the command says to go through it.
+    let beside = std::process::Command::new(braid_tests::braid_bin())
+        .args(["replay".as_ref(), "--data".as_ref(), data.as_os_str()])
+        .output()
+        .unwrap();
+    assert!(!beside.status.success());
+    let said = String::from_utf8_lossy(&beside.stderr);
+    assert!(said.contains("/v1/catalogue/replay"), "{said}");
     assert!(server.terminate());
 
     // The plan fixed (revenue a number or a string again): a dry run says what would land...

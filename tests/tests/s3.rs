@@ -227,3 +227,122 @@ async fn throttling_loses_nothing_and_duplicates_nothing() {
     ids.sort();
     assert_eq!(ids, ["t-1", "t-2"]);
 }
+
+/// The ingest function over a bucket: a tracking plan blocks an event into `failed/`, the
+/// bucket's unify step counts the record once, and `POST /v1/catalogue/replay` lands it under
+/// the fixed plan, once.
+#[tokio::test]
+async fn a_blocked_event_is_replayed_over_a_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path());
+    let store = bucket(&server).await;
+    let api = |total: &str| {
+        let mut config = braid_tests::forwarding_config("s", &["shop"]);
+        config.workspaces[0].write_keys = vec!["wk_shop".to_owned()];
+        let plan = serde_json::json!({"events": [{"type": "track", "name": "Order Completed",
+            "mode": "block", "schema": {"type": "object", "properties": {"properties": {
+                "type": "object", "properties": {"total": {"type": total}}}}}}]});
+        config.catalogue.plan =
+            Some(braid_core::catalogue::plan::TrackingPlan::parse(&plan.to_string()).unwrap());
+        config.catalogue.api = Some(braid_core::catalogue::CatalogueApiConfig {
+            token: "admin-token".to_owned(),
+        });
+        braid_edge::Api::new(config).unwrap()
+    };
+    let request = |method, path, headers, body| braid_edge::HttpRequest {
+        method,
+        path,
+        query: None,
+        headers,
+        body,
+        client_ip: None,
+        fresh_id: None,
+        fresh_key: None,
+        location: None,
+        edge: None,
+    };
+    let now = OffsetDateTime::now_utc();
+    let strict = api("number");
+    let body = br#"{"writeKey": "wk_shop", "batch": [
+        {"type": "track", "event": "Order Completed", "userId": "u", "messageId": "s3-order",
+         "properties": {"total": "12.50"}}]}"#;
+    let collected = braid_unifier::ingest::handle(
+        &strict,
+        &store,
+        &request(
+            "POST",
+            "/v1/batch",
+            vec![("content-type", "application/json")],
+            body,
+        ),
+        now,
+    )
+    .await;
+    // Every event of the batch refused: 400 with the reason, and the event kept in failed/.
+    let answer = String::from_utf8_lossy(&collected.body).into_owned();
+    assert_eq!(collected.status, 400, "{answer}");
+    assert!(answer.contains("plan_violation"), "{answer}");
+    let failed = store.list("failed/workspace=shop/").await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert!(store.list("raw/").await.unwrap().is_empty());
+    // The bucket notifies unify of the failed/ object as of raw/ ones: applied once.
+    let keys = vec![failed[0].key.clone()];
+    let first = unify_objects(&store, &CountEvents, &keys, now)
+        .await
+        .unwrap();
+    assert_eq!((first.applied, first.events), (1, 0));
+    let again = unify_objects(&store, &CountEvents, &keys, now)
+        .await
+        .unwrap();
+    assert_eq!(again.already_applied, 1);
+
+    let refused = replay(&strict, &store, now).await;
+    assert_eq!(
+        (
+            refused["landed"].as_u64(),
+            refused["stillRefused"]["plan_violation/type"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{refused}"
+    );
+    let fixed = api("string");
+    let landed = replay(&fixed, &store, now).await;
+    assert_eq!(landed["landed"], 1, "{landed}");
+    let raw = store.list("raw/workspace=shop/").await.unwrap();
+    assert_eq!(raw.len(), 1);
+    let content = gunzip(&store.get(&raw[0].key).await.unwrap().unwrap(), 1 << 20).unwrap();
+    let event: serde_json::Value = serde_json::from_slice(lines(&content).next().unwrap()).unwrap();
+    assert_eq!(event["messageId"], "s3-order");
+    assert_eq!(event["properties"]["total"], "12.50");
+    let twice = replay(&fixed, &store, now).await;
+    assert_eq!(
+        (twice["landed"].as_u64(), twice["landedBefore"].as_u64()),
+        (Some(0), Some(1)),
+        "{twice}"
+    );
+    assert_eq!(store.list("raw/").await.unwrap().len(), 1);
+}
+
+/// `POST /v1/catalogue/replay` through the ingest function's handler: the answer.
+async fn replay(api: &braid_edge::Api, store: &S3Store, now: OffsetDateTime) -> serde_json::Value {
+    let request = braid_edge::HttpRequest {
+        method: "POST",
+        path: "/v1/catalogue/replay",
+        query: None,
+        headers: vec![("authorization", "Bearer admin-token")],
+        body: b"{}",
+        client_ip: None,
+        fresh_id: None,
+        fresh_key: None,
+        location: None,
+        edge: None,
+    };
+    let response = braid_unifier::ingest::handle(api, store, &request, now).await;
+    assert_eq!(
+        response.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&response.body)
+    );
+    serde_json::from_slice(&response.body).unwrap()
+}

@@ -15,8 +15,8 @@ use braid_core::unify::{
 
 use super::error::{ProfileError, corrupt};
 use super::keys::{
-    DAY_MILLIS, MAP_FAILURES_KEY, MAP_META_KEY, MAP_PREFIX, META_KEY, event_key, identifier_key, map_key,
-    profile_key, seen_key,
+    DAY_MILLIS, MAP_FAILURES_KEY, MAP_META_KEY, MAP_PREFIX, META_KEY, event_key, identifier_key,
+    map_key, profile_key, seen_key,
 };
 use super::kv::{Kv, KvWrite, prefix_end};
 use crate::lake::feed::{LineEvent, LinesApplied};

@@ -143,6 +143,9 @@ pub struct KnownIds<'a> {
     skip: &'a BTreeSet<String>,
 }
 
+/// Identifiers of a profile compared, at most.
+const MAX_KNOWN_IDS: usize = 64;
+
 /// Phones are compared by their digits, at least this many.
 const MIN_PHONE_DIGITS: usize = 7;
 
@@ -154,7 +157,14 @@ impl<'a> KnownIds<'a> {
         skip: &'a BTreeSet<String>,
     ) -> KnownIds<'a> {
         let mut values = std::collections::HashMap::new();
-        for (kind, value) in identifiers {
+        // Anonymous ids and browsers are no candidates' evidence (nobody copies them into a
+        // property), and they are most of a busy profile's identifiers; the rest is bounded
+        // by the types' limits, and here.
+        let people = identifiers
+            .into_iter()
+            .filter(|(kind, _)| !matches!(*kind, "anonymous_id" | "browser"))
+            .take(MAX_KNOWN_IDS);
+        for (kind, value) in people {
             if kind == "phone" {
                 let digits = digits(value);
                 if digits.len() >= MIN_PHONE_DIGITS {

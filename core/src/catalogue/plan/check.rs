@@ -102,16 +102,21 @@ fn check_object(schema: &Schema, object: &Map<String, Value>, at: &str, out: &mu
             push(out, &path, "required", format!("{path} is required"));
         }
     }
+    // A path is built only for the members the schema names (or refuses): events carry many
+    // more members than their plan names, in `context` say.
+    let closed = schema.additional_properties == Some(false);
     for (name, value) in object {
-        let path = join(at, name);
         match schema.properties.get(name) {
-            Some(member) => check_value(member, value, &path, out),
-            None if schema.additional_properties == Some(false) => push(
-                out,
-                &path,
-                "additional",
-                format!("{path} is not in the plan (additionalProperties is false)"),
-            ),
+            Some(member) => check_value(member, value, &join(at, name), out),
+            None if closed => {
+                let path = join(at, name);
+                push(
+                    out,
+                    &path,
+                    "additional",
+                    format!("{path} is not in the plan (additionalProperties is false)"),
+                );
+            }
             None => {}
         }
     }
@@ -234,13 +239,14 @@ fn check_text(schema: &Schema, text: &str, path: &str, out: &mut Vec<Violation>)
         );
     }
     if let Some(format) = &schema.format {
-        let semantic = semantic_of_text("", text);
+        // The detection the map uses, only for the formats that need it (it tries many).
+        let semantic = || semantic_of_text("", text);
         let fits = match format.as_str() {
-            "email" => semantic == Some(Semantic::Email),
+            "email" => semantic() == Some(Semantic::Email),
             "date-time" => crate::timestamp::parse(text).is_ok(),
-            "date" => semantic == Some(Semantic::Date),
+            "date" => semantic() == Some(Semantic::Date),
             "uri" => is_uri(text),
-            "uuid" => semantic == Some(Semantic::Uuid),
+            "uuid" => semantic() == Some(Semantic::Uuid),
             "ipv4" => text.parse::<std::net::Ipv4Addr>().is_ok(),
             "ipv6" => text.parse::<std::net::Ipv6Addr>().is_ok(),
             _ => true,

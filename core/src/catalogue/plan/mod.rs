@@ -286,11 +286,18 @@ pub(crate) fn enforce(
         // What the check reads: the fields the schema names, unless it must see every field
         // (`additionalProperties: false`, an `enum` of whole events). Converting the whole
         // event (its context, say) was most of the cost of a check.
-        Some(schema) if schema.additional_properties != Some(false) && schema.allowed.is_none() => {
+        Some(schema) if reads_named_only(schema) => {
             let mut fields = serde_json::Map::new();
             for name in schema.properties.keys().chain(&schema.required) {
+                if fields.contains_key(name) {
+                    continue;
+                }
                 if let Some(value) = event.fields_mut().get(name) {
-                    fields.insert(name.clone(), value.to_value());
+                    let member = schema.properties.get(name);
+                    fields.insert(
+                        name.clone(),
+                        member.map_or_else(|| value.to_value(), |m| pick(value, m)),
+                    );
                 }
             }
             fields
@@ -307,13 +314,22 @@ pub(crate) fn enforce(
         }),
         Checked::Collect { violations, omit } => {
             if !omit.is_empty() {
-                check::remove_paths(&mut fields, &omit);
                 let mut roots: Vec<&str> = omit
                     .iter()
                     .filter_map(|p| p.split(['.', '[']).next())
                     .collect();
                 roots.sort_unstable();
                 roots.dedup();
+                // The whole of each root the paths are in (the check read only what the plan
+                // names): what is removed is the offending paths, nothing else.
+                fields = roots
+                    .iter()
+                    .filter_map(|&root| {
+                        let value = event.fields_mut().get(root)?.to_value();
+                        Some((root.to_owned(), value))
+                    })
+                    .collect();
+                check::remove_paths(&mut fields, &omit);
                 for root in roots {
                     match fields.remove(root) {
                         Some(value) => event
@@ -334,6 +350,36 @@ pub(crate) fn enforce(
                 .collect())
         }
     }
+}
+
+/// Whether checking a value against `schema` reads only the members the schema names.
+fn reads_named_only(schema: &Schema) -> bool {
+    schema.additional_properties != Some(false) && schema.allowed.is_none()
+}
+
+/// What of `node` checking it against `schema` reads: for an object whose schema names its
+/// members, only those (recursively); otherwise the whole value.
+fn pick(node: &Node<'_>, schema: &Schema) -> serde_json::Value {
+    if schema.properties.is_empty() && schema.required.is_empty() || !reads_named_only(schema) {
+        return node.to_value();
+    }
+    let Some(object) = node.as_object() else {
+        return node.to_value();
+    };
+    let mut picked = serde_json::Map::new();
+    for name in schema.properties.keys().chain(&schema.required) {
+        if picked.contains_key(name) {
+            continue;
+        }
+        if let Some(member) = object.get(name) {
+            let value = schema
+                .properties
+                .get(name)
+                .map_or_else(|| member.to_value(), |sub| pick(member, sub));
+            picked.insert(name.clone(), value);
+        }
+    }
+    serde_json::Value::Object(picked)
 }
 
 /// Writes the violations an event is collected with in its `context.braid.plan`:
