@@ -38,6 +38,47 @@ pub const TRUSTED: &str = "trusted";
 /// `context.braid.verified`: the identifier types (`user_id`, `email`) the event's proofs prove.
 pub const VERIFIED: &str = "verified";
 
+/// The field of a client's `context.braid` that carries the proof of `userId` (`docs/trust.md`):
+/// a credential, kept nowhere.
+pub const USER_HASH: &str = "userHash";
+
+/// The field of a client's `context.braid` that carries the proof of the event's email.
+pub const EMAIL_HASH: &str = "emailHash";
+
+/// `payload` (an event, or a body of events, as received) without the identity proofs its
+/// events' `context.braid` carry, for a failure record: they are credentials, which the lake
+/// never keeps. Unchanged (borrowed) when it holds none, or is not JSON.
+pub fn without_proofs(payload: &str) -> Cow<'_, str> {
+    if !payload.contains(USER_HASH) && !payload.contains(EMAIL_HASH) {
+        return Cow::Borrowed(payload);
+    }
+    let Ok(mut value) = serde_json::from_str::<Value>(payload) else {
+        return Cow::Borrowed(payload);
+    };
+    let strip = |event: &mut Value| {
+        let Some(braid) = event
+            .get_mut("context")
+            .and_then(|context| context.get_mut(BRAID_CONTEXT))
+            .and_then(Value::as_object_mut)
+        else {
+            return false;
+        };
+        let user = braid.remove(USER_HASH).is_some();
+        braid.remove(EMAIL_HASH).is_some() || user
+    };
+    let mut stripped = strip(&mut value);
+    if let Some(events) = value.get_mut("batch").and_then(Value::as_array_mut) {
+        for event in events {
+            stripped |= strip(event);
+        }
+    }
+    if stripped {
+        Cow::Owned(value.to_string())
+    } else {
+        Cow::Borrowed(payload)
+    }
+}
+
 /// `context.braid.plan`: the tracking plan violations an event was collected with
 /// (`catalogue::plan`), read by the data map.
 pub const PLAN_CONTEXT: &str = "plan";

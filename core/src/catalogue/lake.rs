@@ -185,7 +185,8 @@ pub struct FailedEvent {
 impl FailedEvent {
     /// Writes the failure record as one NDJSON line (with its newline): `receivedAt`,
     /// `workspace`, `index`, `code`, `field`, `limit`, `message`, and the `payload` as received,
-    /// as a string, so that any payload, even one that is not JSON, can be kept; for an event a
+    /// as a string, so that any payload, even one that is not JSON, can be kept (without the
+    /// identity proofs a client put in `context.braid`: credentials); for an event a
     /// plan blocked, also the `event` that would have landed, as a string (written exactly as a
     /// `raw/` line).
     pub fn write_json(&self, workspace: &str, received_at: OffsetDateTime, out: &mut Vec<u8>) {
@@ -212,7 +213,10 @@ impl FailedEvent {
             self.error.limit().map_or(Value::Null, Value::from),
         );
         record.insert("message".to_owned(), Value::String(self.error.to_string()));
-        record.insert("payload".to_owned(), Value::String(self.payload.clone()));
+        record.insert(
+            "payload".to_owned(),
+            Value::String(crate::event::without_proofs(&self.payload).into_owned()),
+        );
         if let Some(event) = &self.event {
             record.insert("event".to_owned(), Value::String(event.clone()));
         }
@@ -287,6 +291,45 @@ mod tests {
             Some(timestamp::parse("2024-04-30T23:00:00Z").unwrap())
         );
         assert_eq!(partition_hour("raw/workspace=shop/date=2024-04-30"), None);
+    }
+
+    #[test]
+    fn failure_records_keep_no_identity_proofs() {
+        let record = |payload: &str| -> serde_json::Value {
+            let mut out = Vec::new();
+            FailedEvent {
+                error: ValidationError::EmptyBatch,
+                payload: payload.to_owned(),
+                event: None,
+            }
+            .write_json(
+                "shop",
+                timestamp::parse("2024-05-01T10:00:00Z").unwrap(),
+                &mut out,
+            );
+            serde_json::from_slice(&out).unwrap()
+        };
+        let event = r#"{"type":"track","userId":"u","context":{"braid":{"userHash":"ab12","emailHash":"cd34","other":1},"ip":"1.2.3.4"}}"#;
+        let kept: serde_json::Value =
+            serde_json::from_str(record(event)["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(kept["context"]["braid"], serde_json::json!({"other": 1}));
+        assert_eq!(kept["context"]["ip"], "1.2.3.4");
+        assert_eq!(kept["userId"], "u");
+        let body = format!(r#"{{"batch":[{event},{event}],"sentAt":"x"}}"#);
+        let kept = record(&body)["payload"].as_str().unwrap().to_owned();
+        assert!(
+            !kept.contains("userHash") && !kept.contains("emailHash"),
+            "{kept}"
+        );
+        assert!(kept.contains("sentAt"));
+        // Anything else is kept as received, byte for byte.
+        for payload in [
+            r#"{"type": "track",  "note": "userHash"}"#,
+            "{not json userHash",
+            "plain",
+        ] {
+            assert_eq!(record(payload)["payload"], payload);
+        }
     }
 
     #[test]

@@ -25,11 +25,7 @@ use crate::json::{Node, Obj};
 use crate::mac;
 use crate::unify::{IdType, normalize};
 
-/// The field of `context.braid` that carries the proof of `userId`.
-pub const USER_HASH: &str = "userHash";
-
-/// The field of `context.braid` that carries the proof of the event's email.
-pub const EMAIL_HASH: &str = "emailHash";
+pub use crate::event::{EMAIL_HASH, USER_HASH};
 
 /// What a request's sender may claim.
 #[derive(Clone, Copy, Debug)]
