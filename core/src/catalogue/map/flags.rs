@@ -81,12 +81,12 @@ pub fn flags(map: &DataMap) -> Vec<Flag> {
             count: failure.count,
             example: Some(failure.example.clone()),
             message: format!(
-                "{} events were refused ({code}){}: they wait in failed/{}",
+                "{} events were refused ({code}){}, each kept in failed/{}",
                 failure.count,
                 most.map(|(label, n)| format!(", {n} of them {label}"))
                     .unwrap_or_default(),
                 if super::super::replay::REPLAYABLE.contains(&code.as_str()) {
-                    "; braid replay lands them once the plan allows them"
+                    "; braid replay lands those the plan in force allows"
                 } else {
                     ""
                 }
