@@ -73,8 +73,13 @@ pub(crate) fn workspaces(args: &ProfilesArgs, data: &Path) -> anyhow::Result<Vec
     if let Some(workspace) = &args.workspace {
         return Ok(vec![workspace.clone()]);
     }
+    workspaces_in(data, &["raw", "profiles"])
+}
+
+/// The workspaces with a folder (`workspace=W`) in one of the `areas` of the data folder.
+pub(crate) fn workspaces_in(data: &Path, areas: &[&str]) -> anyhow::Result<Vec<String>> {
     let mut names = std::collections::BTreeSet::new();
-    for area in ["raw", "profiles"] {
+    for area in areas {
         let Ok(entries) = std::fs::read_dir(data.join(area)) else {
             continue;
         };

@@ -13,7 +13,7 @@ use braid_unifier::profiles::kv::KvError;
 use braid_unifier::serve::unify_pending;
 use time::OffsetDateTime;
 
-use crate::profiles::{ProfilesArgs, open_data, writable};
+use crate::profiles::{ProfilesArgs, open_data, workspaces_in, writable};
 
 #[derive(clap::Args)]
 pub(crate) struct ReplayArgs {
@@ -70,7 +70,7 @@ pub(crate) async fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     };
     let workspaces = match &args.common.workspace {
         Some(workspace) => vec![workspace.clone()],
-        None => failed_workspaces(&data)?,
+        None => workspaces_in(&data, &["failed"])?,
     };
     let plan = config.catalogue.plan.as_ref();
     let mut written = 0;
@@ -117,20 +117,4 @@ pub(crate) async fn run(args: &ReplayArgs) -> anyhow::Result<()> {
     }
     profiles.close().await?;
     Ok(())
-}
-
-/// The workspaces with a `failed/` area in the data folder.
-fn failed_workspaces(data: &std::path::Path) -> anyhow::Result<Vec<String>> {
-    let mut names = Vec::new();
-    let Ok(entries) = std::fs::read_dir(data.join("failed")) else {
-        return Ok(names);
-    };
-    for entry in entries {
-        let name = entry?.file_name();
-        if let Some(workspace) = name.to_str().and_then(|n| n.strip_prefix("workspace=")) {
-            names.push(workspace.to_owned());
-        }
-    }
-    names.sort();
-    Ok(names)
 }

@@ -104,6 +104,16 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// The field that names an event of this type: `event` of a track call, `name` of a page or
+    /// screen; the other types have no name.
+    pub fn name_field(self) -> Option<&'static str> {
+        match self {
+            EventType::Track => Some("event"),
+            EventType::Page | EventType::Screen => Some("name"),
+            EventType::Identify | EventType::Group | EventType::Alias => None,
+        }
+    }
+
     /// All types, in Spec order.
     pub const ALL: [EventType; 6] = [
         EventType::Track,
@@ -302,6 +312,11 @@ impl<'a> Event<'a> {
     /// `event`, the name of a track call.
     pub fn event_name(&self) -> Option<Cow<'_, str>> {
         self.str_field("event")
+    }
+
+    /// The event's name by its type ([`EventType::name_field`]), if it has one.
+    pub fn name(&self) -> Option<Cow<'_, str>> {
+        self.str_field(self.kind().name_field()?)
     }
 
     /// Serializes the event as one line of NDJSON (without the newline).

@@ -74,14 +74,30 @@ pub fn forward_request<'a>(
     signature: &'a str,
     body: &'a [u8],
 ) -> braid_edge::HttpRequest<'a> {
-    braid_edge::HttpRequest {
-        method: "POST",
-        path: "/v1/forward",
-        query: None,
-        headers: vec![
+    http_request(
+        "POST",
+        "/v1/forward",
+        vec![
             ("x-braid-timestamp", timestamp),
             ("x-braid-signature", signature),
         ],
+        body,
+    )
+}
+
+/// A request to a handler of `braid_edge::Api` as a platform hands it over, from no known
+/// address and without fresh ids.
+pub fn http_request<'a>(
+    method: &'a str,
+    path: &'a str,
+    headers: Vec<(&'a str, &'a str)>,
+    body: &'a [u8],
+) -> braid_edge::HttpRequest<'a> {
+    braid_edge::HttpRequest {
+        method,
+        path,
+        query: None,
+        headers,
         body,
         client_ip: None,
         fresh_id: None,

@@ -249,18 +249,6 @@ async fn a_blocked_event_is_replayed_over_a_bucket() {
         });
         braid_edge::Api::new(config).unwrap()
     };
-    let request = |method, path, headers, body| braid_edge::HttpRequest {
-        method,
-        path,
-        query: None,
-        headers,
-        body,
-        client_ip: None,
-        fresh_id: None,
-        fresh_key: None,
-        location: None,
-        edge: None,
-    };
     let now = OffsetDateTime::now_utc();
     let strict = api("number");
     let body = br#"{"writeKey": "wk_shop", "batch": [
@@ -269,7 +257,7 @@ async fn a_blocked_event_is_replayed_over_a_bucket() {
     let collected = braid_unifier::ingest::handle(
         &strict,
         &store,
-        &request(
+        &braid_tests::http_request(
             "POST",
             "/v1/batch",
             vec![("content-type", "application/json")],
@@ -325,18 +313,12 @@ async fn a_blocked_event_is_replayed_over_a_bucket() {
 
 /// `POST /v1/catalogue/replay` through the ingest function's handler: the answer.
 async fn replay(api: &braid_edge::Api, store: &S3Store, now: OffsetDateTime) -> serde_json::Value {
-    let request = braid_edge::HttpRequest {
-        method: "POST",
-        path: "/v1/catalogue/replay",
-        query: None,
-        headers: vec![("authorization", "Bearer admin-token")],
-        body: b"{}",
-        client_ip: None,
-        fresh_id: None,
-        fresh_key: None,
-        location: None,
-        edge: None,
-    };
+    let request = braid_tests::http_request(
+        "POST",
+        "/v1/catalogue/replay",
+        vec![("authorization", "Bearer admin-token")],
+        b"{}",
+    );
     let response = braid_unifier::ingest::handle(api, store, &request, now).await;
     assert_eq!(
         response.status,

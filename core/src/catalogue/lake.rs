@@ -226,6 +226,43 @@ impl FailedEvent {
     }
 }
 
+/// A failure record read back (a `failed/` line, as [`FailedEvent::write_json`] writes it):
+/// the fields its readers use, the data map and replays.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureRecord {
+    /// When the event was received (RFC 3339).
+    #[serde(default)]
+    pub received_at: Option<String>,
+    /// Its workspace.
+    #[serde(default)]
+    pub workspace: String,
+    /// Why it failed.
+    pub code: String,
+    /// What was wrong (names the field and the limit, never a value).
+    #[serde(default)]
+    pub message: String,
+    /// The event (or body) as received.
+    #[serde(default)]
+    pub payload: Option<String>,
+    /// For an event a plan blocked: as it would have landed ([`FailedEvent::event`]).
+    #[serde(default)]
+    pub event: Option<String>,
+}
+
+impl FailureRecord {
+    /// Reads a `failed/` line; `None` for a line that is no failure record (its `code` is not
+    /// one of the server's: lowercase letters and `_`, at most 64).
+    pub fn read(line: &[u8]) -> Option<FailureRecord> {
+        let record: FailureRecord = serde_json::from_slice(line).ok()?;
+        let code = record.code.as_bytes();
+        (!code.is_empty()
+            && code.len() <= 64
+            && code.iter().all(|&b| b.is_ascii_lowercase() || b == b'_'))
+        .then_some(record)
+    }
+}
+
 /// What one request adds to the lake, for a platform to make durable before it answers: the
 /// accepted events and the failure records of one workspace, received at one time (their
 /// partition).

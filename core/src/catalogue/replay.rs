@@ -10,9 +10,9 @@
 //! the hour it was received. The platform reads the records and writes the lines
 //! (`braid replay`, `POST /v1/catalogue/replay`); this module decides each line.
 
-use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::lake::FailureRecord;
 use super::plan::{TrackingPlan, enforce, mark};
 use super::validate::ValidationError;
 use crate::event::{BRAID_CONTEXT, Event, PLAN_CONTEXT};
@@ -117,17 +117,6 @@ pub enum Replayed {
     },
 }
 
-/// The fields of a failure record a replay reads.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Record {
-    received_at: String,
-    workspace: String,
-    code: String,
-    #[serde(default)]
-    event: Option<String>,
-}
-
 /// Decides one line of a `failed/` object of `workspace`: judged again by `plan` (none: every
 /// event lands) and marked with the violations it is collected with, as collection does.
 pub fn replay_line(
@@ -136,13 +125,13 @@ pub fn replay_line(
     plan: Option<&TrackingPlan>,
     filter: &ReplayFilter,
 ) -> Replayed {
-    let Ok(record) = serde_json::from_slice::<Record>(line) else {
+    let Some(record) = FailureRecord::read(line) else {
         return Replayed::NotReplayable("not a failure record");
     };
     if record.workspace != workspace {
         return Replayed::NotReplayable("a record of another workspace");
     }
-    let Ok(received_at) = timestamp::parse(&record.received_at) else {
+    let Some(Ok(received_at)) = record.received_at.as_deref().map(timestamp::parse) else {
         return Replayed::NotReplayable("a record without a valid receivedAt");
     };
     if !filter.reasons.contains(&record.code) || !filter.covers(received_at) {

@@ -218,9 +218,7 @@ impl<K: Kv> Workspace<K> {
         let _writer = self.writer.lock().await;
         let (counted, writes) = {
             let mut map = self.data_map()?;
-            let counted = content
-                .split(|&b| b == b'\n')
-                .filter(|line| !line.is_empty())
+            let counted = crate::lake::object::lines(content)
                 .filter(|line| map.observe_failure(line))
                 .count();
             (counted, map_writes(&mut map, false))

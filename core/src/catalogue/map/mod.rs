@@ -256,11 +256,9 @@ fn failure_label(payload: &str) -> Option<String> {
     let value: Value = serde_json::from_str(payload).ok()?;
     let kind = value.get("type")?.as_str()?;
     let kind = EventType::parse(kind)?;
-    let name = match kind {
-        EventType::Track => value.get("event").and_then(Value::as_str),
-        EventType::Page | EventType::Screen => value.get("name").and_then(Value::as_str),
-        _ => None,
-    };
+    let name = kind
+        .name_field()
+        .and_then(|field| value.get(field)?.as_str());
     Some(match name {
         Some(name) if !name.is_empty() => {
             format!("{} {}", kind.as_str(), truncate(name))
@@ -340,30 +338,9 @@ impl DataMap {
 
     /// Counts one line of a `failed/` object (a failure record); whether it was one.
     pub fn observe_failure(&mut self, line: &[u8]) -> bool {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Record {
-            code: String,
-            #[serde(default)]
-            message: String,
-            #[serde(default)]
-            received_at: Option<String>,
-            #[serde(default)]
-            payload: Option<String>,
-        }
-        let Ok(record) = serde_json::from_slice::<Record>(line) else {
+        let Some(record) = super::lake::FailureRecord::read(line) else {
             return false;
         };
-        // The reasons are the server's codes; anything else is not a failure record.
-        if record.code.is_empty()
-            || record.code.len() > 64
-            || !record
-                .code
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b == b'_')
-        {
-            return false;
-        }
         let at = record
             .received_at
             .as_deref()
@@ -624,11 +601,7 @@ fn count_violations(entry: &mut EventEntry, event: &Event<'_>) {
 /// The map's key of an event.
 fn key_of(event: &Event<'_>) -> EventKey {
     let kind = event.kind();
-    let name = match kind {
-        EventType::Track => event.event_name(),
-        EventType::Page | EventType::Screen => event.str_field("name"),
-        _ => None,
-    };
+    let name = event.name();
     let source = event
         .object("context")
         .and_then(|context| {

@@ -26,8 +26,8 @@ use serde_json::Value;
 pub use check::{Checked, Violation};
 
 use crate::catalogue::validate::ValidationError;
-use crate::event::{BRAID_CONTEXT, Event, EventType, PLAN_CONTEXT};
-use crate::json::Node;
+use crate::event::{BRAID_CONTEXT, Event, PLAN_CONTEXT};
+use crate::json::{Node, Obj};
 
 pub use generate::from_map;
 
@@ -275,34 +275,14 @@ pub(crate) fn enforce(
     index: usize,
 ) -> Result<Vec<(Violation, bool)>, ValidationError> {
     let kind = event.kind();
-    let name = match kind {
-        EventType::Track => event.event_name(),
-        EventType::Page | EventType::Screen => event.str_field("name"),
-        _ => None,
-    }
-    .map(std::borrow::Cow::into_owned)
-    .unwrap_or_default();
-    let mut fields = match plan.event(kind.as_str(), &name).map(|p| &p.schema) {
-        // What the check reads: the fields the schema names, unless it must see every field
-        // (`additionalProperties: false`, an `enum` of whole events). Converting the whole
-        // event (its context, say) was most of the cost of a check.
-        Some(schema) if reads_named_only(schema) => {
-            let mut fields = serde_json::Map::new();
-            for name in schema.properties.keys().chain(&schema.required) {
-                if fields.contains_key(name) {
-                    continue;
-                }
-                if let Some(value) = event.fields_mut().get(name) {
-                    let member = schema.properties.get(name);
-                    fields.insert(
-                        name.clone(),
-                        member.map_or_else(|| value.to_value(), |m| pick(value, m)),
-                    );
-                }
-            }
-            fields
-        }
-        Some(_) => event.to_map(),
+    let name = event
+        .name()
+        .map(std::borrow::Cow::into_owned)
+        .unwrap_or_default();
+    // What the check reads: the fields the schema names. Converting the whole event (its
+    // context, say) was most of the cost of a check.
+    let mut fields = match plan.event(kind.as_str(), &name) {
+        Some(planned) => pick_members(event.fields_mut(), &planned.schema),
         // Unplanned: judged by its type and name alone.
         None => serde_json::Map::new(),
     };
@@ -357,29 +337,37 @@ fn reads_named_only(schema: &Schema) -> bool {
     schema.additional_properties != Some(false) && schema.allowed.is_none()
 }
 
-/// What of `node` checking it against `schema` reads: for an object whose schema names its
-/// members, only those (recursively); otherwise the whole value.
-fn pick(node: &Node<'_>, schema: &Schema) -> serde_json::Value {
-    if schema.properties.is_empty() && schema.required.is_empty() || !reads_named_only(schema) {
-        return node.to_value();
+/// What of an object checking it against `schema` reads: the members the schema names (each
+/// picked in turn), unless the check must see every member (`additionalProperties: false`, an
+/// `enum` of whole objects).
+fn pick_members(object: &Obj<'_>, schema: &Schema) -> serde_json::Map<String, serde_json::Value> {
+    if !reads_named_only(schema) {
+        return object.to_map();
     }
-    let Some(object) = node.as_object() else {
-        return node.to_value();
-    };
     let mut picked = serde_json::Map::new();
     for name in schema.properties.keys().chain(&schema.required) {
         if picked.contains_key(name) {
             continue;
         }
         if let Some(member) = object.get(name) {
-            let value = schema
-                .properties
-                .get(name)
-                .map_or_else(|| member.to_value(), |sub| pick(member, sub));
+            let value = match schema.properties.get(name) {
+                Some(sub) => pick(member, sub),
+                None => member.to_value(),
+            };
             picked.insert(name.clone(), value);
         }
     }
-    serde_json::Value::Object(picked)
+    picked
+}
+
+/// What of `node` checking it against `schema` reads ([`pick_members`] of an object).
+fn pick(node: &Node<'_>, schema: &Schema) -> serde_json::Value {
+    match node.as_object() {
+        Some(object) if reads_named_only(schema) => {
+            serde_json::Value::Object(pick_members(&object, schema))
+        }
+        _ => node.to_value(),
+    }
 }
 
 /// Writes the violations an event is collected with in its `context.braid.plan`:
