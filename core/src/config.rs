@@ -19,6 +19,7 @@ use crate::activate::ActivateConfig;
 use crate::catalogue::CatalogueConfig;
 use crate::catalogue::lake::is_valid_workspace;
 use crate::collect::{CollectConfig, WorkspaceConfig};
+use crate::segment::{SegmentConfig, SegmentError, Segments};
 use crate::unify::{RulesError, UnifyConfig};
 
 /// The whole configuration.
@@ -35,6 +36,8 @@ pub struct Config {
     pub catalogue: CatalogueConfig,
     /// Unification: identity rules, profiles, the profile store.
     pub unify: UnifyConfig,
+    /// Segmentation: audiences.
+    pub segment: SegmentConfig,
     /// Activation: the profile API and personalization.
     pub activate: ActivateConfig,
 }
@@ -130,6 +133,12 @@ pub enum ConfigError {
         /// The key, shortened.
         key: String,
     },
+    /// A computed trait cannot be used.
+    #[error("{0}")]
+    Profiles(String),
+    /// An audience cannot be used.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
     /// The tracking plan cannot be used.
     #[error(transparent)]
     Plan(#[from] crate::catalogue::plan::PlanError),
@@ -249,6 +258,11 @@ impl Config {
     /// The first [`ConfigError`] found.
     pub fn check(mut self) -> Result<Config, ConfigError> {
         self.unify.identity = self.unify.identity.compiled()?;
+        let segments = self.segments()?;
+        self.unify.profiles.audience_series = segments.audience_series().to_vec();
+        if let Some(problem) = self.unify.profiles.problem() {
+            return Err(ConfigError::Profiles(problem));
+        }
         let mut keys = std::collections::BTreeSet::new();
         let mut names = std::collections::BTreeSet::new();
         for workspace in &self.workspaces {
@@ -343,6 +357,15 @@ impl Config {
             (None, None) => {}
         }
         Ok(self)
+    }
+
+    /// The audiences and computed traits, compiled.
+    ///
+    /// # Errors
+    ///
+    /// When they cannot be used ([`SegmentError`]).
+    pub fn segments(&self) -> Result<Segments, SegmentError> {
+        Segments::compile(&self.unify.profiles, &self.segment)
     }
 
     /// The paths of the document taken as relative to `folder` (the configuration file's):

@@ -27,6 +27,7 @@ pub mod event;
 pub mod hex;
 mod json;
 mod mac;
+pub mod segment;
 pub mod timestamp;
 pub mod unify;
 

@@ -23,6 +23,10 @@ fn paths(value: &Value, prefix: &str, maps: &[&str], out: &mut BTreeSet<String>)
             format!("{prefix}.{key}")
         }
     };
+    // A condition tree is a value, not settings.
+    if prefix.rsplit('.').next() == Some("when") {
+        return;
+    }
     match value {
         Value::Object(fields) if maps.contains(&prefix) => {
             for item in fields.values() {
@@ -78,10 +82,11 @@ fn commented_paths(text: &str) -> BTreeSet<String> {
 }
 
 /// Map-valued settings: their entries are named by the user.
-const MAPS: [&str; 3] = [
+const MAPS: [&str; 4] = [
     "unify.identity.types",
     "unify.identity.trait_identifiers",
     "unify.profiles.traits",
+    "segment.audiences",
 ];
 
 /// A configuration with every optional part present and every list and map holding an item,
@@ -126,6 +131,30 @@ fn full() -> Config {
         property: "revenue".into(),
         op: AggregateOp::Sum,
     });
+    config
+        .unify
+        .profiles
+        .computed
+        .push(crate::unify::computed::ComputedTrait {
+            name: "spend".into(),
+            event: "Order Completed".into(),
+            op: crate::unify::computed::ComputedOp::Sum,
+            property: "total".into(),
+            filters: vec![crate::unify::computed::Filter {
+                property: "currency".into(),
+                op: crate::unify::computed::Comparison::Eq,
+                value: json!("EUR"),
+            }],
+            window: crate::unify::computed::Window::Days(30),
+        });
+    config.segment.audiences.insert(
+        "a".into(),
+        crate::segment::AudienceConfig {
+            name: "A".into(),
+            description: "d".into(),
+            when: json!({"member": "a"}),
+        },
+    );
     config.activate.profile_api = Some(ProfileApiConfig { token: "t".into() });
     config.catalogue.api = Some(crate::catalogue::CatalogueApiConfig { token: "a".into() });
     config.activate.personalize = Some(PersonalizeConfig {

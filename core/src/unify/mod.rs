@@ -7,6 +7,7 @@
 //! Pure and deterministic like the rest of the core: the same events in the same order give the
 //! same profiles on every platform. The contract is `docs/profiles.md`.
 
+pub mod computed;
 mod config;
 mod identity;
 pub mod matching;
@@ -25,12 +26,12 @@ pub use identity::{
     extract, normalize, sender_of,
 };
 pub use profile::{
-    Aggregate, AggregateOp, MAX_COUNTED_VALUES, MAX_LIST_ITEMS, Profile, ProfileConfig,
-    Survivorship, TraitValue,
+    Aggregate, AggregateOp, MAX_CONSENT_CATEGORIES, MAX_COUNTED_VALUES, MAX_LIST_ITEMS, Profile,
+    ProfileConfig, Segmented, Survivorship, TraitValue, counted_name,
 };
 pub use record::{
     RECORD_VERSION, RecordError, StoredCounters, StoredSeen, decode_record, decode_seen,
     encode_record, encode_seen, fingerprint, lineage,
 };
-pub use unifier::{Changes, Lookups, Unifier};
+pub use unifier::{Absorbed, Changes, Lookups, TimerChange, Unifier};
 pub use view::{profile_view, reason_text};

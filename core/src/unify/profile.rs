@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
+use super::computed::{ComputedTrait, MAX_COMPUTED, Series, count_capped, path_value};
 use super::identity::ProfileId;
 use crate::event::{Event, EventType};
 use crate::json::{Kind, Node};
+use crate::timestamp::unix_millis;
 
 /// How a trait's value is chosen when events disagree.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -77,6 +79,64 @@ pub struct ProfileConfig {
     /// Most event names counted per profile: events of a new name past it are counted
     /// together (`overLimits.eventsOfUncountedNames`).
     pub max_event_names: usize,
+    /// Computed traits (`[[unify.profiles.computed]]`).
+    pub computed: Vec<ComputedTrait>,
+    /// The workspace's time zone, as minutes east of UTC: where its days start, for windows
+    /// counted in days (`+60` for Paris in winter; a fixed offset, summer time is not
+    /// followed).
+    pub utc_offset_minutes: i32,
+    /// What the audiences' event conditions count, kept like computed traits (named
+    /// `audience:<key>:<n>`, not shown on profiles); filled from `[segment]` when the
+    /// configuration is loaded, and part of the rules' fingerprint like the rest.
+    #[serde(skip)]
+    pub audience_series: Vec<ComputedTrait>,
+}
+
+impl ProfileConfig {
+    /// Every series a profile keeps: the computed traits, then what audiences count.
+    pub fn series(&self) -> impl Iterator<Item = &ComputedTrait> {
+        self.computed.iter().chain(&self.audience_series)
+    }
+
+    /// The time zone's offset, in milliseconds.
+    pub fn offset_millis(&self) -> i64 {
+        i64::from(self.utc_offset_minutes) * 60_000
+    }
+
+    /// The problem with the computed traits, if any, naming the field and the limit.
+    pub fn problem(&self) -> Option<String> {
+        if self.utc_offset_minutes.abs() > 14 * 60 {
+            return Some(format!(
+                "unify.profiles.utc_offset_minutes: {} is past 14 hours from UTC",
+                self.utc_offset_minutes
+            ));
+        }
+        if self.computed.len() + self.audience_series.len() > MAX_COMPUTED {
+            return Some(format!(
+                "unify.profiles.computed: {} computed traits and audience event conditions, at most {MAX_COMPUTED}",
+                self.computed.len() + self.audience_series.len()
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for def in &self.computed {
+            if let Some(problem) = def.problem() {
+                return Some(format!("unify.profiles.computed: {problem}"));
+            }
+            if def.name.starts_with("audience:") {
+                return Some(format!(
+                    "unify.profiles.computed: {}: names starting with \"audience:\" are the audiences'",
+                    def.name
+                ));
+            }
+            if !names.insert(&def.name) {
+                return Some(format!(
+                    "unify.profiles.computed: {}: two computed traits of one name",
+                    def.name
+                ));
+            }
+        }
+        None
+    }
 }
 
 impl Default for ProfileConfig {
@@ -88,6 +148,9 @@ impl Default for ProfileConfig {
             max_traits: 1_000,
             max_trait_bytes: 4_096,
             max_event_names: 1_000,
+            computed: Vec::new(),
+            utc_offset_minutes: 0,
+            audience_series: Vec::new(),
         }
     }
 }
@@ -143,6 +206,42 @@ pub struct Profile {
     /// Trait values not kept: past [`ProfileConfig::max_traits`] or
     /// [`ProfileConfig::max_trait_bytes`].
     pub refused_traits: u64,
+    /// The state of each computed trait and audience event condition, by name.
+    pub series: BTreeMap<String, Series>,
+    /// The latest consent preferences (`context.consent.categoryPreferences`): when they were
+    /// sent (ms), and each category's choice.
+    pub consent: Option<(i64, BTreeMap<String, bool>)>,
+    /// What segmentation last made of the profile.
+    pub segment: Segmented,
+}
+
+/// The name a profile counts an event under: a track event's `event`, else its type (`page`,
+/// `identify`, ...).
+pub fn counted_name<'e>(event: &'e Event<'_>) -> std::borrow::Cow<'e, str> {
+    match event.kind() {
+        EventType::Track => event
+            .event_name()
+            .unwrap_or(std::borrow::Cow::Borrowed("track")),
+        other => std::borrow::Cow::Borrowed(other.as_str()),
+    }
+}
+
+/// Most consent categories a profile keeps.
+pub const MAX_CONSENT_CATEGORIES: usize = 50;
+
+/// What segmentation last made of a profile: the computed traits' values and the audiences it
+/// is in, as of a time, and when they can next change with the clock alone.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Segmented {
+    /// When it was last evaluated (ms).
+    pub evaluated: i64,
+    /// The computed traits' values then, by name (with whether each is approximate).
+    pub values: BTreeMap<String, (serde_json::Value, bool)>,
+    /// The audiences it is in, each with when it entered (ms).
+    pub audiences: BTreeMap<String, i64>,
+    /// When a value or a membership can next change without an event (ms): the profile's
+    /// timer.
+    pub next_check: Option<i64>,
 }
 
 /// One event, as profiles read it: what a trait's value records about where it came from.
@@ -173,6 +272,9 @@ impl Profile {
             last_at: BTreeMap::new(),
             other_events: 0,
             refused_traits: 0,
+            series: BTreeMap::new(),
+            consent: None,
+            segment: Segmented::default(),
         }
     }
 
@@ -186,11 +288,8 @@ impl Profile {
         self.first_seen = self.first_seen.min(fact.at);
         self.last_seen = self.last_seen.max(fact.at);
         let kind = event.kind();
-        let event_name = event.event_name();
-        let name = match kind {
-            EventType::Track => event_name.as_deref().unwrap_or("track"),
-            other => other.as_str(),
-        };
+        let name = counted_name(event);
+        let name = name.as_ref();
         self.count_events(name, 1, config);
         if fact.sets_traits {
             event.for_each_traits(|source| {
@@ -211,6 +310,72 @@ impl Profile {
                 self.aggregate(aggregate, value.as_ref(), fact.at);
             }
         }
+        self.count_series(event, name, fact, config);
+        self.read_consent(event, fact);
+    }
+
+    /// Counts the event in the computed traits and audience conditions that read it.
+    fn count_series(
+        &mut self,
+        event: &Event<'_>,
+        name: &str,
+        fact: &Fact<'_>,
+        config: &ProfileConfig,
+    ) {
+        let mut properties: Option<serde_json::Value> = None;
+        let at = unix_millis(fact.at);
+        for def in config.series().filter(|def| def.event == name) {
+            let properties = properties.get_or_insert_with(|| {
+                event
+                    .object("properties")
+                    .map_or(serde_json::Value::Null, |p| {
+                        serde_json::Value::Object(p.to_map())
+                    })
+            });
+            let passes = def
+                .filters
+                .iter()
+                .all(|f| f.op.holds(path_value(properties, &f.property), &f.value));
+            if !passes {
+                continue;
+            }
+            let value = if def.op.reads_property() {
+                path_value(properties, &def.property)
+            } else {
+                None
+            };
+            let series = match self.series.get_mut(&def.name) {
+                Some(series) => series,
+                None => self.series.entry(def.name.clone()).or_default(),
+            };
+            series.add(def, value, at, self.sessions, config.offset_millis());
+        }
+    }
+
+    /// Keeps the event's consent preferences if they are the latest.
+    fn read_consent(&mut self, event: &Event<'_>, fact: &Fact<'_>) {
+        let Some(context) = event.object("context") else {
+            return;
+        };
+        let Some(consent) = context.get("consent").and_then(Node::as_object) else {
+            return;
+        };
+        let Some(preferences) = consent.get("categoryPreferences").and_then(Node::as_object) else {
+            return;
+        };
+        let at = unix_millis(fact.at);
+        if self.consent.as_ref().is_some_and(|(seen, _)| *seen > at) {
+            return;
+        }
+        let choices = preferences
+            .iter()
+            .filter_map(|(category, choice)| {
+                let choice = choice.to_value().as_bool()?;
+                Some((category.to_string(), choice))
+            })
+            .take(MAX_CONSENT_CATEGORIES)
+            .collect();
+        self.consent = Some((at, choices));
     }
 
     /// Counts `n` events of `name`, or among the uncounted names once the profile counts
@@ -298,6 +463,19 @@ impl Profile {
 
     /// Folds `other` (a profile merged into this one) in.
     pub(super) fn absorb(&mut self, other: Profile, config: &ProfileConfig) {
+        let mut theirs = other.series;
+        for def in config.series() {
+            if let Some(series) = theirs.remove(&def.name) {
+                self.series
+                    .entry(def.name.clone())
+                    .or_default()
+                    .absorb(series, def);
+            }
+        }
+        if other.consent.as_ref().map(|c| c.0) > self.consent.as_ref().map(|c| c.0) {
+            self.consent = other.consent;
+        }
+        self.segment.evaluated = self.segment.evaluated.max(other.segment.evaluated);
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
         self.sessions += other.sessions;
@@ -363,22 +541,7 @@ impl Profile {
 /// [`MAX_COUNTED_VALUES`]): ties for the least counted go to the smallest value, so that every
 /// platform keeps the same counts.
 fn count_value(counts: &mut BTreeMap<String, u64>, value: String, n: u64) {
-    if let Some(count) = counts.get_mut(&value) {
-        *count += n;
-        return;
-    }
-    if counts.len() < MAX_COUNTED_VALUES {
-        counts.insert(value, n);
-        return;
-    }
-    let least = counts
-        .iter()
-        .min_by_key(|(_, count)| **count)
-        .map(|(value, count)| (value.clone(), *count));
-    if let Some((least, count)) = least {
-        counts.remove(&least);
-        counts.insert(value, count + n);
-    }
+    count_capped(counts, value, n, MAX_COUNTED_VALUES);
 }
 
 /// The size of a value's JSON text, in bytes (strings without their escapes, which is close

@@ -11,10 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::computed::Series;
 use super::identity::{
     Change, DropReason, Dropped, IdType, Identifier, IdentityRules, LogEntry, ProfileIds,
 };
-use super::profile::{Profile, ProfileConfig, TraitValue};
+use super::profile::{Profile, ProfileConfig, Segmented, TraitValue};
 use crate::hex;
 use crate::timestamp::{from_unix_millis as from_millis, unix_millis as millis};
 
@@ -45,6 +46,9 @@ pub struct StoredCounters {
     /// Events whose `messageId` another sender had used within the dedupe window, ever.
     #[serde(default)]
     pub collisions: u64,
+    /// Entries of the change log (audience entries and exits, computed traits), ever.
+    #[serde(default)]
+    pub logged: u64,
 }
 
 /// One sender's use of a `messageId` as a store keeps it: the sender, when its event was
@@ -98,8 +102,10 @@ pub fn decode_seen(bytes: &[u8]) -> Result<Vec<StoredSeen>, RecordError> {
 /// The fingerprint of the rules and configuration profiles are computed under: a store built
 /// under other rules must be rebuilt from the lake.
 pub fn fingerprint(rules: &IdentityRules, config: &ProfileConfig) -> String {
-    let text = serde_json::json!({"identity": rules, "profiles": config, "record": RECORD_VERSION})
-        .to_string();
+    let series = &config.audience_series;
+    let text = serde_json::json!({"identity": rules, "profiles": config, "record": RECORD_VERSION,
+                                  "audience_series": series})
+    .to_string();
     hex::encode(
         Sha256::digest(text.as_bytes())
             .get(..16)
@@ -136,6 +142,31 @@ struct RecordWire {
     /// group's own (its smallest) first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     verified: Vec<Vec<(String, String)>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    series: BTreeMap<String, Series>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    consent: Option<(i64, BTreeMap<String, bool>)>,
+    #[serde(default, skip_serializing_if = "SegmentedWire::is_empty")]
+    seg: SegmentedWire,
+}
+
+/// [`Segmented`] as stored.
+#[derive(Default, Serialize, Deserialize)]
+struct SegmentedWire {
+    #[serde(default)]
+    at: i64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    values: BTreeMap<String, (Value, bool)>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    aud: BTreeMap<String, i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next: Option<i64>,
+}
+
+impl SegmentedWire {
+    fn is_empty(&self) -> bool {
+        self.at == 0 && self.values.is_empty() && self.aud.is_empty() && self.next.is_none()
+    }
 }
 
 // A u64 is small enough to copy only where pointers are 64 bits wide.
@@ -246,10 +277,9 @@ fn from_groups(groups: Vec<Vec<(String, String)>>) -> BTreeMap<Identifier, Ident
     verified
 }
 
-/// The record of a profile.
-pub fn encode_record(ids: &ProfileIds, profile: &Profile) -> Vec<u8> {
-    let history = ids
-        .history
+/// A profile's history as stored.
+fn history_wire(history: &[LogEntry]) -> Vec<EntryWire> {
+    history
         .iter()
         .map(|entry| EntryWire {
             n: entry.number,
@@ -292,7 +322,12 @@ pub fn encode_record(ids: &ProfileIds, profile: &Profile) -> Vec<u8> {
                 },
             },
         })
-        .collect();
+        .collect()
+}
+
+/// The record of a profile.
+pub fn encode_record(ids: &ProfileIds, profile: &Profile) -> Vec<u8> {
+    let history = history_wire(&ids.history);
     let wire = RecordWire {
         v: RECORD_VERSION,
         id: ids.id.clone(),
@@ -339,6 +374,14 @@ pub fn encode_record(ids: &ProfileIds, profile: &Profile) -> Vec<u8> {
         other_events: profile.other_events,
         refused_traits: profile.refused_traits,
         verified: proven_groups(&ids.verified),
+        series: profile.series.clone(),
+        consent: profile.consent.clone(),
+        seg: SegmentedWire {
+            at: profile.segment.evaluated,
+            values: profile.segment.values.clone(),
+            aud: profile.segment.audiences.clone(),
+            next: profile.segment.next_check,
+        },
     };
     serde_json::to_vec(&wire).unwrap_or_default()
 }
@@ -439,6 +482,14 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ProfileIds, Profile), RecordError>
         last_at,
         other_events: wire.other_events,
         refused_traits: wire.refused_traits,
+        series: wire.series,
+        consent: wire.consent,
+        segment: Segmented {
+            evaluated: wire.seg.at,
+            values: wire.seg.values,
+            audiences: wire.seg.aud,
+            next_check: wire.seg.next,
+        },
     };
     Ok((ids, profile))
 }

@@ -34,6 +34,36 @@ pub struct Unifier {
     /// Profiles changed since the last [`Unifier::take_changes`] (their slots say so too).
     changed: Vec<ProfileId>,
     clock: u64,
+    /// Profile changes numbered for the change log (audience entries and exits, computed
+    /// traits), ever.
+    logged: u64,
+    /// Profiles merged into others since the last [`Unifier::take_absorbed`], with the
+    /// audiences each was in.
+    absorbed: Vec<Absorbed>,
+    /// The timers of profiles merged into others since the last [`Unifier::take_changes`].
+    dropped_timers: Vec<(ProfileId, i64)>,
+}
+
+/// A profile merged into another, with the audiences it was in (each with when it entered).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Absorbed {
+    /// Its id.
+    pub from: ProfileId,
+    /// The profile it was merged into.
+    pub into: ProfileId,
+    /// The audiences it was in.
+    pub audiences: std::collections::BTreeMap<String, i64>,
+}
+
+/// A profile's timer moved: the store's time-ordered entry for it changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimerChange {
+    /// The profile.
+    pub profile: ProfileId,
+    /// The time its entry had (ms), if any.
+    pub old: Option<i64>,
+    /// The time its entry has now, if any.
+    pub new: Option<i64>,
 }
 
 /// A profile of the working set.
@@ -44,6 +74,8 @@ struct Slot {
     used: u64,
     /// Whether it changed since the last [`Unifier::take_changes`].
     changed: bool,
+    /// Its timer as the store holds it.
+    stored_check: Option<i64>,
 }
 
 /// The keys an event reads: what a store must load into the working set before it is applied.
@@ -70,6 +102,8 @@ pub struct Changes {
     pub seen: Vec<(String, Vec<StoredSeen>)>,
     /// The counters to store with them ([`StoredCounters`]).
     pub counters: StoredCounters,
+    /// Profiles whose timer moved, sorted.
+    pub timers: Vec<TimerChange>,
 }
 
 impl Unifier {
@@ -82,7 +116,42 @@ impl Unifier {
             sequence: 0,
             changed: Vec::new(),
             clock: 0,
+            logged: 0,
+            absorbed: Vec::new(),
+            dropped_timers: Vec::new(),
         }
+    }
+
+    /// The profile configuration.
+    pub fn config(&self) -> &ProfileConfig {
+        &self.config
+    }
+
+    /// A profile by id, to change (it is written back with the next changes).
+    pub fn profile_mut(&mut self, id: &str) -> Option<&mut Profile> {
+        let slot = self.profiles.get_mut(id)?;
+        if !slot.changed {
+            slot.changed = true;
+            self.changed.push(id.to_owned());
+        }
+        Some(&mut slot.profile)
+    }
+
+    /// The profile and its identifiers, by id.
+    pub fn profile_and_ids(&self, id: &str) -> Option<(&ProfileIds, &Profile)> {
+        let slot = self.profiles.get(id)?;
+        Some((self.graph.profile(id)?, &slot.profile))
+    }
+
+    /// The number of the next entry of the change log.
+    pub fn next_logged(&mut self) -> u64 {
+        self.logged += 1;
+        self.logged
+    }
+
+    /// Takes the profiles merged into others since the last call.
+    pub fn take_absorbed(&mut self) -> Vec<Absorbed> {
+        std::mem::take(&mut self.absorbed)
     }
 
     /// The identity graph.
@@ -176,10 +245,19 @@ impl Unifier {
             .collect();
         for (into, from) in merges {
             if let Some(absorbed) = self.profiles.remove(&from) {
+                if let Some(at) = absorbed.stored_check {
+                    self.dropped_timers.push((from.clone(), at));
+                }
+                self.absorbed.push(Absorbed {
+                    from: from.clone(),
+                    into: into.clone(),
+                    audiences: absorbed.profile.segment.audiences.clone(),
+                });
                 let survivor = self.profiles.entry(into.clone()).or_insert_with(|| Slot {
                     profile: Profile::new(into, absorbed.profile.first_seen),
                     used: 0,
                     changed: false,
+                    stored_check: None,
                 });
                 survivor.profile.absorb(absorbed.profile, &self.config);
             }
@@ -208,6 +286,7 @@ impl Unifier {
                 profile: Profile::new(profile_id.clone(), at),
                 used: 0,
                 changed: false,
+                stored_check: None,
             }),
         };
         slot.profile.apply(event, &fact, &self.config);
@@ -232,6 +311,7 @@ impl Unifier {
         }
         self.clock += 1;
         let slot = Slot {
+            stored_check: profile.segment.next_check,
             profile,
             used: self.clock,
             changed: false,
@@ -260,6 +340,7 @@ impl Unifier {
     /// Restores the counters of a stored unifier.
     pub fn load_counters(&mut self, counters: &StoredCounters) {
         self.sequence = self.sequence.max(counters.sequence);
+        self.logged = self.logged.max(counters.logged);
         self.graph
             .load_decisions(counters.decisions, counters.collisions);
     }
@@ -267,19 +348,39 @@ impl Unifier {
     /// What changed since the last call, with the records to write.
     pub fn take_changes(&mut self) -> Changes {
         let graph = self.graph.take_changes();
+        // Read by segmentation right after each event; nobody else needs them.
+        self.absorbed.clear();
         let mut ids = std::mem::take(&mut self.changed);
         ids.extend(graph.profiles);
         ids.sort();
         ids.dedup();
+        let mut timers: Vec<TimerChange> = std::mem::take(&mut self.dropped_timers)
+            .into_iter()
+            .map(|(profile, at)| TimerChange {
+                profile,
+                old: Some(at),
+                new: None,
+            })
+            .collect();
         let profiles = ids
             .into_iter()
             .filter_map(|id| {
                 let slot = self.profiles.get_mut(&id)?;
                 slot.changed = false;
                 let record = record::encode_record(self.graph.profile(&id)?, &slot.profile);
+                let next = slot.profile.segment.next_check;
+                if next != slot.stored_check {
+                    timers.push(TimerChange {
+                        profile: id.clone(),
+                        old: slot.stored_check,
+                        new: next,
+                    });
+                    slot.stored_check = next;
+                }
                 Some((id, record))
             })
             .collect();
+        timers.sort_by(|a, b| a.profile.cmp(&b.profile));
         Changes {
             profiles,
             removed: graph.removed,
@@ -296,6 +397,7 @@ impl Unifier {
                 })
                 .collect(),
             counters: self.counters(),
+            timers,
         }
     }
 
@@ -305,6 +407,7 @@ impl Unifier {
             sequence: self.sequence,
             decisions: self.graph.decisions(),
             collisions: self.graph.collisions(),
+            logged: self.logged,
         }
     }
 

@@ -1,0 +1,662 @@
+//! Scenario tests with exact memberships and change logs, and the property that streaming
+//! evaluation with timers equals an evaluation from scratch.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::Config;
+use crate::event::Event;
+use crate::timestamp;
+use crate::unify::computed::{DAY_MILLIS, HOUR_MILLIS};
+use crate::unify::{IdType, Identifier, Unifier};
+
+/// 2026-03-02T00:00:00Z, a midnight.
+const T0: i64 = 1_772_409_600_000;
+
+fn time(ms: i64) -> String {
+    timestamp::format(timestamp::from_unix_millis(ms).unwrap())
+}
+
+/// A unifier with segmentation, fed JSON events.
+struct Stream {
+    unifier: Unifier,
+    segments: Segments,
+    log: Vec<Logged>,
+    next: usize,
+}
+
+impl Stream {
+    fn new(toml: &str) -> Stream {
+        let config = Config::parse(toml).unwrap().check().unwrap();
+        Stream {
+            unifier: Unifier::new(config.unify.identity.clone(), config.unify.profiles.clone()),
+            segments: config.segments().unwrap(),
+            log: Vec::new(),
+            next: 0,
+        }
+    }
+
+    /// Sends `event` happening at `at` and received at `received` (ms).
+    fn send_at(&mut self, at: i64, received: i64, mut event: Value) {
+        self.next += 1;
+        let fields = event.as_object_mut().unwrap();
+        fields
+            .entry("messageId")
+            .or_insert_with(|| json!(format!("m{}", self.next)));
+        fields.insert("timestamp".into(), json!(time(at)));
+        fields.insert("receivedAt".into(), json!(time(received)));
+        fields.entry("type").or_insert_with(|| json!("track"));
+        let line = event.to_string();
+        let event = Event::from_lake_line(&line).unwrap();
+        self.segments
+            .apply(&mut self.unifier, &event, 0, &mut self.log);
+    }
+
+    fn send(&mut self, at: i64, event: Value) {
+        self.send_at(at, at, event);
+    }
+
+    /// Fires every timer due up to `until`.
+    fn sweep(&mut self, until: i64) {
+        let ids: Vec<String> = self.unifier.profiles().map(|p| p.id.clone()).collect();
+        for id in ids {
+            self.segments
+                .fire_due(&mut self.unifier, &id, until, &mut self.log);
+        }
+    }
+
+    fn profile_of(&self, user: &str) -> String {
+        let id = Identifier::new(IdType::UserId, user.to_owned());
+        self.unifier.graph().profile_of(&id).unwrap().id.clone()
+    }
+
+    fn members(&self, user: &str) -> BTreeMap<String, i64> {
+        let id = self.profile_of(user);
+        self.unifier.profile(&id).unwrap().segment.audiences.clone()
+    }
+
+    /// The log as `(kind, key, at)` for one profile id.
+    fn changes(&self, profile: &str) -> Vec<(&'static str, String, i64)> {
+        self.log
+            .iter()
+            .filter(|l| l.profile == profile)
+            .map(|l| match &l.change {
+                LoggedChange::Entered { audience, .. } => ("entered", audience.clone(), l.at),
+                LoggedChange::Exited { audience, .. } => ("exited", audience.clone(), l.at),
+                LoggedChange::Computed { name, .. } => ("computed", name.clone(), l.at),
+            })
+            .collect()
+    }
+}
+
+fn order(user: &str) -> Value {
+    json!({"event": "Order Completed", "userId": user, "properties": {"total": 20}})
+}
+
+#[test]
+fn a_recent_buyer_leaves_at_the_midnight_the_window_moves() {
+    let mut s = Stream::new(
+        r#"
+[segment.audiences.recent_buyers]
+name = "Recent buyers"
+when = {performed = "Order Completed", window = "7d"}
+"#,
+    );
+    let at = T0 + 10 * HOUR_MILLIS;
+    s.send(at, order("u1"));
+    let p = s.profile_of("u1");
+    assert_eq!(
+        s.members("u1"),
+        BTreeMap::from([("recent_buyers".into(), at)])
+    );
+    assert_eq!(
+        s.unifier.profile(&p).unwrap().segment.next_check,
+        Some(T0 + 7 * DAY_MILLIS)
+    );
+    s.sweep(T0 + 7 * DAY_MILLIS - 1);
+    assert_eq!(s.members("u1").len(), 1);
+    s.sweep(T0 + 10 * DAY_MILLIS);
+    assert!(s.members("u1").is_empty());
+    assert_eq!(
+        s.changes(&p),
+        [
+            ("entered", "recent_buyers".into(), at),
+            ("exited", "recent_buyers".into(), T0 + 7 * DAY_MILLIS),
+        ]
+    );
+    let LoggedChange::Exited { reasons, name, .. } = &s.log[1].change else {
+        panic!("{:?}", s.log);
+    };
+    assert_eq!(name, "Recent buyers");
+    assert_eq!(
+        reasons,
+        &["not (performed Order Completed in the last 7 days)"]
+    );
+    // Nothing left to wait for.
+    assert_eq!(s.unifier.profile(&p).unwrap().segment.next_check, None);
+}
+
+#[test]
+fn lapsed_customers_enter_when_their_last_order_ages_past_30_days() {
+    let mut s = Stream::new(
+        r#"
+[segment.audiences.lapsed]
+when = {and = [{performed = "Order Completed", window = "30d..90d"},
+               {not_performed = "Order Completed", window = "30d"}]}
+"#,
+    );
+    s.send(T0 + HOUR_MILLIS, order("u1"));
+    s.sweep(T0 + 29 * DAY_MILLIS);
+    assert!(s.members("u1").is_empty());
+    s.sweep(T0 + 30 * DAY_MILLIS);
+    assert_eq!(
+        s.members("u1"),
+        BTreeMap::from([("lapsed".into(), T0 + 30 * DAY_MILLIS)])
+    );
+    // Another order brings them back: out at once.
+    let back = T0 + 40 * DAY_MILLIS;
+    s.send(back, order("u1"));
+    assert!(s.members("u1").is_empty());
+    let p = s.profile_of("u1");
+    assert_eq!(
+        s.changes(&p),
+        [
+            ("entered", "lapsed".into(), T0 + 30 * DAY_MILLIS),
+            ("exited", "lapsed".into(), back),
+        ]
+    );
+}
+
+#[test]
+fn a_date_trait_ages_out_at_the_exact_millisecond() {
+    let mut s = Stream::new(
+        r#"
+[segment.audiences.new_signups]
+when = {trait = "signed_up_at", op = "within_last_days", value = 7}
+"#,
+    );
+    let signed = T0 + 5 * HOUR_MILLIS + 1_234;
+    s.send(
+        signed + 60_000,
+        json!({"type": "identify", "userId": "u1", "traits": {"signed_up_at": time(signed)}}),
+    );
+    let p = s.profile_of("u1");
+    s.sweep(signed + 7 * DAY_MILLIS - 1);
+    assert_eq!(s.members("u1").len(), 1);
+    s.sweep(signed + 7 * DAY_MILLIS);
+    assert_eq!(
+        s.changes(&p),
+        [
+            ("entered", "new_signups".into(), signed + 60_000),
+            ("exited", "new_signups".into(), signed + 7 * DAY_MILLIS),
+        ]
+    );
+}
+
+#[test]
+fn days_start_at_midnight_in_the_workspace_time_zone() {
+    let toml = r#"
+[unify.profiles]
+utc_offset_minutes = 60
+[segment.audiences.today]
+when = {performed = "Order Completed", window = "1d"}
+"#;
+    let mut s = Stream::new(toml);
+    // 23:30 UTC is 00:30 the next day in the workspace: the window lasts that local day, to
+    // 23:00 UTC.
+    let late = T0 - 30 * 60_000;
+    s.send(late, order("u1"));
+    s.sweep(T0 + 22 * HOUR_MILLIS);
+    assert_eq!(s.members("u1").len(), 1);
+    s.sweep(T0 + 23 * HOUR_MILLIS);
+    let p = s.profile_of("u1");
+    assert_eq!(
+        s.changes(&p),
+        [
+            ("entered", "today".into(), late),
+            ("exited", "today".into(), T0 + 23 * HOUR_MILLIS),
+        ]
+    );
+    // In UTC the same order's day ends at T0.
+    let mut utc = Stream::new(&toml.replace("utc_offset_minutes = 60", ""));
+    utc.send(late, order("u1"));
+    utc.sweep(T0 + 23 * HOUR_MILLIS);
+    let p = utc.profile_of("u1");
+    assert_eq!(utc.changes(&p)[1], ("exited", "today".into(), T0));
+}
+
+#[test]
+fn a_late_event_outside_the_window_does_not_count() {
+    let mut s = Stream::new(
+        r#"
+[segment.audiences.buyers_30d]
+when = {performed = "Order Completed", window = "30d"}
+"#,
+    );
+    let now = T0 + 100 * DAY_MILLIS;
+    s.send_at(now - 40 * DAY_MILLIS, now, order("u1"));
+    assert!(s.members("u1").is_empty());
+    // Late but inside the window: it counts, and leaves when its own day does.
+    let when = now - 20 * DAY_MILLIS;
+    s.send_at(when, now, order("u1"));
+    assert_eq!(s.members("u1").len(), 1);
+    let p = s.profile_of("u1");
+    let day = when.div_euclid(DAY_MILLIS) * DAY_MILLIS;
+    assert_eq!(
+        s.unifier.profile(&p).unwrap().segment.next_check,
+        Some(day + 30 * DAY_MILLIS)
+    );
+}
+
+#[test]
+fn duplicate_deliveries_change_nothing() {
+    let mut s = Stream::new(
+        r#"
+[[unify.profiles.computed]]
+name = "orders"
+event = "Order Completed"
+op = "count"
+[segment.audiences.repeat]
+when = {performed = "Order Completed", at_least = 2}
+"#,
+    );
+    let mut event = order("u1");
+    event["messageId"] = json!("same");
+    s.send(T0, event.clone());
+    s.send(T0 + 1_000, event.clone());
+    s.send(T0 + 2_000, event);
+    let p = s.profile_of("u1");
+    assert!(s.members("u1").is_empty());
+    assert_eq!(s.changes(&p), [("computed", "orders".into(), T0)]);
+    s.send(T0 + 3_000, order("u1"));
+    assert_eq!(s.members("u1").len(), 1);
+}
+
+#[test]
+fn a_merge_exits_the_absorbed_profile_and_evaluates_the_survivor() {
+    let mut s = Stream::new(
+        r#"
+[segment.audiences.one_order]
+when = {performed = "Order Completed"}
+[segment.audiences.two_orders]
+when = {performed = "Order Completed", at_least = 2}
+"#,
+    );
+    s.send(T0, json!({"event": "Order Completed", "anonymousId": "a1"}));
+    s.send(T0 + 1_000, order("u1"));
+    let anonymous = s
+        .unifier
+        .graph()
+        .profile_of(&Identifier::new(IdType::AnonymousId, "a1".to_owned()))
+        .unwrap()
+        .id
+        .clone();
+    let known = s.profile_of("u1");
+    assert_ne!(anonymous, known);
+    // The anonymous visitor logs in: the two profiles are one, with two orders.
+    s.send(
+        T0 + 2_000,
+        json!({"type": "identify", "anonymousId": "a1", "userId": "u1"}),
+    );
+    let survivor = s.profile_of("u1");
+    let gone = if survivor == anonymous {
+        &known
+    } else {
+        &anonymous
+    };
+    assert_eq!(
+        s.changes(gone),
+        [
+            (
+                "entered",
+                "one_order".into(),
+                T0.max(if gone == &known { T0 + 1_000 } else { T0 })
+            ),
+            ("exited", "one_order".into(), T0 + 2_000),
+        ]
+    );
+    assert_eq!(
+        s.members("u1").keys().collect::<Vec<_>>(),
+        ["one_order", "two_orders"]
+    );
+    let LoggedChange::Exited { reasons, .. } = &s
+        .log
+        .iter()
+        .find(|l| &l.profile == gone && matches!(l.change, LoggedChange::Exited { .. }))
+        .unwrap()
+        .change
+    else {
+        unreachable!()
+    };
+    assert_eq!(reasons, &[format!("merged into {survivor}")]);
+}
+
+#[test]
+fn audiences_of_audiences_and_the_other_conditions() {
+    let mut s = Stream::new(
+        r#"
+[[unify.profiles.computed]]
+name = "spend"
+event = "Order Completed"
+op = "sum"
+property = "total"
+[segment.audiences.big]
+when = {computed = "spend", op = ">=", value = 50}
+[segment.audiences.big_reachable]
+when = {and = [{member = "big"}, {consent = "marketing"}, {has_identifier = "email"},
+               {trait = "plan", op = "in", value = ["pro", "team"]}]}
+"#,
+    );
+    for i in 0..3 {
+        s.send(T0 + i, order("u1"));
+    }
+    assert_eq!(s.members("u1").keys().collect::<Vec<_>>(), ["big"]);
+    s.send(
+        T0 + 10,
+        json!({"type": "identify", "userId": "u1",
+               "traits": {"email": "U1@example.com", "plan": "pro"},
+               "context": {"consent": {"categoryPreferences": {"marketing": true}}}}),
+    );
+    assert_eq!(
+        s.members("u1").keys().collect::<Vec<_>>(),
+        ["big", "big_reachable"]
+    );
+    // Consent withdrawn: out of the reachable audience only.
+    s.send(
+        T0 + 20,
+        json!({"event": "Consent Changed", "userId": "u1",
+               "context": {"consent": {"categoryPreferences": {"marketing": false}}}}),
+    );
+    assert_eq!(s.members("u1").keys().collect::<Vec<_>>(), ["big"]);
+    let p = s.profile_of("u1");
+    let LoggedChange::Exited { reasons, .. } = &s.log.last().unwrap().change else {
+        panic!("{:?}", s.log.last());
+    };
+    assert_eq!(reasons, &["not (consents to marketing)"]);
+    // The explanation says why, condition by condition.
+    let (ids, profile) = s.unifier.profile_and_ids(&p).unwrap();
+    let members = BTreeMap::from([("big".to_owned(), (true, None))]);
+    let ctx = Ctx {
+        ids,
+        profile,
+        config: s.unifier.config(),
+        series: s.segments.series(),
+        now: T0 + 30,
+        members: &members,
+    };
+    let explained = ctx.explain(&s.segments.audience("big_reachable").unwrap().when);
+    assert_eq!(explained["holds"], json!(false));
+    assert_eq!(
+        explained["conditions"][1]["condition"],
+        json!("consents to marketing")
+    );
+    assert_eq!(explained["conditions"][1]["value"], json!(false));
+    assert_eq!(explained["conditions"][3]["value"], json!("pro"));
+}
+
+#[test]
+fn computed_traits_are_logged_only_when_their_value_changes() {
+    let mut s = Stream::new(
+        r#"
+[[unify.profiles.computed]]
+name = "views_7d"
+event = "page"
+op = "count"
+window = "7d"
+[[unify.profiles.computed]]
+name = "top_category"
+event = "Product Viewed"
+op = "most_frequent"
+property = "category"
+"#,
+    );
+    s.send(T0, json!({"type": "page", "userId": "u1"}));
+    s.send(T0 + 1, json!({"type": "page", "userId": "u1"}));
+    s.send(
+        T0 + 2,
+        json!({"type": "identify", "userId": "u1", "traits": {"a": 1}}),
+    );
+    for (i, category) in ["shoes", "hats", "shoes"].iter().enumerate() {
+        let at = T0 + 10 + i64::try_from(i).unwrap();
+        s.send(
+            at,
+            json!({"event": "Product Viewed", "userId": "u1", "properties": {"category": category}}),
+        );
+    }
+    s.sweep(T0 + 8 * DAY_MILLIS);
+    let p = s.profile_of("u1");
+    let values: Vec<(String, Value)> = s
+        .log
+        .iter()
+        .filter(|l| l.profile == p)
+        .filter_map(|l| match &l.change {
+            LoggedChange::Computed { name, value, .. } => Some((name.clone(), value.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        values,
+        [
+            ("views_7d".into(), json!(1)),
+            ("top_category".into(), Value::Null),
+            ("views_7d".into(), json!(2)),
+            ("top_category".into(), json!("shoes")),
+            // One each: the tie goes to the smallest text.
+            ("top_category".into(), json!("hats")),
+            ("top_category".into(), json!("shoes")),
+            ("views_7d".into(), json!(0)),
+        ]
+    );
+    // The last change happened when the window left the views' day behind.
+    assert_eq!(s.log.last().unwrap().at, T0 + 7 * DAY_MILLIS);
+}
+
+#[test]
+fn configurations_that_cannot_work_are_refused_by_name() {
+    let cases = [
+        (
+            "[segment.audiences.a]\nwhen = {member = \"b\"}\n[segment.audiences.b]\nwhen = {member = \"a\"}",
+            "a cycle of audiences: a → b → a",
+        ),
+        (
+            "[segment.audiences.a]\nwhen = {member = \"zz\"}",
+            "\"zz\", which is not an audience",
+        ),
+        (
+            "[segment.audiences.a]\nwhen = {computed = \"zz\", op = \">\", value = 1}",
+            "computed trait \"zz\" is not in unify.profiles.computed",
+        ),
+        (
+            "[segment.audiences.A]\nwhen = {member = \"A\"}",
+            "key \"A\" must be",
+        ),
+        (
+            "[segment.audiences.a]\nwhen = {performed = \"X\", window = \"1y\"}",
+            "segment.audiences.a: segment.audiences.a.when.window: window \"1y\"",
+        ),
+        (
+            "[[unify.profiles.computed]]\nname = \"x\"\nevent = \"E\"\nop = \"sum\"",
+            "x: property: Sum reads a property",
+        ),
+        (
+            "[unify.profiles]\nutc_offset_minutes = 900",
+            "past 14 hours",
+        ),
+    ];
+    for (toml, expected) in cases {
+        let error = Config::parse(toml)
+            .unwrap()
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(expected), "{toml}\n→ {error}");
+    }
+}
+
+#[test]
+fn an_audience_event_condition_changes_the_rules_fingerprint() {
+    let plain = Config::parse("").unwrap().check().unwrap();
+    let with = Config::parse("[segment.audiences.a]\nwhen = {performed = \"X\", window = \"7d\"}")
+        .unwrap()
+        .check()
+        .unwrap();
+    let threshold = Config::parse(
+        "[segment.audiences.a]\nwhen = {performed = \"X\", window = \"7d\", at_least = 3}",
+    )
+    .unwrap()
+    .check()
+    .unwrap();
+    let print = |c: &Config| crate::unify::fingerprint(&c.unify.identity, &c.unify.profiles);
+    assert_ne!(print(&plain), print(&with));
+    // What is counted is the same: only the threshold moved, which needs no rebuild.
+    assert_eq!(print(&with), print(&threshold));
+}
+
+/// A seeded xorshift generator: `next(n)` is in `0..n`.
+fn xorshift(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut state = seed;
+    move |n| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) % n
+    }
+}
+
+const PROPERTY_CONFIG: &str = r#"
+[unify.profiles]
+utc_offset_minutes = -300
+[[unify.profiles.computed]]
+name = "spend_30d"
+event = "Order Completed"
+op = "sum"
+property = "total"
+window = "30d"
+[segment.audiences.active]
+when = {performed = "Order Completed", window = "10d"}
+[segment.audiences.lapsed]
+when = {and = [{performed = "Order Completed", window = "10d..40d"}, {not_performed = "Order Completed", window = "10d"}]}
+[segment.audiences.frequent]
+when = {performed = "Order Completed", at_least = 3, window = "72h"}
+[segment.audiences.big]
+when = {or = [{computed = "spend_30d", op = ">=", value = 100}, {trait = "vip", op = "=", value = true}]}
+[segment.audiences.new]
+when = {trait = "signed_up_at", op = "within_last_days", value = 5}
+[segment.audiences.big_not_active]
+when = {and = [{member = "big"}, {not = {member = "active"}}]}
+"#;
+
+/// Random events of a few users, in time order of receipt, some late.
+fn random_stream(seed: u64) -> Vec<(i64, i64, Value)> {
+    let mut next = xorshift(seed);
+    let mut received = T0;
+    let mut out = Vec::new();
+    for _ in 0..60 {
+        received += i64::try_from(next(3 * DAY_MILLIS as u64)).unwrap();
+        let user = format!("u{}", next(4));
+        let late = if next(5) == 0 {
+            i64::try_from(next(20 * DAY_MILLIS as u64)).unwrap()
+        } else {
+            0
+        };
+        let at = received - late;
+        let event = match next(4) {
+            0 => json!({"type": "identify", "userId": user, "traits": {
+                "vip": next(3) == 0, "signed_up_at": time(at - i64::try_from(next(3 * DAY_MILLIS as u64)).unwrap())}}),
+            _ => json!({"event": "Order Completed", "userId": user,
+                        "properties": {"total": next(80)}}),
+        };
+        out.push((at, received, event));
+    }
+    out
+}
+
+#[test]
+fn streaming_with_timers_equals_evaluation_from_scratch() {
+    let mut seen = BTreeMap::new();
+    for seed in 1..=40_u64 {
+        let events = random_stream(seed);
+        let end = events.last().unwrap().1
+            + i64::try_from(xorshift(seed)(50 * DAY_MILLIS as u64)).unwrap();
+        // Streaming, with sweeps at random times between events.
+        let mut streamed = Stream::new(PROPERTY_CONFIG);
+        let mut coin = xorshift(seed + 1000);
+        for (at, received, event) in &events {
+            if coin(2) == 0 {
+                streamed.sweep(*received - i64::try_from(coin(DAY_MILLIS as u64)).unwrap());
+            }
+            streamed.send_at(*at, *received, event.clone());
+        }
+        streamed.sweep(end);
+        // The same events with no sweep until the end.
+        let mut batch = Stream::new(PROPERTY_CONFIG);
+        for (at, received, event) in &events {
+            batch.send_at(*at, *received, event.clone());
+        }
+        batch.sweep(end);
+        // From scratch: the profiles' state with no segmentation, evaluated once at the end.
+        let config = Config::parse(PROPERTY_CONFIG).unwrap().check().unwrap();
+        let segments = config.segments().unwrap();
+        let mut plain = Unifier::new(config.unify.identity.clone(), config.unify.profiles.clone());
+        let mut n = 0;
+        for (at, received, event) in &events {
+            n += 1;
+            let mut event = event.clone();
+            event["messageId"] = json!(format!("m{n}"));
+            event["timestamp"] = json!(time(*at));
+            event["receivedAt"] = json!(time(*received));
+            if event.get("type").is_none() {
+                event["type"] = json!("track");
+            }
+            let line = event.to_string();
+            plain.apply(&Event::from_lake_line(&line).unwrap());
+        }
+        for user in 0..4 {
+            let user = format!("u{user}");
+            let id = Identifier::new(IdType::UserId, user.clone());
+            let Some(ids) = plain.graph().profile_of(&id) else {
+                continue;
+            };
+            let profile = plain.profile(&ids.id).unwrap();
+            let mut members = BTreeMap::new();
+            for audience in segments.audiences() {
+                let ctx = Ctx {
+                    ids,
+                    profile,
+                    config: plain.config(),
+                    series: segments.series(),
+                    now: end,
+                    members: &members,
+                };
+                let outcome = ctx.evaluate(&audience.when);
+                members.insert(audience.key.clone(), (outcome.holds, outcome.next));
+            }
+            let expected: BTreeSet<String> = members
+                .into_iter()
+                .filter(|(_, (holds, _))| *holds)
+                .map(|(key, _)| key)
+                .collect();
+            let streamed_members: BTreeSet<String> = streamed.members(&user).into_keys().collect();
+            assert_eq!(streamed_members, expected, "seed {seed}, {user}");
+            // Entered at the same times, and the same changes, whenever the sweeps ran.
+            assert_eq!(
+                streamed.members(&user),
+                batch.members(&user),
+                "seed {seed}, {user}"
+            );
+            let p = streamed.profile_of(&user);
+            assert_eq!(
+                streamed.changes(&p),
+                batch.changes(&p),
+                "seed {seed}, {user}"
+            );
+            for (kind, _, _) in streamed.changes(&p) {
+                *seen.entry(kind).or_insert(0_u32) += 1;
+            }
+        }
+    }
+    // The streams were varied enough to enter and leave audiences many times.
+    assert!(seen["entered"] > 100 && seen["exited"] > 100, "{seen:?}");
+}

@@ -1,0 +1,1069 @@
+//! Computed traits: values kept incrementally from a profile's events — counts, sums, minimums,
+//! maximums, averages, first and last values, the most frequent value, unique lists and counts —
+//! of one event name with property filters, over a window (all time, the last N days or hours,
+//! or the current session).
+//!
+//! Each trait keeps partial results per bucket of time (a day in the workspace's time zone, or
+//! an hour), so a sliding window needs no replay of events: its value at a time folds the
+//! buckets inside the window, and buckets that no window can reach again are dropped. A window
+//! of days moves at the start of each day, a window of hours at the start of each hour: that is
+//! when a value changes with the clock alone ([`Series::next_change`]).
+//!
+//! The comparisons that filter events by property are the same rule as the audiences'
+//! comparisons of traits ([`Comparison`]): one rule, so that a filter and a condition never
+//! disagree about a value.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use crate::timestamp;
+
+/// Milliseconds in an hour.
+pub const HOUR_MILLIS: i64 = 3_600_000;
+/// Milliseconds in a day.
+pub const DAY_MILLIS: i64 = 24 * HOUR_MILLIS;
+
+/// Longest window of days (a year and a day, so "the last 365 days" crosses a leap year).
+pub const MAX_WINDOW_DAYS: u32 = 366;
+/// Longest window of hours (a week: longer windows count in days).
+pub const MAX_WINDOW_HOURS: u32 = 168;
+/// Most distinct values a unique list keeps (the latest seen).
+pub const MAX_UNIQUE_LIST: usize = 100;
+/// Most distinct values a unique count counts exactly; past it the count is a lower bound,
+/// shown as approximate.
+pub const MAX_UNIQUE_COUNT: usize = 1_000;
+/// Most distinct values a most-frequent trait counts per bucket (the Space-Saving algorithm,
+/// as for most-frequent survivorship).
+pub const MAX_FREQUENT_PER_BUCKET: usize = 16;
+/// Longest value, in bytes of JSON, that unique and most-frequent traits count: longer values
+/// are not counted (an id or a category is short; a free text is not a category).
+pub const MAX_COUNTED_VALUE_BYTES: usize = 128;
+/// Most computed traits (declared ones and those audiences need) per workspace.
+pub const MAX_COMPUTED: usize = 500;
+
+/// What a computed trait computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComputedOp {
+    /// How many events.
+    Count,
+    /// The sum of a numeric property.
+    Sum,
+    /// The smallest value of a numeric property.
+    Min,
+    /// The largest value of a numeric property.
+    Max,
+    /// The mean of a numeric property (kept as a sum and a count).
+    Avg,
+    /// The property's value in the earliest event.
+    First,
+    /// The property's value in the latest event.
+    Last,
+    /// The property's most frequent value (ties: the smallest in JSON text order).
+    MostFrequent,
+    /// The property's distinct values, sorted by their JSON text (at most
+    /// [`MAX_UNIQUE_LIST`], the latest seen).
+    UniqueList,
+    /// How many distinct values the property took (exact up to [`MAX_UNIQUE_COUNT`]).
+    UniqueCount,
+}
+
+impl ComputedOp {
+    /// Whether the op reads a property (all but `count`).
+    pub fn reads_property(self) -> bool {
+        self != ComputedOp::Count
+    }
+
+    fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            ComputedOp::Sum | ComputedOp::Min | ComputedOp::Max | ComputedOp::Avg
+        )
+    }
+
+    fn is_unique(self) -> bool {
+        matches!(self, ComputedOp::UniqueList | ComputedOp::UniqueCount)
+    }
+}
+
+/// The window a computed trait or an event condition counts over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Window {
+    /// Every event.
+    AllTime,
+    /// Today (in the workspace's time zone) and the `n - 1` days before.
+    Days(u32),
+    /// This hour and the `n - 1` hours before.
+    Hours(u32),
+    /// The days from `from` days ago up to `to` days ago, both counted (`Between(30, 89)`:
+    /// "active 30 to 90 days ago"); 0 is today.
+    Between(u32, u32),
+    /// The profile's current session.
+    Session,
+}
+
+/// A window that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "window {text:?}: {why} (write \"all\", \"session\", \"30d\", \"12h\" or \"30d..90d\"; days at most {MAX_WINDOW_DAYS}, hours at most {MAX_WINDOW_HOURS})"
+)]
+pub struct WindowError {
+    text: String,
+    why: &'static str,
+}
+
+impl Window {
+    /// Reads `all`, `session`, `30d`, `12h`, or `30d..90d` (from 30 days ago, up to but not
+    /// including 90 days ago).
+    ///
+    /// # Errors
+    ///
+    /// When the text is none of those, or a length is 0 or past the limits.
+    pub fn parse(text: &str) -> Result<Window, WindowError> {
+        let error = |why| WindowError {
+            text: text.to_owned(),
+            why,
+        };
+        let number = |part: &str, unit: char| -> Result<u32, WindowError> {
+            let digits = part
+                .strip_suffix(unit)
+                .ok_or_else(|| error("a length ends in d (days) or h (hours)"))?;
+            digits
+                .parse::<u32>()
+                .map_err(|_| error("a length is a whole number"))
+        };
+        match text.trim() {
+            "all" => Ok(Window::AllTime),
+            "session" => Ok(Window::Session),
+            other => {
+                if let Some((from, to)) = other.split_once("..") {
+                    let (from, to) = (number(from.trim(), 'd')?, number(to.trim(), 'd')?);
+                    if from >= to {
+                        return Err(error("a range's start is nearer than its end"));
+                    }
+                    if to > MAX_WINDOW_DAYS {
+                        return Err(error("past the longest window"));
+                    }
+                    return Ok(Window::Between(from, to - 1));
+                }
+                if other.ends_with('h') {
+                    let n = number(other, 'h')?;
+                    if n == 0 || n > MAX_WINDOW_HOURS {
+                        return Err(error("hours out of range"));
+                    }
+                    return Ok(Window::Hours(n));
+                }
+                let n = number(other, 'd')?;
+                if n == 0 || n > MAX_WINDOW_DAYS {
+                    return Err(error("days out of range"));
+                }
+                Ok(Window::Days(n))
+            }
+        }
+    }
+
+    /// The window as [`Window::parse`] reads it.
+    pub fn text(self) -> String {
+        match self {
+            Window::AllTime => "all".to_owned(),
+            Window::Session => "session".to_owned(),
+            Window::Days(n) => format!("{n}d"),
+            Window::Hours(n) => format!("{n}h"),
+            Window::Between(from, to) => format!("{from}d..{}d", to + 1),
+        }
+    }
+
+    /// The window in words.
+    pub fn words(self) -> String {
+        match self {
+            Window::AllTime => "ever".to_owned(),
+            Window::Session => "in the current session".to_owned(),
+            Window::Days(1) => "today".to_owned(),
+            Window::Days(n) => format!("in the last {n} days"),
+            Window::Hours(n) => format!("in the last {n} hours"),
+            Window::Between(from, to) => format!("between {from} and {} days ago", to + 1),
+        }
+    }
+
+    /// The size of its buckets, in milliseconds (0: one bucket).
+    fn bucket_millis(self) -> i64 {
+        match self {
+            Window::Days(_) | Window::Between(..) => DAY_MILLIS,
+            Window::Hours(_) => HOUR_MILLIS,
+            Window::AllTime | Window::Session => 0,
+        }
+    }
+
+    /// The buckets inside the window when the current bucket is `current`: `(first, last)`,
+    /// both included.
+    fn range(self, current: i64) -> (i64, i64) {
+        match self {
+            Window::Days(n) | Window::Hours(n) => (current - i64::from(n) + 1, current),
+            Window::Between(from, to) => (current - i64::from(to), current - i64::from(from)),
+            Window::AllTime | Window::Session => (i64::MIN, i64::MAX),
+        }
+    }
+}
+
+impl Serialize for Window {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text())
+    }
+}
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Window::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A comparison of a value (a property, a trait) with a constant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+pub enum Comparison {
+    /// Equal (numbers by value: `1` equals `1.0`).
+    #[serde(rename = "=")]
+    Eq,
+    /// Not equal, or absent.
+    #[serde(rename = "!=")]
+    Ne,
+    /// Less than (numbers by value, strings in byte order, times as times).
+    #[serde(rename = "<")]
+    Lt,
+    /// Less than or equal.
+    #[serde(rename = "<=")]
+    Le,
+    /// Greater than.
+    #[serde(rename = ">")]
+    Gt,
+    /// Greater than or equal.
+    #[serde(rename = ">=")]
+    Ge,
+    /// A string that contains the text, or a list that holds the value.
+    #[serde(rename = "contains")]
+    Contains,
+    /// A string that starts with the text.
+    #[serde(rename = "starts_with")]
+    StartsWith,
+    /// Equal to one of a list's values.
+    #[serde(rename = "in")]
+    In,
+    /// Present and not null (the constant is not read).
+    #[serde(rename = "exists")]
+    Exists,
+}
+
+impl Comparison {
+    /// The operator as written in a condition.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Comparison::Eq => "=",
+            Comparison::Ne => "!=",
+            Comparison::Lt => "<",
+            Comparison::Le => "<=",
+            Comparison::Gt => ">",
+            Comparison::Ge => ">=",
+            Comparison::Contains => "contains",
+            Comparison::StartsWith => "starts_with",
+            Comparison::In => "in",
+            Comparison::Exists => "exists",
+        }
+    }
+
+    /// Reads an operator as written in a condition.
+    pub fn parse(text: &str) -> Option<Comparison> {
+        Some(match text {
+            "=" | "==" => Comparison::Eq,
+            "!=" => Comparison::Ne,
+            "<" => Comparison::Lt,
+            "<=" => Comparison::Le,
+            ">" => Comparison::Gt,
+            ">=" => Comparison::Ge,
+            "contains" => Comparison::Contains,
+            "starts_with" => Comparison::StartsWith,
+            "in" => Comparison::In,
+            "exists" => Comparison::Exists,
+            _ => return None,
+        })
+    }
+
+    /// Whether `value` (absent: `None`) compares so with `constant`.
+    pub fn holds(self, value: Option<&Value>, constant: &Value) -> bool {
+        let value = value.filter(|v| !v.is_null());
+        match self {
+            Comparison::Exists => value.is_some(),
+            Comparison::Ne => value.is_none_or(|v| !same(v, constant)),
+            _ => {
+                let Some(value) = value else {
+                    return false;
+                };
+                match self {
+                    Comparison::Eq => same(value, constant),
+                    Comparison::Lt => order(value, constant).is_some_and(std::cmp::Ordering::is_lt),
+                    Comparison::Le => order(value, constant).is_some_and(std::cmp::Ordering::is_le),
+                    Comparison::Gt => order(value, constant).is_some_and(std::cmp::Ordering::is_gt),
+                    Comparison::Ge => order(value, constant).is_some_and(std::cmp::Ordering::is_ge),
+                    Comparison::Contains => match (value, constant) {
+                        (Value::String(text), Value::String(part)) => text.contains(part.as_str()),
+                        (Value::Array(items), _) => items.iter().any(|item| same(item, constant)),
+                        _ => false,
+                    },
+                    Comparison::StartsWith => match (value, constant) {
+                        (Value::String(text), Value::String(part)) => {
+                            text.starts_with(part.as_str())
+                        }
+                        _ => false,
+                    },
+                    Comparison::In => match constant {
+                        Value::Array(options) => options.iter().any(|o| same(value, o)),
+                        _ => false,
+                    },
+                    Comparison::Exists | Comparison::Ne => unreachable_true(),
+                }
+            }
+        }
+    }
+}
+
+/// Handled before the match that would reach it.
+fn unreachable_true() -> bool {
+    true
+}
+
+/// Equality of JSON values, numbers by value.
+pub(crate) fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+/// The order of two values of one kind: numbers by value, strings that are both times as
+/// times, other strings in byte order; none between kinds.
+fn order(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        (Value::String(x), Value::String(y)) => match (timestamp::parse(x), timestamp::parse(y)) {
+            (Ok(x), Ok(y)) => Some(x.cmp(&y)),
+            _ => Some(x.as_str().cmp(y.as_str())),
+        },
+        _ => None,
+    }
+}
+
+/// One property filter of an event: `{property = "plan", op = "=", value = "pro"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// The property (a dotted path inside `properties`, e.g. `product.category`).
+    pub property: String,
+    /// The comparison.
+    pub op: Comparison,
+    /// The constant (not needed for `exists`).
+    #[serde(default)]
+    pub value: Value,
+}
+
+impl Filter {
+    /// The filter in words, as an explanation shows it.
+    pub fn text(&self) -> String {
+        if self.op == Comparison::Exists {
+            return format!("{} exists", self.property);
+        }
+        format!("{} {} {}", self.property, self.op.as_str(), self.value)
+    }
+}
+
+/// What a computed trait reads from an event: its name, filters, and (for all ops but
+/// `count`) a property.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComputedTrait {
+    /// Its name on the profile.
+    pub name: String,
+    /// The event it reads: a track event's name, or `page`, `screen`, `identify`, ... for
+    /// other types.
+    pub event: String,
+    /// What it computes.
+    pub op: ComputedOp,
+    /// The property it reads (a dotted path inside `properties`; not read by `count`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub property: String,
+    /// Filters an event must pass, all of them.
+    #[serde(default, rename = "where", skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<Filter>,
+    /// The window.
+    #[serde(default = "all_time")]
+    pub window: Window,
+}
+
+fn all_time() -> Window {
+    Window::AllTime
+}
+
+impl ComputedTrait {
+    /// The problem with this definition, if any, naming the field.
+    pub fn problem(&self) -> Option<String> {
+        if self.name.is_empty() || self.name.len() > 100 {
+            return Some("name: 1 to 100 characters".to_owned());
+        }
+        if self.event.is_empty() {
+            return Some(format!("{}: event: an event name is needed", self.name));
+        }
+        if self.op.reads_property() && self.property.is_empty() {
+            return Some(format!(
+                "{}: property: {:?} reads a property",
+                self.name, self.op
+            ));
+        }
+        None
+    }
+
+    /// The description in words (for explanations).
+    pub fn text(&self) -> String {
+        let mut out = match self.op {
+            ComputedOp::Count => format!("count of {}", self.event),
+            op => format!(
+                "{} of {}.{}",
+                serde_json::to_value(op)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                self.event,
+                self.property
+            ),
+        };
+        for filter in &self.filters {
+            out.push_str(" where ");
+            out.push_str(&filter.text());
+        }
+        out.push(' ');
+        out.push_str(&self.window.words());
+        out
+    }
+}
+
+/// The partial results of one bucket.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Events counted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub n: u64,
+    /// Numeric values seen (for the mean).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub k: u64,
+    /// Their sum.
+    #[serde(default, skip_serializing_if = "is_zero_f")]
+    pub sum: f64,
+    /// Their minimum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Their maximum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// The earliest value: `(time in ms, value)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<(i64, Value)>,
+    /// The latest value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<(i64, Value)>,
+    /// For most-frequent traits: how often each value was seen (JSON text).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counts: BTreeMap<String, u64>,
+}
+
+// A u64 is small enough to copy only where pointers are 64 bits wide.
+#[cfg_attr(
+    target_pointer_width = "64",
+    expect(
+        clippy::trivially_copy_pass_by_ref,
+        reason = "serde's skip_serializing_if takes &T"
+    )
+)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+#[cfg_attr(
+    target_pointer_width = "64",
+    expect(
+        clippy::trivially_copy_pass_by_ref,
+        reason = "serde's skip_serializing_if takes &T"
+    )
+)]
+fn is_zero_f(n: &f64) -> bool {
+    *n == 0.0
+}
+
+/// One computed trait's state in a profile: its buckets, and for unique traits the bucket in
+/// which each value was last seen.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Series {
+    /// Partial results by bucket (the bucket's index: days or hours since the epoch in the
+    /// workspace's time zone; 0 for all time; the session's number for a session).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub b: BTreeMap<i64, Bucket>,
+    /// For unique traits: each value (JSON text) and the last bucket it was seen in.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub u: BTreeMap<String, i64>,
+    /// For unique counts: whether values were let go past [`MAX_UNIQUE_COUNT`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub over: bool,
+}
+
+/// A computed trait's value at a time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Computed {
+    /// The value (`null` when nothing was counted: a mean or a minimum of no events).
+    pub value: Value,
+    /// Whether it is a lower bound (a unique count past [`MAX_UNIQUE_COUNT`]).
+    pub approximate: bool,
+}
+
+/// The index of the bucket of `at` (ms) for a bucket size, in a time zone `offset` ms east of
+/// UTC.
+fn bucket_of(at: i64, size: i64, offset: i64) -> i64 {
+    if size == 0 {
+        return 0;
+    }
+    (at + offset).div_euclid(size)
+}
+
+/// When the bucket `index` starts, in ms since the epoch.
+fn bucket_start(index: i64, size: i64, offset: i64) -> i64 {
+    index.saturating_mul(size).saturating_sub(offset)
+}
+
+impl Series {
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.b.is_empty() && self.u.is_empty()
+    }
+
+    /// Counts one event at `at` (ms) whose property read `value`, for `def`, in session number
+    /// `session`, in a time zone `offset` ms east of UTC. The caller has checked the event's
+    /// name and filters.
+    pub fn add(
+        &mut self,
+        def: &ComputedTrait,
+        value: Option<&Value>,
+        at: i64,
+        session: u64,
+        offset: i64,
+    ) {
+        let index = match def.window {
+            Window::Session => {
+                let session = i64::try_from(session).unwrap_or(i64::MAX);
+                if self.b.keys().any(|&s| s != session) {
+                    self.b.retain(|&s, _| s >= session);
+                    self.u.clear();
+                }
+                if self.b.keys().any(|&s| s > session) {
+                    // An event of an earlier session, arrived late: not the current session.
+                    return;
+                }
+                session
+            }
+            window => bucket_of(at, window.bucket_millis(), offset),
+        };
+        let value = value.filter(|v| !v.is_null());
+        if def.op.reads_property() && value.is_none() {
+            return;
+        }
+        if def.op.is_unique() {
+            let Some(text) = value.map(Value::to_string) else {
+                return;
+            };
+            if text.len() > MAX_COUNTED_VALUE_BYTES {
+                return;
+            }
+            self.b.entry(index).or_default().n += 1;
+            let seen = self.u.entry(text).or_insert(index);
+            *seen = (*seen).max(index);
+            let cap = if def.op == ComputedOp::UniqueList {
+                MAX_UNIQUE_LIST
+            } else {
+                MAX_UNIQUE_COUNT
+            };
+            while self.u.len() > cap {
+                // The value seen longest ago gives way (ties: the smallest text).
+                let oldest = self
+                    .u
+                    .iter()
+                    .min_by_key(|(text, seen)| (**seen, (*text).clone()))
+                    .map(|(text, _)| text.clone());
+                if let Some(oldest) = oldest {
+                    self.u.remove(&oldest);
+                }
+                if def.op == ComputedOp::UniqueCount {
+                    self.over = true;
+                }
+            }
+            return;
+        }
+        let bucket = self.b.entry(index).or_default();
+        bucket.n += 1;
+        if def.op.is_numeric() {
+            let Some(number) = value.and_then(Value::as_f64) else {
+                return;
+            };
+            bucket.k += 1;
+            bucket.sum += number;
+            bucket.min = Some(bucket.min.map_or(number, |m| m.min(number)));
+            bucket.max = Some(bucket.max.map_or(number, |m| m.max(number)));
+            return;
+        }
+        let Some(value) = value else {
+            return;
+        };
+        match def.op {
+            ComputedOp::First if bucket.first.as_ref().is_none_or(|(t, _)| at < *t) => {
+                bucket.first = Some((at, value.clone()));
+            }
+            ComputedOp::Last if bucket.last.as_ref().is_none_or(|(t, _)| at >= *t) => {
+                bucket.last = Some((at, value.clone()));
+            }
+            ComputedOp::MostFrequent => {
+                let text = value.to_string();
+                if text.len() <= MAX_COUNTED_VALUE_BYTES {
+                    count_capped(&mut bucket.counts, text, 1, MAX_FREQUENT_PER_BUCKET);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Folds `other` (the series of a profile merged into this one) in.
+    pub fn absorb(&mut self, other: Series, def: &ComputedTrait) {
+        if def.window == Window::Session {
+            // Each profile's current session: the later one's.
+            let theirs = other.b.keys().max().copied();
+            let mine = self.b.keys().max().copied();
+            if theirs > mine {
+                *self = other;
+            }
+            return;
+        }
+        for (index, theirs) in other.b {
+            let mine = self.b.entry(index).or_default();
+            mine.n += theirs.n;
+            mine.k += theirs.k;
+            mine.sum += theirs.sum;
+            mine.min = min_option(mine.min, theirs.min);
+            mine.max = match (mine.max, theirs.max) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some((t, v)) = theirs.first
+                && mine.first.as_ref().is_none_or(|(m, _)| t < *m)
+            {
+                mine.first = Some((t, v));
+            }
+            if let Some((t, v)) = theirs.last
+                && mine.last.as_ref().is_none_or(|(m, _)| t > *m)
+            {
+                mine.last = Some((t, v));
+            }
+            for (value, n) in theirs.counts {
+                count_capped(&mut mine.counts, value, n, MAX_FREQUENT_PER_BUCKET);
+            }
+        }
+        for (text, seen) in other.u {
+            let mine = self.u.entry(text).or_insert(seen);
+            *mine = (*mine).max(seen);
+        }
+        self.over |= other.over;
+        let cap = if def.op == ComputedOp::UniqueList {
+            MAX_UNIQUE_LIST
+        } else {
+            MAX_UNIQUE_COUNT
+        };
+        while self.u.len() > cap {
+            let oldest = self
+                .u
+                .iter()
+                .min_by_key(|(text, seen)| (**seen, (*text).clone()))
+                .map(|(text, _)| text.clone());
+            if let Some(oldest) = oldest {
+                self.u.remove(&oldest);
+            }
+            self.over |= def.op == ComputedOp::UniqueCount;
+        }
+    }
+
+    /// Drops the buckets no window of `def` can reach again after `now` (ms).
+    pub fn prune(&mut self, def: &ComputedTrait, now: i64, offset: i64) {
+        let size = def.window.bucket_millis();
+        if size == 0 {
+            return;
+        }
+        let (first, _) = def.window.range(bucket_of(now, size, offset));
+        self.b.retain(|&index, _| index >= first);
+        self.u.retain(|_, &mut seen| seen >= first);
+    }
+
+    /// The value of `def` at `now` (ms).
+    pub fn value(&self, def: &ComputedTrait, now: i64, offset: i64) -> Computed {
+        let size = def.window.bucket_millis();
+        let (first, last) = def.window.range(bucket_of(now, size, offset));
+        let inside = || self.b.range(first..=last).map(|(_, b)| b);
+        let exact = |value: Value| Computed {
+            value,
+            approximate: false,
+        };
+        match def.op {
+            ComputedOp::Count => exact(Value::from(inside().map(|b| b.n).sum::<u64>())),
+            ComputedOp::Sum => exact(number(inside().map(|b| b.sum).sum::<f64>())),
+            ComputedOp::Min => exact(
+                inside()
+                    .filter_map(|b| b.min)
+                    .reduce(f64::min)
+                    .map_or(Value::Null, number),
+            ),
+            ComputedOp::Max => exact(
+                inside()
+                    .filter_map(|b| b.max)
+                    .reduce(f64::max)
+                    .map_or(Value::Null, number),
+            ),
+            ComputedOp::Avg => {
+                let (sum, k) = inside().fold((0.0, 0_u64), |(s, k), b| (s + b.sum, k + b.k));
+                #[expect(
+                    clippy::cast_precision_loss,
+                    reason = "a count of events is far below 2^52"
+                )]
+                let mean = (k > 0).then(|| number(sum / k as f64));
+                exact(mean.unwrap_or(Value::Null))
+            }
+            ComputedOp::First => exact(
+                inside()
+                    .filter_map(|b| b.first.as_ref())
+                    .min_by_key(|(t, _)| *t)
+                    .map_or(Value::Null, |(_, v)| v.clone()),
+            ),
+            ComputedOp::Last => exact(
+                inside()
+                    .filter_map(|b| b.last.as_ref())
+                    .max_by_key(|(t, _)| *t)
+                    .map_or(Value::Null, |(_, v)| v.clone()),
+            ),
+            ComputedOp::MostFrequent => {
+                let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
+                for bucket in inside() {
+                    for (value, n) in &bucket.counts {
+                        *totals.entry(value).or_default() += n;
+                    }
+                }
+                // The largest count; among equals the first in text order.
+                let best = totals
+                    .iter()
+                    .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+                    .and_then(|(text, _)| serde_json::from_str(text).ok());
+                exact(best.unwrap_or(Value::Null))
+            }
+            ComputedOp::UniqueList | ComputedOp::UniqueCount => {
+                let values = self
+                    .u
+                    .iter()
+                    .filter(|(_, seen)| (first..=last).contains(*seen))
+                    .map(|(text, _)| text);
+                if def.op == ComputedOp::UniqueCount {
+                    return Computed {
+                        value: Value::from(values.count()),
+                        approximate: self.over,
+                    };
+                }
+                let items: Vec<Value> = values
+                    .filter_map(|text| serde_json::from_str(text).ok())
+                    .collect();
+                exact(Value::Array(items))
+            }
+        }
+    }
+
+    /// The first time after `now` (ms) at which the value of `def` can change with the clock
+    /// alone: when a bucket that holds something enters or leaves the window.
+    pub fn next_change(&self, def: &ComputedTrait, now: i64, offset: i64) -> Option<i64> {
+        let size = def.window.bucket_millis();
+        if size == 0 {
+            return None;
+        }
+        let current = bucket_of(now, size, offset);
+        let (first, last) = def.window.range(current);
+        let held = self.b.keys().copied().chain(self.u.values().copied());
+        // A bucket `i` is inside while first <= i <= last, that is while
+        // current - (last - first) - lead <= ... : with `lead = current - last` (0 for a
+        // window that ends now), it enters when current = i + lead and leaves when
+        // current = i + lead + (last - first) + 1.
+        let lead = current - last;
+        let span = last - first + 1;
+        held.flat_map(|i| [i + lead, i + lead + span])
+            .filter(|&at| at > current)
+            .min()
+            .map(|index| bucket_start(index, size, offset))
+    }
+}
+
+fn min_option(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A number as JSON (whole numbers as integers, so a sum of counts reads `3`, not `3.0`).
+fn number(n: f64) -> Value {
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "checked: only whole numbers within the exact range become integers"
+    )]
+    if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
+        return Value::from(n as i64);
+    }
+    serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
+}
+
+/// Adds `n` sightings of `value` to counts kept to `cap` values (Space-Saving: a new value past
+/// the cap takes the place of the least counted one, ties to the smallest text, with its count
+/// plus `n`).
+pub(crate) fn count_capped(counts: &mut BTreeMap<String, u64>, value: String, n: u64, cap: usize) {
+    if let Some(count) = counts.get_mut(&value) {
+        *count += n;
+        return;
+    }
+    if counts.len() < cap {
+        counts.insert(value, n);
+        return;
+    }
+    let least = counts
+        .iter()
+        .min_by_key(|(_, count)| **count)
+        .map(|(value, count)| (value.clone(), *count));
+    if let Some((least, count)) = least {
+        counts.remove(&least);
+        counts.insert(value, count + n);
+    }
+}
+
+/// The value at a dotted `path` inside an object's JSON value.
+pub(crate) fn path_value<'v>(root: &'v Value, path: &str) -> Option<&'v Value> {
+    let mut at = root;
+    for part in path.split('.') {
+        at = at.as_object()?.get(part)?;
+    }
+    Some(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn def(op: ComputedOp, window: &str) -> ComputedTrait {
+        ComputedTrait {
+            name: "t".into(),
+            event: "Order Completed".into(),
+            op,
+            property: "revenue".into(),
+            filters: Vec::new(),
+            window: Window::parse(window).unwrap(),
+        }
+    }
+
+    const T0: i64 = 1_700_000_000_000 - 1_700_000_000_000 % DAY_MILLIS; // a UTC midnight
+
+    #[test]
+    fn windows_read_and_refuse() {
+        assert_eq!(Window::parse("30d"), Ok(Window::Days(30)));
+        assert_eq!(Window::parse("12h"), Ok(Window::Hours(12)));
+        assert_eq!(Window::parse("30d..90d"), Ok(Window::Between(30, 89)));
+        assert_eq!(Window::parse("all"), Ok(Window::AllTime));
+        for bad in ["0d", "367d", "169h", "90d..30d", "30", "x", "-1d"] {
+            let error = Window::parse(bad).unwrap_err().to_string();
+            assert!(error.contains(bad), "{error}");
+        }
+        for text in ["30d", "12h", "30d..90d", "all", "session"] {
+            assert_eq!(Window::parse(text).unwrap().text(), text);
+        }
+    }
+
+    #[test]
+    fn a_sliding_count_moves_at_midnight() {
+        let d = def(ComputedOp::Count, "7d");
+        let mut s = Series::default();
+        s.add(&d, None, T0 + 10 * HOUR_MILLIS, 1, 0);
+        s.add(&d, None, T0 + DAY_MILLIS + HOUR_MILLIS, 1, 0);
+        let at = |ms| s.value(&d, ms, 0).value;
+        assert_eq!(at(T0 + 2 * DAY_MILLIS), json!(2));
+        // The first event's day leaves the window 7 days after its midnight.
+        assert_eq!(at(T0 + 7 * DAY_MILLIS - 1), json!(2));
+        assert_eq!(at(T0 + 7 * DAY_MILLIS), json!(1));
+        assert_eq!(at(T0 + 8 * DAY_MILLIS), json!(0));
+        assert_eq!(
+            s.next_change(&d, T0 + 2 * DAY_MILLIS, 0),
+            Some(T0 + 7 * DAY_MILLIS)
+        );
+        assert_eq!(
+            s.next_change(&d, T0 + 7 * DAY_MILLIS, 0),
+            Some(T0 + 8 * DAY_MILLIS)
+        );
+        assert_eq!(s.next_change(&d, T0 + 8 * DAY_MILLIS, 0), None);
+    }
+
+    #[test]
+    fn days_start_in_the_workspace_time_zone() {
+        // 23:30 UTC is 00:30 the next day at +01:00.
+        let d = def(ComputedOp::Count, "1d");
+        let mut s = Series::default();
+        let offset = HOUR_MILLIS;
+        s.add(&d, None, T0 - HOUR_MILLIS / 2, 1, offset);
+        assert_eq!(s.value(&d, T0 + HOUR_MILLIS, offset).value, json!(1));
+        let mut utc = Series::default();
+        utc.add(&d, None, T0 - HOUR_MILLIS / 2, 1, 0);
+        assert_eq!(utc.value(&d, T0 + HOUR_MILLIS, 0).value, json!(0));
+        // It leaves at the next local midnight, 23:00 UTC.
+        assert_eq!(
+            s.next_change(&d, T0, offset),
+            Some(T0 + DAY_MILLIS - HOUR_MILLIS)
+        );
+    }
+
+    #[test]
+    fn a_range_of_days_ago_enters_and_leaves() {
+        let d = def(ComputedOp::Count, "30d..90d");
+        let mut s = Series::default();
+        s.add(&d, None, T0 + HOUR_MILLIS, 1, 0);
+        let at = |days: i64| s.value(&d, T0 + days * DAY_MILLIS, 0).value;
+        assert_eq!(at(0), json!(0));
+        assert_eq!(at(29), json!(0));
+        assert_eq!(at(30), json!(1));
+        assert_eq!(at(89), json!(1));
+        assert_eq!(at(90), json!(0));
+        assert_eq!(s.next_change(&d, T0, 0), Some(T0 + 30 * DAY_MILLIS));
+        assert_eq!(
+            s.next_change(&d, T0 + 30 * DAY_MILLIS, 0),
+            Some(T0 + 90 * DAY_MILLIS)
+        );
+    }
+
+    #[test]
+    fn numeric_and_value_ops() {
+        let at = T0 + HOUR_MILLIS;
+        let values = [json!(10), json!(2.5), json!("x"), json!(7)];
+        let run = |op, window| {
+            let d = def(op, window);
+            let mut s = Series::default();
+            for (i, v) in values.iter().enumerate() {
+                s.add(&d, Some(v), at + i64::try_from(i).unwrap(), 1, 0);
+            }
+            s.value(&d, at + 10, 0).value
+        };
+        assert_eq!(run(ComputedOp::Count, "all"), json!(4));
+        assert_eq!(run(ComputedOp::Sum, "all"), json!(19.5));
+        assert_eq!(run(ComputedOp::Min, "30d"), json!(2.5));
+        assert_eq!(run(ComputedOp::Max, "30d"), json!(10));
+        assert_eq!(run(ComputedOp::Avg, "all"), json!(6.5));
+        assert_eq!(run(ComputedOp::First, "all"), json!(10));
+        assert_eq!(run(ComputedOp::Last, "12h"), json!(7));
+        assert_eq!(run(ComputedOp::UniqueCount, "all"), json!(4));
+        assert_eq!(
+            run(ComputedOp::UniqueList, "all"),
+            // Sorted by JSON text, where a string's quote comes before digits.
+            json!(["x", 10, 2.5, 7])
+        );
+    }
+
+    #[test]
+    fn most_frequent_ties_go_to_the_smallest_text() {
+        let d = def(ComputedOp::MostFrequent, "all");
+        let mut s = Series::default();
+        for v in ["b", "a", "b", "a", "c"] {
+            s.add(&d, Some(&json!(v)), T0, 1, 0);
+        }
+        assert_eq!(s.value(&d, T0, 0).value, json!("a"));
+        s.add(&d, Some(&json!("c")), T0, 1, 0);
+        s.add(&d, Some(&json!("c")), T0, 1, 0);
+        assert_eq!(s.value(&d, T0, 0).value, json!("c"));
+    }
+
+    #[test]
+    fn unique_counts_past_the_cap_are_approximate() {
+        let d = def(ComputedOp::UniqueCount, "all");
+        let mut s = Series::default();
+        for i in 0..=MAX_UNIQUE_COUNT {
+            s.add(&d, Some(&json!(i)), T0, 1, 0);
+        }
+        let value = s.value(&d, T0, 0);
+        assert_eq!(value.value, json!(MAX_UNIQUE_COUNT));
+        assert!(value.approximate);
+        // Too long a value is not counted.
+        let mut s = Series::default();
+        s.add(&d, Some(&json!("x".repeat(200))), T0, 1, 0);
+        assert_eq!(s.value(&d, T0, 0).value, json!(0));
+    }
+
+    #[test]
+    fn a_session_window_restarts_with_each_session() {
+        let d = def(ComputedOp::Sum, "session");
+        let mut s = Series::default();
+        s.add(&d, Some(&json!(5)), T0, 1, 0);
+        s.add(&d, Some(&json!(5)), T0 + 1, 1, 0);
+        assert_eq!(s.value(&d, T0 + 2, 0).value, json!(10));
+        s.add(&d, Some(&json!(1)), T0 + DAY_MILLIS, 2, 0);
+        assert_eq!(s.value(&d, T0 + DAY_MILLIS, 0).value, json!(1));
+        // A late event of the first session does not count in the second.
+        s.add(&d, Some(&json!(100)), T0 + 3, 1, 0);
+        assert_eq!(s.value(&d, T0 + DAY_MILLIS, 0).value, json!(1));
+    }
+
+    #[test]
+    fn a_merged_series_equals_one_fed_both_streams() {
+        for op in [
+            ComputedOp::Count,
+            ComputedOp::Sum,
+            ComputedOp::Min,
+            ComputedOp::Max,
+            ComputedOp::Avg,
+            ComputedOp::First,
+            ComputedOp::Last,
+            ComputedOp::MostFrequent,
+            ComputedOp::UniqueList,
+            ComputedOp::UniqueCount,
+        ] {
+            let d = def(op, "30d");
+            let (mut a, mut b, mut both) =
+                (Series::default(), Series::default(), Series::default());
+            for i in 0..20_i64 {
+                let value = json!(i % 7);
+                let at = T0 + i * 5 * HOUR_MILLIS;
+                let half = if i % 3 == 0 { &mut a } else { &mut b };
+                half.add(&d, Some(&value), at, 1, 0);
+                both.add(&d, Some(&value), at, 1, 0);
+            }
+            a.absorb(b, &d);
+            let now = T0 + 10 * DAY_MILLIS;
+            assert_eq!(a.value(&d, now, 0), both.value(&d, now, 0), "{op:?}");
+        }
+    }
+
+    #[test]
+    fn comparisons() {
+        let v = |x: Value| Some(x);
+        assert!(Comparison::Eq.holds(v(json!(1)).as_ref(), &json!(1.0)));
+        assert!(Comparison::Ne.holds(None, &json!("a")));
+        assert!(!Comparison::Eq.holds(None, &json!(null)));
+        // Times compare as times: 01:00 at +00:30 is 00:30 UTC.
+        let midnight = v(json!("2026-01-01T00:00:00Z"));
+        assert!(Comparison::Lt.holds(midnight.as_ref(), &json!("2026-01-01T01:00:00+00:30")));
+        assert!(Comparison::Gt.holds(v(json!(3)).as_ref(), &json!(2)));
+        assert!(!Comparison::Gt.holds(v(json!("3")).as_ref(), &json!(2)));
+        assert!(Comparison::Contains.holds(v(json!(["a", "b"])).as_ref(), &json!("b")));
+        assert!(Comparison::Contains.holds(v(json!("abc")).as_ref(), &json!("bc")));
+        assert!(Comparison::StartsWith.holds(v(json!("abc")).as_ref(), &json!("ab")));
+        assert!(Comparison::In.holds(v(json!("pro")).as_ref(), &json!(["free", "pro"])));
+        assert!(Comparison::Exists.holds(v(json!(false)).as_ref(), &Value::Null));
+        assert!(!Comparison::Exists.holds(v(json!(null)).as_ref(), &Value::Null));
+    }
+}
