@@ -45,6 +45,7 @@ enum Route<'p> {
     Forward,
     Profiles(&'p str),
     Catalogue(&'p str),
+    Audiences(&'p str),
     Sdk(&'p str),
     Collect(Option<EventType>),
 }
@@ -146,6 +147,9 @@ impl Api {
         if let Some(rest) = path.strip_prefix("/v1/catalogue") {
             return Some(Route::Catalogue(rest));
         }
+        if let Some(rest) = path.strip_prefix("/v1/audiences/") {
+            return Some(Route::Audiences(rest));
+        }
         let path = path.strip_suffix('/').unwrap_or(path);
         let kind = match path {
             "/health" => return Some(Route::Health),
@@ -185,6 +189,7 @@ impl Api {
             (Route::Profiles(rest), "GET") => self.profiles(request, rest),
             (Route::Catalogue(rest), "GET") => self.catalogue(request, rest),
             (Route::Catalogue("/replay"), "POST") => self.replay(request),
+            (Route::Audiences(rest), _) => self.audiences(request, rest),
             (Route::Personalize, "GET") => self.personalize(request, now),
             _ => self.refuse(
                 request,

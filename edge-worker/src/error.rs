@@ -29,6 +29,15 @@ pub enum ApiError {
         /// The identifier, as asked.
         identifier: String,
     },
+    /// No audience has the key.
+    #[error("no audience has the key {key:?}")]
+    NoAudience {
+        /// The key asked for.
+        key: String,
+    },
+    /// A condition tree cannot be used (the message names the place in the tree).
+    #[error("{0}")]
+    BadCondition(String),
     /// The data map has no such event (or property).
     #[error("the catalogue has no {what}")]
     NotInCatalogue {
@@ -178,8 +187,10 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. }
             | ApiError::NoProfile { .. }
+            | ApiError::NoAudience { .. }
             | ApiError::NotInCatalogue { .. }
             | ApiError::Off { .. } => 404,
+            ApiError::BadCondition(_) => 422,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::UnsupportedEncoding { .. } | ApiError::UnsupportedContentType { .. } => 415,
             ApiError::MissingWriteKey
@@ -209,8 +220,10 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. }
             | ApiError::NoProfile { .. }
+            | ApiError::NoAudience { .. }
             | ApiError::NotInCatalogue { .. }
             | ApiError::Off { .. } => "not_found",
+            ApiError::BadCondition(_) => "bad_condition",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::UnsupportedEncoding { .. } => "unsupported_encoding",
             ApiError::UnsupportedContentType { .. } => "unsupported_content_type",

@@ -64,6 +64,9 @@ pub enum Handled {
     Profile(ProfileRead),
     /// Read the data map from the profile store, then answer with `read.finish(map)`.
     Catalogue(CatalogueRead),
+    /// Preview a condition tree over the profiles, or read the change log, then answer with
+    /// `read.finish(answer)`.
+    Audiences(AudienceRead),
     /// Replay `failed/` into `raw/` under the plan in force, then answer with
     /// `replay.finish(summary)`.
     Replay(ReplayRequest),
@@ -135,6 +138,11 @@ pub(crate) fn personal_answer(
 pub enum ProfileQuery {
     /// The profile.
     Profile,
+    /// Why it is in or out of an audience (which exists).
+    Explain {
+        /// The audience's key.
+        audience: String,
+    },
     /// A page of its events: up to `limit` after the event numbered `after` (from the first
     /// when `None`).
     Events {
@@ -208,6 +216,51 @@ pub enum CatalogueQuery {
         /// One property path.
         path: Option<String>,
     },
+}
+
+/// What an audience read asks.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AudienceQuery {
+    /// Who meets a condition tree now (checked, its event conditions mapped to what profiles
+    /// count: `braid_core::segment::Segments::preview_condition`).
+    Preview {
+        /// The condition.
+        condition: braid_core::segment::Condition,
+        /// A saved audience to compare with: who would enter and leave it.
+        compare: Option<String>,
+        /// How many members to list.
+        sample: usize,
+    },
+    /// A page of the change log: up to `limit` entries after the one numbered `after`.
+    Changes {
+        /// The last entry read (0: from the start).
+        after: u64,
+        /// The page's size.
+        limit: usize,
+    },
+}
+
+/// An audience read for the platform to finish.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AudienceRead {
+    /// The workspace.
+    pub workspace: String,
+    /// What is asked.
+    pub query: AudienceQuery,
+}
+
+impl AudienceRead {
+    /// The answer, given what the store found (a preview, or the change log's entries) or why
+    /// it could not read.
+    pub fn finish<E: std::fmt::Display>(self, found: Result<Value, E>) -> HttpResponse {
+        match found {
+            Ok(answer) => HttpResponse::json(200, &answer),
+            Err(error) => ApiError::ProfileStoreFailed {
+                message: error.to_string(),
+            }
+            .to_response(),
+        }
+    }
 }
 
 /// A catalogue read for the platform to finish.

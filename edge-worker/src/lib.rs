@@ -11,6 +11,7 @@
 //! The HTTP contract (routes, auth, statuses, the one error body) is `docs/http-api.md`.
 
 mod api;
+mod audiences;
 mod auth;
 mod catalogue;
 mod collect;
@@ -33,7 +34,7 @@ mod worker;
 pub use api::Api;
 pub use error::ApiError;
 pub use handled::{
-    CatalogueQuery, CatalogueRead, Counts, Handled, Personalization, ProfileAnswer, ProfileQuery,
-    ProfileRead, ReplayRequest, Reply, SdkRead,
+    AudienceQuery, AudienceRead, CatalogueQuery, CatalogueRead, Counts, Handled, Personalization,
+    ProfileAnswer, ProfileQuery, ProfileRead, ReplayRequest, Reply, SdkRead,
 };
 pub use http::{HttpRequest, HttpResponse, percent_decode};

@@ -2,7 +2,9 @@
 //! `braid_core::unify::profile_view` shows it) and `GET /v1/profiles/{type}:{value}/events`
 //! (its events, a page at a time), for a server that holds the profile token
 //! (`[activate.profile_api]`). `?workspace=W` reads another workspace than the first
-//! configured one. The platform reads its profile store and answers with
+//! configured one. `GET /v1/profiles/{type}:{value}/audiences/{key}/explain` says why the
+//! profile is in or out of an audience (`crate::audiences`). The platform reads its profile
+//! store and answers with
 //! [`ProfileRead::finish`](crate::ProfileRead::finish).
 
 use braid_core::unify::Identifier;
@@ -37,6 +39,14 @@ impl Api {
             Some(id) => (id, true),
             None => (path, false),
         };
+        // `{id}/audiences/{key}/explain`
+        let explain = id
+            .strip_suffix("/explain")
+            .and_then(|rest| rest.rsplit_once("/audiences/"));
+        let (id, explain) = match explain {
+            Some((id, key)) => (id, Some(key)),
+            None => (id, None),
+        };
         let identifier = percent_decode(id)
             .as_deref()
             .and_then(Identifier::parse)
@@ -44,7 +54,16 @@ impl Api {
                 path: request.path.to_owned(),
             })?;
         let workspace = self.requested_workspace(request)?;
-        let query = if events {
+        let query = if let Some(key) = explain {
+            let key = percent_decode(key)
+                .map(std::borrow::Cow::into_owned)
+                .unwrap_or_default();
+            let exists = self.config.segment.audiences.contains_key(&key);
+            if !exists {
+                return Err(ApiError::NoAudience { key });
+            }
+            ProfileQuery::Explain { audience: key }
+        } else if events {
             let limit = match request.query_value("limit").map(|v| v.parse::<usize>()) {
                 None => DEFAULT_PAGE,
                 Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,

@@ -85,7 +85,7 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
             read.finish(bytes)
         }
         // The profile store is not at the edge.
-        Handled::Profile(_) => ApiError::Off {
+        Handled::Profile(_) | Handled::Audiences(_) => ApiError::Off {
             what: "the profile API at the edge",
             how: "read profiles where the profile store is (braid serve)",
         }

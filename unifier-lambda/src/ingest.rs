@@ -27,7 +27,7 @@ pub async fn handle<S: ObjectStore>(
             reply.finish(stored.is_ok())
         }
         Handled::Sdk(read) => read.finish(None),
-        Handled::Personalize(_) | Handled::Profile(_) => ApiError::Off {
+        Handled::Personalize(_) | Handled::Profile(_) | Handled::Audiences(_) => ApiError::Off {
             what: "profile reads in the ingest function",
             how: "read profiles where the profile store is served (braid serve)",
         }

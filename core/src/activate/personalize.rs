@@ -24,14 +24,16 @@ pub fn edge_key(secret: &[u8], id: &Identifier) -> String {
     hex::encode(mac.finalize().into_bytes().get(..16).unwrap_or_default())
 }
 
-/// The edge's value for a profile: its edge-visible traits (`visible`, by name) and
-/// audiences (none are computed yet: an empty list).
+/// The edge's value for a profile: its edge-visible traits (`visible`, by name) and the keys
+/// of the audiences it is in, sorted (the edge answers a caller only about their own profile,
+/// [`answers`]).
 pub fn edge_value(profile: &Profile, visible: &[String]) -> String {
     let traits: Map<String, Value> = visible
         .iter()
         .filter_map(|name| Some((name.clone(), profile.traits.get(name)?.value.clone())))
         .collect();
-    json!({"traits": traits, "audiences": []}).to_string()
+    let audiences: Vec<&String> = profile.segment.audiences.keys().collect();
+    json!({"traits": traits, "audiences": audiences}).to_string()
 }
 
 /// Whether the edge may answer a caller who proves `id` with this profile (`docs/trust.md`):

@@ -158,6 +158,12 @@ impl Ctx<'_> {
 
     /// An event series' count at now, and when it next changes.
     fn count(&self, name: &str) -> (u64, Option<i64>) {
+        if let Some(event) = name.strip_prefix(super::EVENT_COUNTS) {
+            return (
+                self.profile.event_counts.get(event).copied().unwrap_or(0),
+                None,
+            );
+        }
         let (series, def) = self.series_of(name);
         let Some(def) = def else {
             return (0, None);

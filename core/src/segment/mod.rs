@@ -24,8 +24,13 @@ pub use condition::{Condition, ConditionError, Count, MAX_DEPTH, MAX_NODES, Test
 pub use evaluate::{Ctx, Outcome};
 pub use stream::{Logged, LoggedChange};
 
-use crate::unify::ProfileConfig;
-use crate::unify::computed::ComputedTrait;
+use crate::timestamp;
+use crate::unify::computed::{ComputedOp, ComputedTrait, Window};
+use crate::unify::{Profile, ProfileConfig, ProfileIds};
+
+/// The prefix of a preview's event condition read from the all-time event counts
+/// (`performed X` ever, without filters), which every profile keeps.
+pub(crate) const EVENT_COUNTS: &str = "event_counts:";
 
 /// Most audiences per workspace.
 pub const MAX_AUDIENCES: usize = 500;
@@ -241,6 +246,165 @@ impl Segments {
     /// Every series by name.
     pub fn series(&self) -> &BTreeMap<String, ComputedTrait> {
         &self.series
+    }
+}
+
+impl Segments {
+    /// Why `profile` is in or out of the audience `key` at `now` (ms), condition by
+    /// condition, with the values that decided; `None` for an audience that does not exist.
+    pub fn explain(
+        &self,
+        ids: &ProfileIds,
+        profile: &Profile,
+        config: &ProfileConfig,
+        key: &str,
+        now: i64,
+    ) -> Option<Value> {
+        let audience = self.audience(key)?;
+        let mut members = BTreeMap::new();
+        let mut explanation = Value::Null;
+        for each in &self.audiences {
+            let ctx = Ctx {
+                ids,
+                profile,
+                config,
+                series: &self.series,
+                now,
+                members: &members,
+            };
+            if each.key == key {
+                explanation = ctx.explain(&each.when);
+                break;
+            }
+            let outcome = ctx.evaluate(&each.when);
+            members.insert(each.key.clone(), (outcome.holds, outcome.next));
+        }
+        let time = |ms: i64| timestamp::from_unix_millis(ms).map(timestamp::format);
+        let entered = profile.segment.audiences.get(key).copied();
+        Some(serde_json::json!({
+            "profile": ids.id,
+            "audience": key,
+            "name": audience.name,
+            "member": entered.is_some(),
+            "enteredAt": entered.and_then(time),
+            "evaluatedAt": time(profile.segment.evaluated),
+            "at": time(now),
+            "holds": explanation.get("holds").cloned().unwrap_or(Value::Null),
+            "explanation": explanation,
+        }))
+    }
+
+    /// A condition tree to preview over the current profiles: read like an audience's, its
+    /// event conditions answered by what the profiles already count — an audience's or a
+    /// computed trait's identical count, or for `performed` ever without filters the event
+    /// counts every profile keeps.
+    ///
+    /// # Errors
+    ///
+    /// The first problem, with its place; an event condition that nothing counts yet (saving
+    /// the audience counts it, from the lake).
+    pub fn preview_condition(&self, when: &Value) -> Result<Condition, SegmentError> {
+        let mut series = Vec::new();
+        let mut condition =
+            condition::parse(when, "when", "preview", &mut series).map_err(|error| {
+                SegmentError::Condition {
+                    audience: "preview".to_owned(),
+                    error,
+                }
+            })?;
+        let computed: BTreeMap<&str, &ComputedTrait> = self
+            .computed
+            .iter()
+            .filter_map(|name| Some((name.as_str(), self.series.get(name)?)))
+            .collect();
+        let mut depends = Depends::default();
+        depends_of(&condition, &computed, &mut depends).map_err(|name| {
+            SegmentError::Invalid(format!(
+                "when: computed trait {name:?} is not in unify.profiles.computed"
+            ))
+        })?;
+        if let Some(missing) = depends.members.iter().find(|m| self.audience(m).is_none()) {
+            return Err(SegmentError::Invalid(format!(
+                "when: member of {missing:?}, which is not an audience"
+            )));
+        }
+        let mut problem = None;
+        map_series(&mut condition, &mut |series, event, filters, window| {
+            let counted = self.series.values().find(|def| {
+                def.op == ComputedOp::Count
+                    && def.event == event
+                    && def.filters == filters
+                    && def.window == window
+            });
+            match counted {
+                Some(def) => series.clone_from(&def.name),
+                None if window == Window::AllTime && filters.is_empty() => {
+                    *series = format!("{EVENT_COUNTS}{event}");
+                }
+                None => {
+                    problem.get_or_insert_with(|| {
+                        format!(
+                            "when: {event:?} {} with these filters is not counted by any audience or computed trait yet: save the audience (its profiles are then rebuilt from the lake) or preview it over all time without filters",
+                            window.words()
+                        )
+                    });
+                }
+            }
+        });
+        match problem {
+            Some(problem) => Err(SegmentError::Invalid(problem)),
+            None => Ok(condition),
+        }
+    }
+
+    /// Whether `profile` meets `condition` at `now` (ms), taking the audiences it names from
+    /// the profile's stored memberships (a preview's rule).
+    pub fn meets(
+        &self,
+        condition: &Condition,
+        ids: &ProfileIds,
+        profile: &Profile,
+        config: &ProfileConfig,
+        now: i64,
+    ) -> bool {
+        let members: BTreeMap<String, (bool, Option<i64>)> = profile
+            .segment
+            .audiences
+            .keys()
+            .map(|key| (key.clone(), (true, None)))
+            .collect();
+        let ctx = Ctx {
+            ids,
+            profile,
+            config,
+            series: &self.series,
+            now,
+            members: &members,
+        };
+        ctx.evaluate(condition).holds
+    }
+}
+
+/// Calls `f` with each event condition's series, event, filters and window.
+fn map_series(
+    condition: &mut Condition,
+    f: &mut impl FnMut(&mut String, &str, &[crate::unify::computed::Filter], Window),
+) {
+    match condition {
+        Condition::And(children) | Condition::Or(children) => {
+            for child in children {
+                map_series(child, f);
+            }
+        }
+        Condition::Not(inner) => map_series(inner, f),
+        Condition::Performed {
+            series,
+            event,
+            filters,
+            window,
+            ..
+        } => f(series, event, filters, *window),
+        _ => {}
     }
 }
 

@@ -34,6 +34,23 @@ pub fn profile_view(ids: &ProfileIds, profile: &Profile) -> Value {
         })
         .collect();
     let history: Vec<Value> = ids.history.iter().map(history_entry).collect();
+    // Computed traits and audiences as of the profile's last evaluation (which its timer keeps
+    // current: a value that the clock alone changes is evaluated again at that time).
+    let computed: Map<String, Value> = profile
+        .segment
+        .values
+        .iter()
+        .map(|(name, (value, _))| (name.clone(), value.clone()))
+        .collect();
+    let audiences: Map<String, Value> = profile
+        .segment
+        .audiences
+        .iter()
+        .map(|(key, entered)| {
+            let entered = timestamp::from_unix_millis(*entered).map(timestamp::format);
+            (key.clone(), json!({"enteredAt": entered}))
+        })
+        .collect();
     let mut view = json!({
         "id": ids.id,
         "identifiers": identifiers,
@@ -43,8 +60,29 @@ pub fn profile_view(ids: &ProfileIds, profile: &Profile) -> Value {
         "eventCounts": profile.event_counts,
         "sessions": profile.sessions,
         "aggregates": profile.aggregates,
+        "computedTraits": computed,
+        "audiences": audiences,
         "history": history,
     });
+    if let Value::Object(fields) = &mut view {
+        let approximate: Vec<&String> = profile
+            .segment
+            .values
+            .iter()
+            .filter(|(_, (_, approximate))| *approximate)
+            .map(|(name, _)| name)
+            .collect();
+        if !approximate.is_empty() {
+            fields.insert("approximateTraits".to_owned(), json!(approximate));
+        }
+        if let Some(at) = profile
+            .segment
+            .next_check
+            .and_then(timestamp::from_unix_millis)
+        {
+            fields.insert("nextCheck".to_owned(), json!(timestamp::format(at)));
+        }
+    }
     // What the profile's bounds kept out, counted (docs/profiles.md), when anything was.
     let over = [
         ("eventsOfUncountedNames", profile.other_events),

@@ -73,6 +73,7 @@ fn send(api: &Api, request: &HttpRequest<'_>) -> (HttpResponse, Option<LakeWrite
         Handled::Profile(read) => (read.finish(Ok::<_, String>(ProfileAnswer::Unknown)), None),
         Handled::Sdk(read) => (read.finish(None), None),
         Handled::Catalogue(read) => (read.finish(Ok::<_, String>(None)), None),
+        Handled::Audiences(read) => (read.finish(Ok::<_, String>(Value::Null)), None),
         Handled::Replay(replay) => (replay.finish(Ok::<_, String>(Value::Null)), None),
     }
 }

@@ -6,8 +6,8 @@
 //! workspace: deploy it with reserved concurrency 1.
 
 use braid_unifier::lambda::{Bucket, config_from_env, handle_unify, init_tracing};
-use braid_unifier::profiles::ProfileUnify;
 use braid_unifier::profiles::kv::SlateOptions;
+use braid_unifier::profiles::{ProfileUnify, Segmentation};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -20,6 +20,8 @@ async fn main() -> Result<(), Error> {
     let config = config_from_env()?;
     let strict = config.strict_identity_workspaces();
     let data_map = config.catalogue.data_map;
+    let segmentation = Segmentation::of(&config);
+    let workspaces: Vec<String> = config.workspaces.iter().map(|w| w.name.clone()).collect();
     let profiles = ProfileUnify::new(
         store.clone(),
         bucket.profile_home(SlateOptions::default())?,
@@ -28,7 +30,9 @@ async fn main() -> Result<(), Error> {
         config.unify.store,
     )
     .with_strict_identity(strict)
-    .with_data_map(data_map);
+    .with_data_map(data_map)
+    .with_segmentation(segmentation)
+    .with_workspaces(workspaces);
     run(service_fn(|event: LambdaEvent<Value>| {
         let (store, profiles) = (&store, &profiles);
         async move { handle_unify(store, profiles, event, OffsetDateTime::now_utc()).await }

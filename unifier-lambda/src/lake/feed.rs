@@ -154,6 +154,12 @@ pub trait Unify: Send + Sync {
     fn commit(&self) -> impl Future<Output = Result<(), Self::Error>> + Send {
         async { Ok(()) }
     }
+
+    /// Fires the timers due at `now` (ms since the epoch: audiences and computed traits that
+    /// the clock alone changes) and makes what they changed durable: how many were due.
+    fn sweep(&self, _now: i64) -> impl Future<Output = Result<usize, Self::Error>> + Send {
+        async { Ok(0) }
+    }
 }
 
 /// A step that only counts the events (`braid compact` before compaction, tests).
@@ -190,6 +196,17 @@ pub struct UnifySummary {
     pub quarantined_lines: usize,
     /// Events applied now although another sender had used their `messageId`.
     pub collisions: u64,
+    /// Profiles whose timer was due (a scheduled sweep).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub timers: usize,
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if takes &T"
+)]
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Applies the lake objects `keys` that have not been applied before.

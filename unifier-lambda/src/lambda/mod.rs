@@ -178,10 +178,28 @@ pub async fn handle_unify<S: ObjectStore, U: Unify>(
     event: LambdaEvent<Value>,
     now: OffsetDateTime,
 ) -> Result<UnifySummary, UnifyFailure<U::Error>> {
+    if is_sweep(&event.payload) {
+        // Boxed: the sweep's future is deep, and one of two arms of this one.
+        let timers = Box::pin(unify.sweep(braid_core::timestamp::unix_millis(now)))
+            .await
+            .map_err(|e| UnifyFailure::Unify(UnifyError::Step(e)))?;
+        let summary = UnifySummary {
+            timers,
+            ..UnifySummary::default()
+        };
+        tracing::info!(request = event.context.request_id, ?summary, "sweep");
+        return Ok(summary);
+    }
     let keys = keys_from_notification(&event.payload)?;
     let summary = unify_objects(store, unify, &keys, now).await?;
     tracing::info!(request = event.context.request_id, ?summary, "unify");
     Ok(summary)
+}
+
+/// Whether the unify function's event is the schedule's (`{"braid": "sweep"}`, the template's
+/// input): fire the timers due.
+fn is_sweep(payload: &Value) -> bool {
+    payload.get("braid").and_then(Value::as_str) == Some("sweep")
 }
 
 /// Why the unify function failed.

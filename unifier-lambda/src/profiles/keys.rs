@@ -11,6 +11,8 @@
 //! | `c/e/<type>\0<source>\0<name>` | the data map's entry of an event (`braid_core::catalogue::map`) |
 //! | `c/meta` | the data map's counters |
 //! | `c/failures` | the data map's count of refusals (`failed/`), by reason |
+//! | `a/<number, 16 hex>` | the change log: an audience entry or exit, or a computed trait's new value (`braid_core::segment::Logged`), kept `[segment] change_log_days` |
+//! | `t/<due ms, 16 hex>/<profile id>` | a profile's timer: when the clock alone can change its audiences or computed traits (empty value) |
 
 use braid_core::catalogue::map::EventKey;
 use braid_core::unify::Identifier;
@@ -38,6 +40,36 @@ pub(super) fn event_key(profile: &str, sequence: u64) -> Vec<u8> {
 }
 
 pub(super) const META_KEY: &[u8] = b"meta";
+
+/// The prefix of the change log.
+pub(super) const CHANGE_PREFIX: &[u8] = b"a/";
+
+pub(super) fn change_key(number: u64) -> Vec<u8> {
+    format!("a/{number:016x}").into_bytes()
+}
+
+/// The prefix of the timers.
+pub(super) const TIMER_PREFIX: &[u8] = b"t/";
+
+/// A timer's key: times sort as their 16 hex digits (a time before 1970 is not a due time).
+pub(super) fn timer_key(due: i64, profile: &str) -> Vec<u8> {
+    let due = u64::try_from(due).unwrap_or(0);
+    format!("t/{due:016x}/{profile}").into_bytes()
+}
+
+/// The end of the timers due at or before `now`.
+pub(super) fn timers_until(now: i64) -> Vec<u8> {
+    let after = u64::try_from(now).unwrap_or(0).saturating_add(1);
+    format!("t/{after:016x}").into_bytes()
+}
+
+/// A timer key's time and profile.
+pub(super) fn parse_timer(key: &[u8]) -> Option<(i64, String)> {
+    let text = std::str::from_utf8(key.strip_prefix(TIMER_PREFIX)?).ok()?;
+    let (due, profile) = text.split_once('/')?;
+    let due = i64::try_from(u64::from_str_radix(due, 16).ok()?).ok()?;
+    Some((due, profile.to_owned()))
+}
 
 /// The prefix of the data map's event entries.
 pub(super) const MAP_PREFIX: &[u8] = b"c/e/";

@@ -37,6 +37,7 @@ use kv::{Kv as _, KvHome};
 use workspace::Workspace;
 
 pub use error::ProfileError;
+pub use workspace::Segmentation;
 
 use crate::lake::compact::live_objects;
 use crate::lake::feed::{LinesApplied, Unify};
@@ -54,6 +55,10 @@ pub struct ProfileUnify<S, H: KvHome> {
     strict: BTreeSet<String>,
     /// Whether the data map is kept with the profiles.
     data_map: bool,
+    /// The audiences and computed traits.
+    segmentation: Segmentation,
+    /// The configured workspaces (a sweep opens them).
+    known: BTreeSet<String>,
     workspaces: tokio::sync::Mutex<BTreeMap<String, Arc<Workspace<H::Kv>>>>,
 }
 
@@ -92,8 +97,56 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
             settings,
             strict: BTreeSet::new(),
             data_map: true,
+            segmentation: Segmentation::default(),
+            known: BTreeSet::new(),
             workspaces: tokio::sync::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The same, evaluating audiences and computed traits (`[segment]`); the computed traits
+    /// and the audiences' event conditions must be those of the profile configuration (as
+    /// `braid_core::Config::check` makes them).
+    #[must_use]
+    pub fn with_segmentation(mut self, segmentation: Segmentation) -> Self {
+        self.segmentation = segmentation;
+        self
+    }
+
+    /// The same, knowing the workspaces: a sweep opens those that have a store.
+    #[must_use]
+    pub fn with_workspaces(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.known = names.into_iter().collect();
+        self
+    }
+
+    /// Fires the timers due at `now` (ms) in every workspace with a store (those known and
+    /// those open) and makes what they changed durable: how many profiles were due.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails (what was swept before stays swept).
+    pub async fn sweep(&self, now: i64) -> Result<usize, ProfileError> {
+        let mut names: BTreeSet<String> = self.workspaces.lock().await.keys().cloned().collect();
+        names.extend(self.known.iter().cloned());
+        let mut fired = 0;
+        for workspace in names {
+            let Some(store) = self.existing(&workspace).await? else {
+                continue;
+            };
+            let swept = store.sweep(now, &self.settings).await;
+            let swept = match swept {
+                Ok(n) => store.flush().await.map(|()| n),
+                Err(error) => Err(error),
+            };
+            match swept {
+                Ok(n) => fired += n,
+                Err(error) => {
+                    self.forget_if_failed(&workspace, &error).await;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(fired)
     }
 
     /// The same, with `workspaces` under strict identity (`verify_identity`).
@@ -207,6 +260,7 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
             &self.rules_of(workspace),
             &self.config,
             self.data_map,
+            self.segmentation.clone(),
         )
         .await?;
         let opened = Opened {
@@ -412,6 +466,10 @@ impl<S: ObjectStore, H: KvHome> Unify for ProfileUnify<S, H> {
             self.forget_if_failed(workspace, error).await;
         }
         counted
+    }
+
+    async fn sweep(&self, now: i64) -> Result<usize, ProfileError> {
+        ProfileUnify::sweep(self, now).await
     }
 
     async fn commit(&self) -> Result<(), ProfileError> {

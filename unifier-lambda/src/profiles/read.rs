@@ -1,12 +1,13 @@
 //! Reading the profile store: a profile, its events, every profile, and the edge's
 //! personalization entries.
 
+use braid_core::segment::Condition;
 use braid_core::unify::{Identifier, lineage, profile_view};
 use serde_json::Value;
 
 use super::ProfileUnify;
 use super::error::{ProfileError, corrupt};
-use super::keys::event_key;
+use super::keys::{CHANGE_PREFIX, change_key, event_key};
 use super::kv::{Kv as _, KvHome, prefix_end};
 use crate::lake::store::ObjectStore;
 
@@ -163,6 +164,134 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
             .filter_map(|(_, line)| serde_json::from_slice(&line).ok())
             .collect();
         Ok(Some((events, next)))
+    }
+
+    /// Why the profile of `id` is in or out of the audience `key` at `now` (ms)
+    /// (`braid_core::segment::Segments::explain`): `None` when no profile has `id`, or there is
+    /// no such audience.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn explain(
+        &self,
+        workspace: &str,
+        id: &Identifier,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<Value>, ProfileError> {
+        let Some(store) = self.existing(workspace).await? else {
+            return Ok(None);
+        };
+        let Some((ids, profile)) = store.record_of(id).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .segmentation
+            .segments
+            .explain(&ids, &profile, &self.config, key, now))
+    }
+
+    /// Who meets `condition` at `now` (ms) among the current profiles: how many of how many,
+    /// the first `sample` (by profile id, with their identifiers), and — for an edit of the
+    /// saved audience `compare` — how many would enter and leave it.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn preview(
+        &self,
+        workspace: &str,
+        condition: &Condition,
+        compare: Option<&str>,
+        now: i64,
+        sample: usize,
+    ) -> Result<Value, ProfileError> {
+        let segments = &self.segmentation.segments;
+        let (mut total, mut size, mut entering, mut leaving) = (0_u64, 0_u64, 0_u64, 0_u64);
+        let (mut members, mut enter, mut leave) = (Vec::new(), Vec::new(), Vec::new());
+        let brief = |ids: &braid_core::unify::ProfileIds| {
+            let identifiers: Vec<String> = ids
+                .identifiers
+                .keys()
+                .filter(|id| id.kind != braid_core::unify::IdType::Browser)
+                .take(5)
+                .map(ToString::to_string)
+                .collect();
+            serde_json::json!({"id": ids.id, "identifiers": identifiers})
+        };
+        if let Some(store) = self.existing(workspace).await? {
+            store
+                .for_each_record(|ids, profile| {
+                    total += 1;
+                    let holds = segments.meets(condition, &ids, &profile, &self.config, now);
+                    if holds {
+                        size += 1;
+                        if members.len() < sample {
+                            members.push(brief(&ids));
+                        }
+                    }
+                    if let Some(key) = compare {
+                        let was = profile.segment.audiences.contains_key(key);
+                        if holds && !was {
+                            entering += 1;
+                            if enter.len() < sample {
+                                enter.push(brief(&ids));
+                            }
+                        } else if was && !holds {
+                            leaving += 1;
+                            if leave.len() < sample {
+                                leave.push(brief(&ids));
+                            }
+                        }
+                    }
+                })
+                .await?;
+        }
+        let at = braid_core::timestamp::from_unix_millis(now).map(braid_core::timestamp::format);
+        let mut out = serde_json::json!({
+            "at": at, "profiles": total, "size": size, "sample": members,
+        });
+        if let (Some(key), Value::Object(fields)) = (compare, &mut out) {
+            fields.insert(
+                "compared".to_owned(),
+                serde_json::json!({"audience": key, "entering": entering, "leaving": leaving,
+                                   "enteringSample": enter, "leavingSample": leave}),
+            );
+        }
+        Ok(out)
+    }
+
+    /// A page of a workspace's change log (audience entries and exits, computed traits'
+    /// values, `braid_core::segment::Logged::to_json`): up to `limit` entries after the one
+    /// numbered `after`, in order.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn changes(
+        &self,
+        workspace: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Value>, ProfileError> {
+        let Some(store) = self.existing(workspace).await? else {
+            return Ok(Vec::new());
+        };
+        let page = store
+            .kv
+            .scan(
+                &change_key(after.saturating_add(1)),
+                &prefix_end(CHANGE_PREFIX),
+                limit,
+            )
+            .await?;
+        page.into_iter()
+            .map(|(_, value)| {
+                serde_json::from_slice(&value)
+                    .map_err(|e| corrupt(format!("a change log entry: {e}")))
+            })
+            .collect()
     }
 
     /// Makes everything durable and closes every store.

@@ -3,10 +3,12 @@
 //! reading records.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use braid_core::catalogue::lake::line_origin;
 use braid_core::catalogue::map::{DataMap, EventEntry, EventKey, KnownIds};
+use braid_core::segment::{Logged, Segments};
 use braid_core::unify::{
     Applied, Changes, Identifier, IdentityRules, Profile, ProfileConfig, ProfileIds,
     ProfileStoreConfig, StoredCounters, StoredSeen, Unifier, decode_record, decode_seen,
@@ -15,8 +17,9 @@ use braid_core::unify::{
 
 use super::error::{ProfileError, corrupt};
 use super::keys::{
-    DAY_MILLIS, MAP_FAILURES_KEY, MAP_META_KEY, MAP_PREFIX, META_KEY, event_key, identifier_key,
-    map_key, profile_key, seen_key,
+    DAY_MILLIS, MAP_FAILURES_KEY, MAP_META_KEY, MAP_PREFIX, META_KEY, TIMER_PREFIX, change_key,
+    event_key, identifier_key, map_key, parse_timer, profile_key, seen_key, timer_key,
+    timers_until,
 };
 use super::kv::{Kv, KvWrite, prefix_end};
 use crate::lake::feed::{LineEvent, LinesApplied};
@@ -30,6 +33,30 @@ struct EventsApplied {
     /// The lines that are copies of events applied from other lines.
     copies: Vec<usize>,
 }
+
+/// Segmentation as a workspace keeps it: the audiences and computed traits, and how long the
+/// change log keeps an entry.
+#[derive(Clone, Debug, Default)]
+pub struct Segmentation {
+    /// The compiled audiences and computed traits.
+    pub segments: Arc<Segments>,
+    /// How long the change log keeps an entry, in days.
+    pub change_log_days: u64,
+}
+
+impl Segmentation {
+    /// The configuration's audiences and computed traits.
+    pub fn of(config: &braid_core::Config) -> Segmentation {
+        Segmentation {
+            // Checked with the configuration (`Config::check`): one that got here compiles.
+            segments: Arc::new(config.segments().unwrap_or_default()),
+            change_log_days: config.segment.change_log_days,
+        }
+    }
+}
+
+/// Timers read per page of a sweep.
+const TIMER_PAGE: usize = 512;
 
 /// Reads of a store in flight at once.
 const CONCURRENT_READS: usize = 32;
@@ -56,6 +83,7 @@ pub(super) struct Workspace<K> {
     /// The paths unify reads identifiers from: the map does not count them as identity
     /// candidates.
     identifier_paths: BTreeSet<String>,
+    segmentation: Segmentation,
 }
 
 /// The map paths of the traits unify reads identifiers from (`traits.email`, ...).
@@ -75,6 +103,7 @@ impl<K: Kv> Workspace<K> {
         rules: &IdentityRules,
         config: &ProfileConfig,
         data_map: bool,
+        segmentation: Segmentation,
     ) -> Result<Workspace<K>, ProfileError> {
         let workspace = Workspace {
             kv,
@@ -87,6 +116,7 @@ impl<K: Kv> Workspace<K> {
             rules: rules.clone(),
             config: config.clone(),
             identifier_paths: identifier_paths(rules),
+            segmentation,
         };
         workspace.reset().await?;
         Ok(workspace)
@@ -244,6 +274,8 @@ impl<K: Kv> Workspace<K> {
         // Apply in memory.
         let mut indexed = Vec::new();
         let mut copies = Vec::new();
+        let mut logged = Vec::new();
+        let segments = Arc::clone(&self.segmentation.segments);
         let (changes, applied, collisions, map_writes) = {
             let mut unifier = self.state()?;
             // The events applied to a profile (not copies of applied ones) are what the map
@@ -265,7 +297,7 @@ impl<K: Kv> Workspace<K> {
             let mut applied = 0;
             for line in events {
                 let origin = key.map_or(0, |key| line_origin(key, line.number));
-                match unifier.apply_from(&line.event, origin) {
+                match segments.apply(&mut unifier, &line.event, origin, &mut logged) {
                     Applied::Profile(profile) => {
                         applied += 1;
                         if let Some(map) = map.as_mut() {
@@ -296,6 +328,7 @@ impl<K: Kv> Workspace<K> {
         };
         // Write back, in one batch.
         let mut batch = self.batch(changes, indexed, settings);
+        batch.extend(self.log_writes(&logged));
         batch.extend(map_writes);
         self.kv.write(batch).await?;
         self.unflushed.store(true, Ordering::SeqCst);
@@ -366,6 +399,94 @@ impl<K: Kv> Workspace<K> {
         Ok((seen, records))
     }
 
+    /// The change log's writes of what segmentation logged.
+    fn log_writes(&self, logged: &[Logged]) -> Vec<KvWrite> {
+        let ttl = self.segmentation.change_log_days.max(1) * DAY_MILLIS;
+        logged
+            .iter()
+            .map(|entry| KvWrite::Put {
+                key: change_key(entry.number),
+                value: entry.to_json().to_string().into_bytes(),
+                ttl_millis: Some(ttl),
+            })
+            .collect()
+    }
+
+    /// Fires the timers due at `now` (ms): each profile is evaluated at its timer's own time
+    /// (as often as it is due), and what changed is written in one batch per page of timers.
+    /// How many profiles were due.
+    pub(super) async fn sweep(
+        &self,
+        now: i64,
+        settings: &ProfileStoreConfig,
+    ) -> Result<usize, ProfileError> {
+        let _writer = self.writer.lock().await;
+        let result = self.sweep_locked(now, settings).await;
+        if result.is_err() {
+            self.reset_after_failure().await;
+        }
+        result
+    }
+
+    async fn sweep_locked(
+        &self,
+        now: i64,
+        settings: &ProfileStoreConfig,
+    ) -> Result<usize, ProfileError> {
+        let end = timers_until(now);
+        let segments = Arc::clone(&self.segmentation.segments);
+        let mut fired = 0;
+        loop {
+            let page = self.kv.scan(TIMER_PREFIX, &end, TIMER_PAGE).await?;
+            if page.is_empty() {
+                return Ok(fired);
+            }
+            let full = page.len() == TIMER_PAGE;
+            let due: Vec<(Vec<u8>, String)> = page
+                .into_iter()
+                .filter_map(|(key, _)| parse_timer(&key).map(|(_, profile)| (key, profile)))
+                .collect();
+            let missing: Vec<String> = {
+                let unifier = self.state()?;
+                due.iter()
+                    .map(|(_, p)| p.clone())
+                    .filter(|p| unifier.profile(p).is_none())
+                    .collect()
+            };
+            let records = self
+                .get_many(missing.iter().map(|p| profile_key(p)))
+                .await?;
+            let mut logged = Vec::new();
+            let changes = {
+                let mut unifier = self.state()?;
+                for record in records.into_iter().flatten() {
+                    unifier
+                        .load_record(&record)
+                        .map_err(|e| corrupt(e.to_string()))?;
+                }
+                for (_, profile) in &due {
+                    if segments.fire_due(&mut unifier, profile, now, &mut logged) {
+                        fired += 1;
+                    }
+                }
+                unifier.take_changes()
+            };
+            // Every timer read is done with: those that moved were put again at their new time.
+            let mut batch: Vec<KvWrite> = due
+                .into_iter()
+                .map(|(key, _)| KvWrite::Delete { key })
+                .collect();
+            batch.extend(self.batch(changes, Vec::new(), settings));
+            batch.extend(self.log_writes(&logged));
+            self.kv.write(batch).await?;
+            self.unflushed.store(true, Ordering::SeqCst);
+            self.state()?.evict_to(settings.cache_profiles);
+            if !full {
+                return Ok(fired);
+            }
+        }
+    }
+
     /// The writes of what a batch changed.
     fn batch(
         &self,
@@ -411,6 +532,20 @@ impl<K: Kv> Workspace<K> {
                     key,
                     value: line.to_vec(),
                     ttl_millis: Some(settings.event_retention_days * DAY_MILLIS),
+                });
+            }
+        }
+        for timer in changes.timers {
+            if let Some(old) = timer.old {
+                batch.push(KvWrite::Delete {
+                    key: timer_key(old, &timer.profile),
+                });
+            }
+            if let Some(new) = timer.new {
+                batch.push(KvWrite::Put {
+                    key: timer_key(new, &timer.profile),
+                    value: Vec::new(),
+                    ttl_millis: None,
                 });
             }
         }

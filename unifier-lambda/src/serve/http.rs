@@ -13,7 +13,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use braid_edge::{
-    Api, ApiError, Handled, HttpRequest, HttpResponse, ProfileAnswer, ProfileQuery, ProfileRead,
+    Api, ApiError, AudienceQuery, AudienceRead, Handled, HttpRequest, HttpResponse, ProfileAnswer,
+    ProfileQuery, ProfileRead,
 };
 use http_body_util::BodyExt as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -275,6 +276,7 @@ async fn finish(app: &App, handled: Handled) -> HttpResponse {
             }
         }
         Handled::Profile(read) => profile(app.profiles.as_deref(), read).await,
+        Handled::Audiences(read) => audiences(app.profiles.as_deref(), read).await,
         Handled::Catalogue(read) => match app.profiles.as_deref() {
             Some(profiles) => {
                 let map = profiles.data_map(&read.workspace).await;
@@ -308,18 +310,57 @@ async fn profile(profiles: Option<&LocalProfiles>, read: ProfileRead) -> HttpRes
     let Some(profiles) = profiles else {
         return read.finish(Err("this server keeps no profiles"));
     };
-    let found = match read.query {
+    let found = match &read.query {
         ProfileQuery::Profile => profiles
             .profile(&read.workspace, &read.identifier)
             .await
             .map(|found| found.map_or(ProfileAnswer::Unknown, ProfileAnswer::Profile)),
+        ProfileQuery::Explain { audience } => profiles
+            .explain(
+                &read.workspace,
+                &read.identifier,
+                audience,
+                braid_core::timestamp::unix_millis(now()),
+            )
+            .await
+            .map(|found| found.map_or(ProfileAnswer::Unknown, ProfileAnswer::Profile)),
         ProfileQuery::Events { after, limit } => profiles
-            .events(&read.workspace, &read.identifier, after, limit)
+            .events(&read.workspace, &read.identifier, *after, *limit)
             .await
             .map(|found| {
                 found.map_or(ProfileAnswer::Unknown, |(events, next)| {
                     ProfileAnswer::Events { events, next }
                 })
+            }),
+    };
+    read.finish(found)
+}
+
+/// Answers an audience read (a preview, the change log) from the profile store.
+async fn audiences(profiles: Option<&LocalProfiles>, read: AudienceRead) -> HttpResponse {
+    let Some(profiles) = profiles else {
+        return read.finish(Err("this server keeps no profiles"));
+    };
+    let found = match &read.query {
+        AudienceQuery::Preview {
+            condition,
+            compare,
+            sample,
+        } => {
+            let now = braid_core::timestamp::unix_millis(now());
+            profiles
+                .preview(&read.workspace, condition, compare.as_deref(), now, *sample)
+                .await
+        }
+        AudienceQuery::Changes { after, limit } => profiles
+            .changes(&read.workspace, *after, *limit)
+            .await
+            .map(|entries| {
+                let next = entries
+                    .last()
+                    .and_then(|e| e.get("number"))
+                    .and_then(serde_json::Value::as_u64);
+                serde_json::json!({"changes": entries, "next": next})
             }),
     };
     read.finish(found)

@@ -46,6 +46,8 @@ pub fn local_profiles(config: &Config, lake: &LocalStore, home: LocalHome) -> Lo
     )
     .with_strict_identity(config.strict_identity_workspaces())
     .with_data_map(config.catalogue.data_map)
+    .with_segmentation(crate::profiles::Segmentation::of(config))
+    .with_workspaces(config.workspaces.iter().map(|w| w.name.clone()))
 }
 
 /// Why the server could not start or stopped.
@@ -241,6 +243,7 @@ impl Server {
                     Arc::clone(&stop),
                 ))
             });
+        let sweeping = spawn_sweeps(profiles.as_ref(), &config, &stop);
         let unifying = match (&profiles, unify) {
             (Some(profiles), Some(new_objects)) => Some(tokio::spawn(unify_loop(
                 lake.clone(),
@@ -299,6 +302,7 @@ impl Server {
                 tracing::error!(message = "The unify loop panicked.");
             }
         }
+        stop_sweeps(sweeping, &stop).await;
         if let Some(compacting) = compacting {
             stop.store(true, Ordering::Relaxed);
             compacting.abort();
@@ -369,6 +373,60 @@ async fn unify_loop<U: Unify>(
             return;
         }
         apply_logged(&lake, unify.as_ref(), &keys).await;
+    }
+}
+
+/// The timer loop, when there are audiences or computed traits.
+fn spawn_sweeps(
+    profiles: Option<&Arc<LocalProfiles>>,
+    config: &Config,
+    stop: &Arc<AtomicBool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let segments = config.segments().ok()?;
+    if segments.is_empty() {
+        return None;
+    }
+    let profiles = Arc::clone(profiles?);
+    let every = config.segment.timer_sweep_seconds.max(1);
+    Some(tokio::spawn(sweep_loop(profiles, every, Arc::clone(stop))))
+}
+
+/// Stops the timer loop after the sweep at hand (a sweep cut short is done again at the
+/// next start: its effects are written with the profiles).
+async fn stop_sweeps(sweeping: Option<tokio::task::JoinHandle<()>>, stop: &AtomicBool) {
+    if let Some(sweeping) = sweeping {
+        stop.store(true, Ordering::Relaxed);
+        if sweeping.await.is_err() {
+            tracing::error!(message = "The timer loop panicked.");
+        }
+    }
+}
+
+/// Fires the profiles' timers (audiences and computed traits the clock alone changes) every
+/// `every` seconds, until `stop` is set.
+async fn sweep_loop(profiles: Arc<LocalProfiles>, every: u64, stop: Arc<AtomicBool>) {
+    let period = Duration::from_secs(every);
+    loop {
+        // Short sleeps, so that a stop is seen within a fraction of a second.
+        let due = tokio::time::Instant::now() + period;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let left = due.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(left.min(Duration::from_millis(200))).await;
+        }
+        match profiles
+            .sweep(braid_core::timestamp::unix_millis(now()))
+            .await
+        {
+            Ok(0) => {}
+            Ok(due) => tracing::debug!(due, "timers fired"),
+            Err(error) => tracing::warn!(%error, "the timer sweep failed; the next one goes on"),
+        }
     }
 }
 
