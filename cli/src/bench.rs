@@ -292,9 +292,20 @@ async fn bench_unify(args: &BenchArgs) -> anyhow::Result<()> {
     let median = core_runs(&lines, events);
     println!("  throughput        {median:.0} events/s per core (median of 3)");
     bench_data_map(&lines, events);
+    crate::bench_segment::bench_core(&lines, events)?;
     for (retention, data_map) in [(90, true), (90, false), (0, true)] {
-        bench_unify_store(args, &lines, retention, data_map, "").await?;
+        bench_unify_store(args, &lines, retention, data_map, "", None).await?;
     }
+    let segmented = crate::bench_segment::segmented_config(100)?;
+    bench_unify_store(
+        args,
+        &lines,
+        90,
+        true,
+        ", with 100 audiences and 20 computed traits",
+        Some(&segmented),
+    )
+    .await?;
     let hot = hot_stream(events);
     println!();
     println!(
@@ -302,7 +313,7 @@ async fn bench_unify(args: &BenchArgs) -> anyhow::Result<()> {
     );
     let median = core_runs(&hot, events);
     println!("  throughput        {median:.0} events/s per core (median of 3)");
-    bench_unify_store(args, &hot, 90, true, ", the hot stream").await?;
+    bench_unify_store(args, &hot, 90, true, ", the hot stream", None).await?;
     Ok(())
 }
 
@@ -452,6 +463,7 @@ async fn bench_unify_store(
     event_retention_days: u64,
     data_map: bool,
     stream: &str,
+    segmented: Option<&Config>,
 ) -> anyhow::Result<()> {
     let base = args.data.clone().unwrap_or_else(std::env::temp_dir);
     let data = base.join(format!("braid-bench-unify-{}", std::process::id()));
@@ -461,14 +473,7 @@ async fn bench_unify_store(
         event_retention_days,
         ..ProfileStoreConfig::default()
     };
-    let profiles = ProfileUnify::new(
-        store,
-        home,
-        IdentityRules::default(),
-        unify_config(),
-        settings.clone(),
-    )
-    .with_data_map(data_map);
+    let profiles = bench_profiles(store, home, &settings, data_map, segmented);
     profiles.open("bench").await?;
     let all: Vec<&[u8]> = ndjson_lines(lines).collect();
     let started = Instant::now();
@@ -491,6 +496,10 @@ async fn bench_unify_store(
     }
     profiles.commit().await?;
     let seconds = started.elapsed().as_secs_f64();
+    let segmentation = match segmented {
+        Some(config) => Some(store_sweep_and_preview(&profiles, config).await?),
+        None => None,
+    };
     let snapshot = profiles.snapshot("bench").await?;
     let count = snapshot.len();
     let largest = snapshot
@@ -525,6 +534,11 @@ async fn bench_unify_store(
         rate(all.len(), seconds)
     );
     println!("  profiles          {count}, the largest {largest} bytes as the API shows it");
+    if let Some(lines) = segmentation {
+        for line in lines {
+            println!("  {line}");
+        }
+    }
     println!(
         "  store on disk     {:.1} MB at close; {:.1} MB = {:.0} MB per million profiles once the log is collected (lz4; tables not all compacted)",
         on_close as f64 / 1e6,
@@ -543,6 +557,67 @@ async fn bench_unify_store(
     }
     std::fs::remove_dir_all(&data)?;
     Ok(())
+}
+
+/// The bench's profile store: the bench's aggregates, or the segmented configuration's profiles
+/// with its audiences.
+fn bench_profiles(
+    store: LocalStore,
+    home: LocalHome,
+    settings: &ProfileStoreConfig,
+    data_map: bool,
+    segmented: Option<&Config>,
+) -> ProfileUnify<LocalStore, LocalHome> {
+    let profile_config = segmented.map_or_else(unify_config, |c| c.unify.profiles.clone());
+    let profiles = ProfileUnify::new(
+        store,
+        home,
+        IdentityRules::default(),
+        profile_config,
+        settings.clone(),
+    )
+    .with_data_map(data_map);
+    match segmented {
+        Some(config) => {
+            profiles.with_segmentation(braid_unifier::profiles::Segmentation::of(config))
+        }
+        None => profiles,
+    }
+}
+
+/// A sweep of every timer due 40 days after the stream, and a preview over the store: their
+/// report lines.
+#[expect(clippy::cast_precision_loss, reason = "a report")]
+async fn store_sweep_and_preview(
+    profiles: &ProfileUnify<LocalStore, LocalHome>,
+    config: &Config,
+) -> anyhow::Result<Vec<String>> {
+    let later =
+        braid_core::timestamp::unix_millis(braid_core::timestamp::parse("2024-06-10T00:00:00Z")?);
+    let started = Instant::now();
+    let due = profiles.sweep(later).await?;
+    let sweep = started.elapsed().as_secs_f64();
+    let condition = config.segments()?.preview_condition(&json!({"and": [
+        {"trait": "plan", "op": "=", "value": "pro"},
+        {"computed": "c11", "op": ">", "value": 40}
+    ]}))?;
+    let started = Instant::now();
+    let preview = profiles
+        .preview("bench", &condition, None, later, 10)
+        .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let total = preview.get("profiles").and_then(Value::as_u64).unwrap_or(0);
+    let size = preview.get("size").and_then(Value::as_u64).unwrap_or(0);
+    Ok(vec![
+        format!(
+            "timer sweep       {due} profiles due 40 days on, in {sweep:.3} s: {:.0} profiles/s (durable)",
+            rate(due, sweep)
+        ),
+        format!(
+            "preview           {total} profiles read from the store, {size} meet it, in {seconds:.3} s: {:.1} s per million",
+            seconds * 1e6 / total.max(1) as f64
+        ),
+    ])
 }
 
 /// Entries and bytes (keys and values) of the bench workspace's store, by kind of key.
@@ -738,6 +813,6 @@ fn count_lines(folder: &std::path::Path) -> anyhow::Result<usize> {
 }
 
 #[expect(clippy::cast_precision_loss, reason = "a rate for display")]
-fn rate(count: usize, seconds: f64) -> f64 {
+pub(crate) fn rate(count: usize, seconds: f64) -> f64 {
     count as f64 / seconds.max(1e-9)
 }

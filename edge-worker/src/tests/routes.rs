@@ -580,3 +580,123 @@ fn the_catalogue_answer_shows_the_map_with_personal_data_masked() {
     .finish(Err::<Option<DataMap>, _>("disk gone"));
     assert_eq!(failed.status, 503);
 }
+
+fn audience_api() -> Api {
+    api_with(|config| {
+        config.activate.profile_api = Some(ProfileApiConfig {
+            token: "profile-token".into(),
+        });
+        config.segment.audiences.insert(
+            "buyers".into(),
+            braid_core::segment::AudienceConfig {
+                name: String::new(),
+                description: String::new(),
+                when: serde_json::json!({"performed": "Order Completed", "window": "30d"}),
+            },
+        );
+    })
+}
+
+#[test]
+fn audience_routes_need_the_profile_token_and_check_what_they_are_given() {
+    const AUTH: (&str, &str) = ("authorization", "Bearer profile-token");
+    let api = audience_api();
+    let handle = |request: &HttpRequest<'_>| api.handle(request, now());
+    let status = |request: &HttpRequest<'_>| match handle(request) {
+        Handled::Respond(response, _) => (
+            response.status,
+            response.json_body()["errors"][0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ),
+        other => (200, format!("{other:?}")),
+    };
+    // Explain: the audience must exist.
+    let explain = get(
+        "/v1/profiles/user_id:u/audiences/buyers/explain",
+        None,
+        vec![AUTH],
+    );
+    match handle(&explain) {
+        Handled::Profile(read) => assert_eq!(
+            read.query,
+            ProfileQuery::Explain {
+                audience: "buyers".into()
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    let (code, message) = status(&get(
+        "/v1/profiles/user_id:u/audiences/nope/explain",
+        None,
+        vec![AUTH],
+    ));
+    assert_eq!(
+        (code, message.as_str()),
+        (404, "no audience has the key \"nope\"")
+    );
+    // Preview: the token, a readable tree, a sample within bounds, a saved audience to compare.
+    let body =
+        br#"{"when": {"performed": "Order Completed", "window": "30d"}, "audience": "buyers"}"#;
+    match handle(&post("/v1/audiences/preview", vec![AUTH], body)) {
+        Handled::Audiences(read) => {
+            let crate::AudienceQuery::Preview {
+                compare, sample, ..
+            } = read.query
+            else {
+                panic!("{:?}", read.query);
+            };
+            assert_eq!((compare.as_deref(), sample), (Some("buyers"), 10));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(status(&post("/v1/audiences/preview", vec![], body)).0, 401);
+    let cases: [(&[u8], u16, &str); 5] = [
+        (br#"{"when": {"or": []}}"#, 422, "when.or: an empty list"),
+        (
+            br#"{"when": {"performed": "X", "window": "7d"}}"#,
+            422,
+            "not counted by any audience",
+        ),
+        (
+            br#"{"when": {"member": "x"}}"#,
+            422,
+            "\"x\", which is not an audience",
+        ),
+        (
+            br#"{"when": {"member": "buyers"}, "sample": 101}"#,
+            400,
+            "\"sample\"",
+        ),
+        (
+            br#"{"when": {"member": "buyers"}, "audience": "zz"}"#,
+            404,
+            "\"zz\"",
+        ),
+    ];
+    for (body, code, part) in cases {
+        let (got, message) = status(&post("/v1/audiences/preview", vec![AUTH], body));
+        assert_eq!(got, code, "{message}");
+        assert!(message.contains(part), "{message}");
+    }
+    // The change log: a page after a number.
+    match handle(&get(
+        "/v1/audiences/changes",
+        Some("after=7&limit=3"),
+        vec![AUTH],
+    )) {
+        Handled::Audiences(read) => assert_eq!(
+            read.query,
+            crate::AudienceQuery::Changes { after: 7, limit: 3 }
+        ),
+        other => panic!("{other:?}"),
+    }
+    let (code, message) = status(&get("/v1/audiences/changes", Some("limit=0"), vec![AUTH]));
+    assert_eq!(code, 400, "{message}");
+    assert_eq!(
+        status(&get("/v1/audiences/preview", None, vec![AUTH])).0,
+        405
+    );
+    assert_eq!(status(&get("/v1/audiences/other", None, vec![AUTH])).0, 404);
+}
