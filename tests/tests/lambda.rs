@@ -7,6 +7,7 @@
     clippy::indexing_slicing,
     clippy::panic,
     clippy::let_underscore_must_use,
+    clippy::too_many_lines,
     reason = "test code"
 )]
 
@@ -164,7 +165,12 @@ fn sqs_notification(keys: &[String]) -> Value {
 fn bucket_profiles(
     store: &S3Store,
     s3: &S3Server,
+    config: &str,
 ) -> ProfileUnify<S3Store, braid_unifier::profiles::kv::S3Home> {
+    let config = braid_core::Config::parse(&format!("{WORKSPACES}{config}"))
+        .unwrap()
+        .check()
+        .unwrap();
     let home = braid_unifier::profiles::kv::S3Home::new(
         BUCKET,
         "us-east-1",
@@ -176,11 +182,17 @@ fn bucket_profiles(
     ProfileUnify::new(
         store.clone(),
         home,
-        braid_core::unify::IdentityRules::default(),
-        braid_core::unify::ProfileConfig::default(),
-        braid_core::unify::ProfileStoreConfig::default(),
+        config.unify.identity.clone(),
+        config.unify.profiles.clone(),
+        config.unify.store.clone(),
     )
+    .with_segmentation(braid_unifier::profiles::Segmentation::of(&config))
 }
+
+/// An audience that the clock alone changes, for the unify function's schedule.
+const NEW_SIGNUPS: &str = "[segment.audiences.new_signups]
+when = {trait = \"signed_up_at\", op = \"within_last_days\", value = 7}
+";
 
 #[test]
 fn ingest_unify_and_compact_under_the_lambda_emulator() {
@@ -193,10 +205,13 @@ fn ingest_unify_and_compact_under_the_lambda_emulator() {
         .block_on(client.create_bucket().bucket(BUCKET).send())
         .unwrap();
     let store = S3Store::new(client, BUCKET);
-    let emulator = Emulator::start(&s3, &dir.path().join("cargo-lambda.log"), "");
+    let emulator = Emulator::start(&s3, &dir.path().join("cargo-lambda.log"), NEW_SIGNUPS);
 
-    // Two batches received two hours ago (a closed hour), through the function URL.
+    // Two batches received two hours ago (a closed hour), through the function URL. The user
+    // signed up 7 days before that less an hour: in "new sign-ups" when the events arrived,
+    // out an hour later (an hour ago), which only the schedule's sweep can see.
     let received = OffsetDateTime::now_utc() - time::Duration::hours(2);
+    let signed_up = received - time::Duration::days(7) + time::Duration::hours(1);
     let mut expected = Vec::new();
     for batch in 0..2 {
         let mut events = String::new();
@@ -204,11 +219,13 @@ fn ingest_unify_and_compact_under_the_lambda_emulator() {
             let id = format!("lambda-{batch}-{i}");
             // As the edge enriched it: the times are set.
             let at = braid_core::timestamp::format(received);
-            events.push_str(
-                &json!({"type": "track", "event": "E", "userId": "u", "messageId": id,
-                        "timestamp": at, "receivedAt": at})
-                .to_string(),
-            );
+            let mut event = json!({"type": "track", "event": "E", "userId": "u", "messageId": id,
+                                   "timestamp": at, "receivedAt": at});
+            if batch == 0 && i == 0 {
+                event["context"] = json!({"traits": {
+                    "signed_up_at": braid_core::timestamp::format(signed_up)}});
+            }
+            events.push_str(&event.to_string());
             events.push('\n');
             expected.push(id);
         }
@@ -246,17 +263,49 @@ fn ingest_unify_and_compact_under_the_lambda_emulator() {
 
     // The profile is in the bucket's profile store, each event counted once.
     let user = braid_core::unify::Identifier::parse("user_id:u").unwrap();
-    let profiles = bucket_profiles(&store, &s3);
+    let profiles = bucket_profiles(&store, &s3, NEW_SIGNUPS);
     let profile = runtime
         .block_on(profiles.profile("shop", &user))
         .unwrap()
         .unwrap();
     assert_eq!(profile["eventCounts"]["E"], 6, "{profile}");
+    assert_eq!(
+        profile["audiences"]["new_signups"]["enteredAt"],
+        braid_core::timestamp::format(received),
+        "{profile}"
+    );
     let (events, _) = runtime
         .block_on(profiles.events("shop", &user, None, 100))
         .unwrap()
         .unwrap();
     assert_eq!(events.len(), 6);
+    runtime.block_on(profiles.close()).unwrap();
+
+    // The unify function's schedule fires the timer: out at its exact time, an hour ago.
+    let swept = emulator.invoke("unify", &json!({"braid": "sweep"}));
+    assert_eq!(swept["timers"], 1, "{swept}");
+    let profiles = bucket_profiles(&store, &s3, NEW_SIGNUPS);
+    let profile = runtime
+        .block_on(profiles.profile("shop", &user))
+        .unwrap()
+        .unwrap();
+    assert_eq!(profile["audiences"], json!({}), "{profile}");
+    let changes = runtime.block_on(profiles.changes("shop", 0, 10)).unwrap();
+    let kinds: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| (c["type"].as_str().unwrap(), c["at"].as_str().unwrap()))
+        .collect();
+    let exit = braid_core::timestamp::format(signed_up + time::Duration::days(7));
+    assert_eq!(
+        kinds,
+        [
+            (
+                "audience_entered",
+                braid_core::timestamp::format(received).as_str()
+            ),
+            ("audience_exited", exit.as_str())
+        ]
+    );
     runtime.block_on(profiles.close()).unwrap();
 
     // The schedule: the closed hour becomes one object, every event once.

@@ -30,7 +30,20 @@ pub struct Ctx<'a> {
     pub now: i64,
     /// The audiences evaluated before this one: whether the profile is in each, and until when
     /// that holds.
-    pub members: &'a BTreeMap<String, (bool, Option<i64>)>,
+    pub members: &'a dyn Members,
+}
+
+/// The audiences a condition can name, evaluated before it.
+pub trait Members {
+    /// Whether the profile is in the audience `key`, and until when that holds for sure;
+    /// `None` when it was not evaluated.
+    fn member(&self, key: &str) -> Option<(bool, Option<i64>)>;
+}
+
+impl Members for BTreeMap<String, (bool, Option<i64>)> {
+    fn member(&self, key: &str) -> Option<(bool, Option<i64>)> {
+        self.get(key).copied()
+    }
 }
 
 /// A result: whether it holds, and the earliest time it can change without an event.
@@ -83,7 +96,7 @@ impl Ctx<'_> {
                 outcome(count.holds(n), next)
             }
             Condition::Member(key) => {
-                let (holds, next) = self.members.get(key).copied().unwrap_or((false, None));
+                let (holds, next) = self.members.member(key).unwrap_or((false, None));
                 outcome(holds, next)
             }
         }

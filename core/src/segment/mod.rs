@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use condition::{Condition, ConditionError, Count, MAX_DEPTH, MAX_NODES, Test};
-pub use evaluate::{Ctx, Outcome};
+pub use evaluate::{Ctx, Members, Outcome};
 pub use stream::{Logged, LoggedChange};
 
 use crate::timestamp;
@@ -85,6 +85,8 @@ struct Depends {
     identifiers: bool,
     /// Other audiences.
     members: Vec<String>,
+    /// Their positions in the order of evaluation.
+    member_positions: Vec<usize>,
 }
 
 /// A compiled audience.
@@ -120,6 +122,8 @@ pub enum SegmentError {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Segments {
     audiences: Vec<Audience>,
+    /// Each audience's position in `audiences`, by key.
+    positions: std::collections::HashMap<String, usize>,
     series: BTreeMap<String, ComputedTrait>,
     computed: Vec<String>,
     audience_series: Vec<ComputedTrait>,
@@ -212,11 +216,26 @@ impl Segments {
         for def in &audience_series {
             series.insert(def.name.clone(), def.clone());
         }
+        let mut ordered: Vec<Audience> = order
+            .into_iter()
+            .filter_map(|key| audiences.remove(&key))
+            .collect();
+        let positions: std::collections::HashMap<String, usize> = ordered
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.key.clone(), i))
+            .collect();
+        for audience in &mut ordered {
+            audience.depends.member_positions = audience
+                .depends
+                .members
+                .iter()
+                .filter_map(|m| positions.get(m).copied())
+                .collect();
+        }
         Ok(Segments {
-            audiences: order
-                .into_iter()
-                .filter_map(|key| audiences.remove(&key))
-                .collect(),
+            audiences: ordered,
+            positions,
             series,
             computed: profiles.computed.iter().map(|d| d.name.clone()).collect(),
             audience_series,

@@ -3,13 +3,13 @@
 //! due before the event), a merge re-evaluates everything, and a due timer re-evaluates the
 //! profile at the timer's own time. Every change is numbered in the change log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::Segments;
-use super::evaluate::{Ctx, Outcome};
+use super::evaluate::{Ctx, Members, Outcome};
 use crate::event::{Event, EventType};
 use crate::hex;
 use crate::timestamp;
@@ -281,23 +281,30 @@ impl Segments {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         };
-        let values = self.computed_values(current, now, offset, &mut changes, &mut earliest);
-        let mut audiences = current.segment.audiences.clone();
-        let mut members: BTreeMap<String, (bool, Option<i64>)> = BTreeMap::new();
-        let mut moved: Vec<&str> = Vec::new();
-        let mut skipped = false;
-        for audience in &self.audiences {
-            let was = audiences.contains_key(&audience.key);
+        let (values, skipped_values) =
+            self.computed_values(current, now, offset, touched, &mut changes, &mut earliest);
+        let mut memberships: Vec<(usize, bool)> = Vec::new();
+        let mut members = Positional {
+            positions: &self.positions,
+            results: vec![None; self.audiences.len()],
+        };
+        let mut moved = vec![false; self.audiences.len()];
+        let mut skipped = skipped_values;
+        for (position, audience) in self.audiences.iter().enumerate() {
+            let was = current.segment.audiences.contains_key(&audience.key);
             let depends = &audience.depends;
             let relevant = touched.all
                 || depends.events.contains(&touched.event)
                 || (depends.traits && touched.traits)
                 || (depends.consent && touched.consent)
                 || (depends.identifiers && touched.identifiers)
-                || depends.members.iter().any(|m| moved.contains(&m.as_str()));
+                || depends
+                    .member_positions
+                    .iter()
+                    .any(|&m| moved.get(m).copied().unwrap_or(false));
             if !relevant {
                 skipped = true;
-                members.insert(audience.key.clone(), (was, None));
+                members.set(position, (was, None));
                 continue;
             }
             let ctx = Ctx {
@@ -315,43 +322,45 @@ impl Segments {
                 ctx.deciding(&audience.when, &mut reasons);
                 let (audience_key, name) = (audience.key.clone(), audience.name.clone());
                 changes.push(if holds {
-                    audiences.insert(audience_key.clone(), now);
                     LoggedChange::Entered {
                         audience: audience_key,
                         name,
                         reasons,
                     }
                 } else {
-                    audiences.remove(&audience_key);
                     LoggedChange::Exited {
                         audience: audience_key,
                         name,
                         reasons,
                     }
                 });
-                moved.push(&audience.key);
+                memberships.push((position, holds));
+                if let Some(flag) = moved.get_mut(position) {
+                    *flag = true;
+                }
             }
-            members.insert(audience.key.clone(), (holds, at));
+            members.set(position, (holds, at));
         }
         if skipped {
             // What was not evaluated keeps the timer it had (it may fire early: harmless).
             earliest(current.segment.next_check.filter(|at| *at > now));
         }
-        self.leave_removed(&mut audiences, &mut changes);
-        let defs = &self.series;
+        let removed = if touched.all {
+            self.removed_audiences(&current.segment.audiences, &mut changes)
+        } else {
+            Vec::new()
+        };
         let Some(profile_mut) = unifier.profile_mut(profile) else {
             return;
         };
-        for (name, series) in &mut profile_mut.series {
-            if let Some(def) = defs.get(name) {
-                series.prune(def, now, offset);
-            }
-        }
-        profile_mut
-            .series
-            .retain(|name, series| defs.contains_key(name) && !series.is_empty());
-        profile_mut.segment.values = values;
-        profile_mut.segment.audiences = audiences;
+        self.write_back(
+            profile_mut,
+            (now, offset),
+            touched,
+            values,
+            memberships,
+            removed,
+        );
         profile_mut.segment.next_check = next;
         profile_mut.segment.evaluated = now;
         let id = profile_mut.id.clone();
@@ -367,57 +376,149 @@ impl Segments {
 }
 
 impl Segments {
-    /// Takes the profile out of audiences no longer configured.
-    fn leave_removed(
+    /// Writes an evaluation's results to the profile: its series pruned, the values and
+    /// memberships that changed.
+    fn write_back(
         &self,
-        audiences: &mut BTreeMap<String, i64>,
-        changes: &mut Vec<LoggedChange>,
+        profile_mut: &mut crate::unify::Profile,
+        (now, offset): (i64, i64),
+        touched: &Touched,
+        values: Vec<(String, Option<(Value, bool)>)>,
+        memberships: Vec<(usize, bool)>,
+        removed: Vec<String>,
     ) {
-        let removed: Vec<String> = audiences
-            .keys()
-            .filter(|key| self.audience(key).is_none())
-            .cloned()
-            .collect();
+        let defs = &self.series;
+        // Buckets no window can reach again are dropped: those of the event's series now,
+        // all of them when the clock moved.
+        let event = touched.event.as_str();
+        for (name, series) in &mut profile_mut.series {
+            if let Some(def) = defs.get(name)
+                && (touched.all || def.event == event)
+            {
+                series.prune(def, now, offset);
+            }
+        }
+        if touched.all {
+            profile_mut
+                .series
+                .retain(|name, series| defs.contains_key(name) && !series.is_empty());
+        }
+        for (name, value) in values {
+            match value {
+                Some(value) => profile_mut.segment.values.insert(name, value),
+                None => profile_mut.segment.values.remove(&name),
+            };
+        }
+        for (position, holds) in memberships {
+            let Some(audience) = self.audiences.get(position) else {
+                continue;
+            };
+            if holds {
+                profile_mut
+                    .segment
+                    .audiences
+                    .insert(audience.key.clone(), now);
+            } else {
+                profile_mut.segment.audiences.remove(&audience.key);
+            }
+        }
         for key in removed {
-            audiences.remove(&key);
-            changes.push(LoggedChange::Exited {
-                name: key.clone(),
-                audience: key,
-                reasons: vec!["the audience was removed".to_owned()],
-            });
+            profile_mut.segment.audiences.remove(&key);
         }
     }
 
-    /// The computed traits' values at `now`, each change pushed to `changes` and each time a
-    /// value can next change given to `earliest`.
+    /// The audiences the profile is in that are no longer configured, each exit pushed to
+    /// `changes`.
+    fn removed_audiences(
+        &self,
+        audiences: &BTreeMap<String, i64>,
+        changes: &mut Vec<LoggedChange>,
+    ) -> Vec<String> {
+        let removed: Vec<String> = audiences
+            .keys()
+            .filter(|key| !self.positions.contains_key(key.as_str()))
+            .cloned()
+            .collect();
+        for key in &removed {
+            changes.push(LoggedChange::Exited {
+                name: key.clone(),
+                audience: key.clone(),
+                reasons: vec!["the audience was removed".to_owned()],
+            });
+        }
+        removed
+    }
+
+    /// The computed traits' values at `now` that changed (`None`: back to empty — 0, null or
+    /// an empty list — which is not kept), each change pushed to `changes` and each time a
+    /// value can next change given to `earliest`; and whether some were not evaluated (the
+    /// event does not feed them).
+    #[expect(
+        clippy::type_complexity,
+        reason = "a name and a value with its approximation flag"
+    )]
     fn computed_values(
         &self,
         profile: &crate::unify::Profile,
         now: i64,
         offset: i64,
+        touched: &Touched,
         changes: &mut Vec<LoggedChange>,
         earliest: &mut impl FnMut(Option<i64>),
-    ) -> BTreeMap<String, (Value, bool)> {
+    ) -> (Vec<(String, Option<(Value, bool)>)>, bool) {
         let empty = Series::default();
-        let mut values = profile.segment.values.clone();
+        let mut updates = Vec::new();
+        let mut skipped = false;
         for name in &self.computed {
             let Some(def) = self.series.get(name) else {
                 continue;
             };
+            if !touched.all && def.event != touched.event {
+                skipped = true;
+                continue;
+            }
             let series = profile.series.get(name).unwrap_or(&empty);
-            let value = series.value(def, now, offset);
+            let computed = series.value(def, now, offset);
             earliest(series.next_change(def, now, offset));
-            let value = (value.value, value.approximate);
-            if values.get(name) != Some(&value) {
+            let value = if computed.is_empty() {
+                None
+            } else {
+                Some((computed.value, computed.approximate))
+            };
+            if profile.segment.values.get(name) != value.as_ref() {
+                let (shown, approximate) = value
+                    .clone()
+                    .unwrap_or_else(|| (def.op.empty_value(), false));
                 changes.push(LoggedChange::Computed {
                     name: name.clone(),
-                    value: value.0.clone(),
-                    approximate: value.1,
+                    value: shown,
+                    approximate,
                 });
-                values.insert(name.clone(), value);
+                updates.push((name.clone(), value));
             }
         }
-        values
+        (updates, skipped)
+    }
+}
+
+/// The audiences evaluated so far, by position, found by key.
+struct Positional<'a> {
+    positions: &'a HashMap<String, usize>,
+    results: Vec<Option<(bool, Option<i64>)>>,
+}
+
+impl Positional<'_> {
+    fn set(&mut self, position: usize, result: (bool, Option<i64>)) {
+        if let Some(slot) = self.results.get_mut(position) {
+            *slot = Some(result);
+        }
+    }
+}
+
+impl Members for Positional<'_> {
+    fn member(&self, key: &str) -> Option<(bool, Option<i64>)> {
+        let position = *self.positions.get(key)?;
+        self.results.get(position).copied().flatten()
     }
 }
 

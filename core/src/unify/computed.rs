@@ -76,6 +76,15 @@ impl ComputedOp {
         self != ComputedOp::Count
     }
 
+    /// The value of nothing counted: 0 for counts and sums, an empty list, else `null`.
+    pub fn empty_value(self) -> Value {
+        match self {
+            ComputedOp::Count | ComputedOp::Sum | ComputedOp::UniqueCount => Value::from(0),
+            ComputedOp::UniqueList => Value::Array(Vec::new()),
+            _ => Value::Null,
+        }
+    }
+
     fn is_numeric(self) -> bool {
         matches!(
             self,
@@ -445,12 +454,27 @@ impl ComputedTrait {
     }
 }
 
-/// The partial results of one bucket.
+/// The partial results of one bucket: the count, and what other ops keep (boxed: most
+/// series are counts, kept for every profile).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Bucket {
     /// Events counted.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub n: u64,
+    /// The rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<Box<Extra>>,
+}
+
+impl Bucket {
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.x.get_or_insert_with(Box::default)
+    }
+}
+
+/// What ops other than `count` keep per bucket.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Extra {
     /// Numeric values seen (for the mean).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub k: u64,
@@ -503,14 +527,70 @@ fn is_zero_f(n: &f64) -> bool {
 pub struct Series {
     /// Partial results by bucket (the bucket's index: days or hours since the epoch in the
     /// workspace's time zone; 0 for all time; the session's number for a session).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub b: BTreeMap<i64, Bucket>,
+    #[serde(default, skip_serializing_if = "Buckets::is_empty")]
+    pub b: Buckets,
     /// For unique traits: each value (JSON text) and the last bucket it was seen in.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub u: BTreeMap<String, i64>,
     /// For unique counts: whether values were let go past [`MAX_UNIQUE_COUNT`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub over: bool,
+}
+
+/// Buckets by index, in order: a sorted list, since a series holds few and adds at the end (a
+/// map's node would allocate room for eleven for each series of each profile).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Buckets(Vec<(i64, Bucket)>);
+
+impl Buckets {
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The indexes, in order.
+    pub fn keys(&self) -> impl Iterator<Item = i64> + '_ {
+        self.0.iter().map(|(index, _)| *index)
+    }
+
+    /// Keeps the buckets whose index passes.
+    pub fn retain(&mut self, mut keep: impl FnMut(i64) -> bool) {
+        self.0.retain(|(index, _)| keep(*index));
+    }
+
+    /// The bucket of `index`, added empty if there is none.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "the position is one binary_search found, or where it inserted"
+    )]
+    pub fn entry(&mut self, index: i64) -> &mut Bucket {
+        let at = match self.0.binary_search_by_key(&index, |(i, _)| *i) {
+            Ok(at) => at,
+            Err(at) => {
+                self.0.reserve_exact(1);
+                self.0.insert(at, (index, Bucket::default()));
+                at
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    /// The buckets from `first` to `last`, both included.
+    pub fn range(&self, first: i64, last: i64) -> impl Iterator<Item = &Bucket> + '_ {
+        self.0
+            .iter()
+            .filter(move |(index, _)| (first..=last).contains(index))
+            .map(|(_, bucket)| bucket)
+    }
+}
+
+impl IntoIterator for Buckets {
+    type Item = (i64, Bucket);
+    type IntoIter = std::vec::IntoIter<(i64, Bucket)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
 }
 
 /// A computed trait's value at a time.
@@ -520,6 +600,20 @@ pub struct Computed {
     pub value: Value,
     /// Whether it is a lower bound (a unique count past [`MAX_UNIQUE_COUNT`]).
     pub approximate: bool,
+}
+
+impl Computed {
+    /// Whether it is the value of nothing counted (0, `null`, an empty list), which a profile
+    /// does not keep.
+    pub fn is_empty(&self) -> bool {
+        !self.approximate
+            && match &self.value {
+                Value::Null => true,
+                Value::Number(n) => n.as_f64() == Some(0.0),
+                Value::Array(items) => items.is_empty(),
+                _ => false,
+            }
+    }
 }
 
 /// The index of the bucket of `at` (ms) for a bucket size, in a time zone `offset` ms east of
@@ -556,11 +650,11 @@ impl Series {
         let index = match def.window {
             Window::Session => {
                 let session = i64::try_from(session).unwrap_or(i64::MAX);
-                if self.b.keys().any(|&s| s != session) {
-                    self.b.retain(|&s, _| s >= session);
+                if self.b.keys().any(|s| s != session) {
+                    self.b.retain(|s| s >= session);
                     self.u.clear();
                 }
-                if self.b.keys().any(|&s| s > session) {
+                if self.b.keys().any(|s| s > session) {
                     // An event of an earlier session, arrived late: not the current session.
                     return;
                 }
@@ -579,7 +673,7 @@ impl Series {
             if text.len() > MAX_COUNTED_VALUE_BYTES {
                 return;
             }
-            self.b.entry(index).or_default().n += 1;
+            self.b.entry(index).n += 1;
             let seen = self.u.entry(text).or_insert(index);
             *seen = (*seen).max(index);
             let cap = if def.op == ComputedOp::UniqueList {
@@ -603,8 +697,12 @@ impl Series {
             }
             return;
         }
-        let bucket = self.b.entry(index).or_default();
+        let bucket = self.b.entry(index);
         bucket.n += 1;
+        if def.op == ComputedOp::Count {
+            return;
+        }
+        let bucket = bucket.extra_mut();
         if def.op.is_numeric() {
             let Some(number) = value.and_then(Value::as_f64) else {
                 return;
@@ -639,16 +737,20 @@ impl Series {
     pub fn absorb(&mut self, other: Series, def: &ComputedTrait) {
         if def.window == Window::Session {
             // Each profile's current session: the later one's.
-            let theirs = other.b.keys().max().copied();
-            let mine = self.b.keys().max().copied();
+            let theirs = other.b.keys().max();
+            let mine = self.b.keys().max();
             if theirs > mine {
                 *self = other;
             }
             return;
         }
         for (index, theirs) in other.b {
-            let mine = self.b.entry(index).or_default();
+            let mine = self.b.entry(index);
             mine.n += theirs.n;
+            let Some(theirs) = theirs.x else {
+                continue;
+            };
+            let mine = mine.extra_mut();
             mine.k += theirs.k;
             mine.sum += theirs.sum;
             mine.min = min_option(mine.min, theirs.min);
@@ -700,7 +802,7 @@ impl Series {
             return;
         }
         let (first, _) = def.window.range(bucket_of(now, size, offset));
-        self.b.retain(|&index, _| index >= first);
+        self.b.retain(|index| index >= first);
         self.u.retain(|_, &mut seen| seen >= first);
     }
 
@@ -708,28 +810,29 @@ impl Series {
     pub fn value(&self, def: &ComputedTrait, now: i64, offset: i64) -> Computed {
         let size = def.window.bucket_millis();
         let (first, last) = def.window.range(bucket_of(now, size, offset));
-        let inside = || self.b.range(first..=last).map(|(_, b)| b);
+        let inside = || self.b.range(first, last);
+        let extras = || inside().filter_map(|b| b.x.as_deref());
         let exact = |value: Value| Computed {
             value,
             approximate: false,
         };
         match def.op {
             ComputedOp::Count => exact(Value::from(inside().map(|b| b.n).sum::<u64>())),
-            ComputedOp::Sum => exact(number(inside().map(|b| b.sum).sum::<f64>())),
+            ComputedOp::Sum => exact(number(extras().map(|b| b.sum).sum::<f64>())),
             ComputedOp::Min => exact(
-                inside()
+                extras()
                     .filter_map(|b| b.min)
                     .reduce(f64::min)
                     .map_or(Value::Null, number),
             ),
             ComputedOp::Max => exact(
-                inside()
+                extras()
                     .filter_map(|b| b.max)
                     .reduce(f64::max)
                     .map_or(Value::Null, number),
             ),
             ComputedOp::Avg => {
-                let (sum, k) = inside().fold((0.0, 0_u64), |(s, k), b| (s + b.sum, k + b.k));
+                let (sum, k) = extras().fold((0.0, 0_u64), |(s, k), b| (s + b.sum, k + b.k));
                 #[expect(
                     clippy::cast_precision_loss,
                     reason = "a count of events is far below 2^52"
@@ -738,20 +841,20 @@ impl Series {
                 exact(mean.unwrap_or(Value::Null))
             }
             ComputedOp::First => exact(
-                inside()
+                extras()
                     .filter_map(|b| b.first.as_ref())
                     .min_by_key(|(t, _)| *t)
                     .map_or(Value::Null, |(_, v)| v.clone()),
             ),
             ComputedOp::Last => exact(
-                inside()
+                extras()
                     .filter_map(|b| b.last.as_ref())
                     .max_by_key(|(t, _)| *t)
                     .map_or(Value::Null, |(_, v)| v.clone()),
             ),
             ComputedOp::MostFrequent => {
                 let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
-                for bucket in inside() {
+                for bucket in extras() {
                     for (value, n) in &bucket.counts {
                         *totals.entry(value).or_default() += n;
                     }
@@ -792,7 +895,7 @@ impl Series {
         }
         let current = bucket_of(now, size, offset);
         let (first, last) = def.window.range(current);
-        let held = self.b.keys().copied().chain(self.u.values().copied());
+        let held = self.b.keys().chain(self.u.values().copied());
         // A bucket `i` is inside while first <= i <= last, that is while
         // current - (last - first) - lead <= ... : with `lead = current - last` (0 for a
         // window that ends now), it enters when current = i + lead and leaves when

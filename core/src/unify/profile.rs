@@ -90,12 +90,36 @@ pub struct ProfileConfig {
     /// configuration is loaded, and part of the rules' fingerprint like the rest.
     #[serde(skip)]
     pub audience_series: Vec<ComputedTrait>,
+    /// The series by event name, built at first use (the series are set before: a
+    /// configuration is checked, which fills `audience_series`, before profiles are computed).
+    #[serde(skip)]
+    by_event: std::sync::OnceLock<foldhash::HashMap<String, Vec<usize>>>,
 }
 
 impl ProfileConfig {
     /// Every series a profile keeps: the computed traits, then what audiences count.
     pub fn series(&self) -> impl Iterator<Item = &ComputedTrait> {
         self.computed.iter().chain(&self.audience_series)
+    }
+
+    /// The series that count events of `name`.
+    pub fn series_of_event<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a ComputedTrait> {
+        let index = self.by_event.get_or_init(|| {
+            let mut index: foldhash::HashMap<String, Vec<usize>> = foldhash::HashMap::default();
+            for (i, def) in self.series().enumerate() {
+                index.entry(def.event.clone()).or_default().push(i);
+            }
+            index
+        });
+        let computed = self.computed.len();
+        index
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(move |&i| match i.checked_sub(computed) {
+                None => self.computed.get(i),
+                Some(j) => self.audience_series.get(j),
+            })
     }
 
     /// The time zone's offset, in milliseconds.
@@ -151,6 +175,7 @@ impl Default for ProfileConfig {
             computed: Vec::new(),
             utc_offset_minutes: 0,
             audience_series: Vec::new(),
+            by_event: std::sync::OnceLock::new(),
         }
     }
 }
@@ -228,6 +253,9 @@ pub fn counted_name<'e>(event: &'e Event<'_>) -> std::borrow::Cow<'e, str> {
 
 /// Most consent categories a profile keeps.
 pub const MAX_CONSENT_CATEGORIES: usize = 50;
+
+/// Longest consent category kept, in bytes (a category is a short name).
+const MAX_CONSENT_CATEGORY_BYTES: usize = 100;
 
 /// What segmentation last made of a profile: the computed traits' values and the audiences it
 /// is in, as of a time, and when they can next change with the clock alone.
@@ -324,7 +352,7 @@ impl Profile {
     ) {
         let mut properties: Option<serde_json::Value> = None;
         let at = unix_millis(fact.at);
-        for def in config.series().filter(|def| def.event == name) {
+        for def in config.series_of_event(name) {
             let properties = properties.get_or_insert_with(|| {
                 event
                     .object("properties")
@@ -369,6 +397,7 @@ impl Profile {
         }
         let choices = preferences
             .iter()
+            .filter(|(category, _)| category.len() <= MAX_CONSENT_CATEGORY_BYTES)
             .filter_map(|(category, choice)| {
                 let choice = choice.to_value().as_bool()?;
                 Some((category.to_string(), choice))
