@@ -813,6 +813,6 @@ fn count_lines(folder: &std::path::Path) -> anyhow::Result<usize> {
 }
 
 #[expect(clippy::cast_precision_loss, reason = "a rate for display")]
-pub(crate) fn rate(count: usize, seconds: f64) -> f64 {
+fn rate(count: usize, seconds: f64) -> f64 {
     count as f64 / seconds.max(1e-9)
 }

@@ -9,7 +9,12 @@ use braid_core::unify::{Applied, Unifier};
 use braid_core::{Config, Event};
 use braid_unifier::lake::object::lines as ndjson_lines;
 
-use crate::bench::rate;
+/// Events (or profiles) per second; `bench.rs` reports with the same rule, and calls this
+/// module (so it does not call back).
+#[expect(clippy::cast_precision_loss, reason = "a rate for display")]
+fn rate(count: usize, seconds: f64) -> f64 {
+    count as f64 / seconds.max(1e-9)
+}
 
 /// 20 computed traits: counts, sums and unique counts of the stream's events over four
 /// windows.

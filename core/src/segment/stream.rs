@@ -32,6 +32,22 @@ struct Touched {
     identifiers: bool,
 }
 
+impl super::Depends {
+    /// Whether what `touched` changed (with the audiences `moved` so far, by position) can
+    /// change the result.
+    fn touched_by(&self, touched: &Touched, moved: &[bool]) -> bool {
+        touched.all
+            || self.events.contains(&touched.event)
+            || (self.traits && touched.traits)
+            || (self.consent && touched.consent)
+            || (self.identifiers && touched.identifiers)
+            || self
+                .member_positions
+                .iter()
+                .any(|&m| moved.get(m).copied().unwrap_or(false))
+    }
+}
+
 /// One change of a profile, numbered in the change log.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Logged {
@@ -292,16 +308,7 @@ impl Segments {
         let mut skipped = skipped_values;
         for (position, audience) in self.audiences.iter().enumerate() {
             let was = current.segment.audiences.contains_key(&audience.key);
-            let depends = &audience.depends;
-            let relevant = touched.all
-                || depends.events.contains(&touched.event)
-                || (depends.traits && touched.traits)
-                || (depends.consent && touched.consent)
-                || (depends.identifiers && touched.identifiers)
-                || depends
-                    .member_positions
-                    .iter()
-                    .any(|&m| moved.get(m).copied().unwrap_or(false));
+            let relevant = audience.depends.touched_by(touched, &moved);
             if !relevant {
                 skipped = true;
                 members.set(position, (was, None));
