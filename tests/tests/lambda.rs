@@ -189,10 +189,9 @@ fn bucket_profiles(
     .with_segmentation(braid_unifier::profiles::Segmentation::of(&config))
 }
 
-/// An audience that the clock alone changes, for the unify function's schedule.
-const NEW_SIGNUPS: &str = "[segment.audiences.new_signups]
-when = {trait = \"signed_up_at\", op = \"within_last_days\", value = 7}
-";
+/// An audience that the clock alone changes, for the unify function's schedule (as tables: the
+/// emulator splits its environment variables at commas, so no inline table).
+const NEW_SIGNUPS: &str = "[segment.audiences.new_signups.when]\ntrait = \"signed_up_at\"\nop = \"within_last_days\"\nvalue = 7\n";
 
 #[test]
 fn ingest_unify_and_compact_under_the_lambda_emulator() {
@@ -260,6 +259,10 @@ fn ingest_unify_and_compact_under_the_lambda_emulator() {
     assert_eq!(direct["already_applied"], 2, "{direct}");
     let bad = emulator.invoke("unify", &json!({"detail": "not a notification"}));
     assert_eq!(bad["errorType"], "BadNotification", "{bad}");
+    // The unify function's schedule fires the timer: out at its exact time, an hour ago. (Before
+    // this test opens the store below: a second writer would fence the function's.)
+    let swept = emulator.invoke("unify", &json!({"braid": "sweep"}));
+    assert_eq!(swept["timers"], 1, "{swept}");
 
     // The profile is in the bucket's profile store, each event counted once.
     let user = braid_core::unify::Identifier::parse("user_id:u").unwrap();
@@ -269,27 +272,13 @@ fn ingest_unify_and_compact_under_the_lambda_emulator() {
         .unwrap()
         .unwrap();
     assert_eq!(profile["eventCounts"]["E"], 6, "{profile}");
-    assert_eq!(
-        profile["audiences"]["new_signups"]["enteredAt"],
-        braid_core::timestamp::format(received),
-        "{profile}"
-    );
+    assert_eq!(profile["audiences"], json!({}), "{profile}");
     let (events, _) = runtime
         .block_on(profiles.events("shop", &user, None, 100))
         .unwrap()
         .unwrap();
     assert_eq!(events.len(), 6);
-    runtime.block_on(profiles.close()).unwrap();
-
-    // The unify function's schedule fires the timer: out at its exact time, an hour ago.
-    let swept = emulator.invoke("unify", &json!({"braid": "sweep"}));
-    assert_eq!(swept["timers"], 1, "{swept}");
-    let profiles = bucket_profiles(&store, &s3, NEW_SIGNUPS);
-    let profile = runtime
-        .block_on(profiles.profile("shop", &user))
-        .unwrap()
-        .unwrap();
-    assert_eq!(profile["audiences"], json!({}), "{profile}");
+    // In "new sign-ups" when the events arrived, out at the timer's time.
     let changes = runtime.block_on(profiles.changes("shop", 0, 10)).unwrap();
     let kinds: Vec<(&str, &str)> = changes
         .iter()
