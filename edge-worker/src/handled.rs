@@ -250,10 +250,18 @@ pub struct AudienceRead {
 }
 
 impl AudienceRead {
-    /// The answer, given what the store found (a preview, or the change log's entries) or why
-    /// it could not read.
+    /// The answer, given what the store found (a preview, or the change log's entries as a
+    /// list) or why it could not read.
     pub fn finish<E: std::fmt::Display>(self, found: Result<Value, E>) -> HttpResponse {
         match found {
+            Ok(Value::Array(entries)) if matches!(self.query, AudienceQuery::Changes { .. }) => {
+                // Where the next page starts: after the last entry of this one.
+                let next = entries
+                    .last()
+                    .and_then(|e| e.get("number"))
+                    .and_then(Value::as_u64);
+                HttpResponse::json(200, &json!({"changes": entries, "next": next}))
+            }
             Ok(answer) => HttpResponse::json(200, &answer),
             Err(error) => ApiError::ProfileStoreFailed {
                 message: error.to_string(),

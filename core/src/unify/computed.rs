@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use super::record::is_zero;
 use crate::timestamp;
 
 /// Milliseconds in an hour.
@@ -300,45 +301,33 @@ impl Comparison {
 
     /// Whether `value` (absent: `None`) compares so with `constant`.
     pub fn holds(self, value: Option<&Value>, constant: &Value) -> bool {
-        let value = value.filter(|v| !v.is_null());
+        // Absent (or null), only "not equal" holds.
+        let Some(value) = value.filter(|v| !v.is_null()) else {
+            return self == Comparison::Ne;
+        };
         match self {
-            Comparison::Exists => value.is_some(),
-            Comparison::Ne => value.is_none_or(|v| !same(v, constant)),
-            _ => {
-                let Some(value) = value else {
-                    return false;
-                };
-                match self {
-                    Comparison::Eq => same(value, constant),
-                    Comparison::Lt => order(value, constant).is_some_and(std::cmp::Ordering::is_lt),
-                    Comparison::Le => order(value, constant).is_some_and(std::cmp::Ordering::is_le),
-                    Comparison::Gt => order(value, constant).is_some_and(std::cmp::Ordering::is_gt),
-                    Comparison::Ge => order(value, constant).is_some_and(std::cmp::Ordering::is_ge),
-                    Comparison::Contains => match (value, constant) {
-                        (Value::String(text), Value::String(part)) => text.contains(part.as_str()),
-                        (Value::Array(items), _) => items.iter().any(|item| same(item, constant)),
-                        _ => false,
-                    },
-                    Comparison::StartsWith => match (value, constant) {
-                        (Value::String(text), Value::String(part)) => {
-                            text.starts_with(part.as_str())
-                        }
-                        _ => false,
-                    },
-                    Comparison::In => match constant {
-                        Value::Array(options) => options.iter().any(|o| same(value, o)),
-                        _ => false,
-                    },
-                    Comparison::Exists | Comparison::Ne => unreachable_true(),
-                }
-            }
+            Comparison::Exists => true,
+            Comparison::Eq => same(value, constant),
+            Comparison::Ne => !same(value, constant),
+            Comparison::Lt => order(value, constant).is_some_and(std::cmp::Ordering::is_lt),
+            Comparison::Le => order(value, constant).is_some_and(std::cmp::Ordering::is_le),
+            Comparison::Gt => order(value, constant).is_some_and(std::cmp::Ordering::is_gt),
+            Comparison::Ge => order(value, constant).is_some_and(std::cmp::Ordering::is_ge),
+            Comparison::Contains => match (value, constant) {
+                (Value::String(text), Value::String(part)) => text.contains(part.as_str()),
+                (Value::Array(items), _) => items.iter().any(|item| same(item, constant)),
+                _ => false,
+            },
+            Comparison::StartsWith => match (value, constant) {
+                (Value::String(text), Value::String(part)) => text.starts_with(part.as_str()),
+                _ => false,
+            },
+            Comparison::In => match constant {
+                Value::Array(options) => options.iter().any(|o| same(value, o)),
+                _ => false,
+            },
         }
     }
-}
-
-/// Handled before the match that would reach it.
-fn unreachable_true() -> bool {
-    true
 }
 
 /// Equality of JSON values, numbers by value.
@@ -496,18 +485,6 @@ pub struct Extra {
     /// For most-frequent traits: how often each value was seen (JSON text).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub counts: BTreeMap<String, u64>,
-}
-
-// A u64 is small enough to copy only where pointers are 64 bits wide.
-#[cfg_attr(
-    target_pointer_width = "64",
-    expect(
-        clippy::trivially_copy_pass_by_ref,
-        reason = "serde's skip_serializing_if takes &T"
-    )
-)]
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 #[cfg_attr(
@@ -676,25 +653,7 @@ impl Series {
             self.b.entry(index).n += 1;
             let seen = self.u.entry(text).or_insert(index);
             *seen = (*seen).max(index);
-            let cap = if def.op == ComputedOp::UniqueList {
-                MAX_UNIQUE_LIST
-            } else {
-                MAX_UNIQUE_COUNT
-            };
-            while self.u.len() > cap {
-                // The value seen longest ago gives way (ties: the smallest text).
-                let oldest = self
-                    .u
-                    .iter()
-                    .min_by_key(|(text, seen)| (**seen, (*text).clone()))
-                    .map(|(text, _)| text.clone());
-                if let Some(oldest) = oldest {
-                    self.u.remove(&oldest);
-                }
-                if def.op == ComputedOp::UniqueCount {
-                    self.over = true;
-                }
-            }
+            self.cap_unique(def.op);
             return;
         }
         let bucket = self.b.entry(index);
@@ -777,7 +736,13 @@ impl Series {
             *mine = (*mine).max(seen);
         }
         self.over |= other.over;
-        let cap = if def.op == ComputedOp::UniqueList {
+        self.cap_unique(def.op);
+    }
+
+    /// Keeps a unique trait's values to its cap: the value seen longest ago gives way (ties:
+    /// the smallest text), and a unique count past its cap becomes a lower bound.
+    fn cap_unique(&mut self, op: ComputedOp) {
+        let cap = if op == ComputedOp::UniqueList {
             MAX_UNIQUE_LIST
         } else {
             MAX_UNIQUE_COUNT
@@ -791,7 +756,7 @@ impl Series {
             if let Some(oldest) = oldest {
                 self.u.remove(&oldest);
             }
-            self.over |= def.op == ComputedOp::UniqueCount;
+            self.over |= op == ComputedOp::UniqueCount;
         }
     }
 

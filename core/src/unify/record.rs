@@ -177,7 +177,7 @@ impl SegmentedWire {
         reason = "serde's skip_serializing_if takes &T"
     )
 )]
-fn is_zero(n: &u64) -> bool {
+pub(super) fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 

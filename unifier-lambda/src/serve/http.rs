@@ -355,13 +355,7 @@ async fn audiences(profiles: Option<&LocalProfiles>, read: AudienceRead) -> Http
         AudienceQuery::Changes { after, limit } => profiles
             .changes(&read.workspace, *after, *limit)
             .await
-            .map(|entries| {
-                let next = entries
-                    .last()
-                    .and_then(|e| e.get("number"))
-                    .and_then(serde_json::Value::as_u64);
-                serde_json::json!({"changes": entries, "next": next})
-            }),
+            .map(serde_json::Value::Array),
     };
     read.finish(found)
 }
