@@ -146,6 +146,7 @@ fn full() -> Config {
                 value: json!("EUR"),
             }],
             window: crate::unify::computed::Window::Days(30),
+            then: None,
         });
     config.segment.audiences.insert(
         "a".into(),

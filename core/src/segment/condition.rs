@@ -11,13 +11,14 @@
 //! | `{"consent": "marketing"}` | the latest consent preferences grant a category |
 //! | `{"performed": "Order Completed", "where": [...], "at_least": 2, "window": "30d"}` | counted events (`at_least`, `at_most`, `exactly`; windows as computed traits: `30d`, `12h`, `30d..90d`, `all`) |
 //! | `{"not_performed": "Order Completed", "window": "30d"}` | none in the window (`at_most: 0`) |
+//! | `{"performed": "Product Viewed", "then": "Order Completed", "within": "1h", "window": "30d"}` | a funnel: completions (a second step no later than `within` after a first) counted in the window; `then_where` filters the second step |
 //! | `{"member": "vip"}` | member of another audience (cycles are refused) |
 
 use serde_json::{Map, Value};
 
 use crate::timestamp;
 use crate::unify::computed::{
-    Comparison, ComputedOp, ComputedTrait, Filter, MAX_WINDOW_DAYS, Window,
+    Comparison, ComputedOp, ComputedTrait, Filter, MAX_WINDOW_DAYS, Span, Then, Window,
 };
 
 /// Deepest nesting of a condition tree.
@@ -54,16 +55,12 @@ pub enum Condition {
     HasIdentifier(String),
     /// The latest consent preferences grant this category.
     Consent(String),
-    /// Events of a name (with filters) counted in a window compare so.
+    /// Events of a name (with filters), or a funnel's completions, counted in a window compare
+    /// so.
     Performed {
-        /// The series that counts them (`audience:<key>:<n>`).
-        series: String,
-        /// The event.
-        event: String,
-        /// Its filters.
-        filters: Vec<Filter>,
-        /// The window.
-        window: Window,
+        /// What is counted: a series named `audience:<key>:<n>` (or, in a preview, the saved
+        /// series that counts the same).
+        def: ComputedTrait,
         /// The count's test.
         count: Count,
     },
@@ -299,7 +296,7 @@ impl Reader<'_> {
         } else {
             &["at_least", "at_most", "exactly"]
         };
-        let mut allowed = vec![kind, "where", "window"];
+        let mut allowed = vec![kind, "where", "window", "then", "then_where", "within"];
         allowed.extend_from_slice(counts);
         only(object, at, &allowed)?;
         let event = text(object, kind, at)?;
@@ -316,15 +313,33 @@ impl Reader<'_> {
                 "event conditions count in days or hours, not sessions",
             ));
         }
-        let filters = match object.get("where") {
-            None => Vec::new(),
-            Some(value) => serde_json::from_value::<Vec<Filter>>(value.clone()).map_err(|e| {
-                error(
-                    &field("where"),
-                    format!("a list of {{property, op, value}}: {e}"),
-                )
-            })?,
+        let then = if object.contains_key("then") {
+            let within = match object.get("within") {
+                Some(Value::String(text)) => {
+                    Span::parse(text).map_err(|e| error(&field("within"), e.to_string()))?
+                }
+                _ => {
+                    return Err(error(
+                        &field("within"),
+                        "a funnel's second step comes within a time, such as \"1h\"",
+                    ));
+                }
+            };
+            Some(Box::new(Then {
+                event: text(object, "then", at)?,
+                filters: filters(object.get("then_where"), &field("then_where"))?,
+                within,
+            }))
+        } else {
+            if let Some(key) = ["then_where", "within"]
+                .into_iter()
+                .find(|k| object.contains_key(*k))
+            {
+                return Err(error(&field(key), "only a funnel (with \"then\") has this"));
+            }
+            None
         };
+        let filters = filters(object.get("where"), &field("where"))?;
         let given: Vec<&str> = counts
             .iter()
             .copied()
@@ -345,22 +360,26 @@ impl Reader<'_> {
             }
             _ => return Err(error(at, "one of at_least, at_most, exactly")),
         };
-        let series = format!("audience:{}:{}", self.audience, self.series.len());
-        self.series.push(ComputedTrait {
-            name: series.clone(),
-            event: event.clone(),
+        let def = ComputedTrait {
+            name: format!("audience:{}:{}", self.audience, self.series.len()),
+            event,
             op: ComputedOp::Count,
             property: String::new(),
-            filters: filters.clone(),
-            window,
-        });
-        Ok(Condition::Performed {
-            series,
-            event,
             filters,
             window,
-            count,
-        })
+            then,
+        };
+        self.series.push(def.clone());
+        Ok(Condition::Performed { def, count })
+    }
+}
+
+/// A list of property filters, if given.
+fn filters(value: Option<&Value>, at: &str) -> Result<Vec<Filter>, ConditionError> {
+    match value {
+        None => Ok(Vec::new()),
+        Some(value) => serde_json::from_value::<Vec<Filter>>(value.clone())
+            .map_err(|e| error(at, format!("a list of {{property, op, value}}: {e}"))),
     }
 }
 
@@ -463,22 +482,13 @@ impl Condition {
             }
             Condition::HasIdentifier(kind) => format!("has an identifier of type {kind}"),
             Condition::Consent(category) => format!("consents to {category}"),
-            Condition::Performed {
-                event,
-                filters,
-                window,
-                count,
-                ..
-            } => {
+            Condition::Performed { def, count } => {
                 let mut out = if *count == Count::AtMost(0) {
-                    format!("did not perform {event}")
+                    "did not perform ".to_owned()
                 } else {
-                    format!("performed {event}")
+                    "performed ".to_owned()
                 };
-                for filter in filters {
-                    out.push_str(" where ");
-                    out.push_str(&filter.text());
-                }
+                def.push_events(&mut out);
                 let count = if *count == Count::AtMost(0) {
                     String::new()
                 } else {
@@ -489,7 +499,7 @@ impl Condition {
                     out.push_str(&count);
                 }
                 out.push(' ');
-                out.push_str(&window.words());
+                out.push_str(&def.window.words());
                 out
             }
             Condition::Member(audience) => format!("member of {audience}"),
@@ -576,6 +586,20 @@ mod tests {
                 "when.value",
             ),
             (json!({"member": "x", "extra": 1}), "when.extra"),
+            (json!({"performed": "A", "then": "B"}), "when.within"),
+            (
+                json!({"performed": "A", "then": "B", "within": "40d"}),
+                "when.within",
+            ),
+            (json!({"performed": "A", "within": "1h"}), "when.within"),
+            (
+                json!({"performed": "A", "then": "B", "within": "1h", "then_where": [1]}),
+                "when.then_where",
+            ),
+            (
+                json!({"performed": "A", "then": "", "within": "1h"}),
+                "when.then",
+            ),
             (json!({"trait": "x", "member": "y"}), "when"),
             (json!([1]), "when"),
             (

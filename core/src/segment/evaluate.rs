@@ -91,8 +91,8 @@ impl Ctx<'_> {
             }
             Condition::HasIdentifier(kind) => outcome(self.has_identifier(kind), None),
             Condition::Consent(category) => outcome(self.consents(category), None),
-            Condition::Performed { series, count, .. } => {
-                let (n, next) = self.count(series);
+            Condition::Performed { def, count } => {
+                let (n, next) = self.count(&def.name);
                 outcome(count.holds(n), next)
             }
             Condition::Member(key) => {
@@ -228,7 +228,7 @@ impl Ctx<'_> {
                 });
                 Some(("value", value))
             }
-            Condition::Performed { series, .. } => Some(("count", json!(self.count(series).0))),
+            Condition::Performed { def, .. } => Some(("count", json!(self.count(&def.name).0))),
             Condition::Consent(category) => {
                 let choice = self
                     .profile

@@ -89,6 +89,16 @@ struct Depends {
     member_positions: Vec<usize>,
 }
 
+impl Depends {
+    /// The events a series reads (both steps of a funnel).
+    fn add_events(&mut self, def: &ComputedTrait) {
+        self.events.insert(def.event.clone());
+        if let Some(then) = &def.then {
+            self.events.insert(then.event.clone());
+        }
+    }
+}
+
 /// A compiled audience.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Audience {
@@ -348,23 +358,29 @@ impl Segments {
             )));
         }
         let mut problem = None;
-        map_series(&mut condition, &mut |series, event, filters, window| {
+        map_series(&mut condition, &mut |wanted| {
             let counted = self.series.values().find(|def| {
                 def.op == ComputedOp::Count
-                    && def.event == event
-                    && def.filters == filters
-                    && def.window == window
+                    && def.event == wanted.event
+                    && def.filters == wanted.filters
+                    && def.window == wanted.window
+                    && def.then == wanted.then
             });
             match counted {
-                Some(def) => series.clone_from(&def.name),
-                None if window == Window::AllTime && filters.is_empty() => {
-                    *series = format!("{EVENT_COUNTS}{event}");
+                Some(def) => wanted.name.clone_from(&def.name),
+                None if wanted.window == Window::AllTime
+                    && wanted.filters.is_empty()
+                    && wanted.then.is_none() =>
+                {
+                    wanted.name = format!("{EVENT_COUNTS}{}", wanted.event);
                 }
                 None => {
                     problem.get_or_insert_with(|| {
+                        let mut what = String::new();
+                        wanted.push_events(&mut what);
                         format!(
-                            "when: {event:?} {} with these filters is not counted by any audience or computed trait yet: save the audience (its profiles are then rebuilt from the lake) or preview it over all time without filters",
-                            window.words()
+                            "when: {what:?} {} is not counted by any audience or computed trait yet: save the audience (its profiles are then rebuilt from the lake) or preview it over all time without filters",
+                            wanted.window.words()
                         )
                     });
                 }
@@ -404,11 +420,8 @@ impl Segments {
     }
 }
 
-/// Calls `f` with each event condition's series, event, filters and window.
-fn map_series(
-    condition: &mut Condition,
-    f: &mut impl FnMut(&mut String, &str, &[crate::unify::computed::Filter], Window),
-) {
+/// Calls `f` with what each event condition counts.
+fn map_series(condition: &mut Condition, f: &mut impl FnMut(&mut ComputedTrait)) {
     match condition {
         Condition::And(children) | Condition::Or(children) => {
             for child in children {
@@ -416,13 +429,7 @@ fn map_series(
             }
         }
         Condition::Not(inner) => map_series(inner, f),
-        Condition::Performed {
-            series,
-            event,
-            filters,
-            window,
-            ..
-        } => f(series, event, filters, *window),
+        Condition::Performed { def, .. } => f(def),
         _ => {}
     }
 }
@@ -443,13 +450,11 @@ fn depends_of(
         Condition::Trait { .. } => out.traits = true,
         Condition::Computed { name, .. } => {
             let def = computed.get(name.as_str()).ok_or_else(|| name.clone())?;
-            out.events.insert(def.event.clone());
+            out.add_events(def);
         }
         Condition::HasIdentifier(_) => out.identifiers = true,
         Condition::Consent(_) => out.consent = true,
-        Condition::Performed { event, .. } => {
-            out.events.insert(event.clone());
-        }
+        Condition::Performed { def, .. } => out.add_events(def),
         Condition::Member(key) => out.members.push(key.clone()),
     }
     Ok(())

@@ -251,6 +251,65 @@ when = {performed = "Order Completed", window = "30d"}
 }
 
 #[test]
+fn a_funnel_enters_on_the_second_step_and_leaves_with_the_window() {
+    let mut s = Stream::new(
+        r#"
+[segment.audiences.converted]
+when = {performed = "Product Viewed", where = [{property = "category", op = "=", value = "shoes"}], then = "Order Completed", then_where = [{property = "total", op = ">=", value = 10}], within = "1h", window = "7d"}
+"#,
+    );
+    let view = |category: &str| {
+        json!({"event": "Product Viewed", "userId": "u1", "properties": {"category": category}})
+    };
+    let at = T0 + 10 * HOUR_MILLIS;
+    // A hat viewed, then an order: not the shoes the funnel starts with.
+    s.send(at, view("hats"));
+    s.send(at + 60_000, order("u1"));
+    assert!(s.members("u1").is_empty());
+    // Shoes viewed, an order of 5 (filtered out), then one of 20 after 61 minutes: too late.
+    s.send(at + 2 * HOUR_MILLIS, view("shoes"));
+    s.send(
+        at + 2 * HOUR_MILLIS + 60_000,
+        json!({"event": "Order Completed", "userId": "u1", "properties": {"total": 5}}),
+    );
+    s.send(at + 3 * HOUR_MILLIS + 60_000, order("u1"));
+    assert!(s.members("u1").is_empty());
+    // A late view arrives, 50 minutes before that order: the order becomes a completion.
+    let bought = at + 3 * HOUR_MILLIS + 60_000;
+    s.send_at(bought - 50 * 60_000, bought + HOUR_MILLIS, view("shoes"));
+    assert_eq!(
+        s.members("u1"),
+        BTreeMap::from([("converted".into(), bought + HOUR_MILLIS)])
+    );
+    let p = s.profile_of("u1");
+    let (ids, profile) = s.unifier.profile_and_ids(&p).unwrap();
+    let explained = s.segments.explain(
+        ids,
+        profile,
+        s.unifier.config(),
+        "converted",
+        bought + HOUR_MILLIS,
+    );
+    let explained = explained.unwrap();
+    let text = explained["explanation"]["condition"].as_str().unwrap();
+    assert_eq!(explained["explanation"]["count"], 1);
+    assert!(
+        text.contains("performed Product Viewed where category = \"shoes\" then Order Completed where total >= 10 within 1 hour in the last 7 days"),
+        "{text}"
+    );
+    // Out at the midnight the order's day leaves the 7 days.
+    s.sweep(T0 + 8 * DAY_MILLIS);
+    assert!(s.members("u1").is_empty());
+    assert_eq!(
+        s.changes(&p),
+        [
+            ("entered", "converted".to_owned(), bought + HOUR_MILLIS),
+            ("exited", "converted".to_owned(), T0 + 7 * DAY_MILLIS),
+        ]
+    );
+}
+
+#[test]
 fn duplicate_deliveries_change_nothing() {
     let mut s = Stream::new(
         r#"
@@ -546,6 +605,8 @@ when = {or = [{computed = "spend_30d", op = ">=", value = 100}, {trait = "vip", 
 when = {trait = "signed_up_at", op = "within_last_days", value = 5}
 [segment.audiences.big_not_active]
 when = {and = [{member = "big"}, {not = {member = "active"}}]}
+[segment.audiences.converted]
+when = {performed = "Product Viewed", then = "Order Completed", within = "2d", window = "10d"}
 "#;
 
 /// Random events of a few users, in time order of receipt, some late.
@@ -562,9 +623,10 @@ fn random_stream(seed: u64) -> Vec<(i64, i64, Value)> {
             0
         };
         let at = received - late;
-        let event = match next(4) {
+        let event = match next(5) {
             0 => json!({"type": "identify", "userId": user, "traits": {
                 "vip": next(3) == 0, "signed_up_at": time(at - i64::try_from(next(3 * DAY_MILLIS as u64)).unwrap())}}),
+            1 => json!({"event": "Product Viewed", "userId": user}),
             _ => json!({"event": "Order Completed", "userId": user,
                         "properties": {"total": next(80)}}),
         };
@@ -576,6 +638,7 @@ fn random_stream(seed: u64) -> Vec<(i64, i64, Value)> {
 #[test]
 fn streaming_with_timers_equals_evaluation_from_scratch() {
     let mut seen = BTreeMap::new();
+    let mut converted = 0_u32;
     for seed in 1..=40_u64 {
         let events = random_stream(seed);
         let end = events.last().unwrap().1
@@ -652,11 +715,13 @@ fn streaming_with_timers_equals_evaluation_from_scratch() {
                 batch.changes(&p),
                 "seed {seed}, {user}"
             );
-            for (kind, _, _) in streamed.changes(&p) {
+            for (kind, key, _) in streamed.changes(&p) {
                 *seen.entry(kind).or_insert(0_u32) += 1;
+                converted += u32::from(kind == "entered" && key == "converted");
             }
         }
     }
-    // The streams were varied enough to enter and leave audiences many times.
+    // The streams were varied enough to enter and leave audiences many times, the funnel too.
     assert!(seen["entered"] > 100 && seen["exited"] > 100, "{seen:?}");
+    assert!(converted > 10, "{converted} entered the funnel's audience");
 }

@@ -43,6 +43,11 @@ pub const MAX_FREQUENT_PER_BUCKET: usize = 16;
 pub const MAX_COUNTED_VALUE_BYTES: usize = 128;
 /// Most computed traits (declared ones and those audiences need) per workspace.
 pub const MAX_COMPUTED: usize = 500;
+/// Longest time a funnel's second step may follow its first, in days.
+pub const MAX_STEP_DAYS: i64 = 30;
+/// Most times of each funnel step a bucket keeps (the latest): a funnel counts at most this many
+/// completions per day (or hour) of its window, and past it its count is a lower bound.
+pub const MAX_STEP_TIMES: usize = 32;
 
 /// What a computed trait computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
@@ -395,6 +400,110 @@ pub struct ComputedTrait {
     /// The window.
     #[serde(default = "all_time")]
     pub window: Window,
+    /// For a funnel: the step that must follow this event within a time; the trait then counts
+    /// completions (events of the second step that had an event of the first before them,
+    /// within the time), in the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<Box<Then>>,
+}
+
+/// A funnel's second step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Then {
+    /// Its event.
+    pub event: String,
+    /// Filters it must pass.
+    #[serde(default, rename = "where", skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<Filter>,
+    /// How soon after the first step it must come.
+    pub within: Span,
+}
+
+/// A length of time, written `30m`, `2h` or `7d`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Span(i64);
+
+/// A span that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "time {text:?}: write minutes, hours or days as \"30m\", \"2h\" or \"7d\", from 1 minute to {MAX_STEP_DAYS} days"
+)]
+pub struct SpanError {
+    text: String,
+}
+
+impl Span {
+    /// Reads `30m`, `2h` or `7d`.
+    ///
+    /// # Errors
+    ///
+    /// Another text, 0, or past [`MAX_STEP_DAYS`].
+    pub fn parse(text: &str) -> Result<Span, SpanError> {
+        let error = || SpanError {
+            text: text.to_owned(),
+        };
+        let text = text.trim();
+        let unit = match text.chars().last() {
+            Some('m') => 60_000,
+            Some('h') => HOUR_MILLIS,
+            Some('d') => DAY_MILLIS,
+            _ => return Err(error()),
+        };
+        let digits = text.get(..text.len() - 1).unwrap_or_default();
+        let n: i64 = digits.parse().map_err(|_| error())?;
+        let millis = n.checked_mul(unit).ok_or_else(error)?;
+        if n < 1 || millis > MAX_STEP_DAYS * DAY_MILLIS {
+            return Err(error());
+        }
+        Ok(Span(millis))
+    }
+
+    /// Its length in milliseconds.
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    /// The span as [`Span::parse`] reads it (in its largest whole unit).
+    pub fn text(self) -> String {
+        let (n, unit) = self.whole();
+        format!("{n}{unit}")
+    }
+
+    /// The span in words.
+    pub fn words(self) -> String {
+        let (n, unit) = self.whole();
+        let unit = match unit {
+            'd' => "day",
+            'h' => "hour",
+            _ => "minute",
+        };
+        if n == 1 {
+            format!("1 {unit}")
+        } else {
+            format!("{n} {unit}s")
+        }
+    }
+
+    fn whole(self) -> (i64, char) {
+        [(DAY_MILLIS, 'd'), (HOUR_MILLIS, 'h')]
+            .into_iter()
+            .find(|(unit, _)| self.0 % unit == 0)
+            .map_or((self.0 / 60_000, 'm'), |(unit, c)| (self.0 / unit, c))
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text())
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Span::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 fn all_time() -> Window {
@@ -416,30 +525,80 @@ impl ComputedTrait {
                 self.name, self.op
             ));
         }
+        if let Some(then) = &self.then {
+            if self.op != ComputedOp::Count {
+                return Some(format!(
+                    "{}: then: a funnel counts its completions (op count)",
+                    self.name
+                ));
+            }
+            if then.event.is_empty() {
+                return Some(format!(
+                    "{}: then.event: an event name is needed",
+                    self.name
+                ));
+            }
+            if self.window == Window::Session {
+                return Some(format!(
+                    "{}: window: a funnel counts in days or hours, not sessions",
+                    self.name
+                ));
+            }
+        }
         None
+    }
+
+    /// Whether an event of `name` that passes the filters its steps read is a first step, a
+    /// second step (of a funnel), or both.
+    pub fn steps(&self, name: &str, passes: impl Fn(&[Filter]) -> bool) -> (bool, bool) {
+        let first = self.event == name && passes(&self.filters);
+        let second = self
+            .then
+            .as_ref()
+            .is_some_and(|then| then.event == name && passes(&then.filters));
+        (first, second)
     }
 
     /// The description in words (for explanations).
     pub fn text(&self) -> String {
         let mut out = match self.op {
-            ComputedOp::Count => format!("count of {}", self.event),
+            ComputedOp::Count => "count of ".to_owned(),
             op => format!(
-                "{} of {}.{}",
+                "{} of ",
                 serde_json::to_value(op)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
-                self.event,
-                self.property
             ),
         };
-        for filter in &self.filters {
-            out.push_str(" where ");
-            out.push_str(&filter.text());
-        }
+        self.push_events(&mut out);
         out.push(' ');
         out.push_str(&self.window.words());
         out
+    }
+
+    /// What it reads, in words: the event (with the property read), its filters, and a
+    /// funnel's second step.
+    pub fn push_events(&self, out: &mut String) {
+        out.push_str(&self.event);
+        if self.op.reads_property() {
+            out.push('.');
+            out.push_str(&self.property);
+        }
+        let filters = |out: &mut String, filters: &[Filter]| {
+            for filter in filters {
+                out.push_str(" where ");
+                out.push_str(&filter.text());
+            }
+        };
+        filters(out, &self.filters);
+        if let Some(then) = &self.then {
+            out.push_str(" then ");
+            out.push_str(&then.event);
+            filters(out, &then.filters);
+            out.push_str(" within ");
+            out.push_str(&then.within.words());
+        }
     }
 }
 
@@ -485,6 +644,12 @@ pub struct Extra {
     /// For most-frequent traits: how often each value was seen (JSON text).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub counts: BTreeMap<String, u64>,
+    /// For funnels: the times of first steps (sorted, the latest [`MAX_STEP_TIMES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub s1: Vec<i64>,
+    /// The times of second steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub s2: Vec<i64>,
 }
 
 #[cfg_attr(
@@ -692,6 +857,24 @@ impl Series {
         }
     }
 
+    /// Counts one event of a funnel at `at` (ms): a first step, a second step, or both (the
+    /// caller has checked the names and filters, [`ComputedTrait::steps`]).
+    pub fn add_step(&mut self, def: &ComputedTrait, at: i64, first: bool, second: bool, offset: i64) {
+        let bucket = self
+            .b
+            .entry(bucket_of(at, def.window.bucket_millis(), offset));
+        bucket.n += 1;
+        let bucket = bucket.extra_mut();
+        let mut over = false;
+        if first {
+            over |= keep_times(&mut bucket.s1, [at]);
+        }
+        if second {
+            over |= keep_times(&mut bucket.s2, [at]);
+        }
+        self.over |= over;
+    }
+
     /// Folds `other` (the series of a profile merged into this one) in.
     pub fn absorb(&mut self, other: Series, def: &ComputedTrait) {
         if def.window == Window::Session {
@@ -730,6 +913,8 @@ impl Series {
             for (value, n) in theirs.counts {
                 count_capped(&mut mine.counts, value, n, MAX_FREQUENT_PER_BUCKET);
             }
+            let over = keep_times(&mut mine.s1, theirs.s1) | keep_times(&mut mine.s2, theirs.s2);
+            self.over |= over;
         }
         for (text, seen) in other.u {
             let mine = self.u.entry(text).or_insert(seen);
@@ -766,7 +951,11 @@ impl Series {
         if size == 0 {
             return;
         }
-        let (first, _) = def.window.range(bucket_of(now, size, offset));
+        let (mut first, _) = def.window.range(bucket_of(now, size, offset));
+        if let Some(then) = &def.then {
+            // First steps this far before the window still pair with second steps inside it.
+            first -= then.within.millis().div_euclid(size) + 1;
+        }
         self.b.retain(|index| index >= first);
         self.u.retain(|_, &mut seen| seen >= first);
     }
@@ -781,6 +970,12 @@ impl Series {
             value,
             approximate: false,
         };
+        if let Some(then) = &def.then {
+            return Computed {
+                value: Value::from(self.completions(then.within.millis(), first, last)),
+                approximate: self.over,
+            };
+        }
         match def.op {
             ComputedOp::Count => exact(Value::from(inside().map(|b| b.n).sum::<u64>())),
             ComputedOp::Sum => exact(number(extras().map(|b| b.sum).sum::<f64>())),
@@ -851,6 +1046,30 @@ impl Series {
         }
     }
 
+    /// A funnel's completions in the buckets `first..=last`: second steps with a first step
+    /// before them, no longer than `within` ms before.
+    fn completions(&self, within: i64, first: i64, last: i64) -> usize {
+        // Buckets are in time order and each keeps its times sorted: all first steps, sorted.
+        let firsts: Vec<i64> = self
+            .b
+            .range(i64::MIN, i64::MAX)
+            .filter_map(|b| b.x.as_deref())
+            .flat_map(|x| x.s1.iter().copied())
+            .collect();
+        self.b
+            .range(first, last)
+            .filter_map(|b| b.x.as_deref())
+            .flat_map(|x| x.s2.iter().copied())
+            .filter(|&at| {
+                let before = firsts.partition_point(|&t| t < at);
+                before
+                    .checked_sub(1)
+                    .and_then(|i| firsts.get(i))
+                    .is_some_and(|&t| at - t <= within)
+            })
+            .count()
+    }
+
     /// The first time after `now` (ms) at which the value of `def` can change with the clock
     /// alone: when a bucket that holds something enters or leaves the window.
     pub fn next_change(&self, def: &ComputedTrait, now: i64, offset: i64) -> Option<i64> {
@@ -879,6 +1098,18 @@ fn min_option(a: Option<f64>, b: Option<f64>) -> Option<f64> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// Adds `times` to a sorted list of times, keeping the latest [`MAX_STEP_TIMES`]; whether some
+/// were let go. The list kept is the same in whatever order the times come.
+fn keep_times(list: &mut Vec<i64>, times: impl IntoIterator<Item = i64>) -> bool {
+    for at in times {
+        let at_or_after = list.partition_point(|&t| t <= at);
+        list.insert(at_or_after, at);
+    }
+    let over = list.len().saturating_sub(MAX_STEP_TIMES);
+    list.drain(..over);
+    over > 0
 }
 
 /// A number as JSON (whole numbers as integers, so a sum of counts reads `3`, not `3.0`).
@@ -937,6 +1168,24 @@ mod tests {
             property: "revenue".into(),
             filters: Vec::new(),
             window: Window::parse(window).unwrap(),
+            then: None,
+        }
+    }
+
+    /// "Product Viewed then Order Completed within `within`", counted over `window`.
+    fn funnel(window: &str, within: &str) -> ComputedTrait {
+        ComputedTrait {
+            name: "f".into(),
+            event: "Product Viewed".into(),
+            op: ComputedOp::Count,
+            property: String::new(),
+            filters: Vec::new(),
+            window: Window::parse(window).unwrap(),
+            then: Some(Box::new(Then {
+                event: "Order Completed".into(),
+                filters: Vec::new(),
+                within: Span::parse(within).unwrap(),
+            })),
         }
     }
 
@@ -1114,6 +1363,94 @@ mod tests {
             let now = T0 + 10 * DAY_MILLIS;
             assert_eq!(a.value(&d, now, 0), both.value(&d, now, 0), "{op:?}");
         }
+    }
+
+    #[test]
+    fn spans_read_and_refuse() {
+        assert_eq!(Span::parse("30m").unwrap().millis(), 30 * 60_000);
+        assert_eq!(Span::parse("2h").unwrap().words(), "2 hours");
+        assert_eq!(Span::parse("1d").unwrap().words(), "1 day");
+        assert_eq!(Span::parse("90m").unwrap().text(), "90m");
+        assert_eq!(Span::parse("120m").unwrap().text(), "2h");
+        for bad in ["", "0h", "31d", "h", "5", "-1d", "1.5h", "99999999999999999d"] {
+            assert!(Span::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_funnel_counts_second_steps_soon_after_first_ones() {
+        let d = funnel("7d", "1h");
+        let minute = 60_000;
+        let mut s = Series::default();
+        // Viewed at 10:00, bought at 10:30 (a completion) and at 12:00 (too late); bought at
+        // 15:00 with no view before; viewed at 16:00 and bought at the same minute's end.
+        let events = [
+            (10 * 60, true, false),
+            (10 * 60 + 30, false, true),
+            (12 * 60, false, true),
+            (15 * 60, false, true),
+            (16 * 60, true, false),
+            (17 * 60, false, true),
+        ];
+        for (at, first, second) in events {
+            s.add_step(&d, T0 + at * minute, first, second, 0);
+        }
+        let now = T0 + 20 * HOUR_MILLIS;
+        assert_eq!(s.value(&d, now, 0).value, json!(2));
+        // A purchase that comes before any view is no completion, whatever arrives later.
+        let mut late = Series::default();
+        for (at, first, second) in events.iter().rev() {
+            late.add_step(&d, T0 + at * minute, *first, *second, 0);
+        }
+        assert_eq!(late, s, "the order events arrive in changes nothing");
+        // The completions leave the 7-day window at the 8th midnight.
+        assert_eq!(s.next_change(&d, now, 0), Some(T0 + 7 * DAY_MILLIS));
+        assert_eq!(s.value(&d, T0 + 7 * DAY_MILLIS, 0).value, json!(0));
+    }
+
+    #[test]
+    fn a_funnel_reaches_before_its_window_for_first_steps() {
+        // Viewed at 23:30 on day 0, bought at 00:30 on day 7: inside a 1-day window on day 7,
+        // its first step a day before it; pruning keeps that day.
+        let d = funnel("1d", "2h");
+        let mut s = Series::default();
+        let view = T0 + 7 * DAY_MILLIS - 30 * 60_000;
+        s.add_step(&d, view, true, false, 0);
+        s.add_step(&d, view + HOUR_MILLIS, false, true, 0);
+        let now = view + 2 * HOUR_MILLIS;
+        s.prune(&d, now, 0);
+        assert_eq!(s.value(&d, now, 0).value, json!(1));
+        s.prune(&d, now + DAY_MILLIS, 0);
+        assert_eq!(s.value(&d, now + DAY_MILLIS, 0).value, json!(0));
+    }
+
+    #[test]
+    fn a_funnel_merges_and_keeps_its_latest_times() {
+        let d = funnel("30d", "30m");
+        let (mut a, mut b, mut both) = (Series::default(), Series::default(), Series::default());
+        for i in 0..100_i64 {
+            let at = T0 + i * 10 * 60_000;
+            let (first, second) = (i % 2 == 0, i % 3 == 0);
+            let half = if i % 4 == 0 { &mut a } else { &mut b };
+            half.add_step(&d, at, first, second, 0);
+            both.add_step(&d, at, first, second, 0);
+        }
+        a.absorb(b, &d);
+        let now = T0 + DAY_MILLIS;
+        assert_eq!(a.value(&d, now, 0), both.value(&d, now, 0));
+        // 100 events in 16.5 hours, one day's bucket: 50 first and 34 second steps, the
+        // earliest past 32 let go, and the count is a lower bound.
+        assert!(both.value(&d, now, 0).approximate);
+        let kept = both.b.range(i64::MIN, i64::MAX).next().unwrap();
+        let extra = kept.x.as_ref().unwrap();
+        assert_eq!((extra.s1.len(), extra.s2.len()), (32, 32));
+        assert_eq!(extra.s1.first(), Some(&(T0 + 36 * 10 * 60_000)));
+        let mut refused = funnel("session", "1h");
+        assert!(refused.problem().unwrap().contains("window"));
+        refused.window = Window::AllTime;
+        refused.op = ComputedOp::Sum;
+        refused.property = "total".into();
+        assert!(refused.problem().unwrap().contains("then"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
-use super::computed::{ComputedTrait, MAX_COMPUTED, Series, count_capped, path_value};
+use super::computed::{ComputedTrait, Filter, MAX_COMPUTED, Series, count_capped, path_value};
 use super::identity::ProfileId;
 use crate::event::{Event, EventType};
 use crate::json::{Kind, Node};
@@ -108,6 +108,9 @@ impl ProfileConfig {
             let mut index: foldhash::HashMap<String, Vec<usize>> = foldhash::HashMap::default();
             for (i, def) in self.series().enumerate() {
                 index.entry(def.event.clone()).or_default().push(i);
+                if let Some(then) = def.then.as_ref().filter(|t| t.event != def.event) {
+                    index.entry(then.event.clone()).or_default().push(i);
+                }
             }
             index
         });
@@ -360,11 +363,22 @@ impl Profile {
                         serde_json::Value::Object(p.to_map())
                     })
             });
-            let passes = def
-                .filters
-                .iter()
-                .all(|f| f.op.holds(path_value(properties, &f.property), &f.value));
-            if !passes {
+            let passes = |filters: &[Filter]| {
+                filters
+                    .iter()
+                    .all(|f| f.op.holds(path_value(properties, &f.property), &f.value))
+            };
+            if def.then.is_some() {
+                let (first, second) = def.steps(name, passes);
+                if first || second {
+                    self.series
+                        .entry(def.name.clone())
+                        .or_default()
+                        .add_step(def, at, first, second, config.offset_millis());
+                }
+                continue;
+            }
+            if !passes(&def.filters) {
                 continue;
             }
             let value = if def.op.reads_property() {
