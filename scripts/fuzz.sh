@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs each fuzz target (fuzz/fuzz_targets/*.rs: a collection request whole, lake lines through
-# unify, the forward signature, CSV records through matching and import) for a set time over its
-# corpus in fuzz/corpus/<target>, and reports executions and findings. Benchmark-style, not part
+# unify, the forward signature, CSV records through matching and import, audience conditions in
+# their text form) for a set time over its corpus in fuzz/corpus/<target>, and reports
+# executions and findings. Benchmark-style, not part
 # of scripts/test.sh: it needs the nightly toolchain (libFuzzer's instrumentation) and cargo-fuzz,
 # which it installs when missing. A finding is written to fuzz/artifacts/<target>/ and replays
 # with `cargo +nightly fuzz run <target> <file>`.
@@ -13,7 +14,7 @@ seconds="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(collect lake_lines forward import_csv)
+  targets=(collect lake_lines forward import_csv audience_text)
 fi
 if ! rustup toolchain list | grep -q '^nightly'; then
   echo "scripts/fuzz.sh needs a nightly toolchain: rustup toolchain install nightly" >&2

@@ -40,7 +40,7 @@ name = "Repeat buyers"
 when = {performed = "Order Completed", at_least = 2, window = "30d"}
 
 [segment.audiences.pro_buyers]
-when = {and = [{member = "buyers"}, {trait = "plan", op = "=", value = "pro"}]}
+when = 'member buyers and plan = "pro"'  # the text form
 
 [segment.audiences.new_signups]
 when = {trait = "signed_up_at", op = "within_last_days", value = 7}
@@ -153,8 +153,8 @@ fn audiences_follow_real_clients_and_the_clock() {
     assert_eq!(status, 404);
 
     // Preview before saving: who ordered at least once (everyone's event counts), and an edit
-    // of "buyers" to one order: customer 3 would enter.
-    let body = json!({"when": {"performed": "Order Completed"}, "audience": "buyers", "sample": 2});
+    // of "buyers" to one order: customer 3 would enter (the condition in its text form).
+    let body = json!({"when": "performed \"Order Completed\"", "audience": "buyers", "sample": 2});
     let (status, preview) = call(
         &server,
         "POST",

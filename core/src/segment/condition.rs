@@ -1,5 +1,6 @@
 //! An audience's condition tree, read from JSON (or TOML, which `braid.toml` writes as inline
-//! tables of the same shape), with errors that name the place in the tree.
+//! tables of the same shape), or from its text form ([`super::text`], read into this shape
+//! first), with errors that name the place in the tree.
 //!
 //! | form | meaning |
 //! |---|---|
@@ -147,6 +148,15 @@ pub(super) fn parse(
         series,
         nodes: 0,
     };
+    if let Value::String(text) = value {
+        let tree = super::text::read(text).map_err(|e| {
+            error(
+                root,
+                format!("at byte {} of the condition's text: {}", e.at, e.why),
+            )
+        })?;
+        return reader.read(&tree, root, 0);
+    }
     reader.read(value, root, 0)
 }
 

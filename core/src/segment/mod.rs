@@ -14,6 +14,7 @@ mod evaluate;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod text;
 
 use std::collections::{BTreeMap, BTreeSet};
 

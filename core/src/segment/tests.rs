@@ -258,9 +258,7 @@ fn a_funnel_enters_on_the_second_step_and_leaves_with_the_window() {
 when = {performed = "Product Viewed", where = [{property = "category", op = "=", value = "shoes"}], then = "Order Completed", then_where = [{property = "total", op = ">=", value = 10}], within = "1h", window = "7d"}
 "#,
     );
-    let view = |category: &str| {
-        json!({"event": "Product Viewed", "userId": "u1", "properties": {"category": category}})
-    };
+    let view = |category: &str| json!({"event": "Product Viewed", "userId": "u1", "properties": {"category": category}});
     let at = T0 + 10 * HOUR_MILLIS;
     // A hat viewed, then an order: not the shoes the funnel starts with.
     s.send(at, view("hats"));
@@ -543,6 +541,14 @@ fn configurations_that_cannot_work_are_refused_by_name() {
             "[unify.profiles]\nutc_offset_minutes = 900",
             "past 14 hours",
         ),
+        (
+            "[segment.audiences.a]\nwhen = 'plan = \"pro\" and performed \"X\" in 400d'",
+            "segment.audiences.a.when.and[1].window: window \"400d\"",
+        ),
+        (
+            "[segment.audiences.a]\nwhen = 'plan = \"pro\" and'",
+            "segment.audiences.a.when: at byte 16 of the condition's text: expected a condition",
+        ),
     ];
     for (toml, expected) in cases {
         let error = Config::parse(toml)
@@ -552,6 +558,28 @@ fn configurations_that_cannot_work_are_refused_by_name() {
             .to_string();
         assert!(error.contains(expected), "{toml}\n→ {error}");
     }
+}
+
+#[test]
+fn a_text_and_its_tree_are_one_audience() {
+    let text = Stream::new(
+        r#"
+[segment.audiences.a]
+when = 'performed "Product Viewed" then "Order Completed" within 2h in the last 30 days and not (member b or plan in ["free", "trial"])'
+[segment.audiences.b]
+when = "has identifier email"
+"#,
+    );
+    let tree = Stream::new(
+        r#"
+[segment.audiences.a]
+when = {and = [{performed = "Product Viewed", then = "Order Completed", within = "2h", window = "30d"},
+               {not = {or = [{member = "b"}, {trait = "plan", op = "in", value = ["free", "trial"]}]}}]}
+[segment.audiences.b]
+when = {has_identifier = "email"}
+"#,
+    );
+    assert_eq!(text.segments, tree.segments);
 }
 
 #[test]

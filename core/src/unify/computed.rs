@@ -859,7 +859,14 @@ impl Series {
 
     /// Counts one event of a funnel at `at` (ms): a first step, a second step, or both (the
     /// caller has checked the names and filters, [`ComputedTrait::steps`]).
-    pub fn add_step(&mut self, def: &ComputedTrait, at: i64, first: bool, second: bool, offset: i64) {
+    pub fn add_step(
+        &mut self,
+        def: &ComputedTrait,
+        at: i64,
+        first: bool,
+        second: bool,
+        offset: i64,
+    ) {
         let bucket = self
             .b
             .entry(bucket_of(at, def.window.bucket_millis(), offset));
@@ -1372,7 +1379,16 @@ mod tests {
         assert_eq!(Span::parse("1d").unwrap().words(), "1 day");
         assert_eq!(Span::parse("90m").unwrap().text(), "90m");
         assert_eq!(Span::parse("120m").unwrap().text(), "2h");
-        for bad in ["", "0h", "31d", "h", "5", "-1d", "1.5h", "99999999999999999d"] {
+        for bad in [
+            "",
+            "0h",
+            "31d",
+            "h",
+            "5",
+            "-1d",
+            "1.5h",
+            "99999999999999999d",
+        ] {
             assert!(Span::parse(bad).is_err(), "{bad:?}");
         }
     }

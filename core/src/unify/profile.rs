@@ -371,10 +371,13 @@ impl Profile {
             if def.then.is_some() {
                 let (first, second) = def.steps(name, passes);
                 if first || second {
-                    self.series
-                        .entry(def.name.clone())
-                        .or_default()
-                        .add_step(def, at, first, second, config.offset_millis());
+                    self.series.entry(def.name.clone()).or_default().add_step(
+                        def,
+                        at,
+                        first,
+                        second,
+                        config.offset_millis(),
+                    );
                 }
                 continue;
             }
