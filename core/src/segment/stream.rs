@@ -400,7 +400,7 @@ impl Segments {
         let event = touched.event.as_str();
         for (name, series) in &mut profile_mut.series {
             if let Some(def) = defs.get(name)
-                && (touched.all || def.event == event)
+                && (touched.all || def.reads_event(event))
             {
                 series.prune(def, now, offset);
             }
@@ -480,7 +480,7 @@ impl Segments {
             let Some(def) = self.series.get(name) else {
                 continue;
             };
-            if !touched.all && def.event != touched.event {
+            if !touched.all && !def.reads_event(&touched.event) {
                 skipped = true;
                 continue;
             }

@@ -511,6 +511,43 @@ property = "category"
 }
 
 #[test]
+fn a_funnel_computed_trait_changes_on_its_second_step() {
+    let mut s = Stream::new(
+        r#"
+[[unify.profiles.computed]]
+name = "quick_buys_30d"
+event = "Product Viewed"
+op = "count"
+window = "30d"
+then = { event = "Order Completed", within = "1h" }
+"#,
+    );
+    s.send(T0, json!({"event": "Product Viewed", "userId": "u1"}));
+    s.send(T0 + 60_000, order("u1"));
+    s.send(T0 + 2 * 60_000, order("u1"));
+    s.send(T0 + 2 * HOUR_MILLIS, order("u1"));
+    let p = s.profile_of("u1");
+    let values: Vec<(i64, Value)> = s
+        .log
+        .iter()
+        .filter_map(|l| match &l.change {
+            LoggedChange::Computed { value, .. } => Some((l.at, value.clone())),
+            _ => None,
+        })
+        .collect();
+    // Each order within the hour of the view completes it; the later one does not.
+    assert_eq!(
+        values,
+        [(T0 + 60_000, json!(1)), (T0 + 2 * 60_000, json!(2))]
+    );
+    let profile = s.unifier.profile(&p).unwrap();
+    assert_eq!(
+        profile.segment.values.get("quick_buys_30d"),
+        Some(&(json!(2), false))
+    );
+}
+
+#[test]
 fn configurations_that_cannot_work_are_refused_by_name() {
     let cases = [
         (

@@ -548,6 +548,11 @@ impl ComputedTrait {
         None
     }
 
+    /// Whether events of `name` feed it (its event, or a funnel's second step).
+    pub fn reads_event(&self, name: &str) -> bool {
+        self.event == name || self.then.as_ref().is_some_and(|then| then.event == name)
+    }
+
     /// Whether an event of `name` that passes the filters its steps read is a first step, a
     /// second step (of a funnel), or both.
     pub fn steps(&self, name: &str, passes: impl Fn(&[Filter]) -> bool) -> (bool, bool) {
