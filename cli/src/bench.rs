@@ -642,6 +642,8 @@ async fn logical_sizes(
                 Some(b'i') => "identifiers (i/)",
                 Some(b'm') => "dedupe (m/)",
                 Some(b'e') => "events (e/)",
+                Some(b'a') => "change log (a/)",
+                Some(b't') => "timers (t/)",
                 _ => "meta",
             };
             let entry = sizes.entry(kind).or_insert((0_u64, 0_u64));
