@@ -149,7 +149,7 @@ pub(super) fn parse(
         nodes: 0,
     };
     if let Value::String(text) = value {
-        let tree = super::text::read(text).map_err(|e| {
+        let tree = super::text::read(text, MAX_DEPTH).map_err(|e| {
             error(
                 root,
                 format!("at byte {} of the condition's text: {}", e.at, e.why),

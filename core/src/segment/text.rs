@@ -42,8 +42,8 @@ enum Token {
 
 const SIGNS: [&str; 10] = ["!=", "<=", ">=", "=", "<", ">", "(", ")", "[", "]"];
 
-/// Reads a text into a condition tree's JSON form.
-pub(super) fn read(text: &str) -> Result<Value, TextError> {
+/// Reads a text into a condition tree's JSON form, nested at most `max_depth` deep.
+pub(super) fn read(text: &str, max_depth: usize) -> Result<Value, TextError> {
     if text.len() > MAX_TEXT_BYTES {
         return Err(TextError {
             at: 0,
@@ -56,6 +56,7 @@ pub(super) fn read(text: &str) -> Result<Value, TextError> {
         next: 0,
         end: text.len(),
         depth: 0,
+        max_depth,
     };
     let tree = parser.or()?;
     if let Some((at, token)) = parser.tokens.get(parser.next) {
@@ -148,6 +149,7 @@ struct Parser {
     next: usize,
     end: usize,
     depth: usize,
+    max_depth: usize,
 }
 
 /// Words that start a condition, and so cannot be bare trait names.
@@ -253,11 +255,8 @@ impl Parser {
 
     fn unary(&mut self) -> Result<Value, TextError> {
         self.depth += 1;
-        if self.depth > super::condition::MAX_DEPTH {
-            return Err(self.error(&format!(
-                "at most {} nested conditions",
-                super::condition::MAX_DEPTH
-            )));
+        if self.depth > self.max_depth {
+            return Err(self.error(&format!("at most {} nested conditions", self.max_depth)));
         }
         let value = if self.eat("not") {
             if self.eat("performed") {
@@ -536,7 +535,7 @@ mod tests {
             ),
         ];
         for (text, tree) in cases {
-            assert_eq!(read(text), Ok(tree), "{text}");
+            assert_eq!(read(text, 16), Ok(tree), "{text}");
         }
     }
 
@@ -562,14 +561,14 @@ mod tests {
             ("and = 1", 0, "expected a condition"),
         ];
         for (text, at, why) in cases {
-            let error = read(text).unwrap_err();
+            let error = read(text, 16).unwrap_err();
             assert_eq!(error.at, at, "{text}: {error:?}");
             assert!(error.why.contains(why), "{text}: {error:?}");
         }
         let deep = format!("{}member x", "not ".repeat(40));
-        assert!(read(&deep).unwrap_err().why.contains("nested"));
+        assert!(read(&deep, 16).unwrap_err().why.contains("nested"));
         assert!(
-            read(&"a = 1 or ".repeat(2000))
+            read(&"a = 1 or ".repeat(2000), 16)
                 .unwrap_err()
                 .why
                 .contains("at most")

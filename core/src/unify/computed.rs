@@ -18,7 +18,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-use super::record::is_zero;
 use crate::timestamp;
 
 /// Milliseconds in an hour.
@@ -655,6 +654,19 @@ pub struct Extra {
     /// The times of second steps.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub s2: Vec<i64>,
+}
+
+// A u64 is small enough to copy only where pointers are 64 bits wide. (The profile record
+// uses it too; it lives here so that the record, which reads profiles, is not read back.)
+#[cfg_attr(
+    target_pointer_width = "64",
+    expect(
+        clippy::trivially_copy_pass_by_ref,
+        reason = "serde's skip_serializing_if takes &T"
+    )
+)]
+pub(super) fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[cfg_attr(

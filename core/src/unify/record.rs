@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::computed::Series;
+use super::computed::{Series, is_zero};
 use super::identity::{
     Change, DropReason, Dropped, IdType, Identifier, IdentityRules, LogEntry, ProfileIds,
 };
@@ -167,18 +167,6 @@ impl SegmentedWire {
     fn is_empty(&self) -> bool {
         self.at == 0 && self.values.is_empty() && self.aud.is_empty() && self.next.is_none()
     }
-}
-
-// A u64 is small enough to copy only where pointers are 64 bits wide.
-#[cfg_attr(
-    target_pointer_width = "64",
-    expect(
-        clippy::trivially_copy_pass_by_ref,
-        reason = "serde's skip_serializing_if takes &T"
-    )
-)]
-pub(super) fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 #[derive(Serialize, Deserialize)]
