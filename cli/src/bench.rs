@@ -23,6 +23,8 @@ use braid_unifier::lake::object::lines as ndjson_lines;
 use braid_unifier::lake::store::LocalStore;
 use braid_unifier::profiles::ProfileUnify;
 use braid_unifier::profiles::kv::{Kv as _, KvHome as _, LocalHome, SlateKv, SlateOptions};
+
+use crate::bench_segment::rate;
 use braid_unifier::serve::{Options, Server};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
@@ -812,9 +814,4 @@ fn count_lines(folder: &std::path::Path) -> anyhow::Result<usize> {
         }
     }
     Ok(total)
-}
-
-#[expect(clippy::cast_precision_loss, reason = "a rate for display")]
-fn rate(count: usize, seconds: f64) -> f64 {
-    count as f64 / seconds.max(1e-9)
 }

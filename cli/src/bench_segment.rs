@@ -9,10 +9,10 @@ use braid_core::unify::{Applied, Unifier};
 use braid_core::{Config, Event};
 use braid_unifier::lake::object::lines as ndjson_lines;
 
-/// Events (or profiles) per second; `bench.rs` reports with the same rule, and calls this
-/// module (so it does not call back).
+/// Events (or profiles) per second, for every figure of `braid bench` (here, since `bench.rs`
+/// calls this module and this one does not call back).
 #[expect(clippy::cast_precision_loss, reason = "a rate for display")]
-fn rate(count: usize, seconds: f64) -> f64 {
+pub(crate) fn rate(count: usize, seconds: f64) -> f64 {
     count as f64 / seconds.max(1e-9)
 }
 

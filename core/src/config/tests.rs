@@ -209,6 +209,11 @@ fn the_example_is_valid_and_keeps_the_defaults_it_says_it_keeps() {
         config.unify.store,
         crate::unify::ProfileStoreConfig::default()
     );
+    // Its audiences compile, the one in the text form among them.
+    let segments = config.segments().unwrap();
+    for key in ["lapsing", "quick_buyers"] {
+        assert!(segments.audience(key).is_some(), "{key}");
+    }
 }
 
 #[test]

@@ -92,7 +92,7 @@ impl Ctx<'_> {
             Condition::HasIdentifier(kind) => outcome(self.has_identifier(kind), None),
             Condition::Consent(category) => outcome(self.consents(category), None),
             Condition::Performed { def, count } => {
-                let (n, next) = self.count(&def.name);
+                let (n, next) = self.count(def);
                 outcome(count.holds(n), next)
             }
             Condition::Member(key) => {
@@ -160,27 +160,28 @@ impl Ctx<'_> {
     }
 
     fn series_of(&self, name: &str) -> (&Series, Option<&ComputedTrait>) {
-        static EMPTY: std::sync::OnceLock<Series> = std::sync::OnceLock::new();
-        let series = self
-            .profile
-            .series
-            .get(name)
-            .unwrap_or_else(|| EMPTY.get_or_init(Series::default));
-        (series, self.series.get(name))
+        (self.profile_series(name), self.series.get(name))
     }
 
-    /// An event series' count at now, and when it next changes.
-    fn count(&self, name: &str) -> (u64, Option<i64>) {
-        if let Some(event) = name.strip_prefix(super::EVENT_COUNTS) {
+    /// The profile's state of a series (empty when it counted nothing).
+    fn profile_series(&self, name: &str) -> &Series {
+        static EMPTY: std::sync::OnceLock<Series> = std::sync::OnceLock::new();
+        self.profile
+            .series
+            .get(name)
+            .unwrap_or_else(|| EMPTY.get_or_init(Series::default))
+    }
+
+    /// An event condition's count at now, and when it next changes (its definition is the
+    /// condition's own: no lookup by name).
+    fn count(&self, def: &ComputedTrait) -> (u64, Option<i64>) {
+        if let Some(event) = def.name.strip_prefix(super::EVENT_COUNTS) {
             return (
                 self.profile.event_counts.get(event).copied().unwrap_or(0),
                 None,
             );
         }
-        let (series, def) = self.series_of(name);
-        let Some(def) = def else {
-            return (0, None);
-        };
+        let series = self.profile_series(&def.name);
         let offset = self.config.offset_millis();
         let n = series
             .value(def, self.now, offset)
@@ -228,7 +229,7 @@ impl Ctx<'_> {
                 });
                 Some(("value", value))
             }
-            Condition::Performed { def, .. } => Some(("count", json!(self.count(&def.name).0))),
+            Condition::Performed { def, .. } => Some(("count", json!(self.count(def).0))),
             Condition::Consent(category) => {
                 let choice = self
                     .profile

@@ -91,6 +91,22 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// The computed values logged for one profile id: `(name, at, value)`.
+    fn computed_log(&self, profile: &str) -> Vec<(String, i64, Value)> {
+        self.log
+            .iter()
+            .filter(|l| l.profile == profile)
+            .filter_map(|l| match &l.change {
+                LoggedChange::Computed { name, value, .. } => {
+                    Some((name.clone(), l.at, value.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 fn order(user: &str) -> Value {
     json!({"event": "Order Completed", "userId": user, "properties": {"total": 20}})
 }
@@ -485,13 +501,9 @@ property = "category"
     s.sweep(T0 + 8 * DAY_MILLIS);
     let p = s.profile_of("u1");
     let values: Vec<(String, Value)> = s
-        .log
-        .iter()
-        .filter(|l| l.profile == p)
-        .filter_map(|l| match &l.change {
-            LoggedChange::Computed { name, value, .. } => Some((name.clone(), value.clone())),
-            _ => None,
-        })
+        .computed_log(&p)
+        .into_iter()
+        .map(|(name, _, value)| (name, value))
         .collect();
     assert_eq!(
         values,
@@ -528,12 +540,9 @@ then = { event = "Order Completed", within = "1h" }
     s.send(T0 + 2 * HOUR_MILLIS, order("u1"));
     let p = s.profile_of("u1");
     let values: Vec<(i64, Value)> = s
-        .log
-        .iter()
-        .filter_map(|l| match &l.change {
-            LoggedChange::Computed { value, .. } => Some((l.at, value.clone())),
-            _ => None,
-        })
+        .computed_log(&p)
+        .into_iter()
+        .map(|(_, at, value)| (at, value))
         .collect();
     // Each order within the hour of the view completes it; the later one does not.
     assert_eq!(
