@@ -59,9 +59,33 @@ pub(crate) struct BenchArgs {
     /// Folder for the temporary lake (default: the system's temp folder).
     #[arg(long)]
     data: Option<std::path::PathBuf>,
+    /// Run only these parts (by default all): `core` (the collection pipeline), `unify` (identity
+    /// resolution and profiles, in memory and into the store), `segment` (audiences and
+    /// computed traits, in memory and into the store), `http` (ingest over HTTP).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Part>,
 }
 
-/// Runs both benchmarks and prints the results.
+/// A part of `braid bench`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Part {
+    /// The collection pipeline on one core.
+    Core,
+    /// Identity resolution and profiles.
+    Unify,
+    /// Audiences and computed traits.
+    Segment,
+    /// Ingest over HTTP.
+    Http,
+}
+
+impl BenchArgs {
+    fn runs(&self, part: Part) -> bool {
+        self.only.is_empty() || self.only.contains(&part)
+    }
+}
+
+/// Runs the benchmarks (all, or those of `--only`) and prints the results.
 pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let bodies: Vec<Bytes> = (0..64)
         .map(|i| Bytes::from(batch_body(i, args.batch)))
@@ -75,9 +99,16 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "machine: {} CPU cores",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
     );
-    bench_core(&bodies, args.core_events, args.batch)?;
-    Box::pin(bench_unify(args)).await?;
-    bench_http(args, &bodies).await
+    if args.runs(Part::Core) {
+        bench_core(&bodies, args.core_events, args.batch)?;
+    }
+    if args.runs(Part::Unify) || args.runs(Part::Segment) {
+        Box::pin(bench_unify(args)).await?;
+    }
+    if args.runs(Part::Http) {
+        bench_http(args, &bodies).await?;
+    }
+    Ok(())
 }
 
 /// Browsers the benchmark's events come from (a server relaying web traffic sees several).
@@ -285,37 +316,48 @@ async fn bench_unify(args: &BenchArgs) -> anyhow::Result<()> {
     let lines = unify_stream(events);
     println!();
     println!(
-        "unify, core (parse lake lines + identity resolution + profiles, in memory, 1 thread)"
-    );
-    println!(
-        "  events            {events}, {:.0} bytes each",
+        "unify stream: {events} lake events, {:.0} bytes each",
         lines.len() as f64 / events.max(1) as f64
     );
-    let median = core_runs(&lines, events);
-    println!("  throughput        {median:.0} events/s per core (median of 3)");
-    bench_data_map(&lines, events);
-    crate::bench_segment::bench_core(&lines, events)?;
-    for (retention, data_map) in [(90, true), (90, false), (0, true)] {
-        bench_unify_store(args, &lines, retention, data_map, "", None).await?;
+    if args.runs(Part::Unify) {
+        println!();
+        println!(
+            "unify, core (parse lake lines + identity resolution + profiles, in memory, 1 thread)"
+        );
+        let median = core_runs(&lines, events);
+        println!("  throughput        {median:.0} events/s per core (median of 3)");
+        bench_data_map(&lines, events);
     }
-    let segmented = crate::bench_segment::segmented_config(100)?;
-    bench_unify_store(
-        args,
-        &lines,
-        90,
-        true,
-        ", with 100 audiences and 20 computed traits",
-        Some(&segmented),
-    )
-    .await?;
-    let hot = hot_stream(events);
-    println!();
-    println!(
-        "unify, core, a stream of {HOT_PROFILES} hot profiles (90 % of events, each with a new anonymous id)"
-    );
-    let median = core_runs(&hot, events);
-    println!("  throughput        {median:.0} events/s per core (median of 3)");
-    bench_unify_store(args, &hot, 90, true, ", the hot stream", None).await?;
+    if args.runs(Part::Segment) {
+        crate::bench_segment::bench_core(&lines, events)?;
+    }
+    if args.runs(Part::Unify) {
+        for (retention, data_map) in [(90, true), (90, false), (0, true)] {
+            bench_unify_store(args, &lines, retention, data_map, "", None).await?;
+        }
+    }
+    if args.runs(Part::Segment) {
+        let segmented = crate::bench_segment::segmented_config(100)?;
+        bench_unify_store(
+            args,
+            &lines,
+            90,
+            true,
+            ", with 100 audiences and 20 computed traits",
+            Some(&segmented),
+        )
+        .await?;
+    }
+    if args.runs(Part::Unify) {
+        let hot = hot_stream(events);
+        println!();
+        println!(
+            "unify, core, a stream of {HOT_PROFILES} hot profiles (90 % of events, each with a new anonymous id)"
+        );
+        let median = core_runs(&hot, events);
+        println!("  throughput        {median:.0} events/s per core (median of 3)");
+        bench_unify_store(args, &hot, 90, true, ", the hot stream", None).await?;
+    }
     Ok(())
 }
 

@@ -18,6 +18,6 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     for (_, record) in unifier.take_changes().profiles {
-        decode_record(&record).expect("a record Braid wrote reads back");
+        decode_record(&record, unifier.config()).expect("a record Braid wrote reads back");
     }
 });

@@ -32,7 +32,7 @@ pub fn edge_value(profile: &Profile, visible: &[String]) -> String {
         .iter()
         .filter_map(|name| Some((name.clone(), profile.traits.get(name)?.value.clone())))
         .collect();
-    let audiences: Vec<&String> = profile.segment.audiences.keys().collect();
+    let audiences: Vec<&str> = profile.segment.audiences.keys().map(|k| &**k).collect();
     json!({"traits": traits, "audiences": audiences}).to_string()
 }
 

@@ -51,6 +51,8 @@ pub enum Condition {
         op: Comparison,
         /// The constant.
         value: Value,
+        /// Its position among the series, once compiled.
+        slot: Option<u16>,
     },
     /// The profile has an identifier of this type.
     HasIdentifier(String),
@@ -64,6 +66,9 @@ pub enum Condition {
         def: ComputedTrait,
         /// The count's test.
         count: Count,
+        /// The position of its series, once compiled (none: the event counts every profile
+        /// keeps, in a preview).
+        slot: Option<u16>,
     },
     /// Member of another audience.
     Member(String),
@@ -241,6 +246,7 @@ impl Reader<'_> {
                     name,
                     op,
                     value: constant,
+                    slot: None,
                 })
             }
             "has_identifier" => {
@@ -380,7 +386,11 @@ impl Reader<'_> {
             then,
         };
         self.series.push(def.clone());
-        Ok(Condition::Performed { def, count })
+        Ok(Condition::Performed {
+            def,
+            count,
+            slot: None,
+        })
     }
 }
 
@@ -487,12 +497,14 @@ impl Condition {
                 Test::Before(ms) => format!("trait {name} before {}", time_text(*ms)),
                 Test::After(ms) => format!("trait {name} after {}", time_text(*ms)),
             },
-            Condition::Computed { name, op, value } => {
+            Condition::Computed {
+                name, op, value, ..
+            } => {
                 format!("computed {name} {} {value}", op.as_str())
             }
             Condition::HasIdentifier(kind) => format!("has an identifier of type {kind}"),
             Condition::Consent(category) => format!("consents to {category}"),
-            Condition::Performed { def, count } => {
+            Condition::Performed { def, count, .. } => {
                 let mut out = if *count == Count::AtMost(0) {
                     "did not perform ".to_owned()
                 } else {
@@ -513,6 +525,19 @@ impl Condition {
                 out
             }
             Condition::Member(audience) => format!("member of {audience}"),
+        }
+    }
+
+    /// Its leaf conditions in words, in the order of the tree.
+    pub fn leaf_texts(&self, out: &mut Vec<String>) {
+        match self {
+            Condition::And(children) | Condition::Or(children) => {
+                for child in children {
+                    child.leaf_texts(out);
+                }
+            }
+            Condition::Not(inner) => inner.leaf_texts(out),
+            leaf => out.push(leaf.text()),
         }
     }
 

@@ -24,8 +24,8 @@ pub struct Ctx<'a> {
     pub profile: &'a Profile,
     /// How profiles are computed (the time zone).
     pub config: &'a ProfileConfig,
-    /// Every series (computed traits and audience event conditions) by name.
-    pub series: &'a BTreeMap<String, ComputedTrait>,
+    /// The audiences and computed traits (the series conditions name, and their stores).
+    pub segments: &'a super::Segments,
     /// The time (ms).
     pub now: i64,
     /// The audiences evaluated before this one: whether the profile is in each, and until when
@@ -76,10 +76,11 @@ impl Ctx<'_> {
                 let inner = self.evaluate(inner);
                 outcome(!inner.holds, inner.next)
             }
-            Condition::Trait { name, test } => self.trait_test(name, test).0,
-            Condition::Computed { name, op, value } => {
-                let (series, def) = self.series_of(name);
-                let Some(def) = def else {
+            Condition::Trait { name, test } => self.trait_test(name, test),
+            Condition::Computed {
+                op, value, slot, ..
+            } => {
+                let Some((series, def)) = self.series_of(*slot) else {
                     return outcome(false, None);
                 };
                 let offset = self.config.offset_millis();
@@ -91,8 +92,10 @@ impl Ctx<'_> {
             }
             Condition::HasIdentifier(kind) => outcome(self.has_identifier(kind), None),
             Condition::Consent(category) => outcome(self.consents(category), None),
-            Condition::Performed { def, count } => {
-                let (n, next) = self.count(def);
+            Condition::Performed {
+                def, count, slot, ..
+            } => {
+                let (n, next) = self.count(def, *slot);
                 outcome(count.holds(n), next)
             }
             Condition::Member(key) => {
@@ -128,8 +131,8 @@ impl Ctx<'_> {
         }
     }
 
-    /// A trait's test: the outcome and the value read.
-    fn trait_test(&self, name: &str, test: &Test) -> (Outcome, Option<Value>) {
+    /// A trait's test.
+    fn trait_test(&self, name: &str, test: &Test) -> Outcome {
         let value = self.trait_value(name);
         let time = || {
             value
@@ -137,7 +140,7 @@ impl Ctx<'_> {
                 .and_then(|t| timestamp::parse(t).ok())
                 .map(timestamp::unix_millis)
         };
-        let result = match test {
+        match test {
             Test::Compare(op, constant) => outcome(op.holds(value, constant), None),
             Test::WithinLastDays(days) => match time() {
                 Some(t) => {
@@ -155,39 +158,39 @@ impl Ctx<'_> {
             },
             Test::Before(limit) => outcome(time().is_some_and(|t| t < *limit), None),
             Test::After(limit) => outcome(time().is_some_and(|t| t > *limit), None),
-        };
-        (result, value.cloned())
+        }
     }
 
-    fn series_of(&self, name: &str) -> (&Series, Option<&ComputedTrait>) {
-        (self.profile_series(name), self.series.get(name))
-    }
-
-    /// The profile's state of a series (empty when it counted nothing).
-    fn profile_series(&self, name: &str) -> &Series {
+    /// The profile's state of the series at `slot` (empty when it counted nothing), with its
+    /// definition.
+    fn series_of(&self, slot: Option<u16>) -> Option<(&Series, &ComputedTrait)> {
         static EMPTY: std::sync::OnceLock<Series> = std::sync::OnceLock::new();
-        self.profile
+        let slot = usize::from(slot?);
+        let def = self.segments.series.get(slot)?;
+        let store = *self.segments.store_of.get(slot)?;
+        let series = self
+            .profile
             .series
-            .get(name)
-            .unwrap_or_else(|| EMPTY.get_or_init(Series::default))
+            .get(store)
+            .unwrap_or_else(|| EMPTY.get_or_init(Series::default));
+        Some((series, def))
     }
 
-    /// An event condition's count at now, and when it next changes (its definition is the
-    /// condition's own: no lookup by name).
-    fn count(&self, def: &ComputedTrait) -> (u64, Option<i64>) {
-        if let Some(event) = def.name.strip_prefix(super::EVENT_COUNTS) {
+    /// An event condition's count at now, and when it next changes (its series is the
+    /// condition's own, by position; none: the event counts every profile keeps).
+    fn count(&self, def: &ComputedTrait, slot: Option<u16>) -> (u64, Option<i64>) {
+        let Some((series, def)) = self.series_of(slot) else {
+            let event = def
+                .name
+                .strip_prefix(super::EVENT_COUNTS)
+                .unwrap_or_default();
             return (
                 self.profile.event_counts.get(event).copied().unwrap_or(0),
                 None,
             );
-        }
-        let series = self.profile_series(&def.name);
+        };
         let offset = self.config.offset_millis();
-        let n = series
-            .value(def, self.now, offset)
-            .value
-            .as_u64()
-            .unwrap_or(0);
+        let n = series.count(def, self.now, offset);
         (n, series.next_change(def, self.now, offset))
     }
 
@@ -216,20 +219,21 @@ impl Ctx<'_> {
                 Some(("conditions", Value::Array(children)))
             }
             Condition::Not(inner) => Some(("conditions", json!([self.explain(inner)]))),
-            Condition::Trait { name, test } => Some((
+            Condition::Trait { name, .. } => Some((
                 "value",
-                self.trait_test(name, test).1.unwrap_or(Value::Null),
+                self.trait_value(name).cloned().unwrap_or(Value::Null),
             )),
-            Condition::Computed { name, .. } => {
-                let (series, def) = self.series_of(name);
-                let value = def.map_or(Value::Null, |def| {
+            Condition::Computed { slot, .. } => {
+                let value = self.series_of(*slot).map_or(Value::Null, |(series, def)| {
                     series
                         .value(def, self.now, self.config.offset_millis())
                         .value
                 });
                 Some(("value", value))
             }
-            Condition::Performed { def, .. } => Some(("count", json!(self.count(def).0))),
+            Condition::Performed { def, slot, .. } => {
+                Some(("count", json!(self.count(def, *slot).0)))
+            }
             Condition::Consent(category) => {
                 let choice = self
                     .profile
@@ -251,27 +255,39 @@ impl Ctx<'_> {
         out
     }
 
-    /// The conditions that decided the result, in words: for an `and` that holds all of them,
-    /// for one that does not the ones that fail (and likewise for `or`), down to the leaves.
-    pub fn deciding(&self, condition: &Condition, out: &mut Vec<String>) {
+    /// The leaf conditions that decided the result, each by its place among the tree's leaves
+    /// (from `leaf` on) with whether it holds: for an `and` that holds all of them, for one
+    /// that does not the ones that fail (and likewise for `or`), down to the leaves.
+    pub fn deciding(&self, condition: &Condition, leaf: &mut u16, out: &mut Vec<(u16, bool)>) {
+        self.decide(condition, leaf, true, out);
+    }
+
+    fn decide(
+        &self,
+        condition: &Condition,
+        leaf: &mut u16,
+        record: bool,
+        out: &mut Vec<(u16, bool)>,
+    ) {
         match condition {
             Condition::And(children) | Condition::Or(children) => {
                 let any = matches!(condition, Condition::Or(_));
-                let result = self.evaluate(condition).holds;
+                let result = record && self.evaluate(condition).holds;
                 for child in children {
                     // The children that agree with the result, when the result is the one a
-                    // single child decides; otherwise all of them.
-                    if result != any || self.evaluate(child).holds == any {
-                        self.deciding(child, out);
-                    }
+                    // single child decides; otherwise all of them. Leaves not taken are still
+                    // counted, so that places stay those of the whole tree.
+                    let take = record && (result != any || self.evaluate(child).holds == any);
+                    self.decide(child, leaf, take, out);
                 }
             }
             // The leaves say what is true of the profile, so a negation adds nothing.
-            Condition::Not(inner) => self.deciding(inner, out),
-            leaf => {
-                let holds = self.evaluate(leaf).holds;
-                let text = leaf.text();
-                out.push(if holds { text } else { format!("not ({text})") });
+            Condition::Not(inner) => self.decide(inner, leaf, record, out),
+            leaf_condition => {
+                if record {
+                    out.push((*leaf, self.evaluate(leaf_condition).holds));
+                }
+                *leaf = leaf.saturating_add(1);
             }
         }
     }

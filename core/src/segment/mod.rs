@@ -17,16 +17,18 @@ mod tests;
 mod text;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
+use foldhash::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use condition::{Condition, ConditionError, Count, MAX_DEPTH, MAX_NODES, Test};
 pub use evaluate::{Ctx, Members, Outcome};
-pub use stream::{Logged, LoggedChange};
+pub use stream::{Logged, LoggedChange, Reasons};
 
 use crate::timestamp;
-use crate::unify::computed::{ComputedOp, ComputedTrait, Window};
+use crate::unify::computed::{ComputedOp, ComputedTrait, Window, shared_stores};
 use crate::unify::{Profile, ProfileConfig, ProfileIds};
 
 /// The prefix of a preview's event condition read from the all-time event counts
@@ -110,6 +112,65 @@ pub struct Audience {
     /// Its condition tree.
     pub when: Condition,
     depends: Depends,
+    /// Its key and name as the change log's entries share them.
+    shared: (Arc<str>, Arc<str>),
+    /// Its leaf conditions in words, in the order of the tree (the reasons of an entry or an
+    /// exit name them by their place).
+    leaves: Arc<[String]>,
+    /// Whether a profile that holds nothing (no event, trait, identifier or consent) is in it,
+    /// and the leaves that decide so: what a new profile's result is where its first event
+    /// touched nothing the audience reads.
+    empty: (bool, Arc<[(u16, bool)]>),
+    /// Its place among the audiences in the order of their keys (how a profile's memberships
+    /// are sorted).
+    rank: u16,
+    /// The audiences that name it, directly or through others (by position): those its
+    /// moving can move.
+    dependents: Bits,
+}
+
+/// A set of audiences, by position in the order of evaluation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn set(&mut self, i: usize) {
+        let word = i / 64;
+        if self.0.len() <= word {
+            self.0.resize(word + 1, 0);
+        }
+        if let Some(w) = self.0.get_mut(word) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// The positions held, in order.
+    fn ones(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, &word)| {
+            let mut word = word;
+            std::iter::from_fn(move || {
+                if word == 0 {
+                    return None;
+                }
+                let bit = word.trailing_zeros() as usize;
+                word &= word - 1;
+                Some(w * 64 + bit)
+            })
+        })
+    }
+
+    fn union(&mut self, other: &Bits) {
+        if self.0.len() < other.0.len() {
+            self.0.resize(other.0.len(), 0);
+        }
+        for (mine, theirs) in self.0.iter_mut().zip(&other.0) {
+            *mine |= theirs;
+        }
+    }
 }
 
 /// A segmentation configuration that cannot be used.
@@ -129,15 +190,40 @@ pub enum SegmentError {
 }
 
 /// The audiences and computed traits of a workspace, compiled: audiences in an order where
-/// each comes after those it names.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// each comes after those it names, and everything an event looks up found by position.
+#[derive(Clone, Debug, Default)]
 pub struct Segments {
     audiences: Vec<Audience>,
     /// Each audience's position in `audiences`, by key.
-    positions: std::collections::HashMap<String, usize>,
-    series: BTreeMap<String, ComputedTrait>,
-    computed: Vec<String>,
+    positions: HashMap<String, usize>,
+    /// Every series, in the order of [`ProfileConfig::series`]: the computed traits, then
+    /// what the audiences count.
+    series: Vec<ComputedTrait>,
+    /// Each series' position, by name.
+    series_positions: HashMap<String, u16>,
+    /// The stores a profile keeps the series in ([`shared_stores`]), and each series' store.
+    stores: Vec<ComputedTrait>,
+    store_of: Vec<u16>,
+    /// The computed traits' names (the first series), as log entries share them.
+    computed: Vec<Arc<str>>,
     audience_series: Vec<ComputedTrait>,
+    /// The audiences an event of a name can change (by its event conditions and the computed
+    /// traits they compare), and those that traits, consent and identifiers can change.
+    on_event: HashMap<String, Bits>,
+    on_traits: Bits,
+    on_consent: Bits,
+    on_identifiers: Bits,
+    /// The computed traits an event of a name feeds, by position.
+    computed_on_event: HashMap<String, Vec<u16>>,
+    /// The audiences a profile that holds nothing is in, by position.
+    empty_members: Vec<usize>,
+}
+
+impl PartialEq for Segments {
+    fn eq(&self, other: &Segments) -> bool {
+        // The rest is derived from these.
+        self.audiences == other.audiences && self.series == other.series
+    }
 }
 
 fn is_key(key: &str) -> bool {
@@ -164,93 +250,174 @@ impl Segments {
                 config.audiences.len()
             )));
         }
-        let computed: BTreeMap<&str, &ComputedTrait> = profiles
-            .computed
-            .iter()
-            .map(|def| (def.name.as_str(), def))
-            .collect();
         let mut audience_series = Vec::new();
-        let mut audiences = BTreeMap::new();
-        for (key, audience) in &config.audiences {
-            if !is_key(key) {
-                return Err(SegmentError::Invalid(format!(
-                    "segment.audiences: key {key:?} must be 1-64 characters of a-z, 0-9, '_' and '-'"
-                )));
-            }
-            let root = format!("segment.audiences.{key}.when");
-            let first = audience_series.len();
-            let when = condition::parse(&audience.when, &root, key, &mut audience_series).map_err(
-                |error| SegmentError::Condition {
-                    audience: key.clone(),
-                    error,
-                },
-            )?;
-            let mut depends = Depends::default();
-            depends_of(&when, &computed, &mut depends).map_err(|name| {
-                SegmentError::Invalid(format!(
-                    "segment.audiences.{key}.when: computed trait {name:?} is not in unify.profiles.computed"
-                ))
-            })?;
-            for series in audience_series.get(first..).unwrap_or_default() {
-                depends.events.insert(series.event.clone());
-            }
-            if let Some(missing) = depends
-                .members
-                .iter()
-                .find(|m| !config.audiences.contains_key(*m))
-            {
-                return Err(SegmentError::Invalid(format!(
-                    "segment.audiences.{key}.when: member of {missing:?}, which is not an audience"
-                )));
-            }
-            let name = if audience.name.is_empty() {
-                key.clone()
-            } else {
-                audience.name.clone()
-            };
-            audiences.insert(
-                key.clone(),
-                Audience {
-                    key: key.clone(),
-                    name,
-                    when,
-                    depends,
-                },
-            );
-        }
+        let audiences = read_audiences(profiles, config, &mut audience_series)?;
         let order = dependency_order(&audiences)?;
-        let mut series: BTreeMap<String, ComputedTrait> = profiles
-            .computed
-            .iter()
-            .map(|def| (def.name.clone(), def.clone()))
-            .collect();
-        for def in &audience_series {
-            series.insert(def.name.clone(), def.clone());
-        }
-        let mut ordered: Vec<Audience> = order
+        let mut audiences = audiences;
+        let ordered: Vec<Audience> = order
             .into_iter()
             .filter_map(|key| audiences.remove(&key))
             .collect();
-        let positions: std::collections::HashMap<String, usize> = ordered
+        let series: Vec<ComputedTrait> = profiles
+            .computed
+            .iter()
+            .chain(&audience_series)
+            .cloned()
+            .collect();
+        let series_positions: HashMap<String, u16> = series
             .iter()
             .enumerate()
-            .map(|(i, a)| (a.key.clone(), i))
+            .filter_map(|(i, def)| Some((def.name.clone(), u16::try_from(i).ok()?)))
             .collect();
-        for audience in &mut ordered {
+        let (stores, store_of) = shared_stores(&series);
+        let mut segments = Segments {
+            audiences: Vec::new(),
+            positions: ordered
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (a.key.clone(), i))
+                .collect(),
+            series,
+            series_positions,
+            stores,
+            store_of,
+            computed: profiles
+                .computed
+                .iter()
+                .map(|d| Arc::from(d.name.as_str()))
+                .collect(),
+            audience_series,
+            ..Segments::default()
+        };
+        segments.index(ordered, profiles);
+        Ok(segments)
+    }
+
+    /// Takes the audiences in their order of evaluation and indexes them: the series their
+    /// conditions name, by position; which audiences an event, traits, consent and
+    /// identifiers can change; which name which; their results for a profile holding
+    /// nothing.
+    fn index(&mut self, mut ordered: Vec<Audience>, profiles: &ProfileConfig) {
+        for (position, audience) in ordered.iter_mut().enumerate() {
             audience.depends.member_positions = audience
                 .depends
                 .members
                 .iter()
-                .filter_map(|m| positions.get(m).copied())
+                .filter_map(|m| self.positions.get(m).copied())
                 .collect();
+            self.resolve(&mut audience.when);
+            let depends = &audience.depends;
+            for event in &depends.events {
+                self.on_event
+                    .entry(event.clone())
+                    .or_default()
+                    .set(position);
+            }
+            for (on, set) in [
+                (depends.traits, &mut self.on_traits),
+                (depends.consent, &mut self.on_consent),
+                (depends.identifiers, &mut self.on_identifiers),
+            ] {
+                if on {
+                    set.set(position);
+                }
+            }
         }
-        Ok(Segments {
-            audiences: ordered,
-            positions,
-            series,
-            computed: profiles.computed.iter().map(|d| d.name.clone()).collect(),
-            audience_series,
-        })
+        for (position, def) in profiles.computed.iter().enumerate() {
+            let Ok(position) = u16::try_from(position) else {
+                break;
+            };
+            let mut events = vec![def.event.clone()];
+            events.extend(def.then.as_ref().map(|then| then.event.clone()));
+            events.dedup();
+            for event in events {
+                self.computed_on_event
+                    .entry(event)
+                    .or_default()
+                    .push(position);
+            }
+        }
+        // Dependents, from the last audience back: each comes after those it names, so the
+        // dependents of an audience's dependents are known when it is reached.
+        for position in (0..ordered.len()).rev() {
+            let mut dependents = Bits::default();
+            for (other, audience) in ordered.iter().enumerate().skip(position + 1) {
+                if audience.depends.member_positions.contains(&position) {
+                    dependents.set(other);
+                    dependents.union(&audience.dependents);
+                }
+            }
+            if let Some(audience) = ordered.get_mut(position) {
+                audience.dependents = dependents;
+            }
+        }
+        self.audiences = ordered;
+        let empty = self.empty_results(profiles);
+        for (position, (audience, (holds, picks))) in
+            self.audiences.iter_mut().zip(empty).enumerate()
+        {
+            audience.empty = (holds, Arc::from(picks));
+            if holds {
+                self.empty_members.push(position);
+            }
+        }
+    }
+
+    /// Each audience's result for a profile that holds nothing, with its deciding leaves (a
+    /// function of the conditions alone: nothing of such a profile changes with the clock).
+    fn empty_results(&self, config: &ProfileConfig) -> Vec<(bool, Vec<(u16, bool)>)> {
+        let epoch = time::OffsetDateTime::UNIX_EPOCH;
+        let profile = Profile::new(String::new(), epoch);
+        let ids = ProfileIds {
+            id: String::new(),
+            created_at: epoch,
+            identifiers: BTreeMap::new(),
+            history: Vec::new(),
+            merges: 0,
+            unlisted_drops: 0,
+            verified: BTreeMap::new(),
+        };
+        let mut members = BTreeMap::new();
+        let mut out = Vec::with_capacity(self.audiences.len());
+        for audience in &self.audiences {
+            let ctx = Ctx {
+                ids: &ids,
+                profile: &profile,
+                config,
+                segments: self,
+                now: 0,
+                members: &members,
+            };
+            let holds = ctx.evaluate(&audience.when).holds;
+            let mut picks = Vec::new();
+            ctx.deciding(&audience.when, &mut 0, &mut picks);
+            members.insert(audience.key.clone(), (holds, None));
+            out.push((holds, picks));
+        }
+        out
+    }
+
+    /// Places the series and computed traits `condition` names (by their positions).
+    fn resolve(&self, condition: &mut Condition) {
+        match condition {
+            Condition::And(children) | Condition::Or(children) => {
+                for child in children {
+                    self.resolve(child);
+                }
+            }
+            Condition::Not(inner) => self.resolve(inner),
+            Condition::Performed { def, slot, .. } => {
+                *slot = self.series_positions.get(&def.name).copied();
+            }
+            Condition::Computed { name, slot, .. } => {
+                *slot = self
+                    .series_positions
+                    .get(name)
+                    .copied()
+                    .filter(|&p| usize::from(p) < self.computed.len());
+            }
+            _ => {}
+        }
     }
 
     /// The series the audiences' event conditions count (for [`ProfileConfig::audience_series`]).
@@ -265,7 +432,7 @@ impl Segments {
 
     /// An audience by key.
     pub fn audience(&self, key: &str) -> Option<&Audience> {
-        self.audiences.iter().find(|a| a.key == key)
+        self.audiences.get(*self.positions.get(key)?)
     }
 
     /// Whether there is anything to evaluate.
@@ -273,8 +440,8 @@ impl Segments {
         self.audiences.is_empty() && self.computed.is_empty()
     }
 
-    /// Every series by name.
-    pub fn series(&self) -> &BTreeMap<String, ComputedTrait> {
+    /// Every series, in the order of [`ProfileConfig::series`].
+    pub fn series(&self) -> &[ComputedTrait] {
         &self.series
     }
 }
@@ -298,7 +465,7 @@ impl Segments {
                 ids,
                 profile,
                 config,
-                series: &self.series,
+                segments: self,
                 now,
                 members: &members,
             };
@@ -343,9 +510,10 @@ impl Segments {
                 }
             })?;
         let computed: BTreeMap<&str, &ComputedTrait> = self
-            .computed
+            .series
             .iter()
-            .filter_map(|name| Some((name.as_str(), self.series.get(name)?)))
+            .take(self.computed.len())
+            .map(|def| (def.name.as_str(), def))
             .collect();
         let mut depends = Depends::default();
         depends_of(&condition, &computed, &mut depends).map_err(|name| {
@@ -360,7 +528,7 @@ impl Segments {
         }
         let mut problem = None;
         map_series(&mut condition, &mut |wanted| {
-            let counted = self.series.values().find(|def| {
+            let counted = self.series.iter().find(|def| {
                 def.op == ComputedOp::Count
                     && def.event == wanted.event
                     && def.filters == wanted.filters
@@ -387,10 +555,11 @@ impl Segments {
                 }
             }
         });
-        match problem {
-            Some(problem) => Err(SegmentError::Invalid(problem)),
-            None => Ok(condition),
+        if let Some(problem) = problem {
+            return Err(SegmentError::Invalid(problem));
         }
+        self.resolve(&mut condition);
+        Ok(condition)
     }
 
     /// Whether `profile` meets `condition` at `now` (ms), taking the audiences it names from
@@ -403,22 +572,102 @@ impl Segments {
         config: &ProfileConfig,
         now: i64,
     ) -> bool {
-        let members: BTreeMap<String, (bool, Option<i64>)> = profile
-            .segment
-            .audiences
-            .keys()
-            .map(|key| (key.clone(), (true, None)))
-            .collect();
         let ctx = Ctx {
             ids,
             profile,
             config,
-            series: &self.series,
+            segments: self,
             now,
-            members: &members,
+            members: &Stored(&profile.segment.audiences),
         };
         ctx.evaluate(condition).holds
     }
+}
+
+/// A profile's stored memberships, as a preview reads them (whether the profile is in each,
+/// without when that would change).
+pub(super) struct Stored<'a>(pub(super) &'a crate::unify::Memberships);
+
+impl Members for Stored<'_> {
+    fn member(&self, key: &str) -> Option<(bool, Option<i64>)> {
+        Some((self.0.contains_key(key), None))
+    }
+}
+
+/// Reads each audience of `config` (by key), pushing the series its event conditions count.
+///
+/// # Errors
+///
+/// The first problem: a key, a condition (with its place), a computed trait or an audience
+/// that does not exist.
+fn read_audiences(
+    profiles: &ProfileConfig,
+    config: &SegmentConfig,
+    audience_series: &mut Vec<ComputedTrait>,
+) -> Result<BTreeMap<String, Audience>, SegmentError> {
+    let computed: BTreeMap<&str, &ComputedTrait> = profiles
+        .computed
+        .iter()
+        .map(|def| (def.name.as_str(), def))
+        .collect();
+    let mut audiences = BTreeMap::new();
+    for (key, audience) in &config.audiences {
+        if !is_key(key) {
+            return Err(SegmentError::Invalid(format!(
+                "segment.audiences: key {key:?} must be 1-64 characters of a-z, 0-9, '_' and '-'"
+            )));
+        }
+        let root = format!("segment.audiences.{key}.when");
+        let first = audience_series.len();
+        let when =
+            condition::parse(&audience.when, &root, key, audience_series).map_err(|error| {
+                SegmentError::Condition {
+                    audience: key.clone(),
+                    error,
+                }
+            })?;
+        let mut depends = Depends::default();
+        depends_of(&when, &computed, &mut depends).map_err(|name| {
+            SegmentError::Invalid(format!(
+                "segment.audiences.{key}.when: computed trait {name:?} is not in unify.profiles.computed"
+            ))
+        })?;
+        for series in audience_series.get(first..).unwrap_or_default() {
+            depends.events.insert(series.event.clone());
+        }
+        if let Some(missing) = depends
+            .members
+            .iter()
+            .find(|m| !config.audiences.contains_key(*m))
+        {
+            return Err(SegmentError::Invalid(format!(
+                "segment.audiences.{key}.when: member of {missing:?}, which is not an audience"
+            )));
+        }
+        let name = if audience.name.is_empty() {
+            key.clone()
+        } else {
+            audience.name.clone()
+        };
+        let mut leaves = Vec::new();
+        when.leaf_texts(&mut leaves);
+        audiences.insert(
+            key.clone(),
+            Audience {
+                key: key.clone(),
+                shared: (Arc::from(key.as_str()), Arc::from(name.as_str())),
+                name,
+                when,
+                depends,
+                leaves: leaves.into(),
+                empty: (false, Arc::from(Vec::new())),
+                // Keys are read in order: this is the key's place among them.
+                rank: u16::try_from(audiences.len()).unwrap_or(u16::MAX),
+                dependents: Bits::default(),
+            },
+        );
+    }
+    Ok(audiences)
 }
 
 /// Calls `f` with what each event condition counts.

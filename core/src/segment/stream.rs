@@ -3,48 +3,72 @@
 //! due before the event), a merge re-evaluates everything, and a due timer re-evaluates the
 //! profile at the timer's own time. Every change is numbered in the change log.
 
-use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::Segments;
 use super::evaluate::{Ctx, Members, Outcome};
+use super::{Bits, Segments, Stored};
 use crate::event::{Event, EventType};
 use crate::hex;
 use crate::timestamp;
 use crate::unify::computed::Series;
-use crate::unify::{Applied, ProfileId, Unifier, counted_name};
+use crate::unify::{Applied, Profile, ProfileConfig, ProfileId, Unifier, counted_name};
 
 /// What an event touched, for choosing the audiences to evaluate again.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 #[expect(
     clippy::struct_excessive_bools,
     reason = "each is one independent part of a profile an event can touch"
 )]
-struct Touched {
-    /// Everything may have changed (a new profile, a merge, a timer).
+struct Touched<'e> {
+    /// Everything may have changed (a merge, a timer).
     all: bool,
+    /// The profile is new: what its event touched not, it holds nothing of, so an audience
+    /// that reads none of it has the result of a profile that holds nothing.
+    fresh: bool,
     /// The event's name as profiles count it.
-    event: String,
+    event: &'e str,
     traits: bool,
     consent: bool,
     identifiers: bool,
 }
 
-impl super::Depends {
-    /// Whether what `touched` changed (with the audiences `moved` so far, by position) can
-    /// change the result.
-    fn touched_by(&self, touched: &Touched, moved: &[bool]) -> bool {
-        touched.all
-            || self.events.contains(&touched.event)
-            || (self.traits && touched.traits)
-            || (self.consent && touched.consent)
-            || (self.identifiers && touched.identifiers)
-            || self
-                .member_positions
-                .iter()
-                .any(|&m| moved.get(m).copied().unwrap_or(false))
+impl Touched<'_> {
+    /// Everything.
+    const ALL: Touched<'static> = Touched {
+        all: true,
+        fresh: false,
+        event: "",
+        traits: false,
+        consent: false,
+        identifiers: false,
+    };
+}
+
+impl Segments {
+    /// The audiences what `touched` changed can change, besides those naming an audience
+    /// that moved; `None`: all of them.
+    fn relevant(&self, touched: &Touched<'_>) -> Option<Bits> {
+        if touched.all {
+            return None;
+        }
+        let mut bits = self
+            .on_event
+            .get(touched.event)
+            .cloned()
+            .unwrap_or_default();
+        for (touched, on) in [
+            (touched.traits, &self.on_traits),
+            (touched.consent, &self.on_consent),
+            (touched.identifiers, &self.on_identifiers),
+        ] {
+            if touched {
+                bits.union(on);
+            }
+        }
+        Some(bits)
     }
 }
 
@@ -53,44 +77,83 @@ impl super::Depends {
 pub struct Logged {
     /// Its number in the workspace's change log.
     pub number: u64,
-    /// The profile.
-    pub profile: ProfileId,
+    /// The profile (shared by the changes of one evaluation).
+    pub profile: Arc<str>,
     /// When it happened (ms).
     pub at: i64,
     /// What changed.
     pub change: LoggedChange,
 }
 
-/// What changed.
+/// What changed. Keys and names are shared with the compiled audiences, and reasons are kept
+/// as places in the tree until they are shown: a change costs no text until it is written.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LoggedChange {
     /// The profile entered an audience, for these reasons (the conditions that decided).
     Entered {
         /// The audience's key.
-        audience: String,
+        audience: Arc<str>,
         /// Its name.
-        name: String,
-        /// The conditions that decided, in words.
-        reasons: Vec<String>,
+        name: Arc<str>,
+        /// The conditions that decided.
+        reasons: Reasons,
     },
     /// The profile left an audience.
     Exited {
         /// The audience's key.
-        audience: String,
+        audience: Arc<str>,
         /// Its name.
-        name: String,
-        /// The conditions that decided, in words.
-        reasons: Vec<String>,
+        name: Arc<str>,
+        /// The conditions that decided.
+        reasons: Reasons,
     },
     /// A computed trait's value changed.
     Computed {
         /// The computed trait.
-        name: String,
+        name: Arc<str>,
         /// Its value.
         value: Value,
         /// Whether it is a lower bound.
         approximate: bool,
     },
+}
+
+/// The conditions that decided an entry or an exit: leaves of the audience's tree, by place,
+/// with whether each holds, or a reason in words (a merge, a removed audience).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reasons {
+    leaves: Arc<[String]>,
+    picks: Arc<[(u16, bool)]>,
+    words: Option<String>,
+}
+
+impl Reasons {
+    /// A reason in words.
+    pub fn text(words: String) -> Reasons {
+        Reasons {
+            leaves: Arc::from(Vec::new()),
+            picks: Arc::from(Vec::new()),
+            words: Some(words),
+        }
+    }
+
+    /// The reasons in words: each deciding condition, as `not (...)` where it does not hold.
+    pub fn words(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .picks
+            .iter()
+            .filter_map(|&(leaf, holds)| {
+                let text = self.leaves.get(usize::from(leaf))?;
+                Some(if holds {
+                    text.clone()
+                } else {
+                    format!("not ({text})")
+                })
+            })
+            .collect();
+        out.extend(self.words.clone());
+        out
+    }
 }
 
 impl Logged {
@@ -116,7 +179,7 @@ impl Logged {
         let mut out = json!({
             "id": self.id(),
             "number": self.number,
-            "profile": self.profile,
+            "profile": &*self.profile,
             "at": at,
         });
         let fields = match &self.change {
@@ -125,18 +188,18 @@ impl Logged {
                 name,
                 reasons,
             } => json!({"type": "audience_entered", "event": "Audience Entered",
-                        "audience": audience, "name": name, "reasons": reasons}),
+                        "audience": &**audience, "name": &**name, "reasons": reasons.words()}),
             LoggedChange::Exited {
                 audience,
                 name,
                 reasons,
             } => json!({"type": "audience_exited", "event": "Audience Exited",
-                        "audience": audience, "name": name, "reasons": reasons}),
+                        "audience": &**audience, "name": &**name, "reasons": reasons.words()}),
             LoggedChange::Computed {
                 name,
                 value,
                 approximate,
-            } => json!({"type": "computed_trait", "trait": name, "value": value,
+            } => json!({"type": "computed_trait", "trait": &**name, "value": value,
                         "approximate": approximate}),
         };
         if let (Value::Object(out), Value::Object(fields)) = (&mut out, fields) {
@@ -197,15 +260,18 @@ impl Segments {
         };
         for gone in &absorbed {
             for key in gone.audiences.keys() {
-                let name = self.audience(key).map_or(key.clone(), |a| a.name.clone());
+                let (audience, name) = match self.audience(key) {
+                    Some(a) => (Arc::clone(&a.shared.0), Arc::clone(&a.shared.1)),
+                    None => (Arc::clone(key), Arc::clone(key)),
+                };
                 log.push(Logged {
                     number: unifier.next_logged(),
-                    profile: gone.from.clone(),
+                    profile: Arc::from(gone.from.as_str()),
                     at: now,
                     change: LoggedChange::Exited {
-                        audience: key.clone(),
+                        audience,
                         name,
-                        reasons: vec![format!("merged into {}", gone.into)],
+                        reasons: Reasons::text(format!("merged into {}", gone.into)),
                     },
                 });
             }
@@ -214,14 +280,17 @@ impl Segments {
             .graph()
             .profile(profile)
             .map_or(0, |ids| ids.identifiers.len());
+        let name = counted_name(event);
+        let fresh = absorbed.is_empty() && !before.contains(profile);
         let touched = Touched {
-            all: !absorbed.is_empty() || !before.contains(profile),
-            event: counted_name(event).into_owned(),
+            all: !absorbed.is_empty(),
+            fresh,
+            event: name.as_ref(),
             traits: has_traits(event),
             consent: event
                 .object("context")
                 .is_some_and(|c| c.contains("consent")),
-            identifiers: identifiers_after != identifiers_before,
+            identifiers: fresh || identifiers_after != identifiers_before,
         };
         self.evaluate(unifier, profile, now, &touched, log);
         applied
@@ -237,10 +306,7 @@ impl Segments {
         log: &mut Vec<Logged>,
     ) -> bool {
         let mut fired = false;
-        let all = Touched {
-            all: true,
-            ..Touched::default()
-        };
+        let all = Touched::ALL;
         while let Some(due) = unifier
             .profile(profile)
             .and_then(|p| p.segment.next_check)
@@ -269,11 +335,7 @@ impl Segments {
         now: i64,
         log: &mut Vec<Logged>,
     ) {
-        let all = Touched {
-            all: true,
-            ..Touched::default()
-        };
-        self.evaluate(unifier, profile, now, &all, log);
+        self.evaluate(unifier, profile, now, &Touched::ALL, log);
     }
 
     fn evaluate(
@@ -281,7 +343,7 @@ impl Segments {
         unifier: &mut Unifier,
         profile: &str,
         now: i64,
-        touched: &Touched,
+        touched: &Touched<'_>,
         log: &mut Vec<Logged>,
     ) {
         let Some((ids, current)) = unifier.profile_and_ids(profile) else {
@@ -290,170 +352,285 @@ impl Segments {
         let config = unifier.config();
         let offset = config.offset_millis();
         let now = now.max(current.segment.evaluated);
-        let mut changes = Vec::new();
-        let mut next: Option<i64> = None;
-        let mut earliest = |at: Option<i64>| {
-            if let Some(at) = at {
-                next = Some(next.map_or(at, |n| n.min(at)));
-            }
-        };
+        let mut out = Results::default();
         let (values, skipped_values) =
-            self.computed_values(current, now, offset, touched, &mut changes, &mut earliest);
-        let mut memberships: Vec<(usize, bool)> = Vec::new();
-        let mut members = Positional {
-            positions: &self.positions,
-            results: vec![None; self.audiences.len()],
+            self.computed_values(current, now, offset, touched, &mut out);
+        let ctx = Ctx {
+            ids,
+            profile: current,
+            config,
+            segments: self,
+            now,
+            members: &Stored(&current.segment.audiences),
         };
-        let mut moved = vec![false; self.audiences.len()];
-        let mut skipped = skipped_values;
-        for (position, audience) in self.audiences.iter().enumerate() {
-            let was = current.segment.audiences.contains_key(&audience.key);
-            let relevant = audience.depends.touched_by(touched, &moved);
-            if !relevant {
-                skipped = true;
-                members.set(position, (was, None));
-                continue;
-            }
-            let ctx = Ctx {
-                ids,
-                profile: current,
-                config,
-                series: &self.series,
-                now,
-                members: &members,
-            };
-            let Outcome { holds, next: at } = ctx.evaluate(&audience.when);
-            earliest(at);
-            if holds != was {
-                let mut reasons = Vec::new();
-                ctx.deciding(&audience.when, &mut reasons);
-                let (audience_key, name) = (audience.key.clone(), audience.name.clone());
-                changes.push(if holds {
-                    LoggedChange::Entered {
-                        audience: audience_key,
-                        name,
-                        reasons,
-                    }
-                } else {
-                    LoggedChange::Exited {
-                        audience: audience_key,
-                        name,
-                        reasons,
-                    }
-                });
-                memberships.push((position, holds));
-                if let Some(flag) = moved.get_mut(position) {
-                    *flag = true;
-                }
-            }
-            members.set(position, (holds, at));
-        }
-        if skipped {
+        let (removed, skipped) = self.evaluate_audiences(&ctx, touched, &mut out);
+        if skipped || skipped_values {
             // What was not evaluated keeps the timer it had (it may fire early: harmless).
-            earliest(current.segment.next_check.filter(|at| *at > now));
+            out.earliest(current.segment.next_check.filter(|at| *at > now));
         }
-        let removed = if touched.all {
-            self.removed_audiences(&current.segment.audiences, &mut changes)
-        } else {
-            Vec::new()
-        };
-        let Some(profile_mut) = unifier.profile_mut(profile) else {
+        for key in &removed {
+            out.changes.push(LoggedChange::Exited {
+                audience: Arc::clone(key),
+                name: Arc::clone(key),
+                reasons: Reasons::text("the audience was removed".to_owned()),
+            });
+        }
+        let Some((profile_mut, config)) = unifier.profile_mut_with_config(profile) else {
             return;
         };
         self.write_back(
             profile_mut,
+            config,
             (now, offset),
             touched,
             values,
-            memberships,
+            &out.memberships,
             removed,
         );
-        profile_mut.segment.next_check = next;
+        profile_mut.segment.next_check = out.next;
         profile_mut.segment.evaluated = now;
-        let id = profile_mut.id.clone();
-        for change in changes {
+        let id: Arc<str> = Arc::from(profile_mut.id.as_str());
+        for change in out.changes {
             log.push(Logged {
                 number: unifier.next_logged(),
-                profile: id.clone(),
+                profile: Arc::clone(&id),
                 at: now,
                 change,
             });
         }
+    }
+
+    /// Evaluates the audiences what `touched` changed can change (in `ctx`, whose members are
+    /// replaced by this evaluation's), pushing entries and exits to `out`: the audiences the
+    /// profile is in that are no longer configured (left when everything is evaluated), and
+    /// whether some audiences were left as they were.
+    fn evaluate_audiences(
+        &self,
+        ctx: &Ctx<'_>,
+        touched: &Touched<'_>,
+        out: &mut Results,
+    ) -> (Vec<Arc<str>>, bool) {
+        let relevant = self.relevant(touched);
+        // What can change: the relevant audiences and those that name them.
+        let candidates = relevant.as_ref().map(|relevant| {
+            let mut candidates = relevant.clone();
+            for position in relevant.ones() {
+                if let Some(audience) = self.audiences.get(position) {
+                    candidates.union(&audience.dependents);
+                }
+            }
+            candidates
+        });
+        let mut members = Positional {
+            segments: self,
+            fresh: touched.fresh,
+            states: vec![State::default(); self.audiences.len()],
+        };
+        // What the profile was in, by position.
+        let mut removed = Vec::new();
+        for key in ctx.profile.segment.audiences.keys() {
+            match self.positions.get(&**key) {
+                Some(&position) => {
+                    if let Some(state) = members.states.get_mut(position) {
+                        state.was = true;
+                    }
+                }
+                None if touched.all => removed.push(Arc::clone(key)),
+                None => {}
+            }
+        }
+        if touched.fresh {
+            // A new profile holds nothing the audiences that are not candidates read: it is in
+            // those a profile holding nothing is in, with no timer.
+            for &position in &self.empty_members {
+                if candidates.as_ref().is_none_or(|c| c.contains(position)) {
+                    continue;
+                }
+                if let Some(audience) = self.audiences.get(position) {
+                    out.change(audience, position, true, Arc::clone(&audience.empty.1));
+                }
+            }
+        }
+        let positions: Box<dyn Iterator<Item = usize>> = match &candidates {
+            Some(candidates) => Box::new(candidates.ones()),
+            None => Box::new(0..self.audiences.len()),
+        };
+        for position in positions {
+            let Some(audience) = self.audiences.get(position) else {
+                continue;
+            };
+            let base = members.base(position);
+            let was = members.states.get(position).is_some_and(|s| s.was);
+            let is_relevant = relevant.as_ref().is_none_or(|bits| bits.contains(position))
+                || audience
+                    .depends
+                    .member_positions
+                    .iter()
+                    .any(|&m| members.states.get(m).is_some_and(|s| s.moved));
+            if !is_relevant {
+                if base != was {
+                    // A new profile, in an audience that a profile holding nothing is in.
+                    out.change(audience, position, base, Arc::clone(&audience.empty.1));
+                }
+                continue;
+            }
+            let ctx = Ctx {
+                members: &members,
+                ..*ctx
+            };
+            let Outcome { holds, next: at } = ctx.evaluate(&audience.when);
+            out.earliest(at);
+            if holds != was {
+                let mut picks = Vec::new();
+                ctx.deciding(&audience.when, &mut 0, &mut picks);
+                out.change(audience, position, holds, Arc::from(picks));
+            }
+            members.set(position, (holds, at), holds != base);
+        }
+        // What is not evaluated keeps its result and its timer; for a new profile, those are
+        // a profile's holding nothing, which has no timer.
+        (removed, !touched.fresh && candidates.is_some())
+    }
+}
+
+/// What one evaluation found: the changes to log, the memberships that changed (by position),
+/// and the earliest time a result can next change with the clock alone.
+#[derive(Default)]
+struct Results {
+    changes: Vec<LoggedChange>,
+    memberships: Vec<(usize, bool)>,
+    next: Option<i64>,
+}
+
+impl Results {
+    fn earliest(&mut self, at: Option<i64>) {
+        if let Some(at) = at {
+            self.next = Some(self.next.map_or(at, |n| n.min(at)));
+        }
+    }
+
+    /// An entry into (`holds`) or an exit from `audience` (at `position`), decided by these
+    /// leaves.
+    fn change(
+        &mut self,
+        audience: &super::Audience,
+        position: usize,
+        holds: bool,
+        picks: Arc<[(u16, bool)]>,
+    ) {
+        let reasons = Reasons {
+            leaves: Arc::clone(&audience.leaves),
+            picks,
+            words: None,
+        };
+        let (key, name) = (
+            Arc::clone(&audience.shared.0),
+            Arc::clone(&audience.shared.1),
+        );
+        self.changes.push(if holds {
+            LoggedChange::Entered {
+                audience: key,
+                name,
+                reasons,
+            }
+        } else {
+            LoggedChange::Exited {
+                audience: key,
+                name,
+                reasons,
+            }
+        });
+        self.memberships.push((position, holds));
     }
 }
 
 impl Segments {
     /// Writes an evaluation's results to the profile: its series pruned, the values and
     /// memberships that changed.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of one evaluation's result"
+    )]
     fn write_back(
         &self,
-        profile_mut: &mut crate::unify::Profile,
+        profile_mut: &mut Profile,
+        config: &ProfileConfig,
         (now, offset): (i64, i64),
-        touched: &Touched,
-        values: Vec<(String, Option<(Value, bool)>)>,
-        memberships: Vec<(usize, bool)>,
-        removed: Vec<String>,
+        touched: &Touched<'_>,
+        values: Vec<(u16, Option<(Value, bool)>)>,
+        memberships: &[(usize, bool)],
+        removed: Vec<Arc<str>>,
     ) {
-        let defs = &self.series;
         // Buckets no window can reach again are dropped: those of the event's series now,
         // all of them when the clock moved.
-        let event = touched.event.as_str();
-        for (name, series) in &mut profile_mut.series {
-            if let Some(def) = defs.get(name)
-                && (touched.all || def.reads_event(event))
-            {
-                series.prune(def, now, offset);
-            }
-        }
         if touched.all {
+            for (position, series) in profile_mut.series.iter_mut() {
+                if let Some(store) = self.stores.get(usize::from(position)) {
+                    series.prune(store, now, offset);
+                }
+            }
+            let known = self.stores.len();
             profile_mut
                 .series
-                .retain(|name, series| defs.contains_key(name) && !series.is_empty());
+                .retain(|position, series| usize::from(position) < known && !series.is_empty());
+        } else {
+            for &position in config.stores_fed_by(touched.event) {
+                if let (Some(store), Some(series)) = (
+                    self.stores.get(usize::from(position)),
+                    profile_mut.series.get_mut(position),
+                ) {
+                    series.prune(store, now, offset);
+                }
+            }
         }
-        for (name, value) in values {
-            match value {
-                Some(value) => profile_mut.segment.values.insert(name, value),
-                None => profile_mut.segment.values.remove(&name),
-            };
-        }
-        for (position, holds) in memberships {
-            let Some(audience) = self.audiences.get(position) else {
+        let stored = &mut profile_mut.segment.values;
+        for (position, value) in values {
+            let Some(name) = self.computed.get(usize::from(position)) else {
                 continue;
             };
-            if holds {
-                profile_mut
-                    .segment
-                    .audiences
-                    .insert(audience.key.clone(), now);
-            } else {
-                profile_mut.segment.audiences.remove(&audience.key);
+            match value {
+                Some(value) => match stored.get_mut(&**name) {
+                    Some(slot) => *slot = value,
+                    None => {
+                        stored.insert(Arc::clone(name), value);
+                    }
+                },
+                None => {
+                    stored.remove(&**name);
+                }
+            }
+        }
+        let stored = &mut profile_mut.segment.audiences;
+        if stored.is_empty() {
+            // A new profile's entries, sorted by key at once (one by one, each would move the
+            // ones after it).
+            let mut entered: Vec<(u16, Arc<str>, i64)> = memberships
+                .iter()
+                .filter(|(_, holds)| *holds)
+                .filter_map(|&(position, _)| {
+                    let audience = self.audiences.get(position)?;
+                    Some((audience.rank, Arc::clone(&audience.shared.0), now))
+                })
+                .collect();
+            entered.sort_unstable_by_key(|(rank, _, _)| *rank);
+            *stored = crate::unify::Memberships::from_sorted_store_unchecked(
+                entered.into_iter().map(|(_, key, at)| (key, at)).collect(),
+            );
+        } else {
+            for &(position, holds) in memberships {
+                let Some(audience) = self.audiences.get(position) else {
+                    continue;
+                };
+                if holds {
+                    stored.insert(Arc::clone(&audience.shared.0), now);
+                } else {
+                    stored.remove(&*audience.shared.0);
+                }
             }
         }
         for key in removed {
-            profile_mut.segment.audiences.remove(&key);
+            profile_mut.segment.audiences.remove(&*key);
         }
-    }
-
-    /// The audiences the profile is in that are no longer configured, each exit pushed to
-    /// `changes`.
-    fn removed_audiences(
-        &self,
-        audiences: &BTreeMap<String, i64>,
-        changes: &mut Vec<LoggedChange>,
-    ) -> Vec<String> {
-        let removed: Vec<String> = audiences
-            .keys()
-            .filter(|key| !self.positions.contains_key(key.as_str()))
-            .cloned()
-            .collect();
-        for key in &removed {
-            changes.push(LoggedChange::Exited {
-                name: key.clone(),
-                audience: key.clone(),
-                reasons: vec!["the audience was removed".to_owned()],
-            });
-        }
-        removed
     }
 
     /// The computed traits' values at `now` that changed (`None`: back to empty — 0, null or
@@ -462,70 +639,111 @@ impl Segments {
     /// event does not feed them).
     #[expect(
         clippy::type_complexity,
-        reason = "a name and a value with its approximation flag"
+        reason = "a position and a value with its approximation flag"
     )]
     fn computed_values(
         &self,
-        profile: &crate::unify::Profile,
+        profile: &Profile,
         now: i64,
         offset: i64,
-        touched: &Touched,
-        changes: &mut Vec<LoggedChange>,
-        earliest: &mut impl FnMut(Option<i64>),
-    ) -> (Vec<(String, Option<(Value, bool)>)>, bool) {
+        touched: &Touched<'_>,
+        out: &mut Results,
+    ) -> (Vec<(u16, Option<(Value, bool)>)>, bool) {
         let empty = Series::default();
         let mut updates = Vec::new();
-        let mut skipped = false;
-        for name in &self.computed {
-            let Some(def) = self.series.get(name) else {
-                continue;
+        let mut each = |position: u16| {
+            let (Some(def), Some(name), Some(&store)) = (
+                self.series.get(usize::from(position)),
+                self.computed.get(usize::from(position)),
+                self.store_of.get(usize::from(position)),
+            ) else {
+                return;
             };
-            if !touched.all && !def.reads_event(&touched.event) {
-                skipped = true;
-                continue;
-            }
-            let series = profile.series.get(name).unwrap_or(&empty);
+            let series = profile.series.get(store).unwrap_or(&empty);
             let computed = series.value(def, now, offset);
-            earliest(series.next_change(def, now, offset));
+            out.earliest(series.next_change(def, now, offset));
             let value = if computed.is_empty() {
                 None
             } else {
                 Some((computed.value, computed.approximate))
             };
-            if profile.segment.values.get(name) != value.as_ref() {
+            if profile.segment.values.get(&**name) != value.as_ref() {
                 let (shown, approximate) = value
                     .clone()
                     .unwrap_or_else(|| (def.op.empty_value(), false));
-                changes.push(LoggedChange::Computed {
-                    name: name.clone(),
+                out.changes.push(LoggedChange::Computed {
+                    name: Arc::clone(name),
                     value: shown,
                     approximate,
                 });
-                updates.push((name.clone(), value));
+                updates.push((position, value));
             }
+        };
+        if touched.all {
+            for position in 0..self.computed.len() {
+                if let Ok(position) = u16::try_from(position) {
+                    each(position);
+                }
+            }
+            return (updates, false);
         }
-        (updates, skipped)
+        let fed = self
+            .computed_on_event
+            .get(touched.event)
+            .map_or(&[][..], Vec::as_slice);
+        for &position in fed {
+            each(position);
+        }
+        // A new profile holds nothing the event does not feed: those values are empty, as
+        // they were, with no time to change.
+        (updates, !touched.fresh && fed.len() < self.computed.len())
     }
 }
 
-/// The audiences evaluated so far, by position, found by key.
+/// An audience in one evaluation: whether the profile was in it, its result once evaluated
+/// (with until when it holds), and whether it moved.
+#[derive(Clone, Copy, Debug, Default)]
+struct State {
+    was: bool,
+    result: Option<(bool, Option<i64>)>,
+    moved: bool,
+}
+
+/// The audiences evaluated so far, by position, found by key; one not evaluated has its base
+/// result.
 struct Positional<'a> {
-    positions: &'a HashMap<String, usize>,
-    results: Vec<Option<(bool, Option<i64>)>>,
+    segments: &'a Segments,
+    fresh: bool,
+    states: Vec<State>,
 }
 
 impl Positional<'_> {
-    fn set(&mut self, position: usize, result: (bool, Option<i64>)) {
-        if let Some(slot) = self.results.get_mut(position) {
-            *slot = Some(result);
+    fn set(&mut self, position: usize, result: (bool, Option<i64>), moved: bool) {
+        if let Some(state) = self.states.get_mut(position) {
+            state.result = Some(result);
+            state.moved = moved;
         }
+    }
+
+    /// The result of an audience that nothing it reads changed: what it was, or for a new
+    /// profile that of a profile holding nothing.
+    fn base(&self, position: usize) -> bool {
+        if self.fresh {
+            return self
+                .segments
+                .audiences
+                .get(position)
+                .is_some_and(|a| a.empty.0);
+        }
+        self.states.get(position).is_some_and(|s| s.was)
     }
 }
 
 impl Members for Positional<'_> {
     fn member(&self, key: &str) -> Option<(bool, Option<i64>)> {
-        let position = *self.positions.get(key)?;
-        self.results.get(position).copied().flatten()
+        let position = *self.segments.positions.get(key)?;
+        let state = self.states.get(position)?;
+        Some(state.result.unwrap_or((self.base(position), None)))
     }
 }
 

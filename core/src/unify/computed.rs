@@ -210,6 +210,34 @@ impl Window {
         }
     }
 
+    /// What its buckets are: all time, sessions, days, hours (windows of one kind can share
+    /// buckets).
+    fn kind(self) -> u8 {
+        match self {
+            Window::AllTime => 0,
+            Window::Session => 1,
+            Window::Days(_) | Window::Between(..) => 2,
+            Window::Hours(_) => 3,
+        }
+    }
+
+    /// A window of the kind of both that reaches as far back as the longer (days as a range
+    /// from today).
+    fn widest(self, other: Window) -> Window {
+        let reach = |w: Window| match w {
+            Window::Days(n) | Window::Hours(n) => n.saturating_sub(1),
+            Window::Between(_, to) => to,
+            Window::AllTime | Window::Session => 0,
+        };
+        match self {
+            Window::Days(_) | Window::Between(..) => {
+                Window::Between(0, reach(self).max(reach(other)))
+            }
+            Window::Hours(_) => Window::Hours(reach(self).max(reach(other)) + 1),
+            Window::AllTime | Window::Session => self,
+        }
+    }
+
     /// The buckets inside the window when the current bucket is `current`: `(first, last)`,
     /// both included.
     fn range(self, current: i64) -> (i64, i64) {
@@ -752,6 +780,125 @@ impl IntoIterator for Buckets {
     }
 }
 
+/// Series that read the same events the same way (event, filters, op, property, funnel step)
+/// into buckets of one size share one store in a profile: "no views in 7 days", "in 14 days"
+/// and a 30-day count keep one list of days, kept as long as the longest of them needs. The
+/// stores of `series` (each a definition whose window reaches as far back as the longest of
+/// its series), and each series' store, by position.
+pub fn shared_stores<'a>(
+    series: impl IntoIterator<Item = &'a ComputedTrait>,
+) -> (Vec<ComputedTrait>, Vec<u16>) {
+    let mut stores: Vec<ComputedTrait> = Vec::new();
+    let mut store_of = Vec::new();
+    for def in series {
+        let found = stores.iter_mut().enumerate().find(|(_, store)| {
+            store.event == def.event
+                && store.op == def.op
+                && store.property == def.property
+                && store.filters == def.filters
+                && store.then == def.then
+                && store.window.kind() == def.window.kind()
+        });
+        let position = if let Some((position, store)) = found {
+            store.window = store.window.widest(def.window);
+            position
+        } else {
+            let mut store = def.clone();
+            store.window = def.window.widest(def.window);
+            stores.push(store);
+            stores.len() - 1
+        };
+        // At most MAX_COMPUTED series (checked when the configuration is read).
+        store_of.push(u16::try_from(position).unwrap_or(u16::MAX));
+    }
+    (stores, store_of)
+}
+
+/// A profile's series, by their position in the workspace's list of series
+/// ([`super::ProfileConfig::series`]): a sorted list, since a profile holds few of them and the
+/// hot path finds them by position (a name would be compared byte by byte). The store keeps
+/// them by name ([`super::record`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SeriesSet(Vec<(u16, Series)>);
+
+impl SeriesSet {
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The series at `position`, if the profile holds it.
+    pub fn get(&self, position: u16) -> Option<&Series> {
+        let at = self.0.binary_search_by_key(&position, |(p, _)| *p).ok()?;
+        self.0.get(at).map(|(_, series)| series)
+    }
+
+    /// The series at `position`, added empty if there is none.
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "the position is one binary_search found, or where it inserted"
+    )]
+    pub fn entry(&mut self, position: u16) -> &mut Series {
+        let at = match self.0.binary_search_by_key(&position, |(p, _)| *p) {
+            Ok(at) => at,
+            Err(at) => {
+                self.0.insert(at, (position, Series::default()));
+                at
+            }
+        };
+        &mut self.0[at].1
+    }
+
+    /// Takes the series at `position` out.
+    pub fn remove(&mut self, position: u16) -> Option<Series> {
+        let at = self.0.binary_search_by_key(&position, |(p, _)| *p).ok()?;
+        Some(self.0.remove(at).1)
+    }
+
+    /// Each series with its position, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (u16, &Series)> + '_ {
+        self.0.iter().map(|(p, series)| (*p, series))
+    }
+
+    /// The series at `position`, to change.
+    pub fn get_mut(&mut self, position: u16) -> Option<&mut Series> {
+        let at = self.0.binary_search_by_key(&position, |(p, _)| *p).ok()?;
+        self.0.get_mut(at).map(|(_, series)| series)
+    }
+
+    /// Each series with its position, in order, to change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (u16, &mut Series)> + '_ {
+        self.0.iter_mut().map(|(p, series)| (*p, series))
+    }
+
+    /// Keeps the series that pass.
+    pub fn retain(&mut self, mut keep: impl FnMut(u16, &Series) -> bool) {
+        self.0.retain(|(p, series)| keep(*p, series));
+    }
+}
+
+impl IntoIterator for SeriesSet {
+    type Item = (u16, Series);
+    type IntoIter = std::vec::IntoIter<(u16, Series)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl FromIterator<(u16, Series)> for SeriesSet {
+    fn from_iter<I: IntoIterator<Item = (u16, Series)>>(items: I) -> Self {
+        let mut list: Vec<(u16, Series)> = items.into_iter().collect();
+        list.sort_by_key(|(p, _)| *p);
+        list.dedup_by_key(|(p, _)| *p);
+        SeriesSet(list)
+    }
+}
+
 /// A computed trait's value at a time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Computed {
@@ -1070,6 +1217,18 @@ impl Series {
         }
     }
 
+    /// The count of events (or, for a funnel, of completions) of `def` at `now` (ms): what
+    /// [`Series::value`] gives for a count, without building a value.
+    pub fn count(&self, def: &ComputedTrait, now: i64, offset: i64) -> u64 {
+        let size = def.window.bucket_millis();
+        let (first, last) = def.window.range(bucket_of(now, size, offset));
+        if let Some(then) = &def.then {
+            return u64::try_from(self.completions(then.within.millis(), first, last))
+                .unwrap_or(u64::MAX);
+        }
+        self.b.range(first, last).map(|b| b.n).sum()
+    }
+
     /// A funnel's completions in the buckets `first..=last`: second steps with a first step
     /// before them, no longer than `within` ms before.
     fn completions(&self, within: i64, first: i64, last: i64) -> usize {
@@ -1103,17 +1262,32 @@ impl Series {
         }
         let current = bucket_of(now, size, offset);
         let (first, last) = def.window.range(current);
-        let held = self.b.keys().chain(self.u.values().copied());
         // A bucket `i` is inside while first <= i <= last, that is while
         // current - (last - first) - lead <= ... : with `lead = current - last` (0 for a
         // window that ends now), it enters when current = i + lead and leaves when
         // current = i + lead + (last - first) + 1.
         let lead = current - last;
         let span = last - first + 1;
-        held.flat_map(|i| [i + lead, i + lead + span])
-            .filter(|&at| at > current)
-            .min()
-            .map(|index| bucket_start(index, size, offset))
+        let mut next: Option<i64> = None;
+        let mut consider = |i: i64| {
+            for at in [i + lead, i + lead + span] {
+                if at > current {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+            }
+        };
+        // Buckets are sorted: past the first that is still to enter, none enters or leaves
+        // sooner.
+        for i in self.b.keys() {
+            consider(i);
+            if i + lead > current {
+                break;
+            }
+        }
+        for &i in self.u.values() {
+            consider(i);
+        }
+        next.map(|index| bucket_start(index, size, offset))
     }
 }
 
@@ -1343,6 +1517,52 @@ mod tests {
         let mut s = Series::default();
         s.add(&d, Some(&json!("x".repeat(200))), T0, 1, 0);
         assert_eq!(s.value(&d, T0, 0).value, json!(0));
+    }
+
+    #[test]
+    fn series_that_read_alike_share_a_store_kept_as_long_as_the_longest_needs() {
+        let mut seven = def(ComputedOp::Count, "7d");
+        seven.name = "seven".into();
+        let mut range = def(ComputedOp::Count, "30d..90d");
+        range.name = "range".into();
+        let mut hours = def(ComputedOp::Count, "12h");
+        hours.name = "hours".into();
+        let mut filtered = def(ComputedOp::Count, "7d");
+        filtered.filters = vec![Filter {
+            property: "currency".into(),
+            op: Comparison::Eq,
+            value: json!("EUR"),
+        }];
+        let sum = def(ComputedOp::Sum, "7d");
+        let (stores, store_of) = shared_stores([
+            &seven,
+            &range,
+            &hours,
+            &filtered,
+            &sum,
+            &def(ComputedOp::Count, "14d"),
+        ]);
+        assert_eq!(store_of, [0, 0, 1, 2, 3, 0]);
+        // Named by its first series, kept as far back as the range reaches.
+        assert_eq!(stores[0].name, "seven");
+        assert_eq!(stores[0].window, Window::Between(0, 89));
+        assert_eq!(stores[1].window, Window::Hours(12));
+        // One store answers each window: an event 40 days ago counts in the range only.
+        let mut s = Series::default();
+        s.add(&stores[0], None, T0 + HOUR_MILLIS, 1, 0);
+        s.add(&stores[0], None, T0 + 40 * DAY_MILLIS, 1, 0);
+        let now = T0 + 40 * DAY_MILLIS + HOUR_MILLIS;
+        s.prune(&stores[0], now, 0);
+        assert_eq!(s.count(&seven, now, 0), 1);
+        assert_eq!(s.count(&range, now, 0), 1);
+        assert_eq!(s.value(&range, now, 0).value, json!(1));
+        // The first event's day is kept until it leaves the range, 90 days after it.
+        s.prune(&stores[0], T0 + 89 * DAY_MILLIS, 0);
+        assert_eq!(s.count(&range, T0 + 89 * DAY_MILLIS, 0), 2);
+        s.prune(&stores[0], T0 + 90 * DAY_MILLIS, 0);
+        assert_eq!(s.count(&range, T0 + 90 * DAY_MILLIS, 0), 1);
+        let day = T0 / DAY_MILLIS;
+        assert_eq!(s.b.keys().collect::<Vec<_>>(), [day + 40]);
     }
 
     #[test]

@@ -26,8 +26,9 @@ pub use identity::{
     extract, normalize, sender_of,
 };
 pub use profile::{
-    Aggregate, AggregateOp, MAX_CONSENT_CATEGORIES, MAX_COUNTED_VALUES, MAX_LIST_ITEMS, Profile,
-    ProfileConfig, Segmented, Survivorship, TraitValue, counted_name,
+    Aggregate, AggregateOp, ComputedValues, MAX_CONSENT_CATEGORIES, MAX_COUNTED_VALUES,
+    MAX_LIST_ITEMS, Memberships, Profile, ProfileConfig, Segmented, Survivorship, TraitValue,
+    counted_name,
 };
 pub use record::{
     RECORD_VERSION, RecordError, StoredCounters, StoredSeen, decode_record, decode_seen,

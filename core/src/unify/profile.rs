@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
-use super::computed::{ComputedTrait, Filter, MAX_COMPUTED, Series, count_capped, path_value};
+use super::computed::{
+    ComputedTrait, Filter, MAX_COMPUTED, SeriesSet, count_capped, path_value, shared_stores,
+};
 use super::identity::ProfileId;
 use crate::event::{Event, EventType};
 use crate::json::{Kind, Node};
@@ -90,10 +92,21 @@ pub struct ProfileConfig {
     /// configuration is loaded, and part of the rules' fingerprint like the rest.
     #[serde(skip)]
     pub audience_series: Vec<ComputedTrait>,
-    /// The series by event name, built at first use (the series are set before: a
+    /// The series by event name and by name, built at first use (the series are set before: a
     /// configuration is checked, which fills `audience_series`, before profiles are computed).
     #[serde(skip)]
-    by_event: std::sync::OnceLock<foldhash::HashMap<String, Vec<usize>>>,
+    index: std::sync::OnceLock<SeriesIndex>,
+}
+
+/// The series' stores ([`shared_stores`]), the stores by the event names that feed them and
+/// by name (their first series'), and the series by name.
+#[derive(Clone, Debug, Default)]
+struct SeriesIndex {
+    stores: Vec<ComputedTrait>,
+    store_of: Vec<u16>,
+    by_event: foldhash::HashMap<String, Vec<u16>>,
+    store_names: foldhash::HashMap<String, u16>,
+    by_name: foldhash::HashMap<String, u16>,
 }
 
 impl ProfileConfig {
@@ -102,27 +115,81 @@ impl ProfileConfig {
         self.computed.iter().chain(&self.audience_series)
     }
 
-    /// The series that count events of `name`.
-    pub fn series_of_event<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a ComputedTrait> {
-        let index = self.by_event.get_or_init(|| {
-            let mut index: foldhash::HashMap<String, Vec<usize>> = foldhash::HashMap::default();
+    fn index(&self) -> &SeriesIndex {
+        self.index.get_or_init(|| {
+            let (stores, store_of) = shared_stores(self.series());
+            let mut index = SeriesIndex {
+                store_of,
+                ..SeriesIndex::default()
+            };
             for (i, def) in self.series().enumerate() {
-                index.entry(def.event.clone()).or_default().push(i);
-                if let Some(then) = def.then.as_ref().filter(|t| t.event != def.event) {
-                    index.entry(then.event.clone()).or_default().push(i);
-                }
+                // At most MAX_COMPUTED series (checked when the configuration is read).
+                let Ok(i) = u16::try_from(i) else { break };
+                index.by_name.insert(def.name.clone(), i);
             }
+            for (i, store) in stores.iter().enumerate() {
+                let Ok(i) = u16::try_from(i) else { break };
+                index
+                    .by_event
+                    .entry(store.event.clone())
+                    .or_default()
+                    .push(i);
+                if let Some(then) = store.then.as_ref().filter(|t| t.event != store.event) {
+                    index
+                        .by_event
+                        .entry(then.event.clone())
+                        .or_default()
+                        .push(i);
+                }
+                index.store_names.insert(store.name.clone(), i);
+            }
+            index.stores = stores;
             index
-        });
-        let computed = self.computed.len();
-        index
-            .get(name)
-            .into_iter()
-            .flatten()
-            .filter_map(move |&i| match i.checked_sub(computed) {
-                None => self.computed.get(i),
-                Some(j) => self.audience_series.get(j),
-            })
+        })
+    }
+
+    /// The positions of the stores that count events of `name`.
+    pub fn stores_fed_by(&self, name: &str) -> &[u16] {
+        self.index().by_event.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// The stores that count events of `name`, with their positions.
+    pub fn stores_of_event<'a>(
+        &'a self,
+        name: &str,
+    ) -> impl Iterator<Item = (u16, &'a ComputedTrait)> {
+        self.stores_fed_by(name)
+            .iter()
+            .filter_map(|&i| Some((i, self.store(i)?)))
+    }
+
+    /// The store at a position: the definition a profile's [`SeriesSet`] keeps it by.
+    pub fn store(&self, position: u16) -> Option<&ComputedTrait> {
+        self.index().stores.get(usize::from(position))
+    }
+
+    /// The position of the store named `name` (its first series' name, as a record keeps it).
+    pub fn store_position(&self, name: &str) -> Option<u16> {
+        self.index().store_names.get(name).copied()
+    }
+
+    /// The store of the series at a position of [`ProfileConfig::series`].
+    pub fn store_of(&self, series: u16) -> Option<u16> {
+        self.index().store_of.get(usize::from(series)).copied()
+    }
+
+    /// The series at a position of [`ProfileConfig::series`].
+    pub fn series_at(&self, position: u16) -> Option<&ComputedTrait> {
+        let i = usize::from(position);
+        match i.checked_sub(self.computed.len()) {
+            None => self.computed.get(i),
+            Some(j) => self.audience_series.get(j),
+        }
+    }
+
+    /// The position of the series named `name`.
+    pub fn series_position(&self, name: &str) -> Option<u16> {
+        self.index().by_name.get(name).copied()
     }
 
     /// The time zone's offset, in milliseconds.
@@ -178,7 +245,7 @@ impl Default for ProfileConfig {
             computed: Vec::new(),
             utc_offset_minutes: 0,
             audience_series: Vec::new(),
-            by_event: std::sync::OnceLock::new(),
+            index: std::sync::OnceLock::new(),
         }
     }
 }
@@ -234,8 +301,9 @@ pub struct Profile {
     /// Trait values not kept: past [`ProfileConfig::max_traits`] or
     /// [`ProfileConfig::max_trait_bytes`].
     pub refused_traits: u64,
-    /// The state of each computed trait and audience event condition, by name.
-    pub series: BTreeMap<String, Series>,
+    /// What the computed traits and audience event conditions count, by store
+    /// ([`ProfileConfig::store`]).
+    pub series: SeriesSet,
     /// The latest consent preferences (`context.consent.categoryPreferences`): when they were
     /// sent (ms), and each category's choice.
     pub consent: Option<(i64, BTreeMap<String, bool>)>,
@@ -260,6 +328,14 @@ pub const MAX_CONSENT_CATEGORIES: usize = 50;
 /// Longest consent category kept, in bytes (a category is a short name).
 const MAX_CONSENT_CATEGORY_BYTES: usize = 100;
 
+/// A profile's computed traits' values by name, each with whether it is approximate (a
+/// sorted list: a profile has a handful, and names are shared with the compiled
+/// configuration).
+pub type ComputedValues = litemap::LiteMap<std::sync::Arc<str>, (serde_json::Value, bool)>;
+
+/// The audiences a profile is in, by key, each with when it entered (ms).
+pub type Memberships = litemap::LiteMap<std::sync::Arc<str>, i64>;
+
 /// What segmentation last made of a profile: the computed traits' values and the audiences it
 /// is in, as of a time, and when they can next change with the clock alone.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -267,9 +343,9 @@ pub struct Segmented {
     /// When it was last evaluated (ms).
     pub evaluated: i64,
     /// The computed traits' values then, by name (with whether each is approximate).
-    pub values: BTreeMap<String, (serde_json::Value, bool)>,
+    pub values: ComputedValues,
     /// The audiences it is in, each with when it entered (ms).
-    pub audiences: BTreeMap<String, i64>,
+    pub audiences: Memberships,
     /// When a value or a membership can next change without an event (ms): the profile's
     /// timer.
     pub next_check: Option<i64>,
@@ -291,7 +367,7 @@ pub(super) struct Fact<'a> {
 }
 
 impl Profile {
-    pub(super) fn new(id: ProfileId, at: OffsetDateTime) -> Profile {
+    pub(crate) fn new(id: ProfileId, at: OffsetDateTime) -> Profile {
         Profile {
             id,
             traits: BTreeMap::new(),
@@ -303,7 +379,7 @@ impl Profile {
             last_at: BTreeMap::new(),
             other_events: 0,
             refused_traits: 0,
-            series: BTreeMap::new(),
+            series: SeriesSet::default(),
             consent: None,
             segment: Segmented::default(),
         }
@@ -355,14 +431,23 @@ impl Profile {
     ) {
         let mut properties: Option<serde_json::Value> = None;
         let at = unix_millis(fact.at);
-        for def in config.series_of_event(name) {
-            let properties = properties.get_or_insert_with(|| {
-                event
-                    .object("properties")
-                    .map_or(serde_json::Value::Null, |p| {
-                        serde_json::Value::Object(p.to_map())
-                    })
-            });
+        for (position, def) in config.stores_of_event(name) {
+            // The properties are converted once, and only for a series that reads them (a
+            // plain count reads none).
+            let reads = def.op.reads_property()
+                || !def.filters.is_empty()
+                || def.then.as_ref().is_some_and(|t| !t.filters.is_empty());
+            let properties: &serde_json::Value = if reads {
+                properties.get_or_insert_with(|| {
+                    event
+                        .object("properties")
+                        .map_or(serde_json::Value::Null, |p| {
+                            serde_json::Value::Object(p.to_map())
+                        })
+                })
+            } else {
+                &serde_json::Value::Null
+            };
             let passes = |filters: &[Filter]| {
                 filters
                     .iter()
@@ -371,7 +456,7 @@ impl Profile {
             if def.then.is_some() {
                 let (first, second) = def.steps(name, passes);
                 if first || second {
-                    self.series.entry(def.name.clone()).or_default().add_step(
+                    self.series.entry(position).add_step(
                         def,
                         at,
                         first,
@@ -389,11 +474,9 @@ impl Profile {
             } else {
                 None
             };
-            let series = match self.series.get_mut(&def.name) {
-                Some(series) => series,
-                None => self.series.entry(def.name.clone()).or_default(),
-            };
-            series.add(def, value, at, self.sessions, config.offset_millis());
+            self.series
+                .entry(position)
+                .add(def, value, at, self.sessions, config.offset_millis());
         }
     }
 
@@ -509,13 +592,9 @@ impl Profile {
 
     /// Folds `other` (a profile merged into this one) in.
     pub(super) fn absorb(&mut self, other: Profile, config: &ProfileConfig) {
-        let mut theirs = other.series;
-        for def in config.series() {
-            if let Some(series) = theirs.remove(&def.name) {
-                self.series
-                    .entry(def.name.clone())
-                    .or_default()
-                    .absorb(series, def);
+        for (position, series) in other.series {
+            if let Some(def) = config.store(position) {
+                self.series.entry(position).absorb(series, def);
             }
         }
         if other.consent.as_ref().map(|c| c.0) > self.consent.as_ref().map(|c| c.0) {

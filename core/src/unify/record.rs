@@ -6,6 +6,7 @@
 //! millisecond everywhere in unification, and JSON numbers round-trip (`float_roundtrip`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -164,6 +165,23 @@ struct SegmentedWire {
 }
 
 impl SegmentedWire {
+    fn into_segmented(self) -> Segmented {
+        Segmented {
+            evaluated: self.at,
+            values: self
+                .values
+                .into_iter()
+                .map(|(name, value)| (Arc::from(name), value))
+                .collect(),
+            audiences: self
+                .aud
+                .into_iter()
+                .map(|(key, at)| (Arc::from(key), at))
+                .collect(),
+            next_check: self.next,
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.at == 0 && self.values.is_empty() && self.aud.is_empty() && self.next.is_none()
     }
@@ -313,8 +331,8 @@ fn history_wire(history: &[LogEntry]) -> Vec<EntryWire> {
         .collect()
 }
 
-/// The record of a profile.
-pub fn encode_record(ids: &ProfileIds, profile: &Profile) -> Vec<u8> {
+/// The record of a profile (its series named as `config` names them).
+pub fn encode_record(ids: &ProfileIds, profile: &Profile, config: &ProfileConfig) -> Vec<u8> {
     let history = history_wire(&ids.history);
     let wire = RecordWire {
         v: RECORD_VERSION,
@@ -362,24 +380,44 @@ pub fn encode_record(ids: &ProfileIds, profile: &Profile) -> Vec<u8> {
         other_events: profile.other_events,
         refused_traits: profile.refused_traits,
         verified: proven_groups(&ids.verified),
-        series: profile.series.clone(),
+        series: profile
+            .series
+            .iter()
+            .filter_map(|(position, series)| {
+                Some((config.store(position)?.name.clone(), series.clone()))
+            })
+            .collect(),
         consent: profile.consent.clone(),
         seg: SegmentedWire {
             at: profile.segment.evaluated,
-            values: profile.segment.values.clone(),
-            aud: profile.segment.audiences.clone(),
+            values: profile
+                .segment
+                .values
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.clone()))
+                .collect(),
+            aud: profile
+                .segment
+                .audiences
+                .iter()
+                .map(|(key, at)| (key.to_string(), *at))
+                .collect(),
             next: profile.segment.next_check,
         },
     };
     serde_json::to_vec(&wire).unwrap_or_default()
 }
 
-/// Reads a record written by [`encode_record`].
+/// Reads a record written by [`encode_record`], its series placed by `config` (one that
+/// `config` does not have is left out: the store is rebuilt when the series change).
 ///
 /// # Errors
 ///
 /// When `bytes` are not a record of this version.
-pub fn decode_record(bytes: &[u8]) -> Result<(ProfileIds, Profile), RecordError> {
+pub fn decode_record(
+    bytes: &[u8],
+    config: &ProfileConfig,
+) -> Result<(ProfileIds, Profile), RecordError> {
     let wire: RecordWire =
         serde_json::from_slice(bytes).map_err(|e| RecordError::Malformed(e.to_string()))?;
     if wire.v != RECORD_VERSION {
@@ -470,14 +508,13 @@ pub fn decode_record(bytes: &[u8]) -> Result<(ProfileIds, Profile), RecordError>
         last_at,
         other_events: wire.other_events,
         refused_traits: wire.refused_traits,
-        series: wire.series,
+        series: wire
+            .series
+            .into_iter()
+            .filter_map(|(name, series)| Some((config.store_position(&name)?, series)))
+            .collect(),
         consent: wire.consent,
-        segment: Segmented {
-            evaluated: wire.seg.at,
-            values: wire.seg.values,
-            audiences: wire.seg.aud,
-            next_check: wire.seg.next,
-        },
+        segment: wire.seg.into_segmented(),
     };
     Ok((ids, profile))
 }

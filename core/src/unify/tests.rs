@@ -815,7 +815,7 @@ impl MemoryStore {
         self.records
             .values()
             .map(|record| {
-                let (ids, profile) = decode_record(record).unwrap();
+                let (ids, profile) = decode_record(record, &stored_config()).unwrap();
                 profile_view(&ids, &profile)
             })
             .collect()
@@ -917,13 +917,16 @@ fn records_read_back_as_written() {
     let mut checked = 0;
     for ids in u.graph().profiles() {
         let profile = u.profile(&ids.id).unwrap();
-        let (ids_back, profile_back) = decode_record(&encode_record(ids, profile)).unwrap();
+        let (ids_back, profile_back) =
+            decode_record(&encode_record(ids, profile, u.config()), u.config()).unwrap();
         assert_eq!(&ids_back, ids);
         assert_eq!(&profile_back, profile);
         checked += 1;
     }
     assert!(checked > 40);
-    let error = decode_record(br#"{"v": 9}"#).unwrap_err().to_string();
+    let error = decode_record(br#"{"v": 9}"#, u.config())
+        .unwrap_err()
+        .to_string();
     assert!(error.starts_with("not a profile record"), "{error}");
 }
 
@@ -1080,9 +1083,9 @@ fn a_hot_profile_stays_bounded_and_counts_what_it_kept_out() {
         json!("x"),
         "the 5 KB value was not kept"
     );
-    let record = encode_record(ids, profile);
+    let record = encode_record(ids, profile, u.config());
     assert!(record.len() < 64 * 1024, "{} bytes", record.len());
-    let (ids_back, profile_back) = decode_record(&record).unwrap();
+    let (ids_back, profile_back) = decode_record(&record, u.config()).unwrap();
     assert_eq!((&ids_back, &profile_back), (ids, profile));
     let view = u
         .profile_json(&Identifier::parse("user_id:victim").unwrap())

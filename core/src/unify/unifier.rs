@@ -52,7 +52,7 @@ pub struct Absorbed {
     /// The profile it was merged into.
     pub into: ProfileId,
     /// The audiences it was in.
-    pub audiences: std::collections::BTreeMap<String, i64>,
+    pub audiences: super::profile::Memberships,
 }
 
 /// A profile's timer moved: the store's time-ordered entry for it changes.
@@ -129,12 +129,18 @@ impl Unifier {
 
     /// A profile by id, to change (it is written back with the next changes).
     pub fn profile_mut(&mut self, id: &str) -> Option<&mut Profile> {
+        self.profile_mut_with_config(id).map(|(profile, _)| profile)
+    }
+
+    /// A profile by id, to change, with the configuration (for reading one while changing
+    /// the other).
+    pub fn profile_mut_with_config(&mut self, id: &str) -> Option<(&mut Profile, &ProfileConfig)> {
         let slot = self.profiles.get_mut(id)?;
         if !slot.changed {
             slot.changed = true;
             self.changed.push(id.to_owned());
         }
-        Some(&mut slot.profile)
+        Some((&mut slot.profile, &self.config))
     }
 
     /// The profile and its identifiers, by id.
@@ -305,7 +311,7 @@ impl Unifier {
     ///
     /// When the record cannot be read.
     pub fn load_record(&mut self, bytes: &[u8]) -> Result<(), RecordError> {
-        let (ids, profile) = record::decode_record(bytes)?;
+        let (ids, profile) = record::decode_record(bytes, &self.config)?;
         if self.graph.holds_profile(&ids.id) {
             return Ok(());
         }
@@ -367,7 +373,8 @@ impl Unifier {
             .filter_map(|id| {
                 let slot = self.profiles.get_mut(&id)?;
                 slot.changed = false;
-                let record = record::encode_record(self.graph.profile(&id)?, &slot.profile);
+                let record =
+                    record::encode_record(self.graph.profile(&id)?, &slot.profile, &self.config);
                 let next = slot.profile.segment.next_check;
                 if next != slot.stored_check {
                     timers.push(TimerChange {

@@ -40,7 +40,7 @@ pub fn profile_view(ids: &ProfileIds, profile: &Profile) -> Value {
         .segment
         .values
         .iter()
-        .map(|(name, (value, _))| (name.clone(), value.clone()))
+        .map(|(name, (value, _))| (name.to_string(), value.clone()))
         .collect();
     let audiences: Map<String, Value> = profile
         .segment
@@ -48,7 +48,7 @@ pub fn profile_view(ids: &ProfileIds, profile: &Profile) -> Value {
         .iter()
         .map(|(key, entered)| {
             let entered = timestamp::from_unix_millis(*entered).map(timestamp::format);
-            (key.clone(), json!({"enteredAt": entered}))
+            (key.to_string(), json!({"enteredAt": entered}))
         })
         .collect();
     let mut view = json!({
@@ -65,12 +65,12 @@ pub fn profile_view(ids: &ProfileIds, profile: &Profile) -> Value {
         "history": history,
     });
     if let Value::Object(fields) = &mut view {
-        let approximate: Vec<&String> = profile
+        let approximate: Vec<&str> = profile
             .segment
             .values
             .iter()
             .filter(|(_, (_, approximate))| *approximate)
-            .map(|(name, _)| name)
+            .map(|(name, _)| &**name)
             .collect();
         if !approximate.is_empty() {
             fields.insert("approximateTraits".to_owned(), json!(approximate));

@@ -609,7 +609,7 @@ impl<K: Kv> Workspace<K> {
         let Some(record) = self.kv.get(&profile_key(&profile)).await? else {
             return Ok(None);
         };
-        decode_record(&record)
+        decode_record(&record, &self.config)
             .map(Some)
             .map_err(|e| corrupt(e.to_string()))
     }
@@ -629,7 +629,8 @@ impl<K: Kv> Workspace<K> {
             start.clone_from(last);
             start.push(0);
             for (_, record) in page {
-                let (ids, profile) = decode_record(&record).map_err(|e| corrupt(e.to_string()))?;
+                let (ids, profile) =
+                    decode_record(&record, &self.config).map_err(|e| corrupt(e.to_string()))?;
                 each(ids, profile);
             }
         }
