@@ -686,7 +686,7 @@ async fn logical_sizes(
                 Some(b'i') => "identifiers (i/)",
                 Some(b'm') => "dedupe (m/)",
                 Some(b'e') => "events (e/)",
-                Some(b'a') => "change log (a/)",
+                Some(b'a') => "change log (a/, a group of changes each)",
                 Some(b't') => "timers (t/)",
                 _ => "meta",
             };

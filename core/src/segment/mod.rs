@@ -11,6 +11,7 @@
 
 mod condition;
 mod evaluate;
+pub mod log;
 mod stream;
 #[cfg(test)]
 mod tests;

@@ -5,13 +5,11 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 
 use super::evaluate::{Ctx, Members, Outcome};
 use super::{Bits, Segments, Stored};
 use crate::event::{Event, EventType};
-use crate::hex;
 use crate::timestamp;
 use crate::unify::computed::Series;
 use crate::unify::{Applied, Profile, ProfileConfig, ProfileId, Unifier, counted_name};
@@ -165,47 +163,17 @@ impl Logged {
             LoggedChange::Exited { audience, .. } => ("exited", audience),
             LoggedChange::Computed { name, .. } => ("computed", name),
         };
-        let text = format!("{}\0{kind}\0{key}\0{}", self.profile, self.at);
-        hex::encode(
-            Sha256::digest(text.as_bytes())
-                .get(..16)
-                .unwrap_or_default(),
-        )
+        super::log::entry_id(&self.profile, kind, key, self.at)
     }
 
     /// The entry as the change log and the API show it.
     pub fn to_json(&self) -> Value {
-        let at = timestamp::from_unix_millis(self.at).map(timestamp::format);
-        let mut out = json!({
-            "id": self.id(),
-            "number": self.number,
-            "profile": &*self.profile,
-            "at": at,
-        });
-        let fields = match &self.change {
-            LoggedChange::Entered {
-                audience,
-                name,
-                reasons,
-            } => json!({"type": "audience_entered", "event": "Audience Entered",
-                        "audience": &**audience, "name": &**name, "reasons": reasons.words()}),
-            LoggedChange::Exited {
-                audience,
-                name,
-                reasons,
-            } => json!({"type": "audience_exited", "event": "Audience Exited",
-                        "audience": &**audience, "name": &**name, "reasons": reasons.words()}),
-            LoggedChange::Computed {
-                name,
-                value,
-                approximate,
-            } => json!({"type": "computed_trait", "trait": &**name, "value": value,
-                        "approximate": approximate}),
-        };
-        if let (Value::Object(out), Value::Object(fields)) = (&mut out, fields) {
-            out.extend(fields);
-        }
-        out
+        super::log::entry(
+            self.number,
+            &self.profile,
+            self.at,
+            super::log::stored_change(&self.change),
+        )
     }
 }
 

@@ -856,3 +856,57 @@ fn streaming_with_timers_equals_evaluation_from_scratch() {
         );
     }
 }
+
+#[test]
+fn the_stored_change_log_reads_back_as_its_entries_from_any_number() {
+    let mut s = Stream::new(
+        r#"
+[[unify.profiles.computed]]
+name = "orders"
+event = "Order Completed"
+op = "count"
+[segment.audiences.buyers]
+when = {performed = "Order Completed"}
+[segment.audiences.quiet]
+when = {not_performed = "Product Viewed", window = "7d"}
+"#,
+    );
+    s.send(T0, order("u1"));
+    s.send(T0 + HOUR_MILLIS, order("u2"));
+    s.send(
+        T0 + 2 * HOUR_MILLIS,
+        json!({"event": "Product Viewed", "userId": "u1"}),
+    );
+    let entries: Vec<Value> = s.log.iter().map(Logged::to_json).collect();
+    let groups = log::stored_groups(&s.log);
+    // One group per evaluation: each first order logs a value and two entries, the view an
+    // exit.
+    assert_eq!(groups.len(), 3, "{entries:?}");
+    assert_eq!(
+        groups.iter().map(|(last, _)| *last).collect::<Vec<_>>(),
+        [3, 6, 7]
+    );
+    for after in 0..=7 {
+        let read: Vec<Value> = groups
+            .iter()
+            .filter(|(last, _)| *last > after)
+            .flat_map(|(_, bytes)| log::read_group(bytes, after).unwrap())
+            .collect();
+        let expected: Vec<Value> = entries
+            .iter()
+            .filter(|e| e["number"].as_u64().unwrap() > after)
+            .cloned()
+            .collect();
+        assert_eq!(read, expected, "after {after}");
+    }
+    assert_eq!(entries[1]["event"], json!("Audience Entered"));
+    assert_eq!(entries[1]["id"], json!(s.log[1].id()));
+    // An entry stored alone, as before groups, reads as it is.
+    let alone = entries[6].to_string();
+    assert_eq!(
+        log::read_group(alone.as_bytes(), 0).unwrap(),
+        [entries[6].clone()]
+    );
+    assert!(log::read_group(alone.as_bytes(), 7).unwrap().is_empty());
+    assert!(log::read_group(b"[1]", 0).is_err());
+}

@@ -278,6 +278,8 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         let Some(store) = self.existing(workspace).await? else {
             return Ok(Vec::new());
         };
+        // Groups are keyed by their last number: the first at or after `after + 1` holds
+        // it; each holds one change or more, so `limit` groups hold enough.
         let page = store
             .kv
             .scan(
@@ -286,12 +288,16 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
                 limit,
             )
             .await?;
-        page.into_iter()
-            .map(|(_, value)| {
-                serde_json::from_slice(&value)
-                    .map_err(|e| corrupt(format!("a change log entry: {e}")))
-            })
-            .collect()
+        let mut out = Vec::with_capacity(limit);
+        for (_, value) in page {
+            let entries = braid_core::segment::log::read_group(&value, after)
+                .map_err(|e| corrupt(e.to_string()))?;
+            out.extend(entries.into_iter().take(limit - out.len()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Makes everything durable and closes every store.

@@ -399,14 +399,15 @@ impl<K: Kv> Workspace<K> {
         Ok((seen, records))
     }
 
-    /// The change log's writes of what segmentation logged.
+    /// The change log's writes of what segmentation logged: the changes of one evaluation of
+    /// a profile in one group (`braid_core::segment::log`), keyed by its last number.
     fn log_writes(&self, logged: &[Logged]) -> Vec<KvWrite> {
         let ttl = self.segmentation.change_log_days.max(1) * DAY_MILLIS;
-        logged
-            .iter()
-            .map(|entry| KvWrite::Put {
-                key: change_key(entry.number),
-                value: entry.to_json().to_string().into_bytes(),
+        braid_core::segment::log::stored_groups(logged)
+            .into_iter()
+            .map(|(last, value)| KvWrite::Put {
+                key: change_key(last),
+                value,
                 ttl_millis: Some(ttl),
             })
             .collect()
