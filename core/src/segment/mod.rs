@@ -372,7 +372,7 @@ impl Segments {
         let ids = ProfileIds {
             id: String::new(),
             created_at: epoch,
-            identifiers: BTreeMap::new(),
+            identifiers: litemap::LiteMap::new(),
             history: Vec::new(),
             merges: 0,
             unlisted_drops: 0,

@@ -814,7 +814,7 @@ fn streaming_with_timers_equals_evaluation_from_scratch() {
         for ids in plain.graph().profiles() {
             let expected = from_scratch(&plain, &segments, ids, end);
             // The same person's profile in the streams: by one of its identifiers.
-            let (identifier, _) = ids.identifiers.first_key_value().unwrap();
+            let (identifier, _) = ids.identifiers.first().unwrap();
             let p = streamed.profile_with(identifier);
             let q = batch.profile_with(identifier);
             let streamed_members = streamed.members_of(&p);

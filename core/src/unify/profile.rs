@@ -283,13 +283,13 @@ pub struct Profile {
     /// Its id (the identity graph's).
     pub id: ProfileId,
     /// Traits.
-    pub traits: BTreeMap<String, TraitValue>,
+    pub traits: litemap::LiteMap<String, TraitValue>,
     /// The earliest event time.
     pub first_seen: OffsetDateTime,
     /// The latest event time.
     pub last_seen: OffsetDateTime,
     /// Events per name (`track` events by `event`; others by type, e.g. `page`).
-    pub event_counts: BTreeMap<String, u64>,
+    pub event_counts: litemap::LiteMap<String, u64>,
     /// Sessions: runs of events without a gap longer than the session timeout.
     pub sessions: u64,
     /// Configured aggregates by name.
@@ -370,10 +370,10 @@ impl Profile {
     pub(crate) fn new(id: ProfileId, at: OffsetDateTime) -> Profile {
         Profile {
             id,
-            traits: BTreeMap::new(),
+            traits: litemap::LiteMap::new(),
             first_seen: at,
             last_seen: at,
-            event_counts: BTreeMap::new(),
+            event_counts: litemap::LiteMap::new(),
             sessions: 0,
             aggregates: BTreeMap::new(),
             last_at: BTreeMap::new(),

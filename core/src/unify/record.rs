@@ -125,7 +125,7 @@ struct RecordWire {
     traits: BTreeMap<String, TraitWire>,
     first: i64,
     last: i64,
-    counts: BTreeMap<String, u64>,
+    counts: litemap::LiteMap<String, u64>,
     sessions: u64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     aggregates: BTreeMap<String, Value>,
@@ -426,7 +426,7 @@ pub fn decode_record(
     let time = |ms: i64| {
         from_millis(ms).ok_or_else(|| RecordError::Malformed(format!("time out of range: {ms}")))
     };
-    let mut identifiers = BTreeMap::new();
+    let mut identifiers = litemap::LiteMap::new();
     for (kind, value, first) in wire.ids {
         identifiers.insert(Identifier::new(IdType::parse(&kind), value), time(first)?);
     }
@@ -471,7 +471,7 @@ pub fn decode_record(
             change,
         });
     }
-    let mut traits = BTreeMap::new();
+    let mut traits = litemap::LiteMap::new();
     for (key, t) in wire.traits {
         let value = TraitValue {
             value: t.value,

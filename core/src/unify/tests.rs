@@ -507,7 +507,7 @@ fn traits_follow_their_survivorship_rules() {
         apply(&mut u, &lake_event(&format!("t{i}"), at, event));
     }
     let p = profile_of(&u, "user_id:u");
-    let value = |key: &str| p.traits[key].value.clone();
+    let value = |key: &str| p.traits.get(key).unwrap().value.clone();
     assert_eq!(value("name"), json!("Jane D."), "most recent by event time");
     assert_eq!(value("signup_channel"), json!("ads"), "first seen");
     assert_eq!(
@@ -516,9 +516,9 @@ fn traits_follow_their_survivorship_rules() {
         "blue 3 times, red twice (last)"
     );
     assert_eq!(value("plan"), json!("pro"), "the CRM outranks the website");
-    assert_eq!(p.traits["plan"].source.as_deref(), Some("crm"));
+    assert_eq!(p.traits.get("plan").unwrap().source.as_deref(), Some("crm"));
     assert_eq!(value("tags"), json!(["a", "b"]), "lists are unioned");
-    assert_eq!(p.traits["name"].message_id, "t1");
+    assert_eq!(p.traits.get("name").unwrap().message_id, "t1");
 }
 
 #[test]
@@ -531,7 +531,11 @@ fn sequence_numbers_order_events_with_the_same_time() {
     apply(&mut u, &lake_event("s2", 5, event("second", 2)));
     apply(&mut u, &lake_event("s1", 5, event("first", 1)));
     assert_eq!(
-        profile_of(&u, "anonymous_id:a").traits["step"].value,
+        profile_of(&u, "anonymous_id:a")
+            .traits
+            .get("step")
+            .unwrap()
+            .value,
         json!("second")
     );
 }
@@ -562,8 +566,8 @@ fn computed_fields_and_aggregates() {
     let p = profile_of(&u, "user_id:u");
     assert_eq!(p.first_seen, minutes(0));
     assert_eq!(p.last_seen, minutes(100));
-    assert_eq!(p.event_counts["page"], 1);
-    assert_eq!(p.event_counts["Order Completed"], 3);
+    assert_eq!(p.event_counts.get("page").copied().unwrap(), 1);
+    assert_eq!(p.event_counts.get("Order Completed").copied().unwrap(), 3);
     assert_eq!(
         p.sessions, 2,
         "0–10, then 100 after a gap over 30 minutes (50 is late, within)"
@@ -640,9 +644,9 @@ fn merged_profiles_combine_their_state() {
     assert_eq!(u.profiles().count(), 1);
     let p = profile_of(&u, "user_id:u");
     assert_eq!(p.aggregates["revenue"], json!(15.0));
-    assert_eq!(p.event_counts["Order Completed"], 2);
+    assert_eq!(p.event_counts.get("Order Completed").copied().unwrap(), 2);
     assert_eq!(
-        p.traits["city"].value,
+        p.traits.get("city").unwrap().value,
         json!("Paris"),
         "most recent across both profiles"
     );
@@ -958,7 +962,14 @@ fn the_dedupe_window_counts_from_when_events_were_received() {
         ),
         "past the window the id counts again"
     );
-    assert_eq!(profile_of(&u, "user_id:u").event_counts["E"], 2);
+    assert_eq!(
+        profile_of(&u, "user_id:u")
+            .event_counts
+            .get("E")
+            .copied()
+            .unwrap(),
+        2
+    );
 }
 
 #[test]
@@ -1069,17 +1080,27 @@ fn a_hot_profile_stays_bounded_and_counts_what_it_kept_out() {
         2 * u64::try_from(events).unwrap()
     );
     assert_eq!(
-        profile.traits["tags"].value.as_array().unwrap().len(),
+        profile
+            .traits
+            .get("tags")
+            .unwrap()
+            .value
+            .as_array()
+            .unwrap()
+            .len(),
         MAX_LIST_ITEMS
     );
     assert_eq!(
-        profile.traits["tags"].value[MAX_LIST_ITEMS - 1],
+        profile.traits.get("tags").unwrap().value[MAX_LIST_ITEMS - 1],
         json!(format!("tag-{}", events - 1)),
         "the newest items"
     );
-    assert_eq!(profile.traits["colour"].counts.len(), MAX_COUNTED_VALUES);
     assert_eq!(
-        profile.traits["blob"].value,
+        profile.traits.get("colour").unwrap().counts.len(),
+        MAX_COUNTED_VALUES
+    );
+    assert_eq!(
+        profile.traits.get("blob").unwrap().value,
         json!("x"),
         "the 5 KB value was not kept"
     );
@@ -1115,8 +1136,8 @@ fn a_most_frequent_trait_finds_the_most_frequent_value_in_bounded_space() {
         apply(&mut u, &lake_event(&format!("m{i}"), i, event));
     }
     let profile = profile_of(&u, "user_id:u");
-    assert_eq!(profile.traits["colour"].value, json!("blue"));
-    assert!(profile.traits["colour"].counts.len() <= MAX_COUNTED_VALUES);
+    assert_eq!(profile.traits.get("colour").unwrap().value, json!("blue"));
+    assert!(profile.traits.get("colour").unwrap().counts.len() <= MAX_COUNTED_VALUES);
 }
 
 /// The limits on identifiers and merges per profile hold whatever the types' limits say: an
@@ -1449,8 +1470,22 @@ fn a_message_id_reused_by_another_sender_is_not_dropped() {
     ] {
         apply(&mut u, &lake_event(id, 0, track(user)));
     }
-    assert_eq!(profile_of(&u, "user_id:u1").event_counts["Bought"], 1);
-    assert_eq!(profile_of(&u, "user_id:u2").event_counts["Bought"], 2);
+    assert_eq!(
+        profile_of(&u, "user_id:u1")
+            .event_counts
+            .get("Bought")
+            .copied()
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        profile_of(&u, "user_id:u2")
+            .event_counts
+            .get("Bought")
+            .copied()
+            .unwrap(),
+        2
+    );
     assert_eq!(u.counters().collisions, 1);
     // The store's dedupe entry keeps both senders, and reads back as written.
     let changes = u.take_changes();

@@ -28,7 +28,9 @@ use crate::timestamp;
 pub struct Unifier {
     graph: IdentityGraph,
     config: ProfileConfig,
-    profiles: HashMap<ProfileId, Slot>,
+    /// Boxed: a map holds room for more entries than it has (up to twice as many after it
+    /// grows), and a profile is hundreds of bytes.
+    profiles: HashMap<ProfileId, Box<Slot>>,
     /// Events applied to a profile, ever (the number of the last).
     sequence: u64,
     /// Profiles changed since the last [`Unifier::take_changes`] (their slots say so too).
@@ -259,11 +261,13 @@ impl Unifier {
                     into: into.clone(),
                     audiences: absorbed.profile.segment.audiences.clone(),
                 });
-                let survivor = self.profiles.entry(into.clone()).or_insert_with(|| Slot {
-                    profile: Profile::new(into, absorbed.profile.first_seen),
-                    used: 0,
-                    changed: false,
-                    stored_check: None,
+                let survivor = self.profiles.entry(into.clone()).or_insert_with(|| {
+                    Box::new(Slot {
+                        profile: Profile::new(into, absorbed.profile.first_seen),
+                        used: 0,
+                        changed: false,
+                        stored_check: None,
+                    })
                 });
                 survivor.profile.absorb(absorbed.profile, &self.config);
             }
@@ -288,12 +292,15 @@ impl Unifier {
         self.clock += 1;
         let slot = match self.profiles.get_mut(profile_id) {
             Some(slot) => slot,
-            None => self.profiles.entry(profile_id.clone()).or_insert(Slot {
-                profile: Profile::new(profile_id.clone(), at),
-                used: 0,
-                changed: false,
-                stored_check: None,
-            }),
+            None => self
+                .profiles
+                .entry(profile_id.clone())
+                .or_insert(Box::new(Slot {
+                    profile: Profile::new(profile_id.clone(), at),
+                    used: 0,
+                    changed: false,
+                    stored_check: None,
+                })),
         };
         slot.profile.apply(event, &fact, &self.config);
         slot.used = self.clock;
@@ -322,7 +329,7 @@ impl Unifier {
             used: self.clock,
             changed: false,
         };
-        self.profiles.insert(ids.id.clone(), slot);
+        self.profiles.insert(ids.id.clone(), Box::new(slot));
         self.graph.load(ids);
         Ok(())
     }

@@ -50,7 +50,7 @@ pub struct ProfileIds {
     /// The time of its first event (the older profile's id survives a merge).
     pub created_at: OffsetDateTime,
     /// Its identifiers, with when each was first seen.
-    pub identifiers: BTreeMap<Identifier, OffsetDateTime>,
+    pub identifiers: litemap::LiteMap<Identifier, OffsetDateTime>,
     /// The decisions that made it what it is, in the order they were made: its creation and
     /// that of every profile merged into it, the identifiers that joined them, the merges, and
     /// identifiers of its events that were left out (each value and reason once, the first
@@ -190,7 +190,8 @@ pub const MAX_SENDERS_PER_MESSAGE_ID: usize = 8;
 #[derive(Clone, Debug)]
 pub struct IdentityGraph {
     rules: IdentityRules,
-    profiles: HashMap<ProfileId, ProfileIds>,
+    /// Boxed, as the unifier's profiles: a map holds room for more entries than it has.
+    profiles: HashMap<ProfileId, Box<ProfileIds>>,
     index: HashMap<Identifier, ProfileId>,
     /// `messageId` → its senders and when each one's event was received, and whether that
     /// is new since the last [`IdentityGraph::take_changes`] (not loaded from a store).
@@ -592,7 +593,7 @@ impl IdentityGraph {
         // and the event's new ones.
         let profiles: Vec<&ProfileIds> = touched
             .iter()
-            .filter_map(|p| self.profiles.get(p))
+            .filter_map(|p| self.profiles.get(p).map(|p| &**p))
             .collect();
         let held: usize = profiles.iter().map(|p| p.identifiers.len()).sum();
         let new = ids
@@ -644,7 +645,7 @@ impl IdentityGraph {
         }
         self.profiles.insert(
             id.clone(),
-            ProfileIds {
+            Box::new(ProfileIds {
                 id: id.clone(),
                 created_at: at,
                 identifiers,
@@ -652,7 +653,7 @@ impl IdentityGraph {
                 merges: 0,
                 unlisted_drops: 0,
                 verified: BTreeMap::new(),
-            },
+            }),
         );
         self.removed.remove(&id);
         self.record(
@@ -756,17 +757,17 @@ impl IdentityGraph {
             Some(profile) => profile,
             None => self.index.get(&self.rules.normalized(id)?)?,
         };
-        self.profiles.get(profile)
+        self.profiles.get(profile).map(|p| &**p)
     }
 
     /// A profile by id.
     pub fn profile(&self, id: &str) -> Option<&ProfileIds> {
-        self.profiles.get(id)
+        self.profiles.get(id).map(|p| &**p)
     }
 
     /// Every profile, by id.
     pub fn profiles(&self) -> impl Iterator<Item = &ProfileIds> {
-        self.profiles.values()
+        self.profiles.values().map(|p| &**p)
     }
 
     /// How many profiles there are.
@@ -827,7 +828,7 @@ impl IdentityGraph {
         for identifier in profile.identifiers.keys() {
             self.index.insert(identifier.clone(), profile.id.clone());
         }
-        self.profiles.insert(profile.id.clone(), profile);
+        self.profiles.insert(profile.id.clone(), Box::new(profile));
     }
 
     /// Loads what a store knows of a `messageId`: its senders, and when each one's event was
