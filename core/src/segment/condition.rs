@@ -528,6 +528,14 @@ impl Condition {
         }
     }
 
+    /// Whether it is one condition (not a combination or a negation).
+    pub fn is_leaf(&self) -> bool {
+        !matches!(
+            self,
+            Condition::And(_) | Condition::Or(_) | Condition::Not(_)
+        )
+    }
+
     /// Its leaf conditions in words, in the order of the tree.
     pub fn leaf_texts(&self, out: &mut Vec<String>) {
         match self {

@@ -55,6 +55,12 @@ pub struct Outcome {
     pub next: Option<i64>,
 }
 
+/// The state of a series that counted nothing.
+fn empty_series() -> &'static Series {
+    static EMPTY: std::sync::OnceLock<Series> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Series::default)
+}
+
 fn outcome(holds: bool, next: Option<i64>) -> Outcome {
     Outcome { holds, next }
 }
@@ -83,6 +89,7 @@ impl Ctx<'_> {
                 let Some((series, def)) = self.series_of(*slot) else {
                     return outcome(false, None);
                 };
+                let series = series.unwrap_or_else(|| empty_series());
                 let offset = self.config.offset_millis();
                 let computed = series.value(def, self.now, offset);
                 outcome(
@@ -161,19 +168,13 @@ impl Ctx<'_> {
         }
     }
 
-    /// The profile's state of the series at `slot` (empty when it counted nothing), with its
+    /// The profile's state of the series at `slot` (none when it counted nothing), with its
     /// definition.
-    fn series_of(&self, slot: Option<u16>) -> Option<(&Series, &ComputedTrait)> {
-        static EMPTY: std::sync::OnceLock<Series> = std::sync::OnceLock::new();
+    fn series_of(&self, slot: Option<u16>) -> Option<(Option<&Series>, &ComputedTrait)> {
         let slot = usize::from(slot?);
         let def = self.segments.series.get(slot)?;
         let store = *self.segments.store_of.get(slot)?;
-        let series = self
-            .profile
-            .series
-            .get(store)
-            .unwrap_or_else(|| EMPTY.get_or_init(Series::default));
-        Some((series, def))
+        Some((self.profile.series.get(store), def))
     }
 
     /// An event condition's count at now, and when it next changes (its series is the
@@ -188,6 +189,10 @@ impl Ctx<'_> {
                 self.profile.event_counts.get(event).copied().unwrap_or(0),
                 None,
             );
+        };
+        let Some(series) = series else {
+            // Nothing counted: 0, whatever the clock does.
+            return (0, None);
         };
         let offset = self.config.offset_millis();
         let n = series.count(def, self.now, offset);
@@ -226,6 +231,7 @@ impl Ctx<'_> {
             Condition::Computed { slot, .. } => {
                 let value = self.series_of(*slot).map_or(Value::Null, |(series, def)| {
                     series
+                        .unwrap_or_else(|| empty_series())
                         .value(def, self.now, self.config.offset_millis())
                         .value
                 });

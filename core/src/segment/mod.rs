@@ -207,6 +207,9 @@ pub struct Segments {
     store_of: Vec<u16>,
     /// The computed traits' names (the first series), as log entries share them.
     computed: Vec<Arc<str>>,
+    /// Each computed trait's place in the order of their names (how a profile's values are
+    /// sorted).
+    computed_rank: Vec<u16>,
     audience_series: Vec<ComputedTrait>,
     /// The audiences an event of a name can change (by its event conditions and the computed
     /// traits they compare), and those that traits, consent and identifiers can change.
@@ -290,6 +293,14 @@ impl Segments {
             audience_series,
             ..Segments::default()
         };
+        let mut by_name: Vec<usize> = (0..segments.computed.len()).collect();
+        by_name.sort_by(|a, b| segments.computed.get(*a).cmp(&segments.computed.get(*b)));
+        segments.computed_rank = vec![0; by_name.len()];
+        for (rank, position) in by_name.into_iter().enumerate() {
+            if let Some(slot) = segments.computed_rank.get_mut(position) {
+                *slot = u16::try_from(rank).unwrap_or(u16::MAX);
+            }
+        }
         segments.index(ordered, profiles);
         Ok(segments)
     }

@@ -12,7 +12,7 @@ use super::{Bits, Segments, Stored};
 use crate::event::{Event, EventType};
 use crate::timestamp;
 use crate::unify::computed::Series;
-use crate::unify::{Applied, Profile, ProfileConfig, ProfileId, Unifier, counted_name};
+use crate::unify::{Applied, Profile, ProfileConfig, Unifier, counted_name};
 
 /// What an event touched, for choosing the audiences to evaluate again.
 #[derive(Clone, Copy, Debug)]
@@ -205,14 +205,8 @@ impl Segments {
         }
         // The profiles the event may join: their timers due before it fire first, so that
         // what the clock changed happens at its own time, before the event.
-        let mut before: Vec<ProfileId> = unifier
-            .lookups(event)
-            .identifiers
-            .iter()
-            .filter_map(|id| unifier.graph().profile_of(id).map(|ids| ids.id.clone()))
-            .collect();
-        before.sort();
-        before.dedup();
+        let extracted = unifier.extract(event);
+        let before = unifier.profiles_of(&extracted);
         for profile in &before {
             self.fire_due(unifier, profile, now, log);
         }
@@ -221,7 +215,7 @@ impl Segments {
             .filter_map(|p| unifier.graph().profile(p))
             .map(|ids| ids.identifiers.len())
             .sum();
-        let applied = unifier.apply_from(event, origin);
+        let applied = unifier.apply_extracted(event, origin, extracted);
         let absorbed = unifier.take_absorbed();
         let Applied::Profile(profile) = &applied else {
             return applied;
@@ -320,7 +314,15 @@ impl Segments {
         let config = unifier.config();
         let offset = config.offset_millis();
         let now = now.max(current.segment.evaluated);
-        let mut out = Results::default();
+        let start = log.len();
+        let mut out = Results {
+            log,
+            id: &current.id,
+            profile: None,
+            at: now,
+            memberships: Vec::new(),
+            next: None,
+        };
         let (values, skipped_values) =
             self.computed_values(current, now, offset, touched, &mut out);
         let ctx = Ctx {
@@ -337,13 +339,17 @@ impl Segments {
             out.earliest(current.segment.next_check.filter(|at| *at > now));
         }
         for key in &removed {
-            out.changes.push(LoggedChange::Exited {
+            out.push(LoggedChange::Exited {
                 audience: Arc::clone(key),
                 name: Arc::clone(key),
                 reasons: Reasons::text("the audience was removed".to_owned()),
             });
         }
+        let Results {
+            memberships, next, ..
+        } = out;
         let Some((profile_mut, config)) = unifier.profile_mut_with_config(profile) else {
+            log.truncate(start);
             return;
         };
         self.write_back(
@@ -352,19 +358,14 @@ impl Segments {
             (now, offset),
             touched,
             values,
-            &out.memberships,
+            &memberships,
             removed,
         );
-        profile_mut.segment.next_check = out.next;
+        profile_mut.segment.next_check = next;
         profile_mut.segment.evaluated = now;
-        let id: Arc<str> = Arc::from(profile_mut.id.as_str());
-        for change in out.changes {
-            log.push(Logged {
-                number: unifier.next_logged(),
-                profile: Arc::clone(&id),
-                at: now,
-                change,
-            });
+        // Numbered in the order they were found, once the profile holds them.
+        for entry in log.get_mut(start..).unwrap_or_default() {
+            entry.number = unifier.next_logged();
         }
     }
 
@@ -376,7 +377,7 @@ impl Segments {
         &self,
         ctx: &Ctx<'_>,
         touched: &Touched<'_>,
-        out: &mut Results,
+        out: &mut Results<'_>,
     ) -> (Vec<Arc<str>>, bool) {
         let relevant = self.relevant(touched);
         // What can change: the relevant audiences and those that name them.
@@ -449,9 +450,15 @@ impl Segments {
             let Outcome { holds, next: at } = ctx.evaluate(&audience.when);
             out.earliest(at);
             if holds != was {
-                let mut picks = Vec::new();
-                ctx.deciding(&audience.when, &mut 0, &mut picks);
-                out.change(audience, position, holds, Arc::from(picks));
+                let picks: Arc<[(u16, bool)]> = if audience.when.is_leaf() {
+                    // A tree of one condition: it decided, as it holds.
+                    Arc::from([(0, holds)])
+                } else {
+                    let mut picks = Vec::new();
+                    ctx.deciding(&audience.when, &mut 0, &mut picks);
+                    Arc::from(picks)
+                };
+                out.change(audience, position, holds, picks);
             }
             members.set(position, (holds, at), holds != base);
         }
@@ -461,20 +468,34 @@ impl Segments {
     }
 }
 
-/// What one evaluation found: the changes to log, the memberships that changed (by position),
-/// and the earliest time a result can next change with the clock alone.
-#[derive(Default)]
-struct Results {
-    changes: Vec<LoggedChange>,
+/// What one evaluation found: the changes (pushed to the log as they are found, numbered once
+/// the profile holds them), the memberships that changed (by position), and the earliest time
+/// a result can next change with the clock alone.
+struct Results<'a> {
+    log: &'a mut Vec<Logged>,
+    /// The profile's id, and the same shared by its entries (made at the first).
+    id: &'a str,
+    profile: Option<Arc<str>>,
+    at: i64,
     memberships: Vec<(usize, bool)>,
     next: Option<i64>,
 }
 
-impl Results {
+impl Results<'_> {
     fn earliest(&mut self, at: Option<i64>) {
         if let Some(at) = at {
             self.next = Some(self.next.map_or(at, |n| n.min(at)));
         }
+    }
+
+    fn push(&mut self, change: LoggedChange) {
+        let profile = Arc::clone(self.profile.get_or_insert_with(|| Arc::from(self.id)));
+        self.log.push(Logged {
+            number: 0,
+            profile,
+            at: self.at,
+            change,
+        });
     }
 
     /// An entry into (`holds`) or an exit from `audience` (at `position`), decided by these
@@ -495,7 +516,7 @@ impl Results {
             Arc::clone(&audience.shared.0),
             Arc::clone(&audience.shared.1),
         );
-        self.changes.push(if holds {
+        self.push(if holds {
             LoggedChange::Entered {
                 audience: key,
                 name,
@@ -552,6 +573,26 @@ impl Segments {
             }
         }
         let stored = &mut profile_mut.segment.values;
+        if stored.is_empty() {
+            // A new profile's values, sorted by name at once.
+            let mut added: Vec<(u16, Arc<str>, (Value, bool))> = values
+                .into_iter()
+                .filter_map(|(position, value)| {
+                    let position = usize::from(position);
+                    let name = self.computed.get(position)?;
+                    let rank = self.computed_rank.get(position)?;
+                    Some((*rank, Arc::clone(name), value?))
+                })
+                .collect();
+            added.sort_unstable_by_key(|(rank, _, _)| *rank);
+            *stored = crate::unify::ComputedValues::from_sorted_store_unchecked(
+                added
+                    .into_iter()
+                    .map(|(_, name, value)| (name, value))
+                    .collect(),
+            );
+            return self.write_memberships(profile_mut, now, memberships, removed);
+        }
         for (position, value) in values {
             let Some(name) = self.computed.get(usize::from(position)) else {
                 continue;
@@ -568,6 +609,17 @@ impl Segments {
                 }
             }
         }
+        self.write_memberships(profile_mut, now, memberships, removed);
+    }
+
+    /// Writes the memberships that changed (and leaves the removed audiences).
+    fn write_memberships(
+        &self,
+        profile_mut: &mut Profile,
+        now: i64,
+        memberships: &[(usize, bool)],
+        removed: Vec<Arc<str>>,
+    ) {
         let stored = &mut profile_mut.segment.audiences;
         if stored.is_empty() {
             // A new profile's entries, sorted by key at once (one by one, each would move the
@@ -615,7 +667,7 @@ impl Segments {
         now: i64,
         offset: i64,
         touched: &Touched<'_>,
-        out: &mut Results,
+        out: &mut Results<'_>,
     ) -> (Vec<(u16, Option<(Value, bool)>)>, bool) {
         let empty = Series::default();
         let mut updates = Vec::new();
@@ -639,7 +691,7 @@ impl Segments {
                 let (shown, approximate) = value
                     .clone()
                     .unwrap_or_else(|| (def.op.empty_value(), false));
-                out.changes.push(LoggedChange::Computed {
+                out.push(LoggedChange::Computed {
                     name: Arc::clone(name),
                     value: shown,
                     approximate,

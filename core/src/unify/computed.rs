@@ -716,9 +716,10 @@ pub struct Series {
     /// workspace's time zone; 0 for all time; the session's number for a session).
     #[serde(default, skip_serializing_if = "Buckets::is_empty")]
     pub b: Buckets,
-    /// For unique traits: each value (JSON text) and the last bucket it was seen in.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub u: BTreeMap<String, i64>,
+    /// For unique traits: each value (JSON text) and the last bucket it was seen in (a sorted
+    /// list: most profiles see a handful).
+    #[serde(default, skip_serializing_if = "litemap::LiteMap::is_empty")]
+    pub u: litemap::LiteMap<String, i64>,
     /// For unique counts: whether values were let go past [`MAX_UNIQUE_COUNT`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub over: bool,
@@ -1128,7 +1129,7 @@ impl Series {
             first -= then.within.millis().div_euclid(size) + 1;
         }
         self.b.retain(|index| index >= first);
-        self.u.retain(|_, &mut seen| seen >= first);
+        self.u.retain(|_, &seen| seen >= first);
     }
 
     /// The value of `def` at `now` (ms).

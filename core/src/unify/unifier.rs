@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::identity::IdentityRules;
 use super::identity::{
-    Applied, Change, IdType, Identifier, IdentityGraph, ProfileId, ProfileIds, Seen, extract,
-    sender_of,
+    Applied, Change, Extracted, IdType, Identifier, IdentityGraph, ProfileId, ProfileIds, Seen,
+    extract, sender_of,
 };
 use super::profile::{Fact, Profile, ProfileConfig};
 use super::record::{self, RecordError, StoredCounters, StoredSeen};
@@ -214,6 +214,43 @@ impl Unifier {
     /// [`crate::catalogue::lake::line_origin`]): a copy of an event applied from another line
     /// is [`Applied::Copy`].
     pub fn apply_from(&mut self, event: &Event<'_>, origin: u64) -> Applied {
+        let extracted = self.extract(event);
+        self.apply_extracted(event, origin, extracted)
+    }
+
+    /// The identifiers of `event` under the workspace's rules, for
+    /// [`Unifier::apply_extracted`] (a caller that needs them before applying extracts once).
+    pub fn extract(&self, event: &Event<'_>) -> Extracted {
+        extract(event, self.graph.rules())
+    }
+
+    /// The profiles the identifiers of `extracted` belong to now (an alias's `previousId` as a
+    /// user id and as an anonymous id), sorted, without duplicates.
+    pub fn profiles_of(&self, extracted: &Extracted) -> Vec<ProfileId> {
+        let previous = extracted.previous_id.iter().flat_map(|previous| {
+            [IdType::UserId, IdType::AnonymousId]
+                .map(|kind| Identifier::new(kind, previous.clone()))
+        });
+        let mut out: Vec<ProfileId> = extracted
+            .ids
+            .iter()
+            .cloned()
+            .chain(previous)
+            .filter_map(|id| self.graph.profile_of(&id).map(|ids| ids.id.clone()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// [`Unifier::apply_from`] with the event's identifiers extracted already
+    /// ([`Unifier::extract`]).
+    pub fn apply_extracted(
+        &mut self,
+        event: &Event<'_>,
+        origin: u64,
+        mut extracted: Extracted,
+    ) -> Applied {
         let time = |key: &str| event.time_field(key).map(timestamp::to_millis);
         let Some(message_id) = event.message_id() else {
             return Applied::NoIdentity;
@@ -222,7 +259,6 @@ impl Unifier {
             return Applied::NoIdentity;
         };
         let received = time("receivedAt").unwrap_or(at);
-        let mut extracted = extract(event, self.graph.rules());
         extracted.sender = sender_of(event);
         // Strict identity: what the event proves decides whether it may set traits.
         let proofs = self
