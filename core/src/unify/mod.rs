@@ -13,6 +13,7 @@ mod identity;
 pub mod matching;
 mod profile;
 mod record;
+pub mod sketch;
 #[cfg(test)]
 mod tests;
 mod unifier;

@@ -243,13 +243,17 @@ impl Server {
                     Arc::clone(&stop),
                 ))
             });
-        let sweeping = spawn_sweeps(profiles.as_ref(), &config, &stop);
+        // Until the unify loop has applied the objects left from before the start, timers
+        // wait (see `sweep_loop`).
+        let caught_up = Arc::new(AtomicBool::new(false));
+        let sweeping = spawn_sweeps(profiles.as_ref(), &config, &stop, &caught_up);
         let unifying = match (&profiles, unify) {
             (Some(profiles), Some(new_objects)) => Some(tokio::spawn(unify_loop(
                 lake.clone(),
                 Arc::clone(profiles),
                 new_objects,
                 Arc::clone(&stop),
+                caught_up,
             ))),
             _ => None,
         };
@@ -355,6 +359,7 @@ async fn unify_loop<U: Unify>(
     unify: Arc<U>,
     mut new_objects: mpsc::UnboundedReceiver<Vec<String>>,
     stop: Arc<AtomicBool>,
+    caught_up: Arc<AtomicBool>,
 ) {
     let stopped = || stop.load(Ordering::Relaxed);
     match pending_keys(&lake).await {
@@ -368,11 +373,14 @@ async fn unify_loop<U: Unify>(
         }
         Err(error) => tracing::warn!(%error, "unify: the lake cannot be listed"),
     }
+    caught_up.store(new_objects.is_empty(), Ordering::Relaxed);
     while let Some(keys) = new_objects.recv().await {
+        caught_up.store(false, Ordering::Relaxed);
         if stopped() {
             return;
         }
         apply_logged(&lake, unify.as_ref(), &keys).await;
+        caught_up.store(new_objects.is_empty(), Ordering::Relaxed);
     }
 }
 
@@ -381,6 +389,7 @@ fn spawn_sweeps(
     profiles: Option<&Arc<LocalProfiles>>,
     config: &Config,
     stop: &Arc<AtomicBool>,
+    caught_up: &Arc<AtomicBool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let segments = config.segments().ok()?;
     if segments.is_empty() {
@@ -388,8 +397,18 @@ fn spawn_sweeps(
     }
     let profiles = Arc::clone(profiles?);
     let every = config.segment.timer_sweep_seconds.max(1);
-    Some(tokio::spawn(sweep_loop(profiles, every, Arc::clone(stop))))
+    Some(tokio::spawn(sweep_loop(
+        profiles,
+        every,
+        Arc::clone(stop),
+        Arc::clone(caught_up),
+    )))
 }
+
+/// How far behind the clock a sweep fires timers: an event received before a timer's time is
+/// in an object the unify loop holds (or soon will: the lake commits within milliseconds)
+/// when the timer fires, so it is applied first, at its own time, as a rebuild would.
+const SWEEP_BEHIND_MILLIS: i64 = 2_000;
 
 /// Stops the timer loop after the sweep at hand (a sweep cut short is done again at the
 /// next start: its effects are written with the profiles).
@@ -403,8 +422,15 @@ async fn stop_sweeps(sweeping: Option<tokio::task::JoinHandle<()>>, stop: &Atomi
 }
 
 /// Fires the profiles' timers (audiences and computed traits the clock alone changes) every
-/// `every` seconds, until `stop` is set.
-async fn sweep_loop(profiles: Arc<LocalProfiles>, every: u64, stop: Arc<AtomicBool>) {
+/// `every` seconds, until `stop` is set: due up to [`SWEEP_BEHIND_MILLIS`] ago, and only when
+/// the unify loop has applied every object it knows of (a timer fired past events still to
+/// apply would evaluate them at its later time, where a rebuild evaluates them at theirs).
+async fn sweep_loop(
+    profiles: Arc<LocalProfiles>,
+    every: u64,
+    stop: Arc<AtomicBool>,
+    caught_up: Arc<AtomicBool>,
+) {
     let period = Duration::from_secs(every);
     loop {
         // Short sleeps, so that a stop is seen within a fraction of a second.
@@ -419,10 +445,11 @@ async fn sweep_loop(profiles: Arc<LocalProfiles>, every: u64, stop: Arc<AtomicBo
             }
             tokio::time::sleep(left.min(Duration::from_millis(200))).await;
         }
-        match profiles
-            .sweep(braid_core::timestamp::unix_millis(now()))
-            .await
-        {
+        if !caught_up.load(Ordering::Relaxed) {
+            continue;
+        }
+        let until = braid_core::timestamp::unix_millis(now()) - SWEEP_BEHIND_MILLIS;
+        match profiles.sweep(until).await {
             Ok(0) => {}
             Ok(due) => tracing::debug!(due, "timers fired"),
             Err(error) => tracing::warn!(%error, "the timer sweep failed; the next one goes on"),
