@@ -643,25 +643,33 @@ async fn store_sweep_and_preview(
     let sweep = started.elapsed().as_secs_f64();
     let condition = config.segments()?.preview_condition(&json!({"and": [
         {"trait": "plan", "op": "=", "value": "pro"},
-        {"computed": "c11", "op": ">", "value": 40}
+        {"computed": "c01", "op": ">", "value": 40},
+        {"not": {"member": "a002"}}
     ]}))?;
-    let started = Instant::now();
-    let preview = profiles
-        .preview("bench", &condition, None, later, 10)
-        .await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let total = preview.get("profiles").and_then(Value::as_u64).unwrap_or(0);
-    let size = preview.get("size").and_then(Value::as_u64).unwrap_or(0);
-    Ok(vec![
-        format!(
-            "timer sweep       {due} profiles due 40 days on, in {sweep:.3} s: {:.0} profiles/s (durable)",
-            rate(due, sweep)
-        ),
-        format!(
-            "preview           {total} profiles read from the store, {size} meet it, in {seconds:.3} s: {:.1} s per million",
+    let mut lines = vec![format!(
+        "timer sweep       {due} profiles due 40 days on, in {sweep:.3} s: {:.0} profiles/s (durable)",
+        rate(due, sweep)
+    )];
+    // The first preview copies the profiles from the store; the next ones read the copy.
+    for what in ["first preview", "preview"] {
+        let started = Instant::now();
+        let preview = profiles
+            .preview("bench", &condition, None, later, 10)
+            .await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let total = preview.get("profiles").and_then(Value::as_u64).unwrap_or(0);
+        let size = preview.get("size").and_then(Value::as_u64).unwrap_or(0);
+        let source = if what == "preview" {
+            "from the copy in memory"
+        } else {
+            "copied from the store"
+        };
+        lines.push(format!(
+            "{what:<17} {total} profiles {source}, {size} meet it, in {seconds:.3} s: {:.2} s per million",
             seconds * 1e6 / total.max(1) as f64
-        ),
-    ])
+        ));
+    }
+    Ok(lines)
 }
 
 /// Entries and bytes (keys and values) of the bench workspace's store, by kind of key.

@@ -910,3 +910,52 @@ when = {not_performed = "Product Viewed", window = "7d"}
     assert!(log::read_group(alone.as_bytes(), 7).unwrap().is_empty());
     assert!(log::read_group(b"[1]", 0).is_err());
 }
+
+/// A preview reads profiles from their preview rows: every condition gives there what it gives
+/// on the whole profile.
+#[test]
+fn preview_rows_answer_as_the_profiles_do() {
+    let mut compared = 0;
+    let mut held = 0;
+    for seed in 1..=10_u64 {
+        let events = random_stream(seed);
+        let end = events.last().unwrap().1 + 3 * DAY_MILLIS;
+        let mut s = Stream::new(PROPERTY_CONFIG);
+        for (at, received, event) in &events {
+            s.send_at(*at, *received, event.clone());
+        }
+        let config = s.unifier.config().clone();
+        let mut conditions: Vec<Condition> = s
+            .segments
+            .audiences()
+            .iter()
+            .map(|a| a.when.clone())
+            .collect();
+        for extra in [
+            json!({"has_identifier": "anonymous_id"}),
+            json!({"member": "big"}),
+            json!({"performed": "Order Completed", "at_least": 2}),
+            json!({"trait": "vip", "op": "=", "value": true}),
+        ] {
+            conditions.push(s.segments.preview_condition(&extra).unwrap());
+        }
+        for ids in s.unifier.graph().profiles() {
+            let profile = s.unifier.profile(&ids.id).unwrap();
+            let row = crate::unify::encode_preview_row(ids, profile, &config);
+            let (row_ids, row_profile) = crate::unify::decode_preview_row(&row, &config).unwrap();
+            for condition in &conditions {
+                let whole = s.segments.meets(condition, ids, profile, &config, end);
+                let from_row = s
+                    .segments
+                    .meets(condition, &row_ids, &row_profile, &config, end);
+                assert_eq!(whole, from_row, "seed {seed}, {}: {condition:?}", ids.id);
+                compared += 1;
+                held += u32::from(whole);
+            }
+        }
+    }
+    assert!(
+        compared > 500 && held > 100,
+        "{compared} compared, {held} held"
+    );
+}

@@ -380,32 +380,140 @@ pub fn encode_record(ids: &ProfileIds, profile: &Profile, config: &ProfileConfig
         other_events: profile.other_events,
         refused_traits: profile.refused_traits,
         verified: proven_groups(&ids.verified),
-        series: profile
-            .series
-            .iter()
-            .filter_map(|(position, series)| {
-                Some((config.store(position)?.name.clone(), series.clone()))
-            })
-            .collect(),
+        series: series_wire(profile, config),
         consent: profile.consent.clone(),
-        seg: SegmentedWire {
-            at: profile.segment.evaluated,
-            values: profile
-                .segment
-                .values
-                .iter()
-                .map(|(name, value)| (name.to_string(), value.clone()))
-                .collect(),
-            aud: profile
-                .segment
-                .audiences
-                .iter()
-                .map(|(key, at)| (key.to_string(), *at))
-                .collect(),
-            next: profile.segment.next_check,
-        },
+        seg: segmented_wire(profile),
     };
     serde_json::to_vec(&wire).unwrap_or_default()
+}
+
+/// A profile as a preview of an audience reads it: only what conditions read — identifiers,
+/// trait values, event counts, series, consent, memberships — without the history, the
+/// traits' sources, the aggregates or the computed values, so that a million decode in a
+/// second or two ([`decode_preview_row`]).
+pub fn encode_preview_row(ids: &ProfileIds, profile: &Profile, config: &ProfileConfig) -> Vec<u8> {
+    let wire = PreviewWire {
+        id: ids.id.clone(),
+        ids: pairs(&ids.identifiers.keys().cloned().collect::<Vec<_>>()),
+        traits: profile
+            .traits
+            .iter()
+            .map(|(key, t)| (key.clone(), t.value.clone()))
+            .collect(),
+        counts: profile.event_counts.clone(),
+        series: series_wire(profile, config),
+        consent: profile.consent.clone(),
+        aud: profile
+            .segment
+            .audiences
+            .iter()
+            .map(|(key, at)| (key.to_string(), *at))
+            .collect(),
+    };
+    serde_json::to_vec(&wire).unwrap_or_default()
+}
+
+/// A profile as [`encode_preview_row`] wrote it: times, histories and sources are empty.
+///
+/// # Errors
+///
+/// When `bytes` are not such a row.
+pub fn decode_preview_row(
+    bytes: &[u8],
+    config: &ProfileConfig,
+) -> Result<(ProfileIds, Profile), RecordError> {
+    let wire: PreviewWire =
+        serde_json::from_slice(bytes).map_err(|e| RecordError::Malformed(e.to_string()))?;
+    let epoch = time::OffsetDateTime::UNIX_EPOCH;
+    let ids = ProfileIds {
+        id: wire.id.clone(),
+        created_at: epoch,
+        identifiers: wire
+            .ids
+            .into_iter()
+            .map(|pair| (unpair(pair), epoch))
+            .collect(),
+        history: Vec::new(),
+        merges: 0,
+        unlisted_drops: 0,
+        verified: BTreeMap::new(),
+    };
+    let mut profile = Profile::new(wire.id, epoch);
+    profile.traits = wire
+        .traits
+        .into_iter()
+        .map(|(key, value)| {
+            let value = TraitValue {
+                value,
+                at: epoch,
+                sequence: None,
+                source: None,
+                message_id: String::new(),
+                counts: BTreeMap::new(),
+            };
+            (key, value)
+        })
+        .collect();
+    profile.event_counts = wire.counts;
+    profile.series = wire
+        .series
+        .into_iter()
+        .filter_map(|(name, series)| Some((config.store_position(&name)?, series)))
+        .collect();
+    profile.consent = wire.consent;
+    profile.segment.audiences = wire
+        .aud
+        .into_iter()
+        .map(|(key, at)| (Arc::from(key), at))
+        .collect();
+    Ok((ids, profile))
+}
+
+/// [`encode_preview_row`]'s form.
+#[derive(Serialize, Deserialize)]
+struct PreviewWire {
+    id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ids: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "litemap::LiteMap::is_empty")]
+    traits: litemap::LiteMap<String, Value>,
+    #[serde(default, skip_serializing_if = "litemap::LiteMap::is_empty")]
+    counts: litemap::LiteMap<String, u64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    series: BTreeMap<String, Series>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    consent: Option<(i64, BTreeMap<String, bool>)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    aud: Vec<(String, i64)>,
+}
+
+fn series_wire(profile: &Profile, config: &ProfileConfig) -> BTreeMap<String, Series> {
+    profile
+        .series
+        .iter()
+        .filter_map(|(position, series)| {
+            Some((config.store(position)?.name.clone(), series.clone()))
+        })
+        .collect()
+}
+
+fn segmented_wire(profile: &Profile) -> SegmentedWire {
+    SegmentedWire {
+        at: profile.segment.evaluated,
+        values: profile
+            .segment
+            .values
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect(),
+        aud: profile
+            .segment
+            .audiences
+            .iter()
+            .map(|(key, at)| (key.to_string(), *at))
+            .collect(),
+        next: profile.segment.next_check,
+    }
 }
 
 /// Reads a record written by [`encode_record`], its series placed by `config` (one that

@@ -19,6 +19,7 @@
 mod error;
 mod keys;
 pub mod kv;
+mod preview;
 mod read;
 #[cfg(test)]
 mod tests;

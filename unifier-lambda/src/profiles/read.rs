@@ -5,10 +5,13 @@ use braid_core::segment::Condition;
 use braid_core::unify::{Identifier, lineage, profile_view};
 use serde_json::Value;
 
+use std::sync::Arc;
+
 use super::ProfileUnify;
 use super::error::{ProfileError, corrupt};
 use super::keys::{CHANGE_PREFIX, change_key, event_key};
 use super::kv::{Kv as _, KvHome, prefix_end};
+use super::preview::{Ask, Found};
 use crate::lake::store::ObjectStore;
 
 impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
@@ -207,56 +210,49 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         now: i64,
         sample: usize,
     ) -> Result<Value, ProfileError> {
-        let segments = &self.segmentation.segments;
-        let (mut total, mut size, mut entering, mut leaving) = (0_u64, 0_u64, 0_u64, 0_u64);
-        let (mut members, mut enter, mut leave) = (Vec::new(), Vec::new(), Vec::new());
-        let brief = |ids: &braid_core::unify::ProfileIds| {
-            let identifiers: Vec<String> = ids
-                .identifiers
-                .keys()
-                .filter(|id| id.kind != braid_core::unify::IdType::Browser)
-                .take(5)
-                .map(ToString::to_string)
-                .collect();
-            serde_json::json!({"id": ids.id, "identifiers": identifiers})
-        };
-        if let Some(store) = self.existing(workspace).await? {
-            store
-                .for_each_record(|ids, profile| {
-                    total += 1;
-                    let holds = segments.meets(condition, &ids, &profile, &self.config, now);
-                    if holds {
-                        size += 1;
-                        if members.len() < sample {
-                            members.push(brief(&ids));
-                        }
-                    }
-                    if let Some(key) = compare {
-                        let was = profile.segment.audiences.contains_key(key);
-                        if holds && !was {
-                            entering += 1;
-                            if enter.len() < sample {
-                                enter.push(brief(&ids));
-                            }
-                        } else if was && !holds {
-                            leaving += 1;
-                            if leave.len() < sample {
-                                leave.push(brief(&ids));
-                            }
-                        }
-                    }
+        let found = match self.existing(workspace).await? {
+            Some(store) => {
+                let rows = store.preview_rows().await?;
+                let segments = Arc::clone(&self.segmentation.segments);
+                let config = self.config.clone();
+                let condition = condition.clone();
+                let compare = compare.map(str::to_owned);
+                // Decoding every profile is the work of a second or more: off the runtime's
+                // threads, on every core.
+                tokio::task::spawn_blocking(move || {
+                    let ask = Ask {
+                        segments: &segments,
+                        config: &config,
+                        condition: &condition,
+                        compare: compare.as_deref(),
+                        now,
+                        sample,
+                    };
+                    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+                    rows.preview(&ask, threads)
                 })
-                .await?;
-        }
+                .await
+                .map_err(|e| corrupt(format!("a preview failed: {e}")))?
+            }
+            None => Found::default(),
+        };
+        let brief = |list: Vec<(String, Vec<String>)>| -> Vec<Value> {
+            list.into_iter()
+                .map(|(id, identifiers)| serde_json::json!({"id": id, "identifiers": identifiers}))
+                .collect()
+        };
         let at = braid_core::timestamp::from_unix_millis(now).map(braid_core::timestamp::format);
         let mut out = serde_json::json!({
-            "at": at, "profiles": total, "size": size, "sample": members,
+            "at": at, "profiles": found.total, "size": found.size,
+            "sample": brief(found.members),
         });
         if let (Some(key), Value::Object(fields)) = (compare, &mut out) {
             fields.insert(
                 "compared".to_owned(),
-                serde_json::json!({"audience": key, "entering": entering, "leaving": leaving,
-                                   "enteringSample": enter, "leavingSample": leave}),
+                serde_json::json!({"audience": key, "entering": found.entering,
+                                   "leaving": found.leaving,
+                                   "enteringSample": brief(found.enter),
+                                   "leavingSample": brief(found.leave)}),
             );
         }
         Ok(out)

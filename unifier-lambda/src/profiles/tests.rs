@@ -742,3 +742,86 @@ async fn explain_and_preview_answer_from_the_store() {
         .to_string();
     assert!(error.contains("not counted by any audience"), "{error}");
 }
+
+/// A preview reads a copy of the profiles made at the first preview; later batches keep it
+/// current: new profiles, merged ones, memberships the clock changed.
+#[tokio::test]
+async fn the_preview_copy_follows_new_events_merges_and_timers() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = LocalStore::open(dir.path()).unwrap();
+    let home = MemoryHome::default();
+    let unify = segmented(&lake, &home);
+    let now = purchases(&lake, &unify).await;
+    let segments = Segmentation::of(&segmented_config()).segments;
+    let everyone = segments
+        .preview_condition(&json!({"performed": "Buy"}))
+        .unwrap();
+    let recent = segments
+        .preview_condition(&json!({"member": "recent"}))
+        .unwrap();
+    // What the store holds, evaluated by hand: profiles, and those in "recent".
+    let expected = |snapshot: &[Value]| {
+        let in_recent = snapshot
+            .iter()
+            .filter(|p| p["audiences"].get("recent").is_some())
+            .count();
+        (snapshot.len(), in_recent)
+    };
+    let (profiles, in_recent) = expected(&unify.snapshot("w").await.unwrap());
+    let first = unify.preview("w", &recent, None, now, 2).await.unwrap();
+    assert_eq!(
+        (first["profiles"].clone(), first["size"].clone()),
+        (json!(profiles), json!(in_recent))
+    );
+    // A new buyer, an anonymous buyer, then the anonymous one logs in as u1 (a merge).
+    let time = |at: i64| {
+        braid_core::timestamp::format(braid_core::timestamp::from_unix_millis(at).unwrap())
+    };
+    let events = [
+        json!({"type": "track", "event": "Buy", "messageId": "n1", "userId": "newcomer",
+               "timestamp": time(now + 1), "receivedAt": time(now + 1)}),
+        json!({"type": "track", "event": "Buy", "messageId": "n2", "anonymousId": "anon-9",
+               "timestamp": time(now + 2), "receivedAt": time(now + 2)}),
+        json!({"type": "identify", "messageId": "n3", "anonymousId": "anon-9", "userId": "u1",
+               "timestamp": time(now + 3), "receivedAt": time(now + 3)}),
+    ];
+    let content: String = events.iter().map(|e| e.to_string() + "\n").collect();
+    let key = format!(
+        "raw/workspace=w/date=2024-05-01/hour=11/{}.ndjson.gz",
+        braid_core::catalogue::lake::batch_id(content.as_bytes())
+    );
+    lake.put(&key, gzip(content.as_bytes())).await.unwrap();
+    unify_objects(&lake, &unify, &[key], OffsetDateTime::UNIX_EPOCH)
+        .await
+        .unwrap();
+    let snapshot = unify.snapshot("w").await.unwrap();
+    assert_eq!(
+        snapshot.len(),
+        profiles + 1,
+        "one new profile, one merged away"
+    );
+    let after = unify
+        .preview("w", &everyone, None, now + 3, 500)
+        .await
+        .unwrap();
+    assert_eq!(after["profiles"], json!(snapshot.len()));
+    assert_eq!(after["size"], json!(snapshot.len()));
+    let sampled: std::collections::BTreeSet<&str> = after["sample"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    let stored: std::collections::BTreeSet<&str> =
+        snapshot.iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(sampled, stored);
+    // Ten days on, the timers empty "recent".
+    unify.sweep(now + 10 * DAY).await.unwrap();
+    let (_, in_recent) = expected(&unify.snapshot("w").await.unwrap());
+    assert_eq!(in_recent, 0);
+    let later = unify
+        .preview("w", &recent, None, now + 10 * DAY, 2)
+        .await
+        .unwrap();
+    assert_eq!(later["size"], json!(0));
+}

@@ -12,7 +12,7 @@ use braid_core::segment::{Logged, Segments};
 use braid_core::unify::{
     Applied, Changes, Identifier, IdentityRules, Profile, ProfileConfig, ProfileIds,
     ProfileStoreConfig, StoredCounters, StoredSeen, Unifier, decode_record, decode_seen,
-    encode_seen,
+    encode_preview_row, encode_seen,
 };
 
 use super::error::{ProfileError, corrupt};
@@ -22,6 +22,7 @@ use super::keys::{
     timers_until,
 };
 use super::kv::{Kv, KvWrite, prefix_end};
+use super::preview::PreviewRows;
 use crate::lake::feed::{LineEvent, LinesApplied};
 
 /// What [`Workspace::apply_lines`] did with the events of an object.
@@ -84,7 +85,13 @@ pub(super) struct Workspace<K> {
     /// candidates.
     identifier_paths: BTreeSet<String>,
     segmentation: Segmentation,
+    /// Every profile's preview row, once the workspace was previewed (then kept current by
+    /// every batch).
+    preview: std::sync::OnceLock<Arc<PreviewRows>>,
 }
+
+/// The rows a batch changes in the preview's copy (set after the batch is written).
+type PreviewChanges = Vec<(String, Option<Vec<u8>>)>;
 
 /// The map paths of the traits unify reads identifiers from (`traits.email`, ...).
 fn identifier_paths(rules: &IdentityRules) -> BTreeSet<String> {
@@ -117,6 +124,7 @@ impl<K: Kv> Workspace<K> {
             config: config.clone(),
             identifier_paths: identifier_paths(rules),
             segmentation,
+            preview: std::sync::OnceLock::new(),
         };
         workspace.reset().await?;
         Ok(workspace)
@@ -276,7 +284,7 @@ impl<K: Kv> Workspace<K> {
         let mut copies = Vec::new();
         let mut logged = Vec::new();
         let segments = Arc::clone(&self.segmentation.segments);
-        let (changes, applied, collisions, map_writes) = {
+        let (changes, applied, collisions, map_writes, previewed) = {
             let mut unifier = self.state()?;
             // The events applied to a profile (not copies of applied ones) are what the map
             // counts, each with the identifiers its profile has once it is applied.
@@ -318,19 +326,21 @@ impl<K: Kv> Workspace<K> {
                 }
             }
             let changes = unifier.take_changes();
+            let previewed = self.preview_changes(&unifier, &changes);
             let collisions = changes.counters.collisions - collisions_before;
             unifier.forget_seen();
             unifier.take_log();
             let map_writes = map
                 .map(|mut map| map_writes(&mut map, applied > 0))
                 .unwrap_or_default();
-            (changes, applied, collisions, map_writes)
+            (changes, applied, collisions, map_writes, previewed)
         };
         // Write back, in one batch.
         let mut batch = self.batch(changes, indexed, settings);
         batch.extend(self.log_writes(&logged));
         batch.extend(map_writes);
         self.kv.write(batch).await?;
+        self.apply_preview(previewed);
         self.unflushed.store(true, Ordering::SeqCst);
         self.state()?.evict_to(settings.cache_profiles);
         Ok(EventsApplied {
@@ -470,8 +480,11 @@ impl<K: Kv> Workspace<K> {
                         fired += 1;
                     }
                 }
-                unifier.take_changes()
+                let changes = unifier.take_changes();
+                let previewed = self.preview_changes(&unifier, &changes);
+                (changes, previewed)
             };
+            let (changes, previewed) = changes;
             // Every timer read is done with: those that moved were put again at their new time.
             let mut batch: Vec<KvWrite> = due
                 .into_iter()
@@ -480,12 +493,69 @@ impl<K: Kv> Workspace<K> {
             batch.extend(self.batch(changes, Vec::new(), settings));
             batch.extend(self.log_writes(&logged));
             self.kv.write(batch).await?;
+            self.apply_preview(previewed);
             self.unflushed.store(true, Ordering::SeqCst);
             self.state()?.evict_to(settings.cache_profiles);
             if !full {
                 return Ok(fired);
             }
         }
+    }
+
+    /// The rows of a batch's changed profiles for the preview's copy, when there is one: each
+    /// changed profile's preview row, or none for a profile merged into another.
+    fn preview_changes(&self, unifier: &Unifier, changes: &Changes) -> PreviewChanges {
+        if self.preview.get().is_none() {
+            return Vec::new();
+        }
+        let mut out: PreviewChanges = changes
+            .profiles
+            .iter()
+            .filter_map(|(id, _)| {
+                let (ids, profile) = unifier.profile_and_ids(id)?;
+                Some((
+                    id.clone(),
+                    Some(encode_preview_row(ids, profile, &self.config)),
+                ))
+            })
+            .collect();
+        out.extend(changes.removed.iter().map(|id| (id.clone(), None)));
+        out
+    }
+
+    /// Applies a written batch's rows to the preview's copy.
+    fn apply_preview(&self, changes: PreviewChanges) {
+        let Some(rows) = self.preview.get() else {
+            return;
+        };
+        for (id, row) in changes {
+            match row {
+                Some(row) => rows.put(id, row),
+                None => rows.remove(&id),
+            }
+        }
+    }
+
+    /// The preview's copy of every profile, read from the store the first time (batches wait
+    /// meanwhile, so that none is missed).
+    pub(super) async fn preview_rows(&self) -> Result<Arc<PreviewRows>, ProfileError> {
+        if let Some(rows) = self.preview.get() {
+            return Ok(Arc::clone(rows));
+        }
+        let _writer = self.writer.lock().await;
+        if let Some(rows) = self.preview.get() {
+            return Ok(Arc::clone(rows));
+        }
+        let rows = PreviewRows::new();
+        self.for_each_record(|ids, profile| {
+            rows.put(
+                ids.id.clone(),
+                encode_preview_row(&ids, &profile, &self.config),
+            );
+        })
+        .await?;
+        let rows = Arc::new(rows);
+        Ok(Arc::clone(self.preview.get_or_init(|| rows)))
     }
 
     /// The writes of what a batch changed.
