@@ -122,25 +122,37 @@ fn slow_and_idle_clients_are_cut_off_while_others_are_served() {
 fn connections_over_the_limit_get_503_and_the_server_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let server = limited_server(dir.path(), "");
-    // Idle connections up to the limit: held (until the header timeout).
-    let mut idle: Vec<TcpStream> = (0..MAX_CONNECTIONS).map(|_| connect(&server)).collect();
+    // Idle connections up to the limit are held (until the header timeout); one more is
+    // answered at once and closed. Which one is over the limit depends on when the server saw
+    // the start-up probe's connection close (a loaded machine may see it late, and refuse one
+    // more), so the test counts rather than picks.
     std::thread::sleep(Duration::from_millis(200));
-    // One more is answered at once and closed.
-    let mut over = connect(&server);
-    let (sent, _) = read_to_close(&mut over);
-    let reply = parse_response(&sent).unwrap();
-    assert_eq!(reply.status, 503, "{}", reply.text());
-    assert_eq!(reply.json()["errors"][0]["code"], "too_many_connections");
-    assert_eq!(reply.header("retry-after"), Some("1"));
-    // The idle ones are closed by the header timeout; then everyone is served again.
-    for stream in &mut idle {
-        let _ = read_to_close(stream);
+    let mut streams: Vec<TcpStream> = (0..=MAX_CONNECTIONS).map(|_| connect(&server)).collect();
+    let mut refused = Vec::new();
+    for stream in &mut streams {
+        let (sent, _) = read_to_close(stream);
+        if !sent.is_empty() {
+            refused.push(parse_response(&sent).unwrap());
+        }
     }
+    assert!(
+        (1..=2).contains(&refused.len()),
+        "{} refused of {}",
+        refused.len(),
+        MAX_CONNECTIONS + 1
+    );
+    for reply in &refused {
+        assert_eq!(reply.status, 503, "{}", reply.text());
+        assert_eq!(reply.json()["errors"][0]["code"], "too_many_connections");
+        assert_eq!(reply.header("retry-after"), Some("1"));
+    }
+    // The idle ones were closed by the header timeout; now everyone is served again.
     let reply = server.post("/v1/batch", &batch(1));
     assert_eq!(reply.status, 200, "{}", reply.text());
     let metrics = braid_tests::request(server.addr, "GET", "/metrics", &[], b"").unwrap();
+    let refused_total = format!("braid_refused_connections_total {}", refused.len());
     assert!(
-        metrics.text().contains("braid_refused_connections_total 1"),
+        metrics.text().contains(&refused_total),
         "{}",
         metrics.text()
     );

@@ -583,7 +583,7 @@ impl ComputedTrait {
 
     /// Whether an event of `name` that passes the filters its steps read is a first step, a
     /// second step (of a funnel), or both.
-    pub fn steps(&self, name: &str, passes: impl Fn(&[Filter]) -> bool) -> (bool, bool) {
+    pub fn steps(&self, name: &str, mut passes: impl FnMut(&[Filter]) -> bool) -> (bool, bool) {
         let first = self.event == name && passes(&self.filters);
         let second = self
             .then

@@ -9,7 +9,7 @@ use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
 use super::computed::{
-    ComputedTrait, Filter, MAX_COMPUTED, SeriesSet, count_capped, path_value, shared_stores,
+    ComputedTrait, Filter, MAX_COMPUTED, SeriesSet, count_capped, shared_stores,
 };
 use super::identity::ProfileId;
 use crate::event::{Event, EventType};
@@ -351,6 +351,37 @@ pub struct Segmented {
     pub next_check: Option<i64>,
 }
 
+/// The properties an event's series read, each read once (a dotted path inside
+/// `properties`), without converting the rest.
+#[derive(Default)]
+struct Properties {
+    read: Vec<(String, Option<serde_json::Value>)>,
+}
+
+impl Properties {
+    fn get(&mut self, event: &Event<'_>, path: &str) -> Option<&serde_json::Value> {
+        let at = match self.read.iter().position(|(p, _)| p == path) {
+            Some(at) => at,
+            None => {
+                let value = event
+                    .object("properties")
+                    .and_then(|properties| property(&properties, path));
+                self.read.push((path.to_owned(), value));
+                self.read.len() - 1
+            }
+        };
+        self.read.get(at)?.1.as_ref()
+    }
+}
+
+/// The value at a dotted path inside an object of an event.
+fn property(object: &crate::json::Obj<'_>, path: &str) -> Option<serde_json::Value> {
+    match path.split_once('.') {
+        None => object.get(path).map(Node::to_value),
+        Some((head, rest)) => property(&*object.get(head)?.as_object()?, rest),
+    }
+}
+
 /// One event, as profiles read it: what a trait's value records about where it came from.
 pub(super) struct Fact<'a> {
     /// The event's `messageId`.
@@ -429,32 +460,17 @@ impl Profile {
         fact: &Fact<'_>,
         config: &ProfileConfig,
     ) {
-        let mut properties: Option<serde_json::Value> = None;
+        let mut properties = Properties::default();
         let at = unix_millis(fact.at);
         for (position, def) in config.stores_of_event(name) {
-            // The properties are converted once, and only for a series that reads them (a
-            // plain count reads none).
-            let reads = def.op.reads_property()
-                || !def.filters.is_empty()
-                || def.then.as_ref().is_some_and(|t| !t.filters.is_empty());
-            let properties: &serde_json::Value = if reads {
-                properties.get_or_insert_with(|| {
-                    event
-                        .object("properties")
-                        .map_or(serde_json::Value::Null, |p| {
-                            serde_json::Value::Object(p.to_map())
-                        })
+            let mut passes = |filters: &[Filter]| {
+                filters.iter().all(|f| {
+                    let value = properties.get(event, &f.property);
+                    f.op.holds(value, &f.value)
                 })
-            } else {
-                &serde_json::Value::Null
-            };
-            let passes = |filters: &[Filter]| {
-                filters
-                    .iter()
-                    .all(|f| f.op.holds(path_value(properties, &f.property), &f.value))
             };
             if def.then.is_some() {
-                let (first, second) = def.steps(name, passes);
+                let (first, second) = def.steps(name, &mut passes);
                 if first || second {
                     self.series.entry(position).add_step(
                         def,
@@ -470,7 +486,7 @@ impl Profile {
                 continue;
             }
             let value = if def.op.reads_property() {
-                path_value(properties, &def.property)
+                properties.get(event, &def.property)
             } else {
                 None
             };

@@ -227,17 +227,18 @@ impl Unifier {
     /// The profiles the identifiers of `extracted` belong to now (an alias's `previousId` as a
     /// user id and as an anonymous id), sorted, without duplicates.
     pub fn profiles_of(&self, extracted: &Extracted) -> Vec<ProfileId> {
-        let previous = extracted.previous_id.iter().flat_map(|previous| {
-            [IdType::UserId, IdType::AnonymousId]
-                .map(|kind| Identifier::new(kind, previous.clone()))
-        });
+        let graph = &self.graph;
         let mut out: Vec<ProfileId> = extracted
             .ids
             .iter()
-            .cloned()
-            .chain(previous)
-            .filter_map(|id| self.graph.profile_of(&id).map(|ids| ids.id.clone()))
+            .filter_map(|id| graph.profile_of_normalized(id).map(|ids| ids.id.clone()))
             .collect();
+        if let Some(previous) = &extracted.previous_id {
+            for kind in [IdType::UserId, IdType::AnonymousId] {
+                let id = Identifier::new(kind, previous.clone());
+                out.extend(graph.profile_of(&id).map(|ids| ids.id.clone()));
+            }
+        }
         out.sort();
         out.dedup();
         out

@@ -760,6 +760,12 @@ impl IdentityGraph {
         self.profiles.get(profile).map(|p| &**p)
     }
 
+    /// The profile an identifier already normalised belongs to (one an event's extraction
+    /// gave).
+    pub fn profile_of_normalized(&self, id: &Identifier) -> Option<&ProfileIds> {
+        self.profiles.get(self.index.get(id)?).map(|p| &**p)
+    }
+
     /// A profile by id.
     pub fn profile(&self, id: &str) -> Option<&ProfileIds> {
         self.profiles.get(id).map(|p| &**p)
