@@ -360,15 +360,14 @@ struct Properties {
 
 impl Properties {
     fn get(&mut self, event: &Event<'_>, path: &str) -> Option<&serde_json::Value> {
-        let at = match self.read.iter().position(|(p, _)| p == path) {
-            Some(at) => at,
-            None => {
-                let value = event
-                    .object("properties")
-                    .and_then(|properties| property(&properties, path));
-                self.read.push((path.to_owned(), value));
-                self.read.len() - 1
-            }
+        let at = if let Some(at) = self.read.iter().position(|(p, _)| p == path) {
+            at
+        } else {
+            let value = event
+                .object("properties")
+                .and_then(|properties| property(&properties, path));
+            self.read.push((path.to_owned(), value));
+            self.read.len() - 1
         };
         self.read.get(at)?.1.as_ref()
     }
