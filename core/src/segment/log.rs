@@ -30,18 +30,14 @@ pub(super) fn entry_id(profile: &str, kind: &str, key: &str, at: i64) -> String 
 /// A change as a group stores it: its type and what it names.
 pub(super) fn stored_change(change: &LoggedChange) -> Value {
     match change {
-        LoggedChange::Entered {
-            audience,
-            name,
-            reasons,
-        } => json!({"type": "audience_entered", "audience": &**audience, "name": &**name,
-                    "reasons": reasons.words()}),
-        LoggedChange::Exited {
-            audience,
-            name,
-            reasons,
-        } => json!({"type": "audience_exited", "audience": &**audience, "name": &**name,
-                    "reasons": reasons.words()}),
+        LoggedChange::Entered { audience, reasons } => {
+            json!({"type": "audience_entered", "audience": &*audience.key, "name": audience.name,
+                   "reasons": reasons.words(audience)})
+        }
+        LoggedChange::Exited { audience, reasons } => {
+            json!({"type": "audience_exited", "audience": &*audience.key, "name": audience.name,
+                   "reasons": reasons.words(audience)})
+        }
         LoggedChange::Computed {
             name,
             value,

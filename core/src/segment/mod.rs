@@ -26,7 +26,7 @@ use serde_json::Value;
 
 pub use condition::{Condition, ConditionError, Count, MAX_DEPTH, MAX_NODES, Test};
 pub use evaluate::{Ctx, Members, Outcome};
-pub use stream::{Logged, LoggedChange, Reasons};
+pub use stream::{AudienceInfo, Logged, LoggedChange, Reasons};
 
 use crate::timestamp;
 use crate::unify::computed::{ComputedOp, ComputedTrait, Window, shared_stores};
@@ -113,15 +113,15 @@ pub struct Audience {
     /// Its condition tree.
     pub when: Condition,
     depends: Depends,
-    /// Its key and name as the change log's entries share them.
-    shared: (Arc<str>, Arc<str>),
-    /// Its leaf conditions in words, in the order of the tree (the reasons of an entry or an
-    /// exit name them by their place).
-    leaves: Arc<[String]>,
+    /// Its key, name and leaf conditions in words, as the change log's entries share them.
+    info: Arc<AudienceInfo>,
+    /// For a tree of one condition, the reasons of an exit and of an entry: that condition,
+    /// not holding or holding.
+    leaf_reasons: (Reasons, Reasons),
     /// Whether a profile that holds nothing (no event, trait, identifier or consent) is in it,
     /// and the leaves that decide so: what a new profile's result is where its first event
     /// touched nothing the audience reads.
-    empty: (bool, Arc<[(u16, bool)]>),
+    empty: (bool, Reasons),
     /// Its place among the audiences in the order of their keys (how a profile's memberships
     /// are sorted).
     rank: u16,
@@ -368,7 +368,7 @@ impl Segments {
         for (position, (audience, (holds, picks))) in
             self.audiences.iter_mut().zip(empty).enumerate()
         {
-            audience.empty = (holds, Arc::from(picks));
+            audience.empty = (holds, Reasons::picked(picks));
             if holds {
                 self.empty_members.push(position);
             }
@@ -667,12 +667,19 @@ fn read_audiences(
             key.clone(),
             Audience {
                 key: key.clone(),
-                shared: (Arc::from(key.as_str()), Arc::from(name.as_str())),
+                info: Arc::new(AudienceInfo {
+                    key: Arc::from(key.as_str()),
+                    name: name.clone(),
+                    leaves: leaves.into(),
+                }),
+                leaf_reasons: (
+                    Reasons::picked(vec![(0, false)]),
+                    Reasons::picked(vec![(0, true)]),
+                ),
                 name,
                 when,
                 depends,
-                leaves: leaves.into(),
-                empty: (false, Arc::from(Vec::new())),
+                empty: (false, Reasons::picked(Vec::new())),
                 // Keys are read in order: this is the key's place among them.
                 rank: u16::try_from(audiences.len()).unwrap_or(u16::MAX),
                 dependents: Bits::default(),

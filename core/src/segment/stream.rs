@@ -83,25 +83,21 @@ pub struct Logged {
     pub change: LoggedChange,
 }
 
-/// What changed. Keys and names are shared with the compiled audiences, and reasons are kept
-/// as places in the tree until they are shown: a change costs no text until it is written.
+/// What changed. An audience is shared with the compiled audiences, and reasons are kept as
+/// places in its tree until they are shown: a change costs no text until it is written.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LoggedChange {
     /// The profile entered an audience, for these reasons (the conditions that decided).
     Entered {
-        /// The audience's key.
-        audience: Arc<str>,
-        /// Its name.
-        name: Arc<str>,
+        /// The audience.
+        audience: Arc<AudienceInfo>,
         /// The conditions that decided.
         reasons: Reasons,
     },
     /// The profile left an audience.
     Exited {
-        /// The audience's key.
-        audience: Arc<str>,
-        /// Its name.
-        name: Arc<str>,
+        /// The audience.
+        audience: Arc<AudienceInfo>,
         /// The conditions that decided.
         reasons: Reasons,
     },
@@ -116,41 +112,66 @@ pub enum LoggedChange {
     },
 }
 
+/// An audience as the change log names it: its key, its name, and its leaf conditions in
+/// words, in the order of the tree (the reasons of an entry or an exit name them by place).
+#[derive(Debug, PartialEq)]
+pub struct AudienceInfo {
+    /// Its key.
+    pub key: Arc<str>,
+    /// Its name.
+    pub name: String,
+    pub(super) leaves: Box<[String]>,
+}
+
+impl AudienceInfo {
+    /// An audience known by its key alone (one no longer configured).
+    fn unnamed(key: &Arc<str>) -> Arc<AudienceInfo> {
+        Arc::new(AudienceInfo {
+            key: Arc::clone(key),
+            name: key.to_string(),
+            leaves: Box::default(),
+        })
+    }
+}
+
 /// The conditions that decided an entry or an exit: leaves of the audience's tree, by place,
 /// with whether each holds, or a reason in words (a merge, a removed audience).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Reasons {
-    leaves: Arc<[String]>,
-    picks: Arc<[(u16, bool)]>,
-    words: Option<String>,
+pub enum Reasons {
+    /// Leaves by place, each with whether it holds.
+    Picked(Arc<[(u16, bool)]>),
+    /// A reason in words.
+    Text(Arc<str>),
 }
 
 impl Reasons {
     /// A reason in words.
-    pub fn text(words: String) -> Reasons {
-        Reasons {
-            leaves: Arc::from(Vec::new()),
-            picks: Arc::from(Vec::new()),
-            words: Some(words),
-        }
+    pub fn text(words: &str) -> Reasons {
+        Reasons::Text(Arc::from(words))
     }
 
-    /// The reasons in words: each deciding condition, as `not (...)` where it does not hold.
-    pub fn words(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .picks
-            .iter()
-            .filter_map(|&(leaf, holds)| {
-                let text = self.leaves.get(usize::from(leaf))?;
-                Some(if holds {
-                    text.clone()
-                } else {
-                    format!("not ({text})")
+    /// These leaves.
+    pub(super) fn picked(picks: Vec<(u16, bool)>) -> Reasons {
+        Reasons::Picked(Arc::from(picks))
+    }
+
+    /// The reasons in words, leaves read from `audience`: each deciding condition, as
+    /// `not (...)` where it does not hold.
+    pub fn words(&self, audience: &AudienceInfo) -> Vec<String> {
+        match self {
+            Reasons::Text(words) => vec![words.to_string()],
+            Reasons::Picked(picks) => picks
+                .iter()
+                .filter_map(|&(leaf, holds)| {
+                    let text = audience.leaves.get(usize::from(leaf))?;
+                    Some(if holds {
+                        text.clone()
+                    } else {
+                        format!("not ({text})")
+                    })
                 })
-            })
-            .collect();
-        out.extend(self.words.clone());
-        out
+                .collect(),
+        }
     }
 }
 
@@ -159,8 +180,8 @@ impl Logged {
     /// in every rebuild, so a receiver can recognize a redelivery.
     pub fn id(&self) -> String {
         let (kind, key) = match &self.change {
-            LoggedChange::Entered { audience, .. } => ("entered", audience),
-            LoggedChange::Exited { audience, .. } => ("exited", audience),
+            LoggedChange::Entered { audience, .. } => ("entered", &audience.key),
+            LoggedChange::Exited { audience, .. } => ("exited", &audience.key),
             LoggedChange::Computed { name, .. } => ("computed", name),
         };
         super::log::entry_id(&self.profile, kind, key, self.at)
@@ -221,19 +242,20 @@ impl Segments {
             return applied;
         };
         for gone in &absorbed {
+            let from: Arc<str> = Arc::from(gone.from.as_str());
+            let reasons = Reasons::text(&format!("merged into {}", gone.into));
             for key in gone.audiences.keys() {
-                let (audience, name) = match self.audience(key) {
-                    Some(a) => (Arc::clone(&a.shared.0), Arc::clone(&a.shared.1)),
-                    None => (Arc::clone(key), Arc::clone(key)),
+                let audience = match self.audience(key) {
+                    Some(a) => Arc::clone(&a.info),
+                    None => AudienceInfo::unnamed(key),
                 };
                 log.push(Logged {
                     number: unifier.next_logged(),
-                    profile: Arc::from(gone.from.as_str()),
+                    profile: Arc::clone(&from),
                     at: now,
                     change: LoggedChange::Exited {
                         audience,
-                        name,
-                        reasons: Reasons::text(format!("merged into {}", gone.into)),
+                        reasons: reasons.clone(),
                     },
                 });
             }
@@ -340,9 +362,8 @@ impl Segments {
         }
         for key in &removed {
             out.push(LoggedChange::Exited {
-                audience: Arc::clone(key),
-                name: Arc::clone(key),
-                reasons: Reasons::text("the audience was removed".to_owned()),
+                audience: AudienceInfo::unnamed(key),
+                reasons: Reasons::text("the audience was removed"),
             });
         }
         let Results {
@@ -416,7 +437,7 @@ impl Segments {
                     continue;
                 }
                 if let Some(audience) = self.audiences.get(position) {
-                    out.change(audience, position, true, Arc::clone(&audience.empty.1));
+                    out.change(audience, position, true, &audience.empty.1);
                 }
             }
         }
@@ -439,7 +460,7 @@ impl Segments {
             if !is_relevant {
                 if base != was {
                     // A new profile, in an audience that a profile holding nothing is in.
-                    out.change(audience, position, base, Arc::clone(&audience.empty.1));
+                    out.change(audience, position, base, &audience.empty.1);
                 }
                 continue;
             }
@@ -450,15 +471,23 @@ impl Segments {
             let Outcome { holds, next: at } = ctx.evaluate(&audience.when);
             out.earliest(at);
             if holds != was {
-                let picks: Arc<[(u16, bool)]> = if audience.when.is_leaf() {
+                if audience.when.is_leaf() {
                     // A tree of one condition: it decided, as it holds.
-                    Arc::from([(0, holds)])
+                    out.change(
+                        audience,
+                        position,
+                        holds,
+                        if holds {
+                            &audience.leaf_reasons.1
+                        } else {
+                            &audience.leaf_reasons.0
+                        },
+                    );
                 } else {
                     let mut picks = Vec::new();
                     ctx.deciding(&audience.when, &mut 0, &mut picks);
-                    Arc::from(picks)
-                };
-                out.change(audience, position, holds, picks);
+                    out.change(audience, position, holds, &Reasons::picked(picks));
+                }
             }
             members.set(position, (holds, at), holds != base);
         }
@@ -505,27 +534,17 @@ impl Results<'_> {
         audience: &super::Audience,
         position: usize,
         holds: bool,
-        picks: Arc<[(u16, bool)]>,
+        reasons: &Reasons,
     ) {
-        let reasons = Reasons {
-            leaves: Arc::clone(&audience.leaves),
-            picks,
-            words: None,
-        };
-        let (key, name) = (
-            Arc::clone(&audience.shared.0),
-            Arc::clone(&audience.shared.1),
-        );
+        let (info, reasons) = (Arc::clone(&audience.info), reasons.clone());
         self.push(if holds {
             LoggedChange::Entered {
-                audience: key,
-                name,
+                audience: info,
                 reasons,
             }
         } else {
             LoggedChange::Exited {
-                audience: key,
-                name,
+                audience: info,
                 reasons,
             }
         });
@@ -585,12 +604,11 @@ impl Segments {
                 })
                 .collect();
             added.sort_unstable_by_key(|(rank, _, _)| *rank);
-            *stored = crate::unify::ComputedValues::from_sorted_store_unchecked(
-                added
-                    .into_iter()
-                    .map(|(_, name, value)| (name, value))
-                    .collect(),
-            );
+            // Into a list of its own length (collected in place, it would keep the room of the
+            // wider list it came from for the profile's life).
+            let mut sorted = Vec::with_capacity(added.len());
+            sorted.extend(added.into_iter().map(|(_, name, value)| (name, value)));
+            *stored = crate::unify::ComputedValues::from_sorted_store_unchecked(sorted);
             return self.write_memberships(profile_mut, now, memberships, removed);
         }
         for (position, value) in values {
@@ -629,22 +647,22 @@ impl Segments {
                 .filter(|(_, holds)| *holds)
                 .filter_map(|&(position, _)| {
                     let audience = self.audiences.get(position)?;
-                    Some((audience.rank, Arc::clone(&audience.shared.0), now))
+                    Some((audience.rank, Arc::clone(&audience.info.key), now))
                 })
                 .collect();
             entered.sort_unstable_by_key(|(rank, _, _)| *rank);
-            *stored = crate::unify::Memberships::from_sorted_store_unchecked(
-                entered.into_iter().map(|(_, key, at)| (key, at)).collect(),
-            );
+            let mut sorted = Vec::with_capacity(entered.len());
+            sorted.extend(entered.into_iter().map(|(_, key, at)| (key, at)));
+            *stored = crate::unify::Memberships::from_sorted_store_unchecked(sorted);
         } else {
             for &(position, holds) in memberships {
                 let Some(audience) = self.audiences.get(position) else {
                     continue;
                 };
                 if holds {
-                    stored.insert(Arc::clone(&audience.shared.0), now);
+                    stored.insert(Arc::clone(&audience.info.key), now);
                 } else {
-                    stored.remove(&*audience.shared.0);
+                    stored.remove(&*audience.info.key);
                 }
             }
         }

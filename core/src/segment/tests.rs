@@ -94,8 +94,10 @@ impl Stream {
             .iter()
             .filter(|l| *l.profile == *profile)
             .map(|l| match &l.change {
-                LoggedChange::Entered { audience, .. } => ("entered", audience.to_string(), l.at),
-                LoggedChange::Exited { audience, .. } => ("exited", audience.to_string(), l.at),
+                LoggedChange::Entered { audience, .. } => {
+                    ("entered", audience.key.to_string(), l.at)
+                }
+                LoggedChange::Exited { audience, .. } => ("exited", audience.key.to_string(), l.at),
                 LoggedChange::Computed { name, .. } => ("computed", name.to_string(), l.at),
             })
             .collect()
@@ -153,12 +155,12 @@ when = {performed = "Order Completed", window = "7d"}
             ("exited", "recent_buyers".into(), T0 + 7 * DAY_MILLIS),
         ]
     );
-    let LoggedChange::Exited { reasons, name, .. } = &s.log[1].change else {
+    let LoggedChange::Exited { reasons, audience } = &s.log[1].change else {
         panic!("{:?}", s.log);
     };
-    assert_eq!(&**name, "Recent buyers");
+    assert_eq!(audience.name, "Recent buyers");
     assert_eq!(
-        reasons.words(),
+        reasons.words(audience),
         ["not (performed Order Completed in the last 7 days)"]
     );
     // Nothing left to wait for.
@@ -405,7 +407,7 @@ when = {performed = "Order Completed", at_least = 2}
         s.members("u1").keys().collect::<Vec<_>>(),
         ["one_order", "two_orders"]
     );
-    let LoggedChange::Exited { reasons, .. } = &s
+    let LoggedChange::Exited { reasons, audience } = &s
         .log
         .iter()
         .find(|l| *l.profile == **gone && matches!(l.change, LoggedChange::Exited { .. }))
@@ -414,7 +416,7 @@ when = {performed = "Order Completed", at_least = 2}
     else {
         unreachable!()
     };
-    assert_eq!(reasons.words(), [format!("merged into {survivor}")]);
+    assert_eq!(reasons.words(audience), [format!("merged into {survivor}")]);
 }
 
 #[test]
@@ -455,10 +457,10 @@ when = {and = [{member = "big"}, {consent = "marketing"}, {has_identifier = "ema
     );
     assert_eq!(s.members("u1").keys().collect::<Vec<_>>(), ["big"]);
     let p = s.profile_of("u1");
-    let LoggedChange::Exited { reasons, .. } = &s.log.last().unwrap().change else {
+    let LoggedChange::Exited { reasons, audience } = &s.log.last().unwrap().change else {
         panic!("{:?}", s.log.last());
     };
-    assert_eq!(reasons.words(), ["not (consents to marketing)"]);
+    assert_eq!(reasons.words(audience), ["not (consents to marketing)"]);
     // The explanation says why, condition by condition.
     let (ids, profile) = s.unifier.profile_and_ids(&p).unwrap();
     let members = BTreeMap::from([("big".to_owned(), (true, None))]);

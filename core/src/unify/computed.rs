@@ -711,23 +711,89 @@ fn is_zero_f(n: &f64) -> bool {
 
 /// One computed trait's state in a profile: its buckets, and for unique traits the bucket in
 /// which each value was last seen.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Most series are counts and sums: what only unique traits and capped funnels keep is boxed
+/// apart, so that a series costs two words besides its buckets (a profile holds a dozen).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Series {
     /// Partial results by bucket (the bucket's index: days or hours since the epoch in the
     /// workspace's time zone; 0 for all time; the session's number for a session).
-    #[serde(default, skip_serializing_if = "Buckets::is_empty")]
     pub b: Buckets,
+    /// Unique values, sketches and the flag of a cap reached; `None` while all are empty.
+    pub d: Option<Box<Distinct>>,
+}
+
+/// What a series keeps besides its buckets, for unique traits and funnels.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Distinct {
     /// For unique traits: each value (JSON text) and the last bucket it was seen in (a sorted
     /// list: most profiles see a handful).
-    #[serde(default, skip_serializing_if = "litemap::LiteMap::is_empty")]
     pub u: litemap::LiteMap<String, i64>,
-    /// For unique counts: whether values were let go past [`MAX_UNIQUE_COUNT`].
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// Whether values were let go past a cap ([`MAX_UNIQUE_COUNT`], a funnel's
+    /// [`MAX_STEP_TIMES`]): the value is approximate.
     pub over: bool,
     /// For unique counts past [`MAX_UNIQUE_COUNT`]: a sketch of the values seen, per bucket
     /// (see [`Sketch`]); its estimate is the count from then on, marked approximate.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub h: Vec<(i64, Sketch)>,
+}
+
+/// A series with nothing but buckets reads this.
+static NO_DISTINCT: Distinct = Distinct {
+    u: litemap::LiteMap::new(),
+    over: false,
+    h: Vec::new(),
+};
+
+/// A series as records keep it: its buckets and the fields of [`Distinct`], side by side (the
+/// format before they were boxed apart).
+#[derive(Serialize)]
+struct SeriesOut<'a> {
+    #[serde(skip_serializing_if = "Buckets::is_empty")]
+    b: &'a Buckets,
+    #[serde(skip_serializing_if = "litemap::LiteMap::is_empty")]
+    u: &'a litemap::LiteMap<String, i64>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    over: bool,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    h: &'a [(i64, Sketch)],
+}
+
+/// A series as read from a record ([`SeriesOut`]).
+#[derive(Deserialize)]
+struct SeriesIn {
+    #[serde(default)]
+    b: Buckets,
+    #[serde(default)]
+    u: litemap::LiteMap<String, i64>,
+    #[serde(default)]
+    over: bool,
+    #[serde(default)]
+    h: Vec<(i64, Sketch)>,
+}
+
+impl Serialize for Series {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let d = self.d();
+        SeriesOut {
+            b: &self.b,
+            u: &d.u,
+            over: d.over,
+            h: &d.h,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Series {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let SeriesIn { b, u, over, h } = SeriesIn::deserialize(deserializer)?;
+        let mut series = Series {
+            b,
+            d: Some(Box::new(Distinct { u, over, h })),
+        };
+        series.tidy();
+        Ok(series)
+    }
 }
 
 /// Register bits of a unique count's sketches: 4,096 registers (1.6 % error) for one sketch
@@ -863,6 +929,9 @@ impl SeriesSet {
         let at = match self.0.binary_search_by_key(&position, |(p, _)| *p) {
             Ok(at) => at,
             Err(at) => {
+                // Room for one more, not for twice as many: a profile's set of series grows
+                // by a few over its first events and then stays.
+                self.0.reserve_exact(1);
                 self.0.insert(at, (position, Series::default()));
                 at
             }
@@ -955,7 +1024,29 @@ fn bucket_start(index: i64, size: i64, offset: i64) -> i64 {
 impl Series {
     /// Whether it holds nothing.
     pub fn is_empty(&self) -> bool {
-        self.b.is_empty() && self.u.is_empty() && self.h.is_empty()
+        let d = self.d();
+        self.b.is_empty() && d.u.is_empty() && d.h.is_empty()
+    }
+
+    /// Its unique values, sketches and cap flag (empty ones when it has none).
+    pub fn d(&self) -> &Distinct {
+        self.d.as_deref().unwrap_or(&NO_DISTINCT)
+    }
+
+    /// The same, to change (boxed at the first change).
+    fn d_mut(&mut self) -> &mut Distinct {
+        self.d.get_or_insert_with(Box::default)
+    }
+
+    /// Lets the box go when it holds nothing.
+    fn tidy(&mut self) {
+        if self
+            .d
+            .as_ref()
+            .is_some_and(|d| d.u.is_empty() && d.h.is_empty() && !d.over)
+        {
+            self.d = None;
+        }
     }
 
     /// The sketch of bucket `index`, added empty if there is none.
@@ -964,14 +1055,15 @@ impl Series {
         reason = "the position is one binary_search found, or where it inserted"
     )]
     fn sketch(&mut self, index: i64, window: Window) -> &mut Sketch {
-        let at = match self.h.binary_search_by_key(&index, |(i, _)| *i) {
+        let h = &mut self.d_mut().h;
+        let at = match h.binary_search_by_key(&index, |(i, _)| *i) {
             Ok(at) => at,
             Err(at) => {
-                self.h.insert(at, (index, Sketch::new(sketch_bits(window))));
+                h.insert(at, (index, Sketch::new(sketch_bits(window))));
                 at
             }
         };
-        &mut self.h[at].1
+        &mut h[at].1
     }
 
     /// Counts one event at `at` (ms) whose property read `value`, for `def`, in session number
@@ -990,9 +1082,7 @@ impl Series {
                 let session = i64::try_from(session).unwrap_or(i64::MAX);
                 if self.b.keys().any(|s| s != session) {
                     self.b.retain(|s| s >= session);
-                    self.u.clear();
-                    self.h.clear();
-                    self.over = false;
+                    self.d = None;
                 }
                 if self.b.keys().any(|s| s > session) {
                     // An event of an earlier session, arrived late: not the current session.
@@ -1014,10 +1104,10 @@ impl Series {
                 return;
             }
             self.b.entry(index).n += 1;
-            if !self.h.is_empty() {
+            if !self.d().h.is_empty() {
                 self.sketch(index, def.window).add(&text);
             }
-            let seen = self.u.entry(text).or_insert(index);
+            let seen = self.d_mut().u.entry(text).or_insert(index);
             *seen = (*seen).max(index);
             self.cap_unique(def.op, def.window);
             return;
@@ -1080,7 +1170,9 @@ impl Series {
         if second {
             over |= keep_times(&mut bucket.s2, [at]);
         }
-        self.over |= over;
+        if over {
+            self.d_mut().over = true;
+        }
     }
 
     /// Folds `other` (the series of a profile merged into this one) in.
@@ -1094,6 +1186,7 @@ impl Series {
             }
             return;
         }
+        let mut over = false;
         for (index, theirs) in other.b {
             let mine = self.b.entry(index);
             mine.n += theirs.n;
@@ -1121,28 +1214,33 @@ impl Series {
             for (value, n) in theirs.counts {
                 count_capped(&mut mine.counts, value, n, MAX_FREQUENT_PER_BUCKET);
             }
-            let over = keep_times(&mut mine.s1, theirs.s1) | keep_times(&mut mine.s2, theirs.s2);
-            self.over |= over;
+            over |= keep_times(&mut mine.s1, theirs.s1) | keep_times(&mut mine.s2, theirs.s2);
         }
-        for (text, seen) in other.u {
-            let mine = self.u.entry(text).or_insert(seen);
-            *mine = (*mine).max(seen);
+        if let Some(theirs) = other.d {
+            let Distinct { u, over: capped, h } = *theirs;
+            over |= capped;
+            for (text, seen) in u {
+                let mine = self.d_mut().u.entry(text).or_insert(seen);
+                *mine = (*mine).max(seen);
+            }
+            for (index, theirs) in h {
+                self.sketch(index, def.window).merge(&theirs);
+            }
         }
-        for (index, theirs) in other.h {
-            self.sketch(index, def.window).merge(&theirs);
-        }
-        if !self.h.is_empty() {
+        if !self.d().h.is_empty() {
             // Values one side kept exactly are in the sketches too (adding again changes
             // nothing).
             self.sketch_values(def.window);
         }
-        self.over |= other.over;
+        if over {
+            self.d_mut().over = true;
+        }
         self.cap_unique(def.op, def.window);
     }
 
     /// Adds every value kept exactly to the sketch of the bucket it was last seen in.
     fn sketch_values(&mut self, window: Window) {
-        let values: Vec<(String, i64)> = self.u.iter().map(|(t, s)| (t.clone(), *s)).collect();
+        let values: Vec<(String, i64)> = self.d().u.iter().map(|(t, s)| (t.clone(), *s)).collect();
         for (text, seen) in values {
             self.sketch(seen, window).add(&text);
         }
@@ -1157,22 +1255,22 @@ impl Series {
         } else {
             MAX_UNIQUE_COUNT
         };
-        if self.u.len() <= cap {
+        if self.d().u.len() <= cap {
             return;
         }
-        if op == ComputedOp::UniqueCount && self.h.is_empty() {
+        if op == ComputedOp::UniqueCount && self.d().h.is_empty() {
             self.sketch_values(window);
         }
-        while self.u.len() > cap {
-            let oldest = self
-                .u
-                .iter()
-                .min_by(|a, b| a.1.cmp(b.1).then_with(|| a.0.cmp(b.0)))
-                .map(|(text, _)| text.clone());
+        let d = self.d_mut();
+        while d.u.len() > cap {
+            let oldest =
+                d.u.iter()
+                    .min_by(|a, b| a.1.cmp(b.1).then_with(|| a.0.cmp(b.0)))
+                    .map(|(text, _)| text.clone());
             if let Some(oldest) = oldest {
-                self.u.remove(&oldest);
+                d.u.remove(&oldest);
             }
-            self.over |= op == ComputedOp::UniqueCount;
+            d.over |= op == ComputedOp::UniqueCount;
         }
     }
 
@@ -1188,8 +1286,11 @@ impl Series {
             first -= then.within.millis().div_euclid(size) + 1;
         }
         self.b.retain(|index| index >= first);
-        self.u.retain(|_, &seen| seen >= first);
-        self.h.retain(|(index, _)| *index >= first);
+        if let Some(d) = &mut self.d {
+            d.u.retain(|_, &seen| seen >= first);
+            d.h.retain(|(index, _)| *index >= first);
+            self.tidy();
+        }
     }
 
     /// The value of `def` at `now` (ms).
@@ -1205,7 +1306,7 @@ impl Series {
         if let Some(then) = &def.then {
             return Computed {
                 value: Value::from(self.completions(then.within.millis(), first, last)),
-                approximate: self.over,
+                approximate: self.d().over,
             };
         }
         match def.op {
@@ -1259,14 +1360,14 @@ impl Series {
                 exact(best.unwrap_or(Value::Null))
             }
             ComputedOp::UniqueList | ComputedOp::UniqueCount => {
-                let values = self
-                    .u
-                    .iter()
-                    .filter(|(_, seen)| (first..=last).contains(*seen))
-                    .map(|(text, _)| text);
+                let d = self.d();
+                let values =
+                    d.u.iter()
+                        .filter(|(_, seen)| (first..=last).contains(*seen))
+                        .map(|(text, _)| text);
                 if def.op == ComputedOp::UniqueCount {
                     let exact = values.count() as u64;
-                    let mut sketches = self.h.iter().filter(|(i, _)| (first..=last).contains(i));
+                    let mut sketches = d.h.iter().filter(|(i, _)| (first..=last).contains(i));
                     let estimate = sketches.next().map(|(_, first)| {
                         let mut union = first.clone();
                         for (_, sketch) in sketches {
@@ -1277,7 +1378,7 @@ impl Series {
                     return Computed {
                         // What is kept exactly is a lower bound of the estimate's error.
                         value: Value::from(estimate.map_or(exact, |e| e.max(exact))),
-                        approximate: self.over,
+                        approximate: d.over,
                     };
                 }
                 let items: Vec<Value> = values
@@ -1355,7 +1456,7 @@ impl Series {
                 break;
             }
         }
-        for &i in self.u.values() {
+        for &i in self.d().u.values() {
             consider(i);
         }
         next.map(|index| bucket_start(index, size, offset))
@@ -1583,7 +1684,7 @@ mod tests {
         }
         // Exact up to the cap.
         assert_eq!(s.value(&d, T0, 0).value, json!(MAX_UNIQUE_COUNT));
-        assert!(!s.value(&d, T0, 0).approximate && s.h.is_empty());
+        assert!(!s.value(&d, T0, 0).approximate && s.d().h.is_empty());
         // Past it, an estimate from one sketch, within 5 % of 20,000 values seen twice.
         for i in (0..20_000).chain(0..20_000) {
             s.add(&d, Some(&json!(i)), T0, 1, 0);
@@ -1592,8 +1693,8 @@ mod tests {
         let n = value.value.as_u64().unwrap();
         assert!((19_000..=21_000).contains(&n), "{n}");
         assert!(value.approximate);
-        assert_eq!(s.u.len(), MAX_UNIQUE_COUNT);
-        assert_eq!(s.h.len(), 1);
+        assert_eq!(s.d().u.len(), MAX_UNIQUE_COUNT);
+        assert_eq!(s.d().h.len(), 1);
         // The record keeps the sketch.
         let back: Series = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
@@ -1629,7 +1730,7 @@ mod tests {
         let n = s.value(&d, now, 0).value.as_u64().unwrap();
         assert!((4_150..=4_850).contains(&n), "{n}");
         // Day 0's sketch left with its day.
-        assert_eq!(s.h.len(), 2);
+        assert_eq!(s.d().h.len(), 2);
         // Two profiles' series merge into the sketch of both.
         let mut other = Series::default();
         for i in 10_000..12_000 {
