@@ -4,10 +4,12 @@
 //! dozen audiences and changes a few computed traits: one group is one write where an entry each
 //! was a dozen, and the profile and time are written once.
 
+use serde::Serialize;
+use serde::ser::{SerializeSeq as _, Serializer};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::stream::{Logged, LoggedChange};
+use super::stream::{AudienceInfo, Logged, LoggedChange, Reasons};
 use crate::hex;
 use crate::timestamp;
 
@@ -27,24 +29,96 @@ pub(super) fn entry_id(profile: &str, kind: &str, key: &str, at: i64) -> String 
     )
 }
 
-/// A change as a group stores it: its type and what it names.
-pub(super) fn stored_change(change: &LoggedChange) -> Value {
-    match change {
-        LoggedChange::Entered { audience, reasons } => {
-            json!({"type": "audience_entered", "audience": &*audience.key, "name": audience.name,
-                   "reasons": reasons.words(audience)})
+/// A change as a group stores it: its type and what it names. Serialized straight from the
+/// change (no JSON tree, no reason texts built): a new profile's first event writes a dozen.
+#[derive(Serialize)]
+#[serde(tag = "type")]
+enum StoredChange<'a> {
+    #[serde(rename = "audience_entered")]
+    Entered {
+        audience: &'a str,
+        name: &'a str,
+        reasons: StoredReasons<'a>,
+    },
+    #[serde(rename = "audience_exited")]
+    Exited {
+        audience: &'a str,
+        name: &'a str,
+        reasons: StoredReasons<'a>,
+    },
+    #[serde(rename = "computed_trait")]
+    Computed {
+        #[serde(rename = "trait")]
+        name: &'a str,
+        value: &'a Value,
+        approximate: bool,
+    },
+}
+
+impl<'a> StoredChange<'a> {
+    fn of(change: &'a LoggedChange) -> StoredChange<'a> {
+        match change {
+            LoggedChange::Entered { audience, reasons } => StoredChange::Entered {
+                audience: &audience.key,
+                name: &audience.name,
+                reasons: StoredReasons(audience, reasons),
+            },
+            LoggedChange::Exited { audience, reasons } => StoredChange::Exited {
+                audience: &audience.key,
+                name: &audience.name,
+                reasons: StoredReasons(audience, reasons),
+            },
+            LoggedChange::Computed {
+                name,
+                value,
+                approximate,
+            } => StoredChange::Computed {
+                name,
+                value,
+                approximate: *approximate,
+            },
         }
-        LoggedChange::Exited { audience, reasons } => {
-            json!({"type": "audience_exited", "audience": &*audience.key, "name": audience.name,
-                   "reasons": reasons.words(audience)})
-        }
-        LoggedChange::Computed {
-            name,
-            value,
-            approximate,
-        } => json!({"type": "computed_trait", "trait": &**name, "value": value,
-                    "approximate": approximate}),
     }
+}
+
+/// Reasons written as [`Reasons::words`] gives them, each text written where it lies.
+struct StoredReasons<'a>(&'a AudienceInfo, &'a Reasons);
+
+impl Serialize for StoredReasons<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let StoredReasons(audience, reasons) = *self;
+        match reasons {
+            Reasons::Text(words) => [&**words].serialize(serializer),
+            Reasons::Picked(picks) => {
+                let mut seq = serializer.serialize_seq(None)?;
+                for &(leaf, holds) in picks.iter() {
+                    let Some(text) = audience.leaves.get(usize::from(leaf)) else {
+                        continue;
+                    };
+                    if holds {
+                        seq.serialize_element(text)?;
+                    } else {
+                        seq.serialize_element(&Negated(text))?;
+                    }
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+/// A leaf that does not hold, in words: `not (<text>)`, written without building it.
+struct Negated<'a>(&'a str);
+
+impl Serialize for Negated<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("not ({})", self.0))
+    }
+}
+
+/// A change as a group stores it, as JSON.
+pub(super) fn stored_change(change: &LoggedChange) -> Value {
+    serde_json::to_value(StoredChange::of(change)).unwrap_or_default()
 }
 
 /// The entry the API shows of a stored change numbered `number`.
@@ -76,7 +150,8 @@ pub(super) fn entry(number: u64, profile: &str, at: i64, change: Value) -> Value
 }
 
 /// The groups to store for `logged` (in the order they were logged): each run of changes of one
-/// profile at one time, as its last number and its bytes.
+/// profile at one time, as its last number and its bytes (JSON, compressed with LZ4: a group's
+/// entries repeat their words, and a quarter of the bytes is a quarter of the store's writes).
 pub fn stored_groups(logged: &[Logged]) -> Vec<(u64, Vec<u8>)> {
     let mut out = Vec::new();
     for group in
@@ -85,12 +160,36 @@ pub fn stored_groups(logged: &[Logged]) -> Vec<(u64, Vec<u8>)> {
         let (Some(first), Some(last)) = (group.first(), group.last()) else {
             continue;
         };
-        let changes: Vec<Value> = group.iter().map(|l| stored_change(&l.change)).collect();
-        let value = json!({"profile": &*first.profile, "at": first.at, "first": first.number,
-                           "changes": changes});
-        out.push((last.number, value.to_string().into_bytes()));
+        let stored = StoredGroup {
+            profile: &first.profile,
+            at: first.at,
+            first: first.number,
+            changes: group.iter().map(|l| StoredChange::of(&l.change)).collect(),
+        };
+        let json = serde_json::to_vec(&stored).unwrap_or_default();
+        let mut bytes = Vec::with_capacity(json.len() / 3);
+        bytes.push(LZ4);
+        bytes.extend(lz4_flex::compress_prepend_size(&json));
+        out.push((last.number, bytes));
     }
     out
+}
+
+/// The first byte of a group compressed with LZ4 (its size prepended, as `lz4_flex` writes
+/// it); a group written before compression is JSON, which starts with `{`.
+const LZ4: u8 = 1;
+
+/// The largest group read back: a profile's evaluation changes at most every audience and
+/// computed trait (500 each, a few hundred bytes each).
+const MAX_GROUP_BYTES: usize = 16 << 20;
+
+/// A group as stored.
+#[derive(Serialize)]
+struct StoredGroup<'a> {
+    profile: &'a str,
+    at: i64,
+    first: u64,
+    changes: Vec<StoredChange<'a>>,
 }
 
 /// The entries of a stored group numbered above `after`, in order. (A store written before
@@ -100,7 +199,26 @@ pub fn stored_groups(logged: &[Logged]) -> Vec<(u64, Vec<u8>)> {
 ///
 /// When the bytes are not a group.
 pub fn read_group(bytes: &[u8], after: u64) -> Result<Vec<Value>, LogError> {
-    let group: Value = serde_json::from_slice(bytes).map_err(|e| LogError(e.to_string()))?;
+    let group: Value = match bytes.split_first() {
+        Some((&LZ4, compressed)) => {
+            let size = compressed
+                .get(..4)
+                .and_then(|size| <[u8; 4]>::try_from(size).ok())
+                .map_or(usize::MAX, |size| {
+                    usize::try_from(u32::from_le_bytes(size)).unwrap_or(usize::MAX)
+                });
+            if size > MAX_GROUP_BYTES {
+                return Err(LogError(format!(
+                    "a group of {size} bytes, past {MAX_GROUP_BYTES}"
+                )));
+            }
+            let json = lz4_flex::decompress_size_prepended(compressed)
+                .map_err(|e| LogError(e.to_string()))?;
+            serde_json::from_slice(&json)
+        }
+        _ => serde_json::from_slice(bytes),
+    }
+    .map_err(|e| LogError(e.to_string()))?;
     let Some(changes) = group.get("changes").and_then(Value::as_array) else {
         let number = group.get("number").and_then(Value::as_u64);
         return match number {

@@ -911,6 +911,23 @@ when = {not_performed = "Product Viewed", window = "7d"}
     );
     assert!(log::read_group(alone.as_bytes(), 7).unwrap().is_empty());
     assert!(log::read_group(b"[1]", 0).is_err());
+    // A group stored before compression (its JSON) reads as the same entries.
+    let (last, compressed) = &groups[0];
+    let json = lz4_flex::decompress_size_prepended(&compressed[1..]).unwrap();
+    assert!(json.len() > compressed.len(), "compressed");
+    assert_eq!(
+        log::read_group(&json, 0).unwrap(),
+        log::read_group(compressed, 0).unwrap()
+    );
+    assert_eq!(*last, 3);
+    // A damaged one, or one claiming a size past the bound, is an error, not a panic.
+    let mut damaged = compressed.clone();
+    damaged.truncate(damaged.len() / 2);
+    assert!(log::read_group(&damaged, 0).is_err());
+    let mut huge = compressed.clone();
+    huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+    let error = log::read_group(&huge, 0).unwrap_err().to_string();
+    assert!(error.contains("past"), "{error}");
 }
 
 /// A preview reads profiles from their preview rows: every condition gives there what it gives
