@@ -641,11 +641,9 @@ async fn store_sweep_and_preview(
     let started = Instant::now();
     let due = profiles.sweep(later).await?;
     let sweep = started.elapsed().as_secs_f64();
-    let condition = config.segments()?.preview_condition(&json!({"and": [
-        {"trait": "plan", "op": "=", "value": "pro"},
-        {"computed": "c01", "op": ">", "value": 40},
-        {"not": {"member": "a002"}}
-    ]}))?;
+    let condition = config
+        .segments()?
+        .preview_condition(&crate::bench_segment::preview_tree())?;
     let mut lines = vec![format!(
         "timer sweep       {due} profiles due 40 days on, in {sweep:.3} s: {:.0} profiles/s (durable)",
         rate(due, sweep)

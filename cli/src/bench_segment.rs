@@ -70,6 +70,16 @@ fn audiences(n: usize) -> String {
     out.join("\n") + "\n"
 }
 
+/// The previews' condition: pro customers who spent over 40 in all and are not in `a000`
+/// (bought in the last 7 days) — 40 days on, pro buyers of over 40, none of them recent.
+pub(crate) fn preview_tree() -> serde_json::Value {
+    serde_json::json!({"and": [
+        {"trait": "plan", "op": "=", "value": "pro"},
+        {"computed": "c01", "op": ">", "value": 40},
+        {"not": {"member": "a000"}}
+    ]})
+}
+
 /// The configuration with 20 computed traits and `n` audiences.
 pub(crate) fn segmented_config(n: usize) -> anyhow::Result<Config> {
     let text = format!("{}{}", computed_traits(), audiences(n));
@@ -180,11 +190,7 @@ pub(crate) fn bench_core(lines: &[u8], events: usize) -> anyhow::Result<()> {
         "  rate              {:.0} due profiles/s ({seconds:.3} s)",
         rate(due, seconds)
     );
-    let preview = segments.preview_condition(&serde_json::json!({"and": [
-        {"trait": "plan", "op": "=", "value": "pro"},
-        {"computed": "c11", "op": ">", "value": 40},
-        {"not": {"member": "a002"}}
-    ]}))?;
+    let preview = segments.preview_condition(&preview_tree())?;
     let started = Instant::now();
     let mut size = 0;
     for id in &ids {
