@@ -574,6 +574,64 @@ impl Segments {
         Ok(condition)
     }
 
+    /// What `condition` reads of a profile's preview row (with the membership of `compare`,
+    /// when a preview compares the condition with that saved audience's members).
+    pub fn row_reads(
+        &self,
+        condition: &Condition,
+        config: &ProfileConfig,
+        compare: Option<&str>,
+    ) -> crate::unify::RowReads {
+        let mut reads = crate::unify::RowReads::default();
+        reads.audiences.extend(compare.map(str::to_owned));
+        self.add_reads(condition, config, &mut reads);
+        reads
+    }
+
+    fn add_reads(
+        &self,
+        condition: &Condition,
+        config: &ProfileConfig,
+        reads: &mut crate::unify::RowReads,
+    ) {
+        let mut store = |slot: Option<u16>| -> bool {
+            let Some(slot) = slot else {
+                return false;
+            };
+            let name = self
+                .store_of
+                .get(usize::from(slot))
+                .and_then(|&store| config.store(store));
+            if let Some(def) = name {
+                reads.stores.insert(def.name.clone());
+            }
+            true
+        };
+        match condition {
+            Condition::And(children) | Condition::Or(children) => {
+                for child in children {
+                    self.add_reads(child, config, reads);
+                }
+            }
+            Condition::Not(inner) => self.add_reads(inner, config, reads),
+            Condition::Trait { .. } => reads.traits = true,
+            Condition::Computed { slot, .. } => {
+                store(*slot);
+            }
+            Condition::Performed { slot, .. } => {
+                if !store(*slot) {
+                    // Answered from the event counts every profile keeps.
+                    reads.counts = true;
+                }
+            }
+            Condition::HasIdentifier(_) => reads.identifiers = true,
+            Condition::Consent(_) => reads.consent = true,
+            Condition::Member(key) => {
+                reads.audiences.insert(key.clone());
+            }
+        }
+    }
+
     /// Whether `profile` meets `condition` at `now` (ms), taking the audiences it names from
     /// the profile's stored memberships (a preview's rule).
     pub fn meets(

@@ -936,6 +936,7 @@ when = {not_performed = "Product Viewed", window = "7d"}
 fn preview_rows_answer_as_the_profiles_do() {
     let mut compared = 0;
     let mut held = 0;
+    let mut partial = 0;
     for seed in 1..=10_u64 {
         let events = random_stream(seed);
         let end = events.last().unwrap().1 + 3 * DAY_MILLIS;
@@ -968,13 +969,28 @@ fn preview_rows_answer_as_the_profiles_do() {
                     .segments
                     .meets(condition, &row_ids, &row_profile, &config, end);
                 assert_eq!(whole, from_row, "seed {seed}, {}: {condition:?}", ids.id);
+                // Decoding only what the condition reads gives the same answer.
+                let reads = s.segments.row_reads(condition, &config, None);
+                let (read_ids, read_profile) =
+                    crate::unify::decode_preview_row_reading(&row, &config, &reads).unwrap();
+                let from_reads =
+                    s.segments
+                        .meets(condition, &read_ids, &read_profile, &config, end);
+                assert_eq!(whole, from_reads, "seed {seed}, {}: {reads:?}", ids.id);
+                partial += u32::from(read_profile.series.len() < row_profile.series.len());
                 compared += 1;
                 held += u32::from(whole);
             }
         }
     }
     assert!(
-        compared > 500 && held > 100,
-        "{compared} compared, {held} held"
+        compared > 500 && held > 100 && partial > 100,
+        "{compared} compared, {held} held, {partial} read in part"
     );
+    // A row that is not one is refused whatever is read.
+    let reads = crate::unify::RowReads::default();
+    let config = crate::unify::ProfileConfig::default();
+    for bad in [&b"[1]"[..], b"{\"id\": 1}", b"{\"id\": \"p\"} x"] {
+        assert!(crate::unify::decode_preview_row_reading(bad, &config, &reads).is_err());
+    }
 }

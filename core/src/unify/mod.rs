@@ -32,8 +32,9 @@ pub use profile::{
     counted_name,
 };
 pub use record::{
-    RECORD_VERSION, RecordError, StoredCounters, StoredSeen, decode_preview_row, decode_record,
-    decode_seen, encode_preview_row, encode_record, encode_seen, fingerprint, lineage,
+    RECORD_VERSION, RecordError, RowReads, StoredCounters, StoredSeen, decode_preview_row,
+    decode_preview_row_reading, decode_record, decode_seen, encode_preview_row, encode_record,
+    encode_seen, fingerprint, lineage,
 };
 pub use unifier::{Absorbed, Changes, Lookups, TimerChange, Unifier};
 pub use view::{profile_view, reason_text};

@@ -424,6 +424,223 @@ pub fn decode_preview_row(
 ) -> Result<(ProfileIds, Profile), RecordError> {
     let wire: PreviewWire =
         serde_json::from_slice(bytes).map_err(|e| RecordError::Malformed(e.to_string()))?;
+    Ok(from_preview_wire(wire, config))
+}
+
+/// What a condition reads of a preview row ([`crate::segment::Segments::row_reads`]): a row
+/// read for it decodes nothing else ([`decode_preview_row_reading`]), the rest of its text
+/// skipped unparsed into values — most of a preview's time is decoding.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each is one independent part of a row"
+)]
+pub struct RowReads {
+    /// The identifiers.
+    pub identifiers: bool,
+    /// The trait values.
+    pub traits: bool,
+    /// The event counts.
+    pub counts: bool,
+    /// The consent.
+    pub consent: bool,
+    /// The memberships of these audiences, by key.
+    pub audiences: std::collections::BTreeSet<String>,
+    /// The series of these stores, by name.
+    pub stores: std::collections::BTreeSet<String>,
+}
+
+/// A profile's preview row ([`encode_preview_row`]), decoded only as far as `reads` asks: the
+/// parts it does not read are left empty. `id` is always read.
+///
+/// # Errors
+///
+/// When `bytes` are not such a row.
+pub fn decode_preview_row_reading(
+    bytes: &[u8],
+    config: &ProfileConfig,
+    reads: &RowReads,
+) -> Result<(ProfileIds, Profile), RecordError> {
+    use serde::de::DeserializeSeed as _;
+    let mut reader = serde_json::Deserializer::from_slice(bytes);
+    let wire = RowSeed(reads)
+        .deserialize(&mut reader)
+        .and_then(|wire| reader.end().map(|()| wire))
+        .map_err(|e| RecordError::Malformed(e.to_string()))?;
+    Ok(from_preview_wire(wire, config))
+}
+
+/// The fields of a preview row.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum RowField {
+    Id,
+    Ids,
+    Traits,
+    Counts,
+    Series,
+    Consent,
+    Aud,
+    #[serde(other)]
+    Other,
+}
+
+/// Reads a row's fields that `.0` reads, and skips the others.
+struct RowSeed<'a>(&'a RowReads);
+
+impl<'de> serde::de::DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = PreviewWire;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<PreviewWire, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RowSeed<'_> {
+    type Value = PreviewWire;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a preview row")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PreviewWire, A::Error> {
+        use serde::de::IgnoredAny;
+        let reads = self.0;
+        let mut wire = PreviewWire::default();
+        while let Some(field) = map.next_key::<RowField>()? {
+            match field {
+                RowField::Id => wire.id = map.next_value()?,
+                RowField::Ids if reads.identifiers => wire.ids = map.next_value()?,
+                RowField::Traits if reads.traits => wire.traits = map.next_value()?,
+                RowField::Counts if reads.counts => wire.counts = map.next_value()?,
+                RowField::Series if !reads.stores.is_empty() => {
+                    wire.series = map.next_value_seed(StoresSeed(&reads.stores))?;
+                }
+                RowField::Consent if reads.consent => wire.consent = map.next_value()?,
+                RowField::Aud if !reads.audiences.is_empty() => {
+                    wire.aud = map.next_value_seed(MembershipsSeed(&reads.audiences))?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(wire)
+    }
+}
+
+/// Reads the series of the stores named in `.0`, and skips the others.
+struct StoresSeed<'a>(&'a std::collections::BTreeSet<String>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for StoresSeed<'_> {
+    type Value = BTreeMap<String, Series>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for StoresSeed<'_> {
+    type Value = BTreeMap<String, Series>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a row's series by store")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some(name) = map.next_key_seed(WantedName(self.0))? {
+            match name {
+                Some(name) => {
+                    out.insert(name, map.next_value()?);
+                }
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Reads the memberships of the audiences named in `.0`, and skips the others.
+struct MembershipsSeed<'a>(&'a std::collections::BTreeSet<String>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for MembershipsSeed<'_> {
+    type Value = Vec<(String, i64)>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for MembershipsSeed<'_> {
+    type Value = Vec<(String, i64)>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a row's memberships")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(membership) = seq.next_element_seed(MembershipSeed(self.0))? {
+            out.extend(membership);
+        }
+        Ok(out)
+    }
+}
+
+/// One membership, `[key, entered]`: kept when its key is one of `.0`.
+struct MembershipSeed<'a>(&'a std::collections::BTreeSet<String>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for MembershipSeed<'_> {
+    type Value = Option<(String, i64)>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_tuple(2, self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for MembershipSeed<'_> {
+    type Value = Option<(String, i64)>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a membership: [key, entered]")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let key = seq
+            .next_element_seed(WantedName(self.0))?
+            .ok_or_else(|| A::Error::invalid_length(0, &self))?;
+        let at: i64 = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::invalid_length(1, &self))?;
+        Ok(key.map(|key| (key, at)))
+    }
+}
+
+/// A store's name (or an audience's key): kept when it is one of `.0`, without a copy of the
+/// others.
+struct WantedName<'a>(&'a std::collections::BTreeSet<String>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for WantedName<'_> {
+    type Value = Option<String>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for WantedName<'_> {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a store's name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        Ok(self.0.contains(name).then(|| name.to_owned()))
+    }
+}
+
+/// A profile of a decoded row.
+fn from_preview_wire(wire: PreviewWire, config: &ProfileConfig) -> (ProfileIds, Profile) {
     let epoch = time::OffsetDateTime::UNIX_EPOCH;
     let ids = ProfileIds {
         id: wire.id.clone(),
@@ -466,11 +683,11 @@ pub fn decode_preview_row(
         .into_iter()
         .map(|(key, at)| (Arc::from(key), at))
         .collect();
-    Ok((ids, profile))
+    (ids, profile)
 }
 
 /// [`encode_preview_row`]'s form.
-#[derive(Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
 struct PreviewWire {
     id: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use braid_core::segment::{Condition, Segments};
-use braid_core::unify::{ProfileConfig, ProfileIds, decode_preview_row};
+use braid_core::unify::{
+    ProfileConfig, ProfileIds, RowReads, decode_preview_row, decode_preview_row_reading,
+};
 
 /// Shards of rows.
 const SHARDS: usize = 64;
@@ -41,6 +43,8 @@ pub(super) struct Ask<'a> {
     pub(super) segments: &'a Segments,
     pub(super) config: &'a ProfileConfig,
     pub(super) condition: &'a Condition,
+    /// What the condition (and the comparison) reads of a row: the rest is not decoded.
+    pub(super) reads: &'a RowReads,
     pub(super) compare: Option<&'a str>,
     pub(super) now: i64,
     pub(super) sample: usize,
@@ -102,25 +106,35 @@ impl PreviewRows {
                     .cloned()
                     .collect();
                 for row in rows {
-                    let Ok((ids, profile)) = decode_preview_row(&row, ask.config) else {
+                    let Ok((ids, profile)) =
+                        decode_preview_row_reading(&row, ask.config, ask.reads)
+                    else {
                         continue;
                     };
                     found.total += 1;
                     let holds =
                         ask.segments
                             .meets(ask.condition, &ids, &profile, ask.config, ask.now);
+                    let sampled = |list: &mut Vec<(String, Vec<String>)>| {
+                        if would_keep(list, &ids.id, ask.sample) {
+                            // A sample shows identifiers, which the condition may not read.
+                            if let Ok((whole, _)) = decode_preview_row(&row, ask.config) {
+                                keep_first(list, &whole, ask.sample);
+                            }
+                        }
+                    };
                     if holds {
                         found.size += 1;
-                        keep_first(&mut found.members, &ids, ask.sample);
+                        sampled(&mut found.members);
                     }
                     if let Some(key) = ask.compare {
                         let was = profile.segment.audiences.contains_key(key);
                         if holds && !was {
                             found.entering += 1;
-                            keep_first(&mut found.enter, &ids, ask.sample);
+                            sampled(&mut found.enter);
                         } else if was && !holds {
                             found.leaving += 1;
-                            keep_first(&mut found.leave, &ids, ask.sample);
+                            sampled(&mut found.leave);
                         }
                     }
                 }
@@ -151,13 +165,15 @@ impl PreviewRows {
     }
 }
 
+/// Whether [`keep_first`] keeps the profile `id`.
+fn would_keep(list: &[(String, Vec<String>)], id: &str, sample: usize) -> bool {
+    sample > 0 && (list.len() < sample || list.last().is_some_and(|(last, _)| last.as_str() > id))
+}
+
 /// Keeps the `sample` smallest profiles by id, with their first identifiers (browsers left
 /// out: a browser's id says nothing to a person).
 fn keep_first(list: &mut Vec<(String, Vec<String>)>, ids: &ProfileIds, sample: usize) {
-    if sample == 0 {
-        return;
-    }
-    if list.len() >= sample && list.last().is_some_and(|(last, _)| *last <= ids.id) {
+    if !would_keep(list, &ids.id, sample) {
         return;
     }
     let identifiers: Vec<String> = ids

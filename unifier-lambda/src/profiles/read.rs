@@ -220,10 +220,12 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
                 // Decoding every profile is the work of a second or more: off the runtime's
                 // threads, on every core.
                 tokio::task::spawn_blocking(move || {
+                    let reads = segments.row_reads(&condition, &config, compare.as_deref());
                     let ask = Ask {
                         segments: &segments,
                         config: &config,
                         condition: &condition,
+                        reads: &reads,
                         compare: compare.as_deref(),
                         now,
                         sample,

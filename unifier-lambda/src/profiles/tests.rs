@@ -724,6 +724,21 @@ async fn explain_and_preview_answer_from_the_store() {
     assert_eq!(preview["profiles"], json!(snapshot.len()));
     assert_eq!(preview["size"], json!(snapshot.len()));
     assert_eq!(preview["sample"].as_array().unwrap().len(), 3);
+    // The condition reads event counts only; a sample still shows each profile's identifiers.
+    let mut shown = 0;
+    for sampled in preview["sample"].as_array().unwrap() {
+        let whole = snapshot.iter().find(|p| p["id"] == sampled["id"]).unwrap();
+        let people = whole["identifiers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|id| id["type"] != "browser")
+            .count();
+        let listed = sampled["identifiers"].as_array().unwrap().len();
+        assert_eq!(listed, people.min(5), "{sampled} of {whole}");
+        shown += listed;
+    }
+    assert!(shown > 0 || snapshot.len() < 3, "{preview}");
     // An edit of "recent" to everyone who ever bought: those out of it now would enter.
     let outside = snapshot
         .iter()
