@@ -751,6 +751,24 @@ pub fn wait_unified_within(data: &Path, limit: Duration) {
     }
 }
 
+/// Runs `command` with `input` as JSON on its standard input, and waits for it: what it wrote
+/// and how it ended (its standard error kept apart).
+pub fn run_with_json(command: &mut Command, input: &Value) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// The Python interpreter of the test venv.
 pub fn python() -> PathBuf {
     let path = std::env::var_os("BRAID_PYTHON")

@@ -9,8 +9,7 @@
     reason = "test code"
 )]
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use braid_core::activate::webhook::{SigningKey, signed_headers};
 use serde_json::{Value, json};
@@ -18,21 +17,13 @@ use serde_json::{Value, json};
 /// Each delivery's verdict from the reference library: "ok" or its error.
 fn verify(deliveries: &Value) -> Vec<String> {
     let script = braid_tests::repo_root().join("tests/clients/verify_webhook.py");
-    let mut child = Command::new(braid_tests::python())
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(deliveries.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the verifier failed");
+    let out =
+        braid_tests::run_with_json(Command::new(braid_tests::python()).arg(script), deliveries);
+    assert!(
+        out.status.success(),
+        "the verifier failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 

@@ -13,7 +13,6 @@
     reason = "test code"
 )]
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -59,21 +58,12 @@ fn through_worker_with(ingest_url: &str, requests: &[Value], env: &[(&str, &str)
         "{} is missing: run scripts/worker-build.sh (scripts/test.sh does)",
         entry.display()
     );
-    let mut child = run_mjs(ingest_url)
-        .env("BRAID_SDK_DIR", repo_root().join("sdk-js/dist"))
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(Value::Array(requests.to_vec()).to_string().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = braid_tests::run_with_json(
+        run_mjs(ingest_url)
+            .env("BRAID_SDK_DIR", repo_root().join("sdk-js/dist"))
+            .envs(env.iter().copied()),
+        &Value::Array(requests.to_vec()),
+    );
     assert!(
         output.status.success(),
         "miniflare failed: {}",
