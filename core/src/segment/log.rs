@@ -107,6 +107,14 @@ impl Serialize for StoredReasons<'_> {
     }
 }
 
+/// The reasons of a change in words, as [`StoredReasons`] writes them.
+pub(super) fn reason_words(audience: &AudienceInfo, reasons: &Reasons) -> Vec<String> {
+    serde_json::to_value(StoredReasons(audience, reasons))
+        .ok()
+        .and_then(|words| serde_json::from_value(words).ok())
+        .unwrap_or_default()
+}
+
 /// A leaf that does not hold, in words: `not (<text>)`, written without building it.
 struct Negated<'a>(&'a str);
 

@@ -156,22 +156,9 @@ impl Reasons {
     }
 
     /// The reasons in words, leaves read from `audience`: each deciding condition, as
-    /// `not (...)` where it does not hold.
+    /// `not (...)` where it does not hold — as the change log writes them.
     pub fn words(&self, audience: &AudienceInfo) -> Vec<String> {
-        match self {
-            Reasons::Text(words) => vec![words.to_string()],
-            Reasons::Picked(picks) => picks
-                .iter()
-                .filter_map(|&(leaf, holds)| {
-                    let text = audience.leaves.get(usize::from(leaf))?;
-                    Some(if holds {
-                        text.clone()
-                    } else {
-                        format!("not ({text})")
-                    })
-                })
-                .collect(),
-        }
+        super::log::reason_words(audience, self)
     }
 }
 

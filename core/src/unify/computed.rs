@@ -787,12 +787,11 @@ impl Serialize for Series {
 impl<'de> Deserialize<'de> for Series {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let SeriesIn { b, u, over, h } = SeriesIn::deserialize(deserializer)?;
-        let mut series = Series {
+        let kept = !u.is_empty() || over || !h.is_empty();
+        Ok(Series {
             b,
-            d: Some(Box::new(Distinct { u, over, h })),
-        };
-        series.tidy();
-        Ok(series)
+            d: kept.then(|| Box::new(Distinct { u, over, h })),
+        })
     }
 }
 
