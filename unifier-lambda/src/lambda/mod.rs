@@ -180,7 +180,8 @@ pub async fn handle_unify<S: ObjectStore, U: Unify>(
 ) -> Result<UnifySummary, UnifyFailure<U::Error>> {
     if is_sweep(&event.payload) {
         // Boxed: the sweep's future is deep, and one of two arms of this one.
-        let timers = Box::pin(unify.sweep(braid_core::timestamp::unix_millis(now)))
+        let until = braid_core::timestamp::unix_millis(now) - SWEEP_BEHIND_MILLIS;
+        let timers = Box::pin(unify.sweep(until))
             .await
             .map_err(|e| UnifyFailure::Unify(UnifyError::Step(e)))?;
         let summary = UnifySummary {
@@ -195,6 +196,12 @@ pub async fn handle_unify<S: ObjectStore, U: Unify>(
     tracing::info!(request = event.context.request_id, ?summary, "unify");
     Ok(summary)
 }
+
+/// How far behind the clock the schedule's sweep fires timers. The function does not see the
+/// objects whose notifications are still queued: an event received before a timer's time is
+/// applied first, at its own time (as a rebuild orders them), when its notification is less
+/// than this late — the usual case; a longer backlog can still see a timer fire first.
+const SWEEP_BEHIND_MILLIS: i64 = 2 * 60 * 1000;
 
 /// Whether the unify function's event is the schedule's (`{"braid": "sweep"}`, the template's
 /// input): fire the timers due.
