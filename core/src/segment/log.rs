@@ -1,17 +1,137 @@
-//! The change log as a store keeps it: the changes of one evaluation of one profile (one
+//! The change log: its entries (audience entries and exits, computed traits' new values, each
+//! numbered) and how a store keeps them — the changes of one evaluation of one profile (one
 //! profile, one time, consecutive numbers) in one stored group, keyed by its last number, and
 //! read back as the entries [`Logged::to_json`] shows. A profile's first event often enters a
-//! dozen audiences and changes a few computed traits: one group is one write where an entry each
-//! was a dozen, and the profile and time are written once.
+//! dozen audiences and changes a few computed traits: one group is one write where an entry
+//! each was a dozen, and the profile and time are written once.
+
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::ser::{SerializeSeq as _, Serializer};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::stream::{AudienceInfo, Logged, LoggedChange, Reasons};
 use crate::hex;
 use crate::timestamp;
+
+/// One change of a profile, numbered in the change log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Logged {
+    /// Its number in the workspace's change log.
+    pub number: u64,
+    /// The profile (shared by the changes of one evaluation).
+    pub profile: Arc<str>,
+    /// When it happened (ms).
+    pub at: i64,
+    /// What changed.
+    pub change: LoggedChange,
+}
+
+/// What changed. An audience is shared with the compiled audiences, and reasons are kept as
+/// places in its tree until they are shown: a change costs no text until it is written.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LoggedChange {
+    /// The profile entered an audience, for these reasons (the conditions that decided).
+    Entered {
+        /// The audience.
+        audience: Arc<AudienceInfo>,
+        /// The conditions that decided.
+        reasons: Reasons,
+    },
+    /// The profile left an audience.
+    Exited {
+        /// The audience.
+        audience: Arc<AudienceInfo>,
+        /// The conditions that decided.
+        reasons: Reasons,
+    },
+    /// A computed trait's value changed.
+    Computed {
+        /// The computed trait.
+        name: Arc<str>,
+        /// Its value.
+        value: Value,
+        /// Whether it is a lower bound.
+        approximate: bool,
+    },
+}
+
+/// An audience as the change log names it: its key, its name, and its leaf conditions in
+/// words, in the order of the tree (the reasons of an entry or an exit name them by place).
+#[derive(Debug, PartialEq)]
+pub struct AudienceInfo {
+    /// Its key.
+    pub key: Arc<str>,
+    /// Its name.
+    pub name: String,
+    pub(super) leaves: Box<[String]>,
+}
+
+impl AudienceInfo {
+    /// An audience known by its key alone (one no longer configured).
+    pub(super) fn unnamed(key: &Arc<str>) -> Arc<AudienceInfo> {
+        Arc::new(AudienceInfo {
+            key: Arc::clone(key),
+            name: key.to_string(),
+            leaves: Box::default(),
+        })
+    }
+}
+
+/// The conditions that decided an entry or an exit: leaves of the audience's tree, by place,
+/// with whether each holds, or a reason in words (a merge, a removed audience).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reasons {
+    /// Leaves by place, each with whether it holds.
+    Picked(Arc<[(u16, bool)]>),
+    /// A reason in words.
+    Text(Arc<str>),
+}
+
+impl Reasons {
+    /// A reason in words.
+    pub fn text(words: &str) -> Reasons {
+        Reasons::Text(Arc::from(words))
+    }
+
+    /// These leaves.
+    pub(super) fn picked(picks: Vec<(u16, bool)>) -> Reasons {
+        Reasons::Picked(Arc::from(picks))
+    }
+
+    /// The reasons in words, leaves read from `audience`: each deciding condition, as
+    /// `not (...)` where it does not hold — as the change log writes them.
+    pub fn words(&self, audience: &AudienceInfo) -> Vec<String> {
+        serde_json::to_value(StoredReasons(audience, self))
+            .ok()
+            .and_then(|words| serde_json::from_value(words).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Logged {
+    /// A stable id: the same change (profile, kind, audience or trait, time) has the same id
+    /// in every rebuild, so a receiver can recognize a redelivery.
+    pub fn id(&self) -> String {
+        let (kind, key) = match &self.change {
+            LoggedChange::Entered { audience, .. } => ("entered", &audience.key),
+            LoggedChange::Exited { audience, .. } => ("exited", &audience.key),
+            LoggedChange::Computed { name, .. } => ("computed", name),
+        };
+        entry_id(&self.profile, kind, key, self.at)
+    }
+
+    /// The entry as the change log and the API show it.
+    pub fn to_json(&self) -> Value {
+        entry(
+            self.number,
+            &self.profile,
+            self.at,
+            stored_change(&self.change),
+        )
+    }
+}
 
 /// A stored group that cannot be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -105,14 +225,6 @@ impl Serialize for StoredReasons<'_> {
             }
         }
     }
-}
-
-/// The reasons of a change in words, as [`StoredReasons`] writes them.
-pub(super) fn reason_words(audience: &AudienceInfo, reasons: &Reasons) -> Vec<String> {
-    serde_json::to_value(StoredReasons(audience, reasons))
-        .ok()
-        .and_then(|words| serde_json::from_value(words).ok())
-        .unwrap_or_default()
 }
 
 /// A leaf that does not hold, in words: `not (<text>)`, written without building it.

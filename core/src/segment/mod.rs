@@ -26,7 +26,7 @@ use serde_json::Value;
 
 pub use condition::{Condition, ConditionError, Count, MAX_DEPTH, MAX_NODES, Test};
 pub use evaluate::{Ctx, Members, Outcome};
-pub use stream::{AudienceInfo, Logged, LoggedChange, Reasons};
+pub use log::{AudienceInfo, Logged, LoggedChange, Reasons};
 
 use crate::timestamp;
 use crate::unify::computed::{ComputedOp, ComputedTrait, Window, shared_stores};

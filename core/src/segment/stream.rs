@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::evaluate::{Ctx, Members, Outcome};
+use super::log::{AudienceInfo, Logged, LoggedChange, Reasons};
 use super::{Bits, Segments, Stored};
 use crate::event::{Event, EventType};
 use crate::timestamp;
@@ -67,121 +68,6 @@ impl Segments {
             }
         }
         Some(bits)
-    }
-}
-
-/// One change of a profile, numbered in the change log.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Logged {
-    /// Its number in the workspace's change log.
-    pub number: u64,
-    /// The profile (shared by the changes of one evaluation).
-    pub profile: Arc<str>,
-    /// When it happened (ms).
-    pub at: i64,
-    /// What changed.
-    pub change: LoggedChange,
-}
-
-/// What changed. An audience is shared with the compiled audiences, and reasons are kept as
-/// places in its tree until they are shown: a change costs no text until it is written.
-#[derive(Clone, Debug, PartialEq)]
-pub enum LoggedChange {
-    /// The profile entered an audience, for these reasons (the conditions that decided).
-    Entered {
-        /// The audience.
-        audience: Arc<AudienceInfo>,
-        /// The conditions that decided.
-        reasons: Reasons,
-    },
-    /// The profile left an audience.
-    Exited {
-        /// The audience.
-        audience: Arc<AudienceInfo>,
-        /// The conditions that decided.
-        reasons: Reasons,
-    },
-    /// A computed trait's value changed.
-    Computed {
-        /// The computed trait.
-        name: Arc<str>,
-        /// Its value.
-        value: Value,
-        /// Whether it is a lower bound.
-        approximate: bool,
-    },
-}
-
-/// An audience as the change log names it: its key, its name, and its leaf conditions in
-/// words, in the order of the tree (the reasons of an entry or an exit name them by place).
-#[derive(Debug, PartialEq)]
-pub struct AudienceInfo {
-    /// Its key.
-    pub key: Arc<str>,
-    /// Its name.
-    pub name: String,
-    pub(super) leaves: Box<[String]>,
-}
-
-impl AudienceInfo {
-    /// An audience known by its key alone (one no longer configured).
-    fn unnamed(key: &Arc<str>) -> Arc<AudienceInfo> {
-        Arc::new(AudienceInfo {
-            key: Arc::clone(key),
-            name: key.to_string(),
-            leaves: Box::default(),
-        })
-    }
-}
-
-/// The conditions that decided an entry or an exit: leaves of the audience's tree, by place,
-/// with whether each holds, or a reason in words (a merge, a removed audience).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Reasons {
-    /// Leaves by place, each with whether it holds.
-    Picked(Arc<[(u16, bool)]>),
-    /// A reason in words.
-    Text(Arc<str>),
-}
-
-impl Reasons {
-    /// A reason in words.
-    pub fn text(words: &str) -> Reasons {
-        Reasons::Text(Arc::from(words))
-    }
-
-    /// These leaves.
-    pub(super) fn picked(picks: Vec<(u16, bool)>) -> Reasons {
-        Reasons::Picked(Arc::from(picks))
-    }
-
-    /// The reasons in words, leaves read from `audience`: each deciding condition, as
-    /// `not (...)` where it does not hold — as the change log writes them.
-    pub fn words(&self, audience: &AudienceInfo) -> Vec<String> {
-        super::log::reason_words(audience, self)
-    }
-}
-
-impl Logged {
-    /// A stable id: the same change (profile, kind, audience or trait, time) has the same id
-    /// in every rebuild, so a receiver can recognize a redelivery.
-    pub fn id(&self) -> String {
-        let (kind, key) = match &self.change {
-            LoggedChange::Entered { audience, .. } => ("entered", &audience.key),
-            LoggedChange::Exited { audience, .. } => ("exited", &audience.key),
-            LoggedChange::Computed { name, .. } => ("computed", name),
-        };
-        super::log::entry_id(&self.profile, kind, key, self.at)
-    }
-
-    /// The entry as the change log and the API show it.
-    pub fn to_json(&self) -> Value {
-        super::log::entry(
-            self.number,
-            &self.profile,
-            self.at,
-            super::log::stored_change(&self.change),
-        )
     }
 }
 
