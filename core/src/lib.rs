@@ -25,6 +25,7 @@ pub mod collect;
 pub mod config;
 pub mod event;
 pub mod hex;
+mod hll;
 mod json;
 mod mac;
 pub mod segment;

@@ -1,6 +1,5 @@
 //! `HyperLogLog`: how many distinct values a stream held, in a fixed number of small registers,
-//! for unique counts past what a profile keeps exactly (Flajolet, Fusy, Gandouet, Meunier
-//! 2007, with linear counting for small counts). Sketches merge by taking each register's
+//! for unique counts past what a profile keeps exactly (the arithmetic is [`crate::hll`]'s). Sketches merge by taking each register's
 //! maximum, so the buckets of a window fold into one estimate, and the sketches of two merged
 //! profiles into one.
 //!
@@ -31,24 +30,12 @@ impl Sketch {
         }
     }
 
-    fn bits(&self) -> u32 {
-        self.registers.len().trailing_zeros()
-    }
-
     /// Adds a value (its text).
     pub fn add(&mut self, text: &str) {
         let digest = Sha256::digest(text.as_bytes());
         let mut first = [0_u8; 8];
         first.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
-        let hash = u64::from_be_bytes(first);
-        let bits = self.bits();
-        let index = usize::try_from(hash >> (64 - bits)).unwrap_or(0);
-        // The rest of the hash, with a stop bit so that a run is at most 64 - bits long.
-        let rest = (hash << bits) | (1 << (bits - 1));
-        let rank = u8::try_from(rest.leading_zeros() + 1).unwrap_or(u8::MAX);
-        if let Some(register) = self.registers.get_mut(index) {
-            *register = (*register).max(rank);
-        }
+        crate::hll::observe(&mut self.registers, u64::from_be_bytes(first));
     }
 
     /// Takes in what `other` saw (a sketch of another size is folded to the smaller size).
@@ -92,45 +79,7 @@ impl Sketch {
 
     /// The estimated number of distinct values added.
     pub fn estimate(&self) -> u64 {
-        #[expect(
-            clippy::cast_precision_loss,
-            reason = "a register count of at most 4,096"
-        )]
-        let m = self.registers.len() as f64;
-        let sum: f64 = self
-            .registers
-            .iter()
-            .map(|&r| 2_f64.powi(-i32::from(r)))
-            .sum();
-        let alpha = match self.registers.len() {
-            16 => 0.673,
-            32 => 0.697,
-            64 => 0.709,
-            _ => 0.7213 / (1.0 + 1.079 / m),
-        };
-        let raw = alpha * m * m / sum;
-        #[expect(
-            clippy::naive_bytecount,
-            reason = "at most 4,096 registers, counted once per estimate"
-        )]
-        let zeros = self.registers.iter().filter(|&&r| r == 0).count();
-        #[expect(
-            clippy::cast_precision_loss,
-            reason = "a register count of at most 4,096"
-        )]
-        let estimate = if raw <= 2.5 * m && zeros > 0 {
-            // Linear counting, more exact while many registers are empty.
-            m * (m / zeros as f64).ln()
-        } else {
-            raw
-        };
-        #[expect(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "a positive estimate, rounded"
-        )]
-        let estimate = estimate.round() as u64;
-        estimate
+        crate::hll::estimate(&self.registers)
     }
 }
 

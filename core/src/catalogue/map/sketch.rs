@@ -51,13 +51,7 @@ impl Distinct {
     }
 
     fn set(&mut self, hash: u64) {
-        let index = usize::try_from(hash >> (64 - PRECISION)).unwrap_or(0);
-        // The rank of the first one bit of the remaining 54 bits (1 when the first is set).
-        let rest = hash << PRECISION;
-        let rank = u8::try_from(rest.leading_zeros().min(64 - PRECISION) + 1).unwrap_or(u8::MAX);
-        if let Some(register) = self.registers.get_mut(index) {
-            *register = (*register).max(rank);
-        }
+        crate::hll::observe(&mut self.registers, hash);
     }
 
     /// The estimated number of distinct values (exact while small).
@@ -65,30 +59,7 @@ impl Distinct {
         if self.registers.is_empty() {
             return self.small.len() as u64;
         }
-        #[allow(clippy::cast_precision_loss, reason = "1024 registers")]
-        let m = REGISTERS as f64;
-        let sum: f64 = self
-            .registers
-            .iter()
-            .map(|&r| 2f64.powi(-i32::from(r)))
-            .sum();
-        let alpha = 0.7213 / (1.0 + 1.079 / m);
-        let raw = alpha * m * m / sum;
-        #[allow(clippy::naive_bytecount, reason = "1 KB, once per read of the map")]
-        let zeros = self.registers.iter().filter(|&&r| r == 0).count();
-        #[allow(clippy::cast_precision_loss, reason = "at most 1024")]
-        let estimate = if raw <= 2.5 * m && zeros > 0 {
-            m * (m / zeros as f64).ln()
-        } else {
-            raw
-        };
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "a positive estimate, far below u64::MAX"
-        )]
-        let rounded = estimate.round() as u64;
-        rounded
+        crate::hll::estimate(&self.registers)
     }
 
     /// Memory held, in bytes.
