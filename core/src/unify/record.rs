@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::computed::{Series, is_zero};
+use super::computed::{Series, SeriesSet, is_zero};
 use super::identity::{
     Change, DropReason, Dropped, IdType, Identifier, IdentityRules, LogEntry, ProfileIds,
 };
-use super::profile::{Profile, ProfileConfig, Segmented, TraitValue};
+use super::profile::{Memberships, Profile, ProfileConfig, Segmented, TraitValue};
 use crate::hex;
 use crate::timestamp::{from_unix_millis as from_millis, unix_millis as millis};
 
@@ -173,11 +173,7 @@ impl SegmentedWire {
                 .into_iter()
                 .map(|(name, value)| (Arc::from(name), value))
                 .collect(),
-            audiences: self
-                .aud
-                .into_iter()
-                .map(|(key, at)| (Arc::from(key), at))
-                .collect(),
+            audiences: memberships_in(self.aud),
             next_check: self.next,
         }
     }
@@ -403,12 +399,7 @@ pub fn encode_preview_row(ids: &ProfileIds, profile: &Profile, config: &ProfileC
         counts: profile.event_counts.clone(),
         series: series_wire(profile, config),
         consent: profile.consent.clone(),
-        aud: profile
-            .segment
-            .audiences
-            .iter()
-            .map(|(key, at)| (key.to_string(), *at))
-            .collect(),
+        aud: memberships_out(&profile.segment.audiences),
     };
     serde_json::to_vec(&wire).unwrap_or_default()
 }
@@ -672,17 +663,9 @@ fn from_preview_wire(wire: PreviewWire, config: &ProfileConfig) -> (ProfileIds, 
         })
         .collect();
     profile.event_counts = wire.counts;
-    profile.series = wire
-        .series
-        .into_iter()
-        .filter_map(|(name, series)| Some((config.store_position(&name)?, series)))
-        .collect();
+    profile.series = series_in(wire.series, config);
     profile.consent = wire.consent;
-    profile.segment.audiences = wire
-        .aud
-        .into_iter()
-        .map(|(key, at)| (Arc::from(key), at))
-        .collect();
+    profile.segment.audiences = memberships_in(wire.aud);
     (ids, profile)
 }
 
@@ -704,6 +687,31 @@ struct PreviewWire {
     aud: Vec<(String, i64)>,
 }
 
+/// A record's series by store name, placed by `config` (one it does not have is left out: the
+/// store is rebuilt when the series change).
+fn series_in(series: BTreeMap<String, Series>, config: &ProfileConfig) -> SeriesSet {
+    series
+        .into_iter()
+        .filter_map(|(name, series)| Some((config.store_position(&name)?, series)))
+        .collect()
+}
+
+/// Memberships as records keep them: key and when entered (a map in a record, a list in a
+/// preview row).
+fn memberships_out<C: FromIterator<(String, i64)>>(audiences: &Memberships) -> C {
+    audiences
+        .iter()
+        .map(|(key, at)| (key.to_string(), *at))
+        .collect()
+}
+
+/// Memberships read from a record or a preview row.
+fn memberships_in(aud: impl IntoIterator<Item = (String, i64)>) -> Memberships {
+    aud.into_iter()
+        .map(|(key, at)| (Arc::from(key), at))
+        .collect()
+}
+
 fn series_wire(profile: &Profile, config: &ProfileConfig) -> BTreeMap<String, Series> {
     profile
         .series
@@ -723,12 +731,7 @@ fn segmented_wire(profile: &Profile) -> SegmentedWire {
             .iter()
             .map(|(name, value)| (name.to_string(), value.clone()))
             .collect(),
-        aud: profile
-            .segment
-            .audiences
-            .iter()
-            .map(|(key, at)| (key.to_string(), *at))
-            .collect(),
+        aud: memberships_out(&profile.segment.audiences),
         next: profile.segment.next_check,
     }
 }
@@ -833,11 +836,7 @@ pub fn decode_record(
         last_at,
         other_events: wire.other_events,
         refused_traits: wire.refused_traits,
-        series: wire
-            .series
-            .into_iter()
-            .filter_map(|(name, series)| Some((config.store_position(&name)?, series)))
-            .collect(),
+        series: series_in(wire.series, config),
         consent: wire.consent,
         segment: wire.seg.into_segmented(),
     };
