@@ -21,7 +21,7 @@ use super::keys::{
     event_key, identifier_key, map_key, parse_timer, profile_key, seen_key, timer_key,
     timers_until,
 };
-use super::kv::{Kv, KvWrite, prefix_end};
+use super::kv::{Kv, KvWrite, Pages};
 use super::preview::PreviewRows;
 use crate::lake::feed::{LineEvent, LinesApplied};
 
@@ -176,15 +176,8 @@ impl<K: Kv> Workspace<K> {
     /// Reads the data map from the store.
     async fn read_map(&self) -> Result<DataMap, ProfileError> {
         let mut entries = Vec::new();
-        let end = prefix_end(MAP_PREFIX);
-        let mut start = MAP_PREFIX.to_vec();
-        loop {
-            let page = self.kv.scan(&start, &end, SCAN_PAGE).await?;
-            let Some((last, _)) = page.last() else {
-                break;
-            };
-            start.clone_from(last);
-            start.push(0);
+        let mut pages = Pages::of(MAP_PREFIX, SCAN_PAGE);
+        while let Some(page) = pages.next(&self.kv).await? {
             for (key, value) in page {
                 let corrupt_entry = || {
                     corrupt(format!(
@@ -552,15 +545,8 @@ impl<K: Kv> Workspace<K> {
         let rows = Arc::new(PreviewRows::new());
         let config = Arc::new(self.config.clone());
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let end = prefix_end(b"p/");
-        let mut start = b"p/".to_vec();
-        loop {
-            let page = self.kv.scan(&start, &end, SCAN_PAGE).await?;
-            let Some((last, _)) = page.last() else {
-                break;
-            };
-            start.clone_from(last);
-            start.push(0);
+        let mut pages = Pages::of(b"p/", SCAN_PAGE);
+        while let Some(page) = pages.next(&self.kv).await? {
             let (into, config) = (Arc::clone(&rows), Arc::clone(&config));
             tokio::task::spawn_blocking(move || copy_rows(&into, &config, &page, threads))
                 .await
@@ -701,21 +687,15 @@ impl<K: Kv> Workspace<K> {
         &self,
         mut each: impl FnMut(ProfileIds, Profile),
     ) -> Result<(), ProfileError> {
-        let end = prefix_end(b"p/");
-        let mut start = b"p/".to_vec();
-        loop {
-            let page = self.kv.scan(&start, &end, SCAN_PAGE).await?;
-            let Some((last, _)) = page.last() else {
-                return Ok(());
-            };
-            start.clone_from(last);
-            start.push(0);
+        let mut pages = Pages::of(b"p/", SCAN_PAGE);
+        while let Some(page) = pages.next(&self.kv).await? {
             for (_, record) in page {
                 let (ids, profile) =
                     decode_record(&record, &self.config).map_err(|e| corrupt(e.to_string()))?;
                 each(ids, profile);
             }
         }
+        Ok(())
     }
 }
 

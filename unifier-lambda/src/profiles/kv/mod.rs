@@ -147,6 +147,39 @@ pub trait KvHome: Send + Sync {
     }
 }
 
+/// The entries under a prefix, a page at a time, in key order.
+pub struct Pages {
+    start: Vec<u8>,
+    end: Vec<u8>,
+    size: usize,
+}
+
+impl Pages {
+    /// The entries whose keys start with `prefix`, `size` at a time.
+    pub fn of(prefix: &[u8], size: usize) -> Pages {
+        Pages {
+            start: prefix.to_vec(),
+            end: prefix_end(prefix),
+            size,
+        }
+    }
+
+    /// The next page; `None` once every entry was read.
+    ///
+    /// # Errors
+    ///
+    /// The store's.
+    pub async fn next(&mut self, kv: &impl Kv) -> Result<Option<Vec<Entry>>, KvError> {
+        let page = kv.scan(&self.start, &self.end, self.size).await?;
+        let Some((last, _)) = page.last() else {
+            return Ok(None);
+        };
+        self.start.clone_from(last);
+        self.start.push(0);
+        Ok(Some(page))
+    }
+}
+
 /// The end of the range of keys that start with `prefix` (for [`Kv::scan`]).
 pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
