@@ -163,6 +163,9 @@ pub enum ConfigError {
         /// The value.
         path: String,
     },
+    /// A destination cannot be used.
+    #[error(transparent)]
+    Destination(#[from] crate::activate::destination::DestinationError),
     /// `[collect.cors] allowed_origins` holds what is not an origin (`null`, `*`, a path).
     #[error(
         "collect.cors.allowed_origins: {origin:?} is not an origin (scheme://host[:port], \
@@ -245,6 +248,12 @@ impl Config {
             && let Some(personalize) = &mut self.activate.personalize
         {
             personalize.token_secret = Some(value);
+        }
+        for destination in &mut self.activate.destinations {
+            let name = crate::activate::destination::secret_variable(&destination.key);
+            if let Some(value) = found(&name) {
+                destination.secret = value;
+            }
         }
         self
     }
@@ -347,6 +356,7 @@ impl Config {
         {
             personalize.token_secret = None;
         }
+        self.destinations()?;
         match (&self.catalogue.plan, &self.catalogue.tracking_plan) {
             (Some(plan), _) => plan.check()?,
             (None, Some(path)) => {
@@ -366,6 +376,21 @@ impl Config {
     /// When they cannot be used ([`SegmentError`]).
     pub fn segments(&self) -> Result<Segments, SegmentError> {
         Segments::compile(&self.unify.profiles, &self.segment)
+    }
+
+    /// The destinations, checked (`[[activate.destinations]]`).
+    ///
+    /// # Errors
+    ///
+    /// The first destination that cannot be used.
+    pub fn destinations(
+        &self,
+    ) -> Result<Vec<crate::activate::destination::Destination>, ConfigError> {
+        let workspaces: Vec<&str> = self.workspaces.iter().map(|w| w.name.as_str()).collect();
+        Ok(crate::activate::destination::check_all(
+            &self.activate.destinations,
+            &workspaces,
+        )?)
     }
 
     /// The paths of the document taken as relative to `folder` (the configuration file's):

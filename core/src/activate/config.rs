@@ -11,6 +11,8 @@ pub struct ActivateConfig {
     pub profile_api: Option<ProfileApiConfig>,
     /// `GET /v1/personalize` and the edge store's entries (off when absent).
     pub personalize: Option<PersonalizeConfig>,
+    /// Where the change log is delivered (`[[activate.destinations]]`, `docs/destinations.md`).
+    pub destinations: Vec<super::destination::DestinationConfig>,
 }
 
 /// The profile API: whole profiles and their events, for a server that holds the token.

@@ -1,12 +1,14 @@
 //! Activation, the fourth step of the CDP: what reaches the tools and pages that act on
 //! customers. Today: personalization at the edge (the entries the edge's key-value store holds,
-//! and the tokens that prove who may read one), and the first parts of webhook destinations
-//! (signatures, outcomes, retries, the address rule: [`webhook`]).
+//! and the tokens that prove who may read one), and webhook destinations of the change log
+//! ([`destination`]: what each receives, its mapping, how a failure moves it; [`webhook`]:
+//! signatures, outcomes, retries, the address rule).
 //!
-//! Planned here (see the open issues): the destination runtime over the change log,
-//! destination payloads and field mappings, and deletion plans.
+//! Planned here (see the open issues): destinations of profile changes and event streams,
+//! PostgreSQL, files and edge destinations, and deletion plans.
 
 mod config;
+pub mod destination;
 pub mod personalize;
 pub mod webhook;
 

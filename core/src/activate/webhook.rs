@@ -4,9 +4,8 @@
 //! classes of a delivery's outcome, the retry schedule, and which addresses a destination may
 //! not reach (the SSRF rule, applied to each address a host name resolves to).
 //!
-//! The destination runtime that delivers the change log is not built yet (issue 17): these are
-//! its first parts, each checked on its own (the signature also by the reference library, in
-//! the integration tests).
+//! The destinations ([`super::destination`]) and their runtime (`braid_unifier::activate`) use
+//! these; the signature is also checked by the reference library in the integration tests.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -149,14 +148,20 @@ pub const RETRY_SCHEDULE: [Duration; 7] = [
 /// schedule's longest wait.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_hours(10);
 
-/// How long to wait before the attempt after `failed` failed attempts (1 after the first),
+/// How long to wait, by `schedule` (a destination's, else [`RETRY_SCHEDULE`]), before the
+/// attempt after `failed` failed attempts (1 after the first),
 /// or `None` when the schedule is spent (the message is a dead letter). `retry_after` is the
 /// receiver's `Retry-After` (waited for when longer, up to [`MAX_RETRY_AFTER`]); `jitter`, in
 /// `0.0..1.0`, spreads the retries of many messages over the tenth of the wait after it, so
 /// that a receiver that comes back is not met by all of them at once.
-pub fn retry_wait(failed: u32, retry_after: Option<Duration>, jitter: f64) -> Option<Duration> {
+pub fn retry_wait(
+    schedule: &[Duration],
+    failed: u32,
+    retry_after: Option<Duration>,
+    jitter: f64,
+) -> Option<Duration> {
     let index = usize::try_from(failed.checked_sub(1)?).ok()?;
-    let base = *RETRY_SCHEDULE.get(index)?;
+    let base = *schedule.get(index)?;
     let spread = base.mul_f64(jitter.clamp(0.0, 1.0) / 10.0);
     let wait = base + spread;
     Some(retry_after.map_or(wait, |asked| wait.max(asked.min(MAX_RETRY_AFTER))))
@@ -295,21 +300,45 @@ mod tests {
     #[test]
     fn retries_follow_the_schedule_with_jitter_and_retry_after() {
         let hours = Duration::from_hours;
-        assert_eq!(retry_wait(0, None, 0.0), None);
-        assert_eq!(retry_wait(1, None, 0.0), Some(Duration::from_secs(5)));
-        assert_eq!(retry_wait(4, None, 0.0), Some(hours(2)));
-        assert_eq!(retry_wait(7, None, 0.0), Some(hours(10)));
-        assert_eq!(retry_wait(8, None, 0.0), None, "eight attempts in all");
-        let total: Duration = (1..=7).filter_map(|n| retry_wait(n, None, 0.0)).sum();
+        assert_eq!(retry_wait(&RETRY_SCHEDULE, 0, None, 0.0), None);
+        assert_eq!(
+            retry_wait(&RETRY_SCHEDULE, 1, None, 0.0),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(retry_wait(&RETRY_SCHEDULE, 4, None, 0.0), Some(hours(2)));
+        assert_eq!(retry_wait(&RETRY_SCHEDULE, 7, None, 0.0), Some(hours(10)));
+        assert_eq!(
+            retry_wait(&RETRY_SCHEDULE, 8, None, 0.0),
+            None,
+            "eight attempts in all"
+        );
+        let total: Duration = (1..=7)
+            .filter_map(|n| retry_wait(&RETRY_SCHEDULE, n, None, 0.0))
+            .sum();
         assert!(total > hours(27) && total < hours(28), "{total:?}");
         // Jitter adds up to a tenth.
-        assert_eq!(retry_wait(1, None, 1.0), Some(Duration::from_millis(5_500)));
-        assert_eq!(retry_wait(1, None, 7.0), Some(Duration::from_millis(5_500)));
+        assert_eq!(
+            retry_wait(&RETRY_SCHEDULE, 1, None, 1.0),
+            Some(Duration::from_millis(5_500))
+        );
+        assert_eq!(
+            retry_wait(&RETRY_SCHEDULE, 1, None, 7.0),
+            Some(Duration::from_millis(5_500))
+        );
         // Retry-After is waited for when longer, up to the bound.
         let asked = Some(Duration::from_mins(1));
-        assert_eq!(retry_wait(1, asked, 0.0), Some(Duration::from_mins(1)));
-        assert_eq!(retry_wait(3, asked, 0.0), Some(Duration::from_mins(30)));
-        assert_eq!(retry_wait(1, Some(hours(100)), 0.0), Some(hours(10)));
+        assert_eq!(
+            retry_wait(&RETRY_SCHEDULE, 1, asked, 0.0),
+            Some(Duration::from_mins(1))
+        );
+        assert_eq!(
+            retry_wait(&RETRY_SCHEDULE, 3, asked, 0.0),
+            Some(Duration::from_mins(30))
+        );
+        assert_eq!(
+            retry_wait(&RETRY_SCHEDULE, 1, Some(hours(100)), 0.0),
+            Some(hours(10))
+        );
     }
 
     #[test]
