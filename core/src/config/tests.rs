@@ -82,7 +82,10 @@ fn commented_paths(text: &str) -> BTreeSet<String> {
 }
 
 /// Map-valued settings: their entries are named by the user.
-const MAPS: [&str; 4] = [
+const MAPS: [&str; 7] = [
+    "activate.destinations[].mapping.rename",
+    "activate.destinations[].mapping.constants",
+    "activate.destinations[].mapping.templates",
     "unify.identity.types",
     "unify.identity.trait_identifiers",
     "unify.profiles.traits",
@@ -157,6 +160,15 @@ fn full() -> Config {
         },
     );
     config.activate.profile_api = Some(ProfileApiConfig { token: "t".into() });
+    let destination = r#"{"key": "d", "type": "webhook", "url": "https://x", "retry_seconds": [1],
+        "previous_secrets": ["p"], "audiences": ["a"], "computed_traits": ["c"],
+        "consent": ["m"], "traits": ["t"], "allow_addresses": ["10.0.0.1"],
+        "mapping": {"select": ["id"], "rename": {"a": "b"}, "constants": {"c": 1},
+                    "templates": {"t": "{id}"}}}"#;
+    config
+        .activate
+        .destinations
+        .push(serde_json::from_str(destination).unwrap());
     config.catalogue.api = Some(crate::catalogue::CatalogueApiConfig { token: "a".into() });
     config.activate.personalize = Some(PersonalizeConfig {
         key_secret: "k".into(),
