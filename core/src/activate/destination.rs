@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 
 use super::webhook::{self, Outcome, SigningKey};
 use crate::catalogue::lake::is_valid_workspace;
+use crate::unify::{Profile, ProfileIds};
 
 /// The most messages one request carries.
 pub const MAX_BATCH: usize = 100;
@@ -824,6 +825,31 @@ pub struct ProfileView {
 }
 
 impl ProfileView {
+    /// The view of a profile, carrying `traits` of its traits.
+    pub fn of(ids: &ProfileIds, profile: &Profile, traits: &[String]) -> ProfileView {
+        let mut identifiers = Map::new();
+        for id in ids.identifiers.keys() {
+            let values = identifiers
+                .entry(id.kind.as_str().to_owned())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(values) = values {
+                values.push(Value::String(id.value.clone()));
+            }
+        }
+        ProfileView {
+            identifiers,
+            traits: traits
+                .iter()
+                .filter_map(|name| Some((name.clone(), profile.traits.get(name)?.value.clone())))
+                .collect(),
+            consent: profile
+                .consent
+                .as_ref()
+                .map(|(_, choices)| choices.clone())
+                .unwrap_or_default(),
+        }
+    }
+
     /// Whether its latest consent grants `category`.
     pub fn grants(&self, category: &str) -> bool {
         self.consent.get(category).copied().unwrap_or(false)
@@ -863,8 +889,11 @@ pub struct DeliveryState {
     pub last_error: Option<String>,
     /// When it last delivered (ms).
     pub last_delivered_at: Option<i64>,
-    /// The time of the last entry delivered (ms): lag is now less this.
+    /// The time of the last entry delivered (ms).
     pub last_entry_at: Option<i64>,
+    /// The time of the first entry after the cursor, when there is one (ms): the lag is now
+    /// less this.
+    pub oldest_pending_at: Option<i64>,
 }
 
 /// The failure being retried: the batch's end (the same messages are sent again), how many
@@ -897,8 +926,13 @@ pub enum Step {
     Delivered,
     /// Try the same batch again at this time (ms).
     RetryAt(i64),
-    /// Keep the batch as dead letters (this failure class) and move past it.
-    DeadLetter(&'static str),
+    /// Keep the batch as dead letters and move past it.
+    DeadLetter {
+        /// The failure class ([`FAILURE_CLASSES`]).
+        class: &'static str,
+        /// The attempts made.
+        attempts: u32,
+    },
     /// Disable the destination (the batch stays where it is, to be delivered once it is
     /// enabled again), for this reason.
     Disable(String),
@@ -950,7 +984,12 @@ impl DeliveryState {
             Outcome::Gone => {
                 return Step::Disable(format!("the receiver answered 410 Gone: {error}"));
             }
-            Outcome::Permanent => return Step::DeadLetter("refused"),
+            Outcome::Permanent => {
+                return Step::DeadLetter {
+                    class: "refused",
+                    attempts,
+                };
+            }
             Outcome::Retry | Outcome::Delivered => {}
         }
         if now.saturating_sub(failing_since) >= disable_after {
@@ -971,7 +1010,10 @@ impl DeliveryState {
                 });
                 Step::RetryAt(next_at)
             }
-            None => Step::DeadLetter("retries_exhausted"),
+            None => Step::DeadLetter {
+                class: "retries_exhausted",
+                attempts,
+            },
         }
     }
 }

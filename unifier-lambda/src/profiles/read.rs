@@ -298,6 +298,55 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         Ok(out)
     }
 
+    /// What a destination delivers next: the store's generation and up to `limit` entries of
+    /// the change log after the one numbered `after`, no further than what is durable (an
+    /// entry a crash could take back is not delivered). `None` for a workspace without a
+    /// store.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn durable_changes(
+        &self,
+        workspace: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<(u64, Vec<Value>)>, ProfileError> {
+        let Some(store) = self.existing(workspace).await? else {
+            return Ok(None);
+        };
+        let durable = store.logged_durable();
+        if durable <= after {
+            return Ok(Some((store.generation, Vec::new())));
+        }
+        let mut entries = self.changes(workspace, after, limit).await?;
+        entries.retain(|entry| {
+            entry
+                .get("number")
+                .and_then(Value::as_u64)
+                .is_some_and(|n| n <= durable)
+        });
+        Ok(Some((store.generation, entries)))
+    }
+
+    /// The profiles `ids` as a destination's messages carry them (identifiers, `traits`,
+    /// consent), as they are now; `None` for one that is gone (merged into another).
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn delivery_views(
+        &self,
+        workspace: &str,
+        ids: &[&str],
+        traits: &[String],
+    ) -> Result<Vec<Option<braid_core::activate::destination::ProfileView>>, ProfileError> {
+        let Some(store) = self.existing(workspace).await? else {
+            return Ok(vec![None; ids.len()]);
+        };
+        store.views(ids, traits).await
+    }
+
     /// Makes everything durable and closes every store.
     ///
     /// # Errors

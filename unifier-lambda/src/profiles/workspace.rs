@@ -4,8 +4,9 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use braid_core::activate::destination::ProfileView;
 use braid_core::catalogue::lake::line_origin;
 use braid_core::catalogue::map::{DataMap, EventEntry, EventKey, KnownIds};
 use braid_core::segment::{Logged, Segments};
@@ -79,6 +80,11 @@ pub(super) struct Workspace<K> {
     /// Whether the map is kept (`[catalogue] data_map`).
     keep_map: bool,
     unflushed: AtomicBool,
+    /// The change log's last number written to the store, and the last made durable: readers
+    /// that act on it (destinations) read no further than the durable one, so that nothing
+    /// is delivered that a crash could take back.
+    logged_written: AtomicU64,
+    logged_durable: AtomicU64,
     rules: IdentityRules,
     config: ProfileConfig,
     /// The paths unify reads identifiers from: the map does not count them as identity
@@ -120,6 +126,8 @@ impl<K: Kv> Workspace<K> {
             map: std::sync::Mutex::new(DataMap::default()),
             keep_map: data_map,
             unflushed: AtomicBool::new(false),
+            logged_written: AtomicU64::new(0),
+            logged_durable: AtomicU64::new(0),
             rules: rules.clone(),
             config: config.clone(),
             identifier_paths: identifier_paths(rules),
@@ -168,6 +176,9 @@ impl<K: Kv> Workspace<K> {
         };
         let mut unifier = Unifier::new(self.rules.clone(), self.config.clone());
         unifier.load_counters(&counters);
+        // What the store holds when it is opened is durable.
+        self.logged_written.store(counters.logged, Ordering::SeqCst);
+        self.logged_durable.store(counters.logged, Ordering::SeqCst);
         *self.state()? = unifier;
         *self.data_map()? = self.read_map().await?;
         Ok(())
@@ -333,6 +344,7 @@ impl<K: Kv> Workspace<K> {
         batch.extend(self.log_writes(&logged));
         batch.extend(map_writes);
         self.kv.write(batch).await?;
+        self.note_written(&logged);
         self.apply_preview(previewed);
         self.unflushed.store(true, Ordering::SeqCst);
         self.state()?.evict_to(settings.cache_profiles);
@@ -486,6 +498,7 @@ impl<K: Kv> Workspace<K> {
             batch.extend(self.batch(changes, Vec::new(), settings));
             batch.extend(self.log_writes(&logged));
             self.kv.write(batch).await?;
+            self.note_written(&logged);
             self.apply_preview(previewed);
             self.unflushed.store(true, Ordering::SeqCst);
             self.state()?.evict_to(settings.cache_profiles);
@@ -640,11 +653,28 @@ impl<K: Kv> Workspace<K> {
         Ok(out)
     }
 
+    /// Notes the change log's entries of a batch just written.
+    fn note_written(&self, logged: &[Logged]) {
+        if let Some(last) = logged.iter().map(|l| l.number).max() {
+            self.logged_written.fetch_max(last, Ordering::SeqCst);
+        }
+    }
+
+    /// The change log's last number that is durable.
+    pub(super) fn logged_durable(&self) -> u64 {
+        self.logged_durable.load(Ordering::SeqCst)
+    }
+
     pub(super) async fn flush(&self) -> Result<(), ProfileError> {
         if !self.unflushed.swap(false, Ordering::SeqCst) {
             return Ok(());
         }
+        // Entries written after this read may not be in the flush: they wait for the next.
+        let written = self.logged_written.load(Ordering::SeqCst);
         let flushed = self.kv.flush().await.map_err(ProfileError::from);
+        if flushed.is_ok() {
+            self.logged_durable.fetch_max(written, Ordering::SeqCst);
+        }
         if flushed.is_err() {
             self.unflushed.store(true, Ordering::SeqCst);
             let _writer = self.writer.lock().await;
@@ -680,6 +710,43 @@ impl<K: Kv> Workspace<K> {
         decode_record(&record, &self.config)
             .map(Some)
             .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// The views of profiles by id (from the working set, else the store) that destinations'
+    /// messages carry; `None` for a profile that is gone.
+    pub(super) async fn views(
+        &self,
+        ids: &[&str],
+        traits: &[String],
+    ) -> Result<Vec<Option<ProfileView>>, ProfileError> {
+        let mut out = vec![None; ids.len()];
+        let mut missing = Vec::new();
+        {
+            let unifier = self.state()?;
+            for (slot, id) in out.iter_mut().zip(ids) {
+                match unifier.profile_and_ids(id) {
+                    Some((profile_ids, profile)) => {
+                        *slot = Some(ProfileView::of(profile_ids, profile, traits));
+                    }
+                    None => missing.push(*id),
+                }
+            }
+        }
+        let keys = missing.iter().map(|id| profile_key(id));
+        let mut read = std::collections::HashMap::new();
+        for (id, found) in missing.iter().zip(self.get_many(keys).await?) {
+            if let Some(record) = found {
+                let (profile_ids, profile) =
+                    decode_record(&record, &self.config).map_err(|e| corrupt(e.to_string()))?;
+                read.insert(*id, ProfileView::of(&profile_ids, &profile, traits));
+            }
+        }
+        for (slot, id) in out.iter_mut().zip(ids) {
+            if slot.is_none() {
+                *slot = read.get(id).cloned();
+            }
+        }
+        Ok(out)
     }
 
     /// Every record, in profile id order, a page at a time.

@@ -304,7 +304,10 @@ fn failures_are_retried_on_schedule_dead_lettered_or_disable_the_destination() {
     assert_eq!(step(&mut state, 2_000, None), Step::RetryAt(4_000));
     assert_eq!(
         step(&mut state, 4_000, Some(500)),
-        Step::DeadLetter("retries_exhausted")
+        Step::DeadLetter {
+            class: "retries_exhausted",
+            attempts: 3
+        }
     );
     assert_eq!(state.failed_attempts, 3);
     assert_eq!(state.last_error.as_deref(), Some("boom"));
@@ -338,7 +341,10 @@ fn failures_are_retried_on_schedule_dead_lettered_or_disable_the_destination() {
     assert_eq!((fine.retrying.clone(), fine.failing_since), (None, None));
     assert_eq!(
         step(&mut fine, 2_000, Some(400)),
-        Step::DeadLetter("refused")
+        Step::DeadLetter {
+            class: "refused",
+            attempts: 1
+        }
     );
     assert!(
         matches!(step(&mut fine, 3_000, Some(410)), Step::Disable(r) if r.contains("410 Gone"))

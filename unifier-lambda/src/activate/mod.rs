@@ -1,0 +1,470 @@
+//! Delivering the change log to destinations (`braid_core::activate::destination`): one
+//! [`Deliverer`] per destination, each with its own cursor, retries and state, so a failing
+//! destination never delays another.
+//!
+//! The outbox is the change log itself: its entries are written in the batch that changes the
+//! profile, and a deliverer reads no further than what is durable, so an acknowledged change
+//! is never lost and a crash never skips one. A destination's state (its cursor, counts, the
+//! failure it retries, whether it is disabled) is an object in the lake,
+//! `destinations/workspace=W/<key>/state.json`, written after each step that is not a plain
+//! delivery and at most every [`SAVE_EVERY`] otherwise: a crash in between sends the last
+//! messages again, with the same ids (a receiver recognizes them). Messages that cannot be
+//! delivered are kept as dead letters beside it, `dead/date=YYYY-MM-DD/<first>-<last>.ndjson`,
+//! with their last error and failure class.
+//!
+//! Messages of one destination go in the change log's order, one request at a time: a batch
+//! that fails is retried (on the destination's schedule) before anything after it, which keeps
+//! every profile's changes in order.
+
+pub mod http;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use braid_core::activate::destination::{DeliveryState, Destination, Method, Step};
+use braid_core::activate::webhook::signed_headers;
+use braid_core::timestamp;
+use serde_json::{Value, json};
+
+use crate::lake::store::{ObjectStore, StoreError};
+use crate::profiles::kv::KvHome;
+use crate::profiles::{ProfileError, ProfileUnify};
+
+/// A request to a destination.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// Headers besides the content type.
+    pub headers: Vec<(&'static str, String)>,
+    /// The JSON body.
+    pub body: Vec<u8>,
+}
+
+/// What came of a request: its status (`None`: no answer), the `Retry-After` asked, and what
+/// happened in words.
+#[derive(Clone, Debug, Default)]
+pub struct Answer {
+    /// The status.
+    pub status: Option<u16>,
+    /// The wait the receiver asked for.
+    pub retry_after: Option<Duration>,
+    /// What happened.
+    pub error: String,
+}
+
+/// Sends a destination's requests.
+pub trait Sender: Send + Sync {
+    /// Sends `request`; every failure is an [`Answer`] (no status: none came).
+    fn send(&self, request: Request) -> impl Future<Output = Answer> + Send;
+}
+
+/// A deliverer that cannot go on: its state or dead letters cannot be written, or the profile
+/// store fails (it tries again after a pause).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    /// The lake.
+    #[error(transparent)]
+    Lake(#[from] StoreError),
+    /// The profile store.
+    #[error(transparent)]
+    Profiles(#[from] ProfileError),
+    /// A state object that is not one.
+    #[error("the state of destination {key}: {message}")]
+    State {
+        /// The destination.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// What one step did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing to deliver.
+    Idle,
+    /// Moved past entries it does not receive.
+    Skipped(usize),
+    /// Delivered this many messages.
+    Delivered(usize),
+    /// Kept this many messages as dead letters.
+    DeadLettered(usize),
+    /// The next attempt is due at this time (ms).
+    WaitingUntil(i64),
+    /// Switched off, or disabled.
+    Disabled,
+}
+
+/// How often the state is written while deliveries go well.
+pub const SAVE_EVERY: Duration = Duration::from_millis(250);
+
+/// Entries read from the change log per step.
+const PAGE: usize = 500;
+
+/// The key of a destination's state object.
+pub fn state_key(workspace: &str, key: &str) -> String {
+    format!("destinations/workspace={workspace}/{key}/state.json")
+}
+
+/// The prefix of a destination's dead letters.
+pub fn dead_prefix(workspace: &str, key: &str) -> String {
+    format!("destinations/workspace={workspace}/{key}/dead/")
+}
+
+/// Reads a destination's state (the default when it has none yet).
+///
+/// # Errors
+///
+/// When the lake fails or the object is not a state.
+pub async fn read_state<S: ObjectStore>(
+    lake: &S,
+    workspace: &str,
+    key: &str,
+) -> Result<DeliveryState, DeliverError> {
+    match lake.get(&state_key(workspace, key)).await? {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| DeliverError::State {
+            key: key.to_owned(),
+            message: e.to_string(),
+        }),
+        None => Ok(DeliveryState::default()),
+    }
+}
+
+/// One destination's deliveries.
+pub struct Deliverer<S, H: KvHome, T> {
+    destination: Destination,
+    lake: S,
+    profiles: Arc<ProfileUnify<S, H>>,
+    sender: T,
+    state: DeliveryState,
+    saved: DeliveryState,
+    saved_at: tokio::time::Instant,
+    jitter: bool,
+}
+
+impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
+    /// The deliverer of `destination`, from its saved state.
+    ///
+    /// # Errors
+    ///
+    /// When its state cannot be read.
+    pub async fn open(
+        destination: Destination,
+        lake: S,
+        profiles: Arc<ProfileUnify<S, H>>,
+        sender: T,
+    ) -> Result<Self, DeliverError> {
+        let state = read_state(&lake, &destination.workspace, destination.key()).await?;
+        Ok(Deliverer {
+            destination,
+            lake,
+            profiles,
+            sender,
+            saved: state.clone(),
+            state,
+            saved_at: tokio::time::Instant::now(),
+            jitter: true,
+        })
+    }
+
+    /// The same, retrying exactly on the schedule (for tests).
+    #[must_use]
+    pub fn without_jitter(mut self) -> Self {
+        self.jitter = false;
+        self
+    }
+
+    /// Its state as it is now.
+    pub fn state(&self) -> &DeliveryState {
+        &self.state
+    }
+
+    /// Delivers (or retries) at most one request's messages, at `now` (ms).
+    ///
+    /// # Errors
+    ///
+    /// When the lake or the profile store fails.
+    pub async fn step(&mut self, now: i64) -> Result<Progress, DeliverError> {
+        if !self.destination.config.enabled || self.state.disabled.is_some() {
+            return Ok(Progress::Disabled);
+        }
+        if let Some(retrying) = &self.state.retrying
+            && retrying.next_at > now
+        {
+            return Ok(Progress::WaitingUntil(retrying.next_at));
+        }
+        let workspace = self.destination.workspace.clone();
+        let Some((generation, mut entries)) = self
+            .profiles
+            .durable_changes(&workspace, self.state.after, PAGE)
+            .await?
+        else {
+            return Ok(Progress::Idle);
+        };
+        if generation != self.state.generation {
+            // A rebuild numbers its change log anew: start again from its beginning (the
+            // messages keep their ids).
+            let fresh = self.state.generation == 0 && self.state.after == 0;
+            self.state.generation = generation;
+            if !fresh {
+                self.state.after = 0;
+                self.state.retrying = None;
+                self.save().await?;
+                return Ok(Progress::Skipped(0));
+            }
+        }
+        let Some(first) = entries.first().and_then(number) else {
+            self.state.oldest_pending_at = None;
+            self.save_if_changed().await?;
+            return Ok(Progress::Idle);
+        };
+        if first > self.state.after + 1 {
+            // Kept `change_log_days`, then gone: counted, not silently passed.
+            self.state.expired += first - self.state.after - 1;
+        }
+        self.state.oldest_pending_at = entries.first().and_then(entry_at);
+        if let Some(retrying) = &self.state.retrying {
+            let through = retrying.through;
+            entries.retain(|e| number(e).is_some_and(|n| n <= through));
+        }
+        let (messages, through) = self.messages(&workspace, &entries).await?;
+        if messages.is_empty() {
+            let skipped = entries
+                .iter()
+                .take_while(|e| number(e).is_some_and(|n| n <= through))
+                .count();
+            self.state.skipped += skipped as u64;
+            self.state.after = through;
+            self.save_soon().await?;
+            return Ok(Progress::Skipped(skipped));
+        }
+        let (id, body) = self.destination.body(&messages);
+        let mut headers: Vec<(&'static str, String)> =
+            signed_headers(&self.destination.keys, &id, now.div_euclid(1000), &body).into();
+        headers.push(("user-agent", "Braid-Webhooks/1".to_owned()));
+        let answer = self
+            .sender
+            .send(Request {
+                method: self.destination.config.method,
+                headers,
+                body,
+            })
+            .await;
+        let jitter = if self.jitter { jitter() } else { 0.0 };
+        let step = self.state.after_attempt(
+            &self.destination,
+            through,
+            now,
+            answer.status,
+            answer.retry_after,
+            &answer.error,
+            jitter,
+        );
+        let considered = entries
+            .iter()
+            .take_while(|e| number(e).is_some_and(|n| n <= through));
+        let skipped = considered.count().saturating_sub(messages.len()) as u64;
+        match step {
+            Step::Delivered => {
+                self.state.after = through;
+                self.state.delivered += messages.len() as u64;
+                self.state.requests += 1;
+                self.state.skipped += skipped;
+                self.state.last_delivered_at = Some(now);
+                self.state.last_entry_at = messages.last().and_then(message_at);
+                self.save_soon().await?;
+                Ok(Progress::Delivered(messages.len()))
+            }
+            Step::RetryAt(at) => {
+                tracing::warn!(destination = self.destination.key(), error = %answer.error,
+                               "a delivery failed; it is retried");
+                self.save().await?;
+                Ok(Progress::WaitingUntil(at))
+            }
+            Step::DeadLetter { class, attempts } => {
+                self.dead_letters(&messages, &id, class, &answer, attempts, now)
+                    .await?;
+                self.state.after = through;
+                self.state.dead_lettered += messages.len() as u64;
+                self.state.skipped += skipped;
+                self.save().await?;
+                Ok(Progress::DeadLettered(messages.len()))
+            }
+            Step::Disable(reason) => {
+                tracing::error!(destination = self.destination.key(), %reason,
+                                "a destination is disabled");
+                self.state.retrying = None;
+                self.state.disabled =
+                    Some(braid_core::activate::destination::Disabled { at: now, reason });
+                self.save().await?;
+                Ok(Progress::Disabled)
+            }
+        }
+    }
+
+    /// The messages of the next request from `entries` (in order), and the number of the last
+    /// entry they account for (messages, and entries it does not receive).
+    async fn messages(
+        &self,
+        workspace: &str,
+        entries: &[Value],
+    ) -> Result<(Vec<Value>, u64), DeliverError> {
+        let config = &self.destination.config;
+        let needs_profile =
+            config.identifiers || !config.traits.is_empty() || !config.consent.is_empty();
+        let mut messages = Vec::new();
+        let mut through = self.state.after;
+        for chunk in entries.chunks(config.batch.max(1)) {
+            let views = if needs_profile {
+                let ids: Vec<&str> = chunk
+                    .iter()
+                    .map(|e| e.get("profile").and_then(Value::as_str).unwrap_or_default())
+                    .collect();
+                self.profiles
+                    .delivery_views(workspace, &ids, &config.traits)
+                    .await?
+            } else {
+                vec![None; chunk.len()]
+            };
+            for (entry, view) in chunk.iter().zip(&views) {
+                if messages.len() == config.batch {
+                    return Ok((messages, through));
+                }
+                if let Some(message) = self.destination.message(entry, view.as_ref()) {
+                    messages.push(message);
+                }
+                through = number(entry).unwrap_or(through);
+            }
+        }
+        Ok((messages, through))
+    }
+
+    /// Keeps `messages` as dead letters, with what happened.
+    async fn dead_letters(
+        &self,
+        messages: &[Value],
+        request: &str,
+        class: &str,
+        answer: &Answer,
+        attempts: u32,
+        now: i64,
+    ) -> Result<(), DeliverError> {
+        let mut lines = Vec::new();
+        for message in messages {
+            let line = json!({"message": message, "class": class, "error": answer.error,
+                              "status": answer.status, "attempts": attempts,
+                              "request": request, "at": now});
+            lines.extend(serde_json::to_vec(&line).unwrap_or_default());
+            lines.push(b'\n');
+        }
+        let date = timestamp::from_unix_millis(now)
+            .map(|at| timestamp::format(at).chars().take(10).collect::<String>())
+            .unwrap_or_default();
+        let first = messages
+            .first()
+            .and_then(|m| m.get("number"))
+            .and_then(Value::as_u64);
+        let key = format!(
+            "{}date={date}/{:016x}-{:016x}.ndjson",
+            dead_prefix(&self.destination.workspace, self.destination.key()),
+            first.unwrap_or(self.state.after + 1),
+            messages
+                .last()
+                .and_then(|m| m.get("number"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+        );
+        self.lake.put(&key, lines).await?;
+        Ok(())
+    }
+
+    async fn save(&mut self) -> Result<(), DeliverError> {
+        let key = state_key(&self.destination.workspace, self.destination.key());
+        let bytes = serde_json::to_vec_pretty(&self.state).unwrap_or_default();
+        self.lake.put(&key, bytes).await?;
+        self.saved = self.state.clone();
+        self.saved_at = tokio::time::Instant::now();
+        Ok(())
+    }
+
+    /// Saves when the last save is [`SAVE_EVERY`] old.
+    async fn save_soon(&mut self) -> Result<(), DeliverError> {
+        if self.saved_at.elapsed() >= SAVE_EVERY {
+            self.save().await?;
+        }
+        Ok(())
+    }
+
+    /// Saves what is not saved yet.
+    pub async fn save_if_changed(&mut self) -> Result<(), DeliverError> {
+        if self.state != self.saved {
+            self.save().await?;
+        }
+        Ok(())
+    }
+
+    /// Delivers until `stop` is set: a step after another while there is work, else a pause
+    /// of `poll`, or until a retry is due. Its state is saved when it stops.
+    pub async fn run(mut self, poll: Duration, stop: Arc<AtomicBool>) {
+        let key = self.destination.key().to_owned();
+        while !stop.load(Ordering::Relaxed) {
+            let now = braid_core::timestamp::unix_millis(time::OffsetDateTime::now_utc());
+            let pause = match self.step(now).await {
+                Ok(Progress::Delivered(_) | Progress::Skipped(_) | Progress::DeadLettered(_)) => {
+                    continue;
+                }
+                Ok(Progress::Idle | Progress::Disabled) => poll,
+                Ok(Progress::WaitingUntil(at)) => {
+                    Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(poll)
+                }
+                Err(error) => {
+                    tracing::warn!(destination = key, %error, "delivery paused");
+                    poll.max(Duration::from_secs(1))
+                }
+            };
+            pause_unless(pause, &stop).await;
+        }
+        if let Err(error) = self.save_if_changed().await {
+            tracing::warn!(destination = key, %error, "its state was not saved at the stop");
+        }
+    }
+}
+
+/// Sleeps `pause`, waking early when `stop` is set.
+async fn pause_unless(pause: Duration, stop: &AtomicBool) {
+    let until = tokio::time::Instant::now() + pause;
+    while !stop.load(Ordering::Relaxed) {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+    }
+}
+
+/// A number in `0.0..1.0` that spreads retries.
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1_000) / 1_000.0
+}
+
+fn number(entry: &Value) -> Option<u64> {
+    entry.get("number").and_then(Value::as_u64)
+}
+
+fn entry_at(entry: &Value) -> Option<i64> {
+    let text = entry.get("at").and_then(Value::as_str)?;
+    timestamp::parse(text).ok().map(timestamp::unix_millis)
+}
+
+fn message_at(message: &Value) -> Option<i64> {
+    let text = message.get("timestamp").and_then(Value::as_str)?;
+    timestamp::parse(text).ok().map(timestamp::unix_millis)
+}
+
+#[cfg(test)]
+mod tests;
