@@ -16,6 +16,7 @@ mod bench_segment;
 mod catalogue;
 mod compact;
 mod config;
+mod destinations;
 mod import;
 mod profiles;
 mod replay;
@@ -51,6 +52,9 @@ enum Command {
     /// Profiles: rebuild them from the lake, or export them.
     #[command(subcommand)]
     Profiles(profiles::ProfilesCommand),
+    /// Destinations: how their deliveries go.
+    #[command(subcommand)]
+    Destinations(destinations::DestinationsCommand),
     /// Find the records of one person among CRM-like CSV records (fuzzy matching).
     Resolve(resolve::ResolveArgs),
     /// Import CRM-like CSV records into profiles: matched as `braid resolve` does, then sent as
@@ -79,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         Command::Catalogue(args) => runtime.block_on(catalogue::run(args)),
         Command::Replay(args) => runtime.block_on(replay::run(&args)),
         Command::Profiles(command) => runtime.block_on(profiles::run(command)),
+        Command::Destinations(command) => runtime.block_on(destinations::run(command)),
         Command::Resolve(args) => resolve::run(&args),
         Command::Import(args) => runtime.block_on(import::run(&args)),
     }

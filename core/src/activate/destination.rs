@@ -311,6 +311,10 @@ impl Destination {
             ));
         }
         let workspace = match (&config.workspace, workspaces) {
+            // A document without workspaces is given them later (`braid serve` adds its
+            // flags' or a demo one) and checked again then.
+            (Some(name), []) => name.clone(),
+            (None, []) => String::new(),
             (Some(name), _) if workspaces.contains(&name.as_str()) => name.clone(),
             (Some(name), _) => {
                 return Err(fail(
@@ -357,37 +361,7 @@ impl Destination {
                     .to_owned(),
             ));
         }
-        if !(1..=MAX_BATCH).contains(&config.batch) {
-            return Err(fail(
-                "batch",
-                format!("{} messages per request: 1 to {MAX_BATCH}", config.batch),
-            ));
-        }
-        if !(1..=MAX_TIMEOUT_SECONDS).contains(&config.timeout_seconds) {
-            return Err(fail(
-                "timeout_seconds",
-                format!(
-                    "{} seconds: 1 to {MAX_TIMEOUT_SECONDS}",
-                    config.timeout_seconds
-                ),
-            ));
-        }
-        let schedule = match &config.retry_seconds {
-            None => webhook::RETRY_SCHEDULE.to_vec(),
-            Some(waits) if waits.len() > 20 || waits.iter().any(|w| *w > 86_400) => {
-                return Err(fail(
-                    "retry_seconds",
-                    "at most 20 waits, each at most 86400 seconds".to_owned(),
-                ));
-            }
-            Some(waits) => waits.iter().map(|w| Duration::from_secs(*w)).collect(),
-        };
-        if config.disable_after_hours == 0 || config.disable_after_hours > 24 * 30 {
-            return Err(fail(
-                "disable_after_hours",
-                format!("{} hours: 1 to 720", config.disable_after_hours),
-            ));
-        }
+        let schedule = check_sizes(config).map_err(|(field, problem)| fail(field, problem))?;
         let allowed = config
             .allow_addresses
             .iter()
@@ -401,19 +375,6 @@ impl Destination {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        for (field, names) in [
-            ("audiences", &config.audiences),
-            ("computed_traits", &config.computed_traits),
-            ("consent", &config.consent),
-            ("traits", &config.traits),
-        ] {
-            if names.len() > 100 || names.iter().any(|n| n.is_empty() || n.len() > 200) {
-                return Err(fail(
-                    field,
-                    "at most 100 names, each 1-200 bytes".to_owned(),
-                ));
-            }
-        }
         config
             .mapping
             .check(&config.traits)
@@ -571,6 +532,53 @@ impl Destination {
             }
         }
     }
+}
+
+/// The sizes of a destination (batch, timeout, retry waits, disabling, lists of names), and
+/// its retry schedule.
+fn check_sizes(config: &DestinationConfig) -> Result<Vec<Duration>, (&'static str, String)> {
+    if !(1..=MAX_BATCH).contains(&config.batch) {
+        return Err((
+            "batch",
+            format!("{} messages per request: 1 to {MAX_BATCH}", config.batch),
+        ));
+    }
+    if !(1..=MAX_TIMEOUT_SECONDS).contains(&config.timeout_seconds) {
+        return Err((
+            "timeout_seconds",
+            format!(
+                "{} seconds: 1 to {MAX_TIMEOUT_SECONDS}",
+                config.timeout_seconds
+            ),
+        ));
+    }
+    let schedule = match &config.retry_seconds {
+        None => webhook::RETRY_SCHEDULE.to_vec(),
+        Some(waits) if waits.len() > 20 || waits.iter().any(|w| *w > 86_400) => {
+            return Err((
+                "retry_seconds",
+                "at most 20 waits, each at most 86400 seconds".to_owned(),
+            ));
+        }
+        Some(waits) => waits.iter().map(|w| Duration::from_secs(*w)).collect(),
+    };
+    if config.disable_after_hours == 0 || config.disable_after_hours > 24 * 30 {
+        return Err((
+            "disable_after_hours",
+            format!("{} hours: 1 to 720", config.disable_after_hours),
+        ));
+    }
+    for (field, names) in [
+        ("audiences", &config.audiences),
+        ("computed_traits", &config.computed_traits),
+        ("consent", &config.consent),
+        ("traits", &config.traits),
+    ] {
+        if names.len() > 100 || names.iter().any(|n| n.is_empty() || n.len() > 200) {
+            return Err((field, "at most 100 names, each 1-200 bytes".to_owned()));
+        }
+    }
+    Ok(schedule)
 }
 
 /// The environment variable that may hold destination `key`'s signing key.

@@ -5,7 +5,7 @@
 //! signatures, outcomes, retries, the address rule).
 //!
 //! Planned here (see the open issues): destinations of profile changes and event streams,
-//! PostgreSQL, files and edge destinations, and deletion plans.
+//! `PostgreSQL`, files and edge destinations, and deletion plans.
 
 mod config;
 pub mod destination;

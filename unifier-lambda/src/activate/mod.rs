@@ -266,6 +266,22 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
             .iter()
             .take_while(|e| number(e).is_some_and(|n| n <= through));
         let skipped = considered.count().saturating_sub(messages.len()) as u64;
+        self.settle(step, &messages, through, skipped, &id, &answer, now)
+            .await
+    }
+
+    /// Moves the state after an attempt's `step`: past the batch (`through`), or not.
+    #[expect(clippy::too_many_arguments, reason = "one attempt's facts")]
+    async fn settle(
+        &mut self,
+        step: Step,
+        messages: &[Value],
+        through: u64,
+        skipped: u64,
+        id: &str,
+        answer: &Answer,
+        now: i64,
+    ) -> Result<Progress, DeliverError> {
         match step {
             Step::Delivered => {
                 self.state.after = through;
@@ -284,7 +300,7 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
                 Ok(Progress::WaitingUntil(at))
             }
             Step::DeadLetter { class, attempts } => {
-                self.dead_letters(&messages, &id, class, &answer, attempts, now)
+                self.dead_letters(messages, id, class, answer, attempts, now)
                     .await?;
                 self.state.after = through;
                 self.state.dead_lettered += messages.len() as u64;
@@ -398,6 +414,10 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
     }
 
     /// Saves what is not saved yet.
+    ///
+    /// # Errors
+    ///
+    /// When the lake fails.
     pub async fn save_if_changed(&mut self) -> Result<(), DeliverError> {
         if self.state != self.saved {
             self.save().await?;

@@ -163,7 +163,7 @@ fn buy(user: &str, n: u32, consent: bool) -> Value {
            "timestamp": format!("2026-12-01T10:00:{n:02}.000Z"),
            "receivedAt": format!("2026-12-01T10:00:{n:02}.000Z"),
            "context": {"consent": {"categoryPreferences": {"marketing": consent}}},
-           "traits": {"plan": if n % 2 == 0 { "pro" } else { "free" }}})
+           "traits": {"plan": if n.is_multiple_of(2) { "pro" } else { "free" }}})
 }
 
 /// Steps until there is nothing to do at `now`.

@@ -21,6 +21,10 @@ use braid_edge::Api;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use braid_core::activate::destination::Destination;
+
+use crate::activate::Deliverer;
+use crate::activate::http::HttpSender;
 use crate::client::ClientError;
 use crate::lake::compact::{CompactSettings, compact_closed_hours};
 use crate::lake::feed::{Unify, UnifyError, UnifySummary, unify_objects};
@@ -84,6 +88,9 @@ pub enum ServeError {
     /// Serving HTTP failed.
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
+    /// A destination cannot be delivered to (its key is missing, its URL unusable).
+    #[error("{0}")]
+    Destination(String),
     /// Closing the profile stores failed: what they had not made durable is applied again at
     /// the next start.
     #[error("cannot close the profile stores: {0}")]
@@ -103,7 +110,8 @@ impl ServeError {
             ServeError::Config(_)
             | ServeError::DataFolder { .. }
             | ServeError::UnsignedUpstream
-            | ServeError::Upstream(_) => false,
+            | ServeError::Upstream(_)
+            | ServeError::Destination(_) => false,
         }
     }
 }
@@ -143,6 +151,8 @@ pub struct Server {
     opened: Vec<OpenedWorkspace>,
     unify: Option<mpsc::UnboundedReceiver<Vec<String>>>,
     written: Option<mpsc::UnboundedSender<Vec<String>>>,
+    /// The destinations delivered to, each with its sender.
+    destinations: Vec<(Destination, HttpSender)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -178,6 +188,7 @@ impl Server {
             opened: Vec::new(),
             unify: None,
             written: None,
+            destinations: Vec::new(),
         };
         if options.unify {
             let home = LocalHome::open(&data, SlateOptions::default())?;
@@ -194,6 +205,18 @@ impl Server {
                     generation: opened.generation,
                     rebuilt: opened.rebuilt,
                 });
+            }
+            for destination in server.config.destinations()? {
+                if !destination.config.enabled {
+                    continue;
+                }
+                destination
+                    .require_key()
+                    .map_err(|e| ServeError::Destination(e.to_string()))?;
+                let sender = HttpSender::new(&destination).map_err(|e| {
+                    ServeError::Destination(format!("destination {:?}: {e}", destination.key()))
+                })?;
+                server.destinations.push((destination, sender));
             }
             let (written, unify) = mpsc::unbounded_channel();
             server.profiles = Some(profiles);
@@ -232,6 +255,7 @@ impl Server {
             profiles,
             unify,
             written,
+            destinations,
             ..
         } = self;
         let stop = Arc::new(AtomicBool::new(false));
@@ -256,6 +280,13 @@ impl Server {
                 caught_up,
             ))),
             _ => None,
+        };
+        // Deliveries stop after the unify loop and the timers, so that what they logged last
+        // is delivered before the stores close (or at the next start).
+        let delivering_stop = Arc::new(AtomicBool::new(false));
+        let delivering = match &profiles {
+            Some(profiles) => spawn_deliveries(destinations, &lake, profiles, &delivering_stop),
+            None => Vec::new(),
         };
         let replayed = written.clone();
         let writer =
@@ -307,16 +338,8 @@ impl Server {
             }
         }
         stop_sweeps(sweeping, &stop).await;
-        if let Some(compacting) = compacting {
-            stop.store(true, Ordering::Relaxed);
-            compacting.abort();
-            // A run cut short leaves what the next run finishes (docs/lake-layout.md).
-            if let Err(error) = compacting.await
-                && error.is_panic()
-            {
-                tracing::error!(message = "The compaction loop panicked.");
-            }
-        }
+        delivering_stop.store(true, Ordering::Relaxed);
+        stop_background(delivering, compacting, &stop).await;
         if let Some(profiles) = profiles {
             profiles.close().await.map_err(ServeError::Close)?;
         }
@@ -382,6 +405,56 @@ async fn unify_loop<U: Unify>(
         apply_logged(&lake, unify.as_ref(), &keys).await;
         caught_up.store(new_objects.is_empty(), Ordering::Relaxed);
     }
+}
+
+/// Waits for the delivery loops (stopped: each saves its state) and stops compaction.
+async fn stop_background(
+    delivering: Vec<tokio::task::JoinHandle<()>>,
+    compacting: Option<tokio::task::JoinHandle<()>>,
+    stop: &AtomicBool,
+) {
+    for delivery in delivering {
+        if delivery.await.is_err() {
+            tracing::error!(message = "A delivery loop panicked.");
+        }
+    }
+    if let Some(compacting) = compacting {
+        stop.store(true, Ordering::Relaxed);
+        compacting.abort();
+        // A run cut short leaves what the next run finishes (docs/lake-layout.md).
+        if let Err(error) = compacting.await
+            && error.is_panic()
+        {
+            tracing::error!(message = "The compaction loop panicked.");
+        }
+    }
+}
+
+/// How often an idle deliverer looks for new changes.
+const DELIVERY_POLL: Duration = Duration::from_millis(200);
+
+/// A delivery loop per destination (`crate::activate`), each on its own.
+fn spawn_deliveries(
+    destinations: Vec<(Destination, HttpSender)>,
+    lake: &LocalStore,
+    profiles: &Arc<LocalProfiles>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    destinations
+        .into_iter()
+        .map(|(destination, sender)| {
+            let (lake, profiles, stop) = (lake.clone(), Arc::clone(profiles), Arc::clone(stop));
+            tokio::spawn(async move {
+                let key = destination.key().to_owned();
+                match Deliverer::open(destination, lake, profiles, sender).await {
+                    Ok(deliverer) => deliverer.run(DELIVERY_POLL, stop).await,
+                    Err(error) => {
+                        tracing::error!(destination = key, %error, "a destination cannot start");
+                    }
+                }
+            })
+        })
+        .collect()
 }
 
 /// The timer loop, when there are audiences or computed traits.

@@ -130,6 +130,10 @@ fn a_destination_checks_its_settings_naming_each() {
         assert!(error.contains(says), "{extra}: {error}");
         assert!(error.starts_with("activate.destinations[0]."), "{error}");
     }
+}
+
+#[test]
+fn a_destination_url_is_http_without_credentials() {
     for (url, says) in [
         ("ftp://x", "must start with https://"),
         ("https:///path", "has no host"),
