@@ -228,6 +228,12 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
         if let Some(retrying) = &self.state.retrying {
             let through = retrying.through;
             entries.retain(|e| number(e).is_some_and(|n| n <= through));
+            if entries.is_empty() {
+                // The batch it retried is no longer in the log (expired): nothing to resend.
+                self.state.retrying = None;
+                self.save().await?;
+                return Ok(Progress::Idle);
+            }
         }
         let (messages, through) = self.messages(&workspace, &entries).await?;
         if messages.is_empty() {
@@ -432,9 +438,11 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
         while !stop.load(Ordering::Relaxed) {
             let now = braid_core::timestamp::unix_millis(time::OffsetDateTime::now_utc());
             let pause = match self.step(now).await {
-                Ok(Progress::Delivered(_) | Progress::Skipped(_) | Progress::DeadLettered(_)) => {
+                Ok(Progress::Delivered(_) | Progress::Skipped(1..) | Progress::DeadLettered(_)) => {
                     continue;
                 }
+                // Nothing moved (a new generation's start): a pause, never a busy loop.
+                Ok(Progress::Skipped(0)) => Duration::from_millis(10),
                 Ok(Progress::Idle | Progress::Disabled) => poll,
                 Ok(Progress::WaitingUntil(at)) => {
                     Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(poll)
