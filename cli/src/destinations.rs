@@ -57,16 +57,8 @@ pub(crate) async fn run(command: DestinationsCommand) -> anyhow::Result<()> {
             .list(&dead_prefix(&destination.workspace, destination.key()))
             .await?
             .len();
-        let status = if !destination.config.enabled {
-            "switched off"
-        } else if state.disabled.is_some() {
-            "disabled"
-        } else if state.retrying.is_some() {
-            "retrying"
-        } else {
-            "delivering"
-        };
-        let lag_seconds = state.oldest_pending_at.map(|at| (now - at).max(0) / 1000);
+        let status = state.status(destination.config.enabled);
+        let lag_seconds = state.lag_millis(now).map(|lag| lag / 1000);
         if args.json {
             println!(
                 "{}",

@@ -435,7 +435,7 @@ impl Destination {
     /// destination, or `None` when it does not receive it (its kind, audience or trait, or a
     /// profile that does not grant its consent). `profile` is the profile as it is now
     /// (`None` when it is gone, merged into another).
-    pub fn message(&self, entry: &Value, profile: Option<&ProfileView>) -> Option<Value> {
+    pub fn message(&self, entry: &Value, profile: Option<&ProfileView>) -> Option<Message> {
         let kind = MessageKind::of_entry(entry)?;
         if !self.config.receives.contains(&kind) {
             return None;
@@ -497,29 +497,34 @@ impl Destination {
                 .collect();
             message.insert("traits".into(), Value::Object(traits));
         }
-        Some(self.config.mapping.apply(Value::Object(message)))
+        Some(Message {
+            id: text("id").unwrap_or_default().to_owned(),
+            number: entry
+                .get("number")
+                .and_then(Value::as_u64)
+                .unwrap_or_default(),
+            at: text("at")
+                .and_then(|at| crate::timestamp::parse(at).ok())
+                .map(crate::timestamp::unix_millis),
+            body: self.config.mapping.apply(Value::Object(message)),
+        })
     }
 
     /// The body of a request carrying `messages` (at least one), and its `webhook-id`: one
     /// message alone is its body and its id; a batch is `{"batch": [...]}`, its id made of
-    /// its messages' ids (the same messages, the same id).
-    pub fn body(&self, messages: &[Value]) -> (String, Vec<u8>) {
-        let id_of = |m: &Value| {
-            m.get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
+    /// its messages' ids (the same messages, the same id). Ids are the change log's, whatever
+    /// the mapping kept of the bodies.
+    pub fn body(&self, messages: &[Message]) -> (String, Vec<u8>) {
         match messages {
             [one] if !self.batched() => {
-                let body = serde_json::to_vec(one).unwrap_or_default();
-                (format!("msg_{}", id_of(one)), body)
+                let body = serde_json::to_vec(&one.body).unwrap_or_default();
+                (format!("msg_{}", one.id), body)
             }
             _ => {
                 use sha2::Digest as _;
                 let mut hash = sha2::Sha256::new();
                 for message in messages {
-                    hash.update(id_of(message).as_bytes());
+                    hash.update(message.id.as_bytes());
                     hash.update(b"\n");
                 }
                 let digest = hash.finalize();
@@ -527,11 +532,26 @@ impl Destination {
                     "batch_{}",
                     crate::hex::encode(digest.get(..16).unwrap_or_default())
                 );
-                let body = serde_json::to_vec(&json!({ "batch": messages })).unwrap_or_default();
+                let bodies: Vec<&Value> = messages.iter().map(|m| &m.body).collect();
+                let body = serde_json::to_vec(&json!({ "batch": bodies })).unwrap_or_default();
                 (id, body)
             }
         }
     }
+}
+
+/// A message for a destination: what it sends (`body`, mapped), and what the runtime keeps
+/// of the change whatever the mapping kept — its id, its number in the change log, its time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    /// The change's stable id.
+    pub id: String,
+    /// Its number in the change log.
+    pub number: u64,
+    /// When it happened (ms).
+    pub at: Option<i64>,
+    /// The body sent, after the mapping.
+    pub body: Value,
 }
 
 /// The sizes of a destination (batch, timeout, retry waits, disabling, lists of names), and
@@ -902,6 +922,27 @@ pub struct DeliveryState {
     /// The time of the first entry after the cursor, when there is one (ms): the lag is now
     /// less this.
     pub oldest_pending_at: Option<i64>,
+}
+
+impl DeliveryState {
+    /// In a word: `switched off` (by its `enabled`), `disabled`, `retrying` or `delivering`.
+    pub fn status(&self, enabled: bool) -> &'static str {
+        if !enabled {
+            "switched off"
+        } else if self.disabled.is_some() {
+            "disabled"
+        } else if self.retrying.is_some() {
+            "retrying"
+        } else {
+            "delivering"
+        }
+    }
+
+    /// How far behind it is at `now` (ms): the age of the first change it has not done with,
+    /// when there is one.
+    pub fn lag_millis(&self, now: i64) -> Option<i64> {
+        self.oldest_pending_at.map(|at| (now - at).max(0))
+    }
 }
 
 /// The failure being retried: the batch's end (the same messages are sent again), how many

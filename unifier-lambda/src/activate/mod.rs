@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use braid_core::activate::destination::{DeliveryState, Destination, Method, Step};
+use braid_core::activate::destination::{DeliveryState, Destination, Message, Method, Step};
 use braid_core::activate::webhook::signed_headers;
 use braid_core::timestamp;
 use serde_json::{Value, json};
@@ -212,7 +212,7 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
                 self.state.after = 0;
                 self.state.retrying = None;
                 self.save().await?;
-                return Ok(Progress::Skipped(0));
+                return Ok(Progress::Idle);
             }
         }
         let Some(first) = entries.first().and_then(number) else {
@@ -221,8 +221,9 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
             return Ok(Progress::Idle);
         };
         if first > self.state.after + 1 {
-            // Kept `change_log_days`, then gone: counted, not silently passed.
+            // Kept `change_log_days`, then gone: counted once, not silently passed.
             self.state.expired += first - self.state.after - 1;
+            self.state.after = first - 1;
         }
         self.state.oldest_pending_at = entries.first().and_then(entry_at);
         if let Some(retrying) = &self.state.retrying {
@@ -235,12 +236,9 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
                 return Ok(Progress::Idle);
             }
         }
-        let (messages, through) = self.messages(&workspace, &entries).await?;
+        let (messages, through, considered) = self.messages(&workspace, &entries).await?;
+        let skipped = considered - messages.len();
         if messages.is_empty() {
-            let skipped = entries
-                .iter()
-                .take_while(|e| number(e).is_some_and(|n| n <= through))
-                .count();
             self.state.skipped += skipped as u64;
             self.state.after = through;
             self.save_soon().await?;
@@ -268,11 +266,7 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
             &answer.error,
             jitter,
         );
-        let considered = entries
-            .iter()
-            .take_while(|e| number(e).is_some_and(|n| n <= through));
-        let skipped = considered.count().saturating_sub(messages.len()) as u64;
-        self.settle(step, &messages, through, skipped, &id, &answer, now)
+        self.settle(step, &messages, through, skipped as u64, &id, &answer, now)
             .await
     }
 
@@ -281,7 +275,7 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
     async fn settle(
         &mut self,
         step: Step,
-        messages: &[Value],
+        messages: &[Message],
         through: u64,
         skipped: u64,
         id: &str,
@@ -295,7 +289,7 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
                 self.state.requests += 1;
                 self.state.skipped += skipped;
                 self.state.last_delivered_at = Some(now);
-                self.state.last_entry_at = messages.last().and_then(message_at);
+                self.state.last_entry_at = messages.last().and_then(|m| m.at);
                 self.save_soon().await?;
                 Ok(Progress::Delivered(messages.len()))
             }
@@ -326,18 +320,20 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
         }
     }
 
-    /// The messages of the next request from `entries` (in order), and the number of the last
-    /// entry they account for (messages, and entries it does not receive).
+    /// The messages of the next request from `entries` (in order), the number of the last
+    /// entry they account for, and how many entries that is (messages, and entries it does not
+    /// receive).
     async fn messages(
         &self,
         workspace: &str,
         entries: &[Value],
-    ) -> Result<(Vec<Value>, u64), DeliverError> {
+    ) -> Result<(Vec<Message>, u64, usize), DeliverError> {
         let config = &self.destination.config;
         let needs_profile =
             config.identifiers || !config.traits.is_empty() || !config.consent.is_empty();
         let mut messages = Vec::new();
         let mut through = self.state.after;
+        let mut considered = 0;
         for chunk in entries.chunks(config.batch.max(1)) {
             let views = if needs_profile {
                 let ids: Vec<&str> = chunk
@@ -352,21 +348,22 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
             };
             for (entry, view) in chunk.iter().zip(&views) {
                 if messages.len() == config.batch {
-                    return Ok((messages, through));
+                    return Ok((messages, through, considered));
                 }
                 if let Some(message) = self.destination.message(entry, view.as_ref()) {
                     messages.push(message);
                 }
                 through = number(entry).unwrap_or(through);
+                considered += 1;
             }
         }
-        Ok((messages, through))
+        Ok((messages, through, considered))
     }
 
     /// Keeps `messages` as dead letters, with what happened.
     async fn dead_letters(
         &self,
-        messages: &[Value],
+        messages: &[Message],
         request: &str,
         class: &str,
         answer: &Answer,
@@ -375,7 +372,8 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
     ) -> Result<(), DeliverError> {
         let mut lines = Vec::new();
         for message in messages {
-            let line = json!({"message": message, "class": class, "error": answer.error,
+            let line = json!({"id": message.id, "number": message.number,
+                              "message": message.body, "class": class, "error": answer.error,
                               "status": answer.status, "attempts": attempts,
                               "request": request, "at": now});
             lines.extend(serde_json::to_vec(&line).unwrap_or_default());
@@ -384,19 +382,12 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
         let date = timestamp::from_unix_millis(now)
             .map(|at| timestamp::format(at).chars().take(10).collect::<String>())
             .unwrap_or_default();
-        let first = messages
-            .first()
-            .and_then(|m| m.get("number"))
-            .and_then(Value::as_u64);
+        let number = |m: Option<&Message>| m.map_or(0, |m| m.number);
         let key = format!(
             "{}date={date}/{:016x}-{:016x}.ndjson",
             dead_prefix(&self.destination.workspace, self.destination.key()),
-            first.unwrap_or(self.state.after + 1),
-            messages
-                .last()
-                .and_then(|m| m.get("number"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
+            number(messages.first()),
+            number(messages.last()),
         );
         self.lake.put(&key, lines).await?;
         Ok(())
@@ -438,11 +429,9 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
         while !stop.load(Ordering::Relaxed) {
             let now = braid_core::timestamp::unix_millis(time::OffsetDateTime::now_utc());
             let pause = match self.step(now).await {
-                Ok(Progress::Delivered(_) | Progress::Skipped(1..) | Progress::DeadLettered(_)) => {
+                Ok(Progress::Delivered(_) | Progress::Skipped(_) | Progress::DeadLettered(_)) => {
                     continue;
                 }
-                // Nothing moved (a new generation's start): a pause, never a busy loop.
-                Ok(Progress::Skipped(0)) => Duration::from_millis(10),
                 Ok(Progress::Idle | Progress::Disabled) => poll,
                 Ok(Progress::WaitingUntil(at)) => {
                     Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(poll)
@@ -486,11 +475,6 @@ fn number(entry: &Value) -> Option<u64> {
 
 fn entry_at(entry: &Value) -> Option<i64> {
     let text = entry.get("at").and_then(Value::as_str)?;
-    timestamp::parse(text).ok().map(timestamp::unix_millis)
-}
-
-fn message_at(message: &Value) -> Option<i64> {
-    let text = message.get("timestamp").and_then(Value::as_str)?;
     timestamp::parse(text).ok().map(timestamp::unix_millis)
 }
 

@@ -12,6 +12,7 @@ use super::error::{ProfileError, corrupt};
 use super::keys::{CHANGE_PREFIX, change_key, event_key};
 use super::kv::{Kv as _, KvHome, prefix_end};
 use super::preview::{Ask, Found};
+use super::workspace::Workspace;
 use crate::lake::store::ObjectStore;
 
 impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
@@ -273,29 +274,10 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Value>, ProfileError> {
-        let Some(store) = self.existing(workspace).await? else {
-            return Ok(Vec::new());
-        };
-        // Groups are keyed by their last number: the first at or after `after + 1` holds
-        // it; each holds one change or more, so `limit` groups hold enough.
-        let page = store
-            .kv
-            .scan(
-                &change_key(after.saturating_add(1)),
-                &prefix_end(CHANGE_PREFIX),
-                limit,
-            )
-            .await?;
-        let mut out = Vec::with_capacity(limit);
-        for (_, value) in page {
-            let entries = braid_core::segment::log::read_group(&value, after)
-                .map_err(|e| corrupt(e.to_string()))?;
-            out.extend(entries.into_iter().take(limit - out.len()));
-            if out.len() >= limit {
-                break;
-            }
+        match self.existing(workspace).await? {
+            Some(store) => changes_of(&store, after, limit).await,
+            None => Ok(Vec::new()),
         }
-        Ok(out)
     }
 
     /// What a destination delivers next: the store's generation and up to `limit` entries of
@@ -319,7 +301,7 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         if durable <= after {
             return Ok(Some((store.generation, Vec::new())));
         }
-        let mut entries = self.changes(workspace, after, limit).await?;
+        let mut entries = changes_of(&store, after, limit).await?;
         entries.retain(|entry| {
             entry
                 .get("number")
@@ -360,4 +342,32 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         }
         Ok(())
     }
+}
+
+/// A page of a store's change log ([`ProfileUnify::changes`]).
+async fn changes_of<K: super::kv::Kv>(
+    store: &Workspace<K>,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<Value>, ProfileError> {
+    // Groups are keyed by their last number: the first at or after `after + 1` holds
+    // it; each holds one change or more, so `limit` groups hold enough.
+    let page = store
+        .kv
+        .scan(
+            &change_key(after.saturating_add(1)),
+            &prefix_end(CHANGE_PREFIX),
+            limit,
+        )
+        .await?;
+    let mut out = Vec::with_capacity(limit);
+    for (_, value) in page {
+        let entries = braid_core::segment::log::read_group(&value, after)
+            .map_err(|e| corrupt(e.to_string()))?;
+        out.extend(entries.into_iter().take(limit - out.len()));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
 }

@@ -205,8 +205,10 @@ fn private_addresses_are_refused_unless_allowed() {
 fn an_entry_becomes_a_message_with_the_profile_as_it_is() {
     let d = destination("traits = [\"plan\", \"missing\"]");
     let message = d.message(&entered("big"), Some(&view(&[]))).unwrap();
+    assert_eq!((message.id.as_str(), message.number), ("0a1b", 7));
+    assert_eq!(message.at, Some(1_796_637_600_000));
     assert_eq!(
-        message,
+        message.body,
         json!({"id": "0a1b", "type": "audience.entered", "event": "Audience Entered",
                "timestamp": "2026-12-07T10:00:00.000Z", "workspace": "default",
                "destination": "crm", "profile": "p-1", "number": 7, "audience": "big",
@@ -215,7 +217,7 @@ fn an_entry_becomes_a_message_with_the_profile_as_it_is() {
                "traits": {"plan": "pro"}})
     );
     // A profile merged away has no identifiers or traits left to carry.
-    let gone = d.message(&entered("big"), None).unwrap();
+    let gone = d.message(&entered("big"), None).unwrap().body;
     assert_eq!(gone["identifiers"], json!({}));
     assert_eq!(gone["traits"], json!({}));
     let computed = json!({"id": "ff", "number": 8, "profile": "p-1", "at": "2026-12-07T10:00:00.000Z",
@@ -223,7 +225,8 @@ fn an_entry_becomes_a_message_with_the_profile_as_it_is() {
                           "approximate": false});
     let message = destination("identifiers = false")
         .message(&computed, None)
-        .unwrap();
+        .unwrap()
+        .body;
     assert_eq!(message["type"], "computed_trait.changed");
     assert_eq!(message["trait"], "orders_30d");
     assert_eq!(message["value"], 3);
@@ -263,7 +266,7 @@ fn a_mapping_selects_renames_sets_and_fills_fields() {
          [mapping.constants]\nsource = \"braid\"\nversion = 2\n\
          [mapping.templates]\nlabel = \"{traits.name} joined {audience_name} ({number}) {{ok}}\"",
     );
-    let message = d.message(&entered("big"), Some(&view(&[]))).unwrap();
+    let message = d.message(&entered("big"), Some(&view(&[]))).unwrap().body;
     assert_eq!(
         message,
         json!({"id": "0a1b", "audience": "big", "user": {"id": "p-1", "name": "Ada"},
@@ -273,27 +276,59 @@ fn a_mapping_selects_renames_sets_and_fills_fields() {
     );
 }
 
+fn message(id: &str, body: Value) -> Message {
+    Message {
+        id: id.to_owned(),
+        number: 1,
+        at: None,
+        body,
+    }
+}
+
 #[test]
 fn a_body_is_one_message_or_a_batch_with_an_id_of_its_messages() {
     let single = destination("");
-    let message = json!({"id": "0a1b", "type": "audience.entered"});
-    let (id, body) = single.body(std::slice::from_ref(&message));
+    let body_of = json!({"id": "0a1b", "type": "audience.entered"});
+    let one = message("0a1b", body_of.clone());
+    let (id, body) = single.body(std::slice::from_ref(&one));
     assert_eq!(id, "msg_0a1b");
-    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), message);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), body_of);
     let batched = destination("batch = 10");
-    let other = json!({"id": "ffff"});
-    let (first, body) = batched.body(&[message.clone(), other.clone()]);
+    let other = message("ffff", json!({"id": "ffff"}));
+    let (first, body) = batched.body(&[one.clone(), other.clone()]);
     assert!(first.starts_with("batch_") && first.len() == 38, "{first}");
     assert_eq!(
         serde_json::from_slice::<Value>(&body).unwrap(),
-        json!({"batch": [message, other]})
+        json!({"batch": [body_of, {"id": "ffff"}]})
     );
     assert_eq!(
-        batched.body(&[message.clone(), other.clone()]).0,
+        batched.body(&[one.clone(), other.clone()]).0,
         first,
         "the same messages"
     );
-    assert_ne!(batched.body(&[other, message]).0, first);
+    assert_ne!(batched.body(&[other, one]).0, first);
+}
+
+#[test]
+fn a_request_keeps_the_change_ids_whatever_the_mapping_keeps() {
+    let d = destination("[mapping]\nselect = [\"profile\"]");
+    let mapped = d.message(&entered("big"), None).unwrap();
+    assert_eq!(mapped.body, json!({"profile": "p-1"}), "no id in the body");
+    assert_eq!(d.body(&[mapped]).0, "msg_0a1b");
+}
+
+#[test]
+fn a_state_says_its_status_and_lag() {
+    let mut state = DeliveryState::default();
+    assert_eq!(state.status(true), "delivering");
+    assert_eq!(state.status(false), "switched off");
+    assert_eq!(state.lag_millis(5_000), None);
+    state.oldest_pending_at = Some(2_000);
+    assert_eq!(state.lag_millis(5_000), Some(3_000));
+    state.retrying = Some(Retrying::default());
+    assert_eq!(state.status(true), "retrying");
+    state.disabled = Some(Disabled::default());
+    assert_eq!(state.status(true), "disabled");
 }
 
 #[test]
