@@ -3,8 +3,8 @@
 #   scripts/setup.sh          the Rust toolchain (from rust-toolchain.toml) and what builds the
 #                             browser SDK: the wasm target, wasm-bindgen-cli, node and sdk-js's npm
 #                             packages (esbuild, binaryen's wasm-opt)
-#   scripts/setup.sh --test   plus the Python venv, the npm packages of the tests, Chromium and
-#                             the S3 server
+#   scripts/setup.sh --test   plus the Python venv, the npm packages of the tests, Chromium,
+#                             the S3 server and PostgreSQL
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -87,6 +87,13 @@ if [ ! -x /usr/bin/chromium ]; then
   apt-get update -qq && apt-get install -y -qq chromium
 fi
 npm_ci tests/browser
+
+# A real PostgreSQL server for the database destination's tests (Debian's package; the tests
+# start a private one on a free port, as the postgres user when they run as root).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  say "installing postgresql (Debian)"
+  apt-get update -qq && apt-get install -y -qq postgresql
+fi
 
 # A real S3-compatible server for the S3 tests: s3s-fs, which checks SigV4 signatures as S3
 # does. 0.14.1 is the last release that builds with this toolchain; a debug build is enough

@@ -61,9 +61,17 @@ pub(crate) struct BenchArgs {
     data: Option<std::path::PathBuf>,
     /// Run only these parts (by default all): `core` (the collection pipeline), `unify` (identity
     /// resolution and profiles, in memory and into the store), `segment` (audiences and
-    /// computed traits, in memory and into the store), `http` (ingest over HTTP).
+    /// computed traits, in memory and into the store), `activate` (destinations: the outbox's
+    /// cost, webhook deliveries, `PostgreSQL` with `--postgres`), `http` (ingest over HTTP).
     #[arg(long, value_delimiter = ',')]
     only: Vec<Part>,
+    /// Lake events behind the destinations' benchmarks.
+    #[arg(long, default_value_t = 100_000)]
+    activate_events: usize,
+    /// A `PostgreSQL` database the `activate` part may write tables to (`postgres://...`; the
+    /// part skips the database without it; `scripts/bench-activate.sh` starts one).
+    #[arg(long)]
+    postgres: Option<String>,
 }
 
 /// A part of `braid bench`.
@@ -75,6 +83,8 @@ pub(crate) enum Part {
     Unify,
     /// Audiences and computed traits.
     Segment,
+    /// Destinations.
+    Activate,
     /// Ingest over HTTP.
     Http,
 }
@@ -104,6 +114,16 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.runs(Part::Unify) || args.runs(Part::Segment) {
         Box::pin(bench_unify(args)).await?;
+    }
+    if args.runs(Part::Activate) {
+        let lines = unify_stream(args.activate_events);
+        Box::pin(crate::bench_activate::bench_activate(
+            &lines,
+            args.activate_events,
+            args.data.as_deref(),
+            args.postgres.as_deref(),
+        ))
+        .await?;
     }
     if args.runs(Part::Http) {
         bench_http(args, &bodies).await?;

@@ -82,13 +82,21 @@ pub(crate) fn preview_tree() -> serde_json::Value {
 
 /// The configuration with 20 computed traits and `n` audiences.
 pub(crate) fn segmented_config(n: usize) -> anyhow::Result<Config> {
-    let text = format!("{}{}", computed_traits(), audiences(n));
-    Ok(Config::parse(&text)?.check()?)
+    Ok(Config::parse(&segmented_text(n))?.check()?)
+}
+
+/// The configuration text of 20 computed traits and `n` audiences.
+pub(crate) fn segmented_text(n: usize) -> String {
+    format!("{}{}", computed_traits(), audiences(n))
 }
 
 /// One run of the core over `lines` with segmentation: the rate, the unifier, and how many
 /// changes were logged.
-fn run_once(lines: &[u8], events: usize, config: &Config) -> anyhow::Result<(f64, Unifier, usize)> {
+pub(crate) fn run_once(
+    lines: &[u8],
+    events: usize,
+    config: &Config,
+) -> anyhow::Result<(f64, Unifier, usize)> {
     let segments: Segments = config.segments()?;
     let mut unifier = Unifier::new(config.unify.identity.clone(), config.unify.profiles.clone());
     let mut log = Vec::new();

@@ -71,7 +71,7 @@ pub(crate) async fn run(command: DestinationsCommand) -> anyhow::Result<()> {
         println!(
             "{} ({}, workspace {}): {status}",
             destination.key(),
-            destination.config.url,
+            destination.shown_url(),
             destination.workspace
         );
         println!(
@@ -83,6 +83,12 @@ pub(crate) async fn run(command: DestinationsCommand) -> anyhow::Result<()> {
             state.failed_attempts,
             state.expired
         );
+        if let Some(copy) = &state.copy {
+            println!(
+                "  copying every profile: {} written, after {:?} (then the changes after {})",
+                state.copied, copy.after, copy.through
+            );
+        }
         println!(
             "  cursor: change {} (generation {}); lag {}",
             state.after,

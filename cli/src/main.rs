@@ -12,6 +12,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod bench_activate;
 mod bench_segment;
 mod catalogue;
 mod compact;

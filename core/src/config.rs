@@ -375,7 +375,14 @@ impl Config {
     ///
     /// When they cannot be used ([`SegmentError`]).
     pub fn segments(&self) -> Result<Segments, SegmentError> {
-        Segments::compile(&self.unify.profiles, &self.segment)
+        let mut segments = Segments::compile(&self.unify.profiles, &self.segment)?;
+        // Profiles updated and merged are logged only when a destination receives them: a
+        // change log entry for each is work unify does for nothing otherwise.
+        segments.log_profiles = self.activate.destinations.iter().any(|d| {
+            d.kinds()
+                .contains(&crate::activate::destination::MessageKind::ProfileChanged)
+        });
+        Ok(segments)
     }
 
     /// The destinations, checked (`[[activate.destinations]]`).

@@ -911,3 +911,154 @@ pub fn identifiers_of(view: &Value) -> Vec<String> {
         })
         .collect()
 }
+
+/// A private `PostgreSQL` server on a free port of 127.0.0.1 (Debian's package, which
+/// `scripts/setup.sh --test` installs), its data in a temporary folder, stopped and removed when
+/// dropped. As root it runs as the `postgres` user (root may not run it).
+pub struct PgServer {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    as_postgres: bool,
+    /// Its port.
+    pub port: u16,
+}
+
+impl PgServer {
+    /// Starts one (trust authentication for user `postgres`, no fsync: a test's data).
+    pub fn start() -> PgServer {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|dirs| {
+                let mut found: Vec<PathBuf> = dirs
+                    .filter_map(Result::ok)
+                    .map(|d| d.path().join("bin"))
+                    .filter(|bin| bin.join("initdb").exists())
+                    .collect();
+                found.sort_by_key(|p| {
+                    p.parent()
+                        .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
+                        .unwrap_or(0)
+                });
+                found.pop()
+            })
+            .expect("PostgreSQL's server is not installed: run scripts/setup.sh --test");
+        let as_postgres = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let dir = tempfile::Builder::new()
+            .prefix("braid-pg-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        if as_postgres {
+            let chown = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(chown.success());
+        }
+        let port = free_addr().port();
+        let server = PgServer {
+            dir,
+            bin,
+            as_postgres,
+            port,
+        };
+        let data = server.dir.path().join("data");
+        server.run(
+            "initdb",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                "--auth=trust".as_ref(),
+                "-E".as_ref(),
+                "UTF8".as_ref(),
+                "--no-sync".as_ref(),
+            ],
+        );
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off",
+            server.dir.path().display()
+        );
+        let log = server.dir.path().join("log");
+        server.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-o".as_ref(),
+                options.as_ref(),
+                "-l".as_ref(),
+                log.as_os_str(),
+                "-w".as_ref(),
+                "start".as_ref(),
+            ],
+        );
+        server
+    }
+
+    fn run(&self, program: &str, args: &[&std::ffi::OsStr]) {
+        let program = self.bin.join(program);
+        let mut command = if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        };
+        let output = command
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+    }
+
+    /// The URL of `database`.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Runs `sql` with `psql` on `database`: its rows, unaligned, one per line.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let output = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .args(["-c", sql])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{sql}: {output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let program = self.bin.join("pg_ctl");
+        let mut command = if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        };
+        command
+            .arg("-D")
+            .arg(data)
+            .args(["-m", "immediate", "stop"])
+            .output()
+            .ok();
+    }
+}

@@ -42,18 +42,20 @@ pub struct DestinationConfig {
     /// The workspace whose changes it receives (may be left out when there is one).
     #[serde(default)]
     pub workspace: Option<String>,
-    /// What it is: `webhook`.
+    /// What it is: `webhook` or `postgres`.
     #[serde(rename = "type")]
     pub kind: DestinationKind,
     /// Whether it is delivered to (a destination switched off keeps its cursor).
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// The receiver's URL (`https://`, or `http://` for a receiver on the allow-list).
+    /// The receiver's URL (`https://`, or `http://` for a receiver on the allow-list); for
+    /// `postgres`, the database's (`postgres://user@host:port/database?sslmode=require`).
     pub url: String,
     /// `POST`, `PUT` or `PATCH`.
     #[serde(default)]
     pub method: Method,
-    /// The signing key, `whsec_` and 24-64 bytes in base64. Secret: may come from
+    /// The signing key, `whsec_` and 24-64 bytes in base64; for `postgres`, the database
+    /// user's password (when the URL has none). Secret: may come from
     /// `BRAID_DESTINATION_<KEY>_SECRET` instead (the key in capitals, `-` as `_`).
     #[serde(default)]
     pub secret: String,
@@ -61,9 +63,10 @@ pub struct DestinationConfig {
     /// signed by every key).
     #[serde(default)]
     pub previous_secrets: Vec<String>,
-    /// What it receives (all three when left out).
-    #[serde(default = "every_kind")]
-    pub receives: Vec<MessageKind>,
+    /// What it receives: `audience_entered`, `audience_exited`, `computed_trait`,
+    /// `profile_changed`. Left out: a webhook receives the first three, a database all four.
+    #[serde(default)]
+    pub receives: Option<Vec<MessageKind>>,
     /// Only the entries and exits of these audiences (every audience when empty).
     #[serde(default)]
     pub audiences: Vec<String>,
@@ -80,9 +83,10 @@ pub struct DestinationConfig {
     /// The profile's traits a message carries (`traits`), by name.
     #[serde(default)]
     pub traits: Vec<String>,
-    /// Messages per request: 1 sends each alone, more sends `{"batch": [...]}`.
-    #[serde(default = "one")]
-    pub batch: usize,
+    /// Messages per request: 1 sends each alone, more sends `{"batch": [...]}` (1 when left
+    /// out); for `postgres`, changes per transaction (1-1000, 500 when left out).
+    #[serde(default)]
+    pub batch: Option<usize>,
     /// How long a request may take, in seconds (1-30).
     #[serde(default = "fifteen")]
     pub timeout_seconds: u64,
@@ -100,14 +104,20 @@ pub struct DestinationConfig {
     /// How a message's fields are chosen and named.
     #[serde(default)]
     pub mapping: Mapping,
+    /// `postgres`: the schema its tables are in (`public` when left out).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// `postgres`: the start of its tables' names (`braid_` when left out).
+    #[serde(default)]
+    pub table_prefix: Option<String>,
+    /// `postgres`: traits that also get a typed column of the profiles table, each with its
+    /// type: `text`, `integer`, `number`, `boolean` or `timestamp`.
+    #[serde(default)]
+    pub columns: BTreeMap<String, super::postgres::ColumnType>,
 }
 
 fn yes() -> bool {
     true
-}
-
-fn one() -> usize {
-    1
 }
 
 fn fifteen() -> u64 {
@@ -118,12 +128,26 @@ fn five_days() -> u64 {
     120
 }
 
-fn every_kind() -> Vec<MessageKind> {
-    vec![
+impl DestinationConfig {
+    /// What it receives: `receives`, or its kind's default when that is left out.
+    pub fn kinds(&self) -> Vec<MessageKind> {
+        self.receives
+            .clone()
+            .unwrap_or_else(|| default_kinds(self.kind))
+    }
+}
+
+/// What a destination of `kind` receives when its `receives` is left out.
+fn default_kinds(kind: DestinationKind) -> Vec<MessageKind> {
+    let mut kinds = vec![
         MessageKind::AudienceEntered,
         MessageKind::AudienceExited,
         MessageKind::ComputedTrait,
-    ]
+    ];
+    if kind == DestinationKind::Postgres {
+        kinds.push(MessageKind::ProfileChanged);
+    }
+    kinds
 }
 
 /// What a destination is.
@@ -132,6 +156,8 @@ fn every_kind() -> Vec<MessageKind> {
 pub enum DestinationKind {
     /// JSON over HTTP, signed (Standard Webhooks).
     Webhook,
+    /// Tables of a `PostgreSQL` database, kept equal to the profiles (`super::postgres`).
+    Postgres,
 }
 
 /// A webhook's HTTP method.
@@ -168,6 +194,9 @@ pub enum MessageKind {
     AudienceExited,
     /// A computed trait's value changed.
     ComputedTrait,
+    /// A profile's traits, identifiers or consent changed, it is new, or it was merged into
+    /// another.
+    ProfileChanged,
 }
 
 impl MessageKind {
@@ -177,6 +206,7 @@ impl MessageKind {
             MessageKind::AudienceEntered => "audience.entered",
             MessageKind::AudienceExited => "audience.exited",
             MessageKind::ComputedTrait => "computed_trait.changed",
+            MessageKind::ProfileChanged => "profile.changed",
         }
     }
 
@@ -186,6 +216,7 @@ impl MessageKind {
             "audience_entered" => Some(MessageKind::AudienceEntered),
             "audience_exited" => Some(MessageKind::AudienceExited),
             "computed_trait" => Some(MessageKind::ComputedTrait),
+            "profile_updated" | "profile_merged" => Some(MessageKind::ProfileChanged),
             _ => None,
         }
     }
@@ -331,56 +362,30 @@ impl Destination {
                 ));
             }
         };
-        check_url(&config.url).map_err(|problem| fail("url", problem))?;
-        // A destination without its key checks here (the Worker and the ingest function
-        // read the same document without the key, which only the deliverer is given); the
-        // deliverer refuses it ([`Destination::require_key`]).
-        let mut keys = Vec::new();
-        if !config.secret.is_empty() {
-            keys.push(
-                SigningKey::parse("secret", &config.secret)
-                    .map_err(|e| fail("secret", e.to_string()))?,
-            );
-        }
-        for (n, previous) in config.previous_secrets.iter().enumerate() {
-            let field = format!("previous_secrets[{n}]");
-            keys.push(
-                SigningKey::parse(&field, previous).map_err(|e| fail(&field, e.to_string()))?,
-            );
-        }
-        if keys.len() > 4 {
-            return Err(fail(
-                "previous_secrets",
-                "at most 3 keys besides the current one".to_owned(),
-            ));
-        }
-        if config.receives.is_empty() {
+        let kinds = config.kinds();
+        if kinds.is_empty() {
             return Err(fail(
                 "receives",
-                "name what it receives: audience_entered, audience_exited, computed_trait"
+                "name what it receives: audience_entered, audience_exited, computed_trait, \
+                 profile_changed"
                     .to_owned(),
             ));
         }
+        let (keys, allowed) = match config.kind {
+            DestinationKind::Webhook => check_webhook(config).map_err(|(f, p)| fail(&f, p))?,
+            DestinationKind::Postgres => {
+                super::postgres::check(config).map_err(|(f, p)| fail(&f, p))?;
+                (Vec::new(), Vec::new())
+            }
+        };
         let schedule = check_sizes(config).map_err(|(field, problem)| fail(field, problem))?;
-        let allowed = config
-            .allow_addresses
-            .iter()
-            .enumerate()
-            .map(|(n, text)| {
-                parse_network(text).ok_or_else(|| {
-                    fail(
-                        &format!("allow_addresses[{n}]"),
-                        format!("{text:?} is not an address or a network (10.0.0.0/8)"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        config
-            .mapping
-            .check(&config.traits)
-            .map_err(|(field, problem)| fail(&format!("mapping.{field}"), problem))?;
         let mut config = config.clone();
         config.workspace = Some(workspace.clone());
+        config.receives = Some(kinds);
+        config.batch = Some(config.batch.unwrap_or(match config.kind {
+            DestinationKind::Webhook => 1,
+            DestinationKind::Postgres => super::postgres::DEFAULT_BATCH,
+        }));
         Ok(Destination {
             index,
             config,
@@ -397,7 +402,7 @@ impl Destination {
     ///
     /// Without one, naming the setting and the variable that may hold it.
     pub fn require_key(&self) -> Result<(), DestinationError> {
-        if self.config.secret.is_empty() {
+        if self.config.kind == DestinationKind::Webhook && self.config.secret.is_empty() {
             return Err(DestinationError {
                 index: self.index,
                 field: "secret".to_owned(),
@@ -408,6 +413,28 @@ impl Destination {
             });
         }
         Ok(())
+    }
+
+    /// Its URL as it may be shown: a password in it as `***`, and its query (which may hold
+    /// one: `?password=`) as `?…`.
+    pub fn shown_url(&self) -> String {
+        let url = &self.config.url;
+        let (url, query) = match url.split_once('?') {
+            Some((url, _)) => (url, "?…"),
+            None => (url.as_str(), ""),
+        };
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return format!("{url}{query}");
+        };
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let authority = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((name, _)) => format!("{name}:***@{host}"),
+                None => authority.to_owned(),
+            },
+            None => authority.to_owned(),
+        };
+        format!("{scheme}://{authority}{path}{query}")
     }
 
     /// Its key.
@@ -428,7 +455,17 @@ impl Destination {
 
     /// Whether its messages go alone (one per request) or in batches.
     pub fn batched(&self) -> bool {
-        self.config.batch > 1
+        self.batch() > 1
+    }
+
+    /// The most messages a request carries.
+    pub fn batch(&self) -> usize {
+        self.config.batch.unwrap_or(1)
+    }
+
+    /// What it receives.
+    pub fn receives(&self) -> &[MessageKind] {
+        self.config.receives.as_deref().unwrap_or_default()
     }
 
     /// The message of a change log entry (`braid_core::segment::Logged::to_json`) for this
@@ -437,7 +474,7 @@ impl Destination {
     /// (`None` when it is gone, merged into another).
     pub fn message(&self, entry: &Value, profile: Option<&ProfileView>) -> Option<Message> {
         let kind = MessageKind::of_entry(entry)?;
-        if !self.config.receives.contains(&kind) {
+        if !self.receives().contains(&kind) {
             return None;
         }
         let text = |field: &str| entry.get(field).and_then(Value::as_str);
@@ -446,11 +483,15 @@ impl Destination {
                 (&self.config.audiences, text("audience"))
             }
             MessageKind::ComputedTrait => (&self.config.computed_traits, text("trait")),
+            MessageKind::ProfileChanged => (&Vec::new(), None),
         };
         if !named.0.is_empty() && !named.1.is_some_and(|n| named.0.iter().any(|a| a == n)) {
             return None;
         }
-        if !self.config.consent.is_empty()
+        // A database is sent every change: its rows of a profile without the consent are
+        // deleted (`super::postgres`), where a webhook is never sent one.
+        if self.config.kind == DestinationKind::Webhook
+            && !self.config.consent.is_empty()
             && !profile.is_some_and(|p| self.config.consent.iter().all(|c| p.grants(c)))
         {
             return None;
@@ -460,6 +501,11 @@ impl Destination {
         message.insert("type".into(), json!(kind.message_type()));
         if let Some(event) = entry.get("event") {
             message.insert("event".into(), event.clone());
+        }
+        match text("type") {
+            Some("profile_updated") => _ = message.insert("change".into(), json!("updated")),
+            Some("profile_merged") => _ = message.insert("change".into(), json!("merged")),
+            _ => {}
         }
         message.insert(
             "timestamp".into(),
@@ -476,6 +522,7 @@ impl Destination {
             ("trait", "trait"),
             ("value", "value"),
             ("approximate", "approximate"),
+            ("into", "merged_into"),
         ] {
             if let Some(value) = entry.get(from) {
                 message.insert(to.into(), value.clone());
@@ -515,11 +562,22 @@ impl Destination {
     /// its messages' ids (the same messages, the same id). Ids are the change log's, whatever
     /// the mapping kept of the bodies.
     pub fn body(&self, messages: &[Message]) -> (String, Vec<u8>) {
-        match messages {
-            [one] if !self.batched() => {
-                let body = serde_json::to_vec(&one.body).unwrap_or_default();
-                (format!("msg_{}", one.id), body)
+        let id = self.request_id(messages);
+        let body = match messages {
+            [one] if !self.batched() => serde_json::to_vec(&one.body),
+            _ => {
+                let bodies: Vec<&Value> = messages.iter().map(|m| &m.body).collect();
+                serde_json::to_vec(&json!({ "batch": bodies }))
             }
+        };
+        (id, body.unwrap_or_default())
+    }
+
+    /// The id of a request carrying `messages`: `msg_` and its message's id when it goes
+    /// alone, else `batch_` and a hash of its messages' ids.
+    pub fn request_id(&self, messages: &[Message]) -> String {
+        match messages {
+            [one] if !self.batched() => format!("msg_{}", one.id),
             _ => {
                 use sha2::Digest as _;
                 let mut hash = sha2::Sha256::new();
@@ -528,13 +586,10 @@ impl Destination {
                     hash.update(b"\n");
                 }
                 let digest = hash.finalize();
-                let id = format!(
+                format!(
                     "batch_{}",
                     crate::hex::encode(digest.get(..16).unwrap_or_default())
-                );
-                let bodies: Vec<&Value> = messages.iter().map(|m| &m.body).collect();
-                let body = serde_json::to_vec(&json!({ "batch": bodies })).unwrap_or_default();
-                (id, body)
+                )
             }
         }
     }
@@ -554,13 +609,81 @@ pub struct Message {
     pub body: Value,
 }
 
+/// A webhook's URL, signing keys, allow-list and mapping: its keys and allowed networks.
+#[expect(
+    clippy::type_complexity,
+    reason = "the two lists a webhook's check gives"
+)]
+fn check_webhook(
+    config: &DestinationConfig,
+) -> Result<(Vec<SigningKey>, Vec<(IpAddr, u8)>), (String, String)> {
+    check_url(&config.url).map_err(|problem| ("url".to_owned(), problem))?;
+    for (field, set) in [
+        ("schema", config.schema.is_some()),
+        ("table_prefix", config.table_prefix.is_some()),
+        ("columns", !config.columns.is_empty()),
+    ] {
+        if set {
+            return Err((
+                field.to_owned(),
+                "a setting of a postgres destination, not of a webhook".to_owned(),
+            ));
+        }
+    }
+    // A destination without its key checks here (the Worker and the ingest function
+    // read the same document without the key, which only the deliverer is given); the
+    // deliverer refuses it ([`Destination::require_key`]).
+    let mut keys = Vec::new();
+    if !config.secret.is_empty() {
+        keys.push(
+            SigningKey::parse("secret", &config.secret)
+                .map_err(|e| ("secret".to_owned(), e.to_string()))?,
+        );
+    }
+    for (n, previous) in config.previous_secrets.iter().enumerate() {
+        let field = format!("previous_secrets[{n}]");
+        keys.push(SigningKey::parse(&field, previous).map_err(|e| (field, e.to_string()))?);
+    }
+    if keys.len() > 4 {
+        return Err((
+            "previous_secrets".to_owned(),
+            "at most 3 keys besides the current one".to_owned(),
+        ));
+    }
+    let allowed = config
+        .allow_addresses
+        .iter()
+        .enumerate()
+        .map(|(n, text)| {
+            parse_network(text).ok_or_else(|| {
+                (
+                    format!("allow_addresses[{n}]"),
+                    format!("{text:?} is not an address or a network (10.0.0.0/8)"),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    config
+        .mapping
+        .check(&config.traits)
+        .map_err(|(field, problem)| (format!("mapping.{field}"), problem))?;
+    Ok((keys, allowed))
+}
+
 /// The sizes of a destination (batch, timeout, retry waits, disabling, lists of names), and
 /// its retry schedule.
 fn check_sizes(config: &DestinationConfig) -> Result<Vec<Duration>, (&'static str, String)> {
-    if !(1..=MAX_BATCH).contains(&config.batch) {
+    let (batch, most) = match config.kind {
+        DestinationKind::Webhook => (config.batch.unwrap_or(1), MAX_BATCH),
+        DestinationKind::Postgres => (
+            config.batch.unwrap_or(super::postgres::DEFAULT_BATCH),
+            super::postgres::MAX_BATCH,
+        ),
+    };
+    if !(1..=most).contains(&batch) {
         return Err((
             "batch",
-            format!("{} messages per request: 1 to {MAX_BATCH}", config.batch),
+            format!("{batch} messages per request: 1 to {most}"),
         ));
     }
     if !(1..=MAX_TIMEOUT_SECONDS).contains(&config.timeout_seconds) {
@@ -850,6 +973,9 @@ pub struct ProfileView {
     pub traits: BTreeMap<String, Value>,
     /// Consent category → granted.
     pub consent: BTreeMap<String, bool>,
+    /// The whole profile as the profile API shows it, when asked for
+    /// ([`ProfileView::with_profile`]: a database destination writes it).
+    pub profile: Option<Value>,
 }
 
 impl ProfileView {
@@ -875,13 +1001,30 @@ impl ProfileView {
                 .as_ref()
                 .map(|(_, choices)| choices.clone())
                 .unwrap_or_default(),
+            profile: None,
         }
+    }
+
+    /// The same, with the whole profile as the profile API shows it.
+    #[must_use]
+    pub fn with_profile(mut self, ids: &ProfileIds, profile: &Profile) -> ProfileView {
+        self.profile = Some(crate::unify::profile_view(ids, profile));
+        self
     }
 
     /// Whether its latest consent grants `category`.
     pub fn grants(&self, category: &str) -> bool {
         self.consent.get(category).copied().unwrap_or(false)
     }
+}
+
+/// A full copy under way: every profile, page by page, before the changes after `through`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Copying {
+    /// The last change durable when it started: the changes after it follow the copy.
+    pub through: u64,
+    /// The last profile copied (none yet when empty).
+    pub after: String,
 }
 
 /// A destination's state, kept by the runtime between deliveries (in the lake, so that a
@@ -893,6 +1036,13 @@ pub struct DeliveryState {
     /// The profile store's generation the cursor counts in (a rebuild numbers its change log
     /// anew: the cursor starts again, and receivers recognize redeliveries by id).
     pub generation: u64,
+    /// A destination that keeps a copy of every profile (a database): the number of its
+    /// latest full copy (its rows are written with it, and older ones deleted at its end).
+    pub sync: u64,
+    /// The full copy under way, if one is.
+    pub copy: Option<Copying>,
+    /// Profiles written by full copies.
+    pub copied: u64,
     /// The change log's number of the last entry done with (delivered, skipped or dead).
     pub after: u64,
     /// Messages delivered.
@@ -933,6 +1083,8 @@ impl DeliveryState {
             "disabled"
         } else if self.retrying.is_some() {
             "retrying"
+        } else if self.copy.is_some() {
+            "copying"
         } else {
             "delivering"
         }

@@ -82,7 +82,8 @@ fn commented_paths(text: &str) -> BTreeSet<String> {
 }
 
 /// Map-valued settings: their entries are named by the user.
-const MAPS: [&str; 7] = [
+const MAPS: [&str; 8] = [
+    "activate.destinations[].columns",
     "activate.destinations[].mapping.rename",
     "activate.destinations[].mapping.constants",
     "activate.destinations[].mapping.templates",
@@ -163,6 +164,8 @@ fn full() -> Config {
     let destination = r#"{"key": "d", "type": "webhook", "url": "https://x", "retry_seconds": [1],
         "previous_secrets": ["p"], "audiences": ["a"], "computed_traits": ["c"],
         "consent": ["m"], "traits": ["t"], "allow_addresses": ["10.0.0.1"],
+        "receives": ["profile_changed"], "batch": 2, "schema": "s", "table_prefix": "p_",
+        "columns": {"plan": "text"},
         "mapping": {"select": ["id"], "rename": {"a": "b"}, "constants": {"c": 1},
                     "templates": {"t": "{id}"}}}"#;
     config

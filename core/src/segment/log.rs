@@ -1,5 +1,5 @@
-//! The change log: its entries (audience entries and exits, computed traits' new values, each
-//! numbered) and how a store keeps them — the changes of one evaluation of one profile (one
+//! The change log: its entries (audience entries and exits, computed traits' new values, and —
+//! when a destination receives them — profiles updated and merged, each numbered) and how a store keeps them — the changes of one evaluation of one profile (one
 //! profile, one time, consecutive numbers) in one stored group, keyed by its last number, and
 //! read back as the entries [`Logged::to_json`] shows. A profile's first event often enters a
 //! dozen audiences and changes a few computed traits: one group is one write where an entry
@@ -54,6 +54,14 @@ pub enum LoggedChange {
         value: Value,
         /// Whether it is a lower bound.
         approximate: bool,
+    },
+    /// The profile's traits, identifiers or consent may have changed, or it is new (logged
+    /// only when a destination receives profile changes: [`super::Segments::log_profiles`]).
+    Updated,
+    /// The profile was merged into another and is gone.
+    Merged {
+        /// The profile it is now part of.
+        into: Arc<str>,
     },
 }
 
@@ -114,10 +122,12 @@ impl Logged {
     /// A stable id: the same change (profile, kind, audience or trait, time) has the same id
     /// in every rebuild, so a receiver can recognize a redelivery.
     pub fn id(&self) -> String {
-        let (kind, key) = match &self.change {
+        let (kind, key): (&str, &str) = match &self.change {
             LoggedChange::Entered { audience, .. } => ("entered", &audience.key),
             LoggedChange::Exited { audience, .. } => ("exited", &audience.key),
             LoggedChange::Computed { name, .. } => ("computed", name),
+            LoggedChange::Updated => ("updated", ""),
+            LoggedChange::Merged { into } => ("merged", into),
         };
         entry_id(&self.profile, kind, key, self.at)
     }
@@ -139,7 +149,7 @@ impl Logged {
 pub struct LogError(String);
 
 /// The stable id of a change ([`Logged::id`]): of its profile, kind (`entered`, `exited`,
-/// `computed`), audience or trait, and time.
+/// `computed`, `updated`, `merged`), audience, trait or surviving profile, and time.
 pub(super) fn entry_id(profile: &str, kind: &str, key: &str, at: i64) -> String {
     let text = format!("{profile}\0{kind}\0{key}\0{at}");
     hex::encode(
@@ -173,6 +183,10 @@ enum StoredChange<'a> {
         value: &'a Value,
         approximate: bool,
     },
+    #[serde(rename = "profile_updated")]
+    Updated,
+    #[serde(rename = "profile_merged")]
+    Merged { into: &'a str },
 }
 
 impl<'a> StoredChange<'a> {
@@ -197,6 +211,8 @@ impl<'a> StoredChange<'a> {
                 value,
                 approximate: *approximate,
             },
+            LoggedChange::Updated => StoredChange::Updated,
+            LoggedChange::Merged { into } => StoredChange::Merged { into },
         }
     }
 }
@@ -252,6 +268,8 @@ pub(super) fn entry(number: u64, profile: &str, at: i64, change: Value) -> Value
     let (kind, event, key) = match text("type") {
         "audience_entered" => ("entered", Some("Audience Entered"), text("audience")),
         "audience_exited" => ("exited", Some("Audience Exited"), text("audience")),
+        "profile_updated" => ("updated", None, ""),
+        "profile_merged" => ("merged", None, text("into")),
         _ => ("computed", None, text("trait")),
     };
     let mut out = Map::new();

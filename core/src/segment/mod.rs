@@ -221,6 +221,8 @@ pub struct Segments {
     computed_on_event: HashMap<String, Vec<u16>>,
     /// The audiences a profile that holds nothing is in, by position.
     empty_members: Vec<usize>,
+    /// Whether profiles updated and merged are logged (a destination receives them).
+    pub log_profiles: bool,
 }
 
 impl PartialEq for Segments {

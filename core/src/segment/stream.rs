@@ -92,7 +92,7 @@ impl Segments {
         let Some(now) = received_millis(event) else {
             return unifier.apply_from(event, origin);
         };
-        if self.is_empty() {
+        if self.is_empty() && !self.log_profiles {
             let applied = unifier.apply_from(event, origin);
             unifier.take_absorbed();
             return applied;
@@ -116,6 +116,16 @@ impl Segments {
         };
         for gone in &absorbed {
             let from: Arc<str> = Arc::from(gone.from.as_str());
+            if self.log_profiles {
+                log.push(Logged {
+                    number: unifier.next_logged(),
+                    profile: Arc::clone(&from),
+                    at: now,
+                    change: LoggedChange::Merged {
+                        into: Arc::from(gone.into.as_str()),
+                    },
+                });
+            }
             let reasons = Reasons::text(&format!("merged into {}", gone.into));
             for key in gone.audiences.keys() {
                 let audience = match self.audience(key) {
@@ -149,7 +159,23 @@ impl Segments {
                 .is_some_and(|c| c.contains("consent")),
             identifiers: fresh || identifiers_after != identifiers_before,
         };
-        self.evaluate(unifier, profile, now, &touched, log);
+        if self.log_profiles
+            && (touched.all
+                || touched.fresh
+                || touched.traits
+                || touched.consent
+                || touched.identifiers)
+        {
+            log.push(Logged {
+                number: unifier.next_logged(),
+                profile: Arc::from(profile.as_str()),
+                at: now,
+                change: LoggedChange::Updated,
+            });
+        }
+        if !self.is_empty() {
+            self.evaluate(unifier, profile, now, &touched, log);
+        }
         applied
     }
 

@@ -99,6 +99,8 @@ impl Stream {
                 }
                 LoggedChange::Exited { audience, .. } => ("exited", audience.key.to_string(), l.at),
                 LoggedChange::Computed { name, .. } => ("computed", name.to_string(), l.at),
+                LoggedChange::Updated => ("updated", String::new(), l.at),
+                LoggedChange::Merged { into } => ("merged", into.to_string(), l.at),
             })
             .collect()
     }
@@ -993,4 +995,109 @@ fn preview_rows_answer_as_the_profiles_do() {
     for bad in [&b"[1]"[..], b"{\"id\": 1}", b"{\"id\": \"p\"} x"] {
         assert!(crate::unify::decode_preview_row_reading(bad, &config, &reads).is_err());
     }
+}
+
+/// A destination that receives profile changes (a database), and one audience when `audience`.
+fn profile_changes_config(audience: bool) -> String {
+    let mut toml = String::from(
+        r#"
+[[workspaces]]
+name = "shop"
+write_keys = ["k"]
+
+[[activate.destinations]]
+key = "warehouse"
+type = "postgres"
+url = "postgres://braid@db.example.com/marketing"
+"#,
+    );
+    if audience {
+        toml.push_str(
+            r#"
+[segment.audiences.known]
+name = "Known"
+when = "has identifier user_id"
+"#,
+        );
+    }
+    toml
+}
+
+#[test]
+fn profile_changes_are_logged_only_for_a_destination_that_receives_them() {
+    // Without such a destination, nothing: unify does no work for them.
+    let mut quiet = Stream::new("[[workspaces]]\nname = \"shop\"\nwrite_keys = [\"k\"]\n");
+    assert!(!quiet.segments.log_profiles);
+    quiet.send(
+        T0,
+        json!({"type": "identify", "userId": "u1", "traits": {"plan": "pro"}}),
+    );
+    assert!(quiet.log.is_empty());
+
+    let mut s = Stream::new(&profile_changes_config(false));
+    assert!(s.segments.log_profiles);
+    // New: updated. A track without traits on the same profile changes nothing logged.
+    s.send(T0, json!({"event": "Order Completed", "anonymousId": "a1"}));
+    let anonymous = s.profile_with(&Identifier::new(IdType::AnonymousId, "a1".to_owned()));
+    s.send(
+        T0 + 1_000,
+        json!({"event": "Order Completed", "anonymousId": "a1"}),
+    );
+    assert_eq!(s.changes(&anonymous), [("updated", String::new(), T0)]);
+    // Traits: updated.
+    s.send(
+        T0 + 2_000,
+        json!({"type": "identify", "userId": "u1", "traits": {"plan": "pro"}}),
+    );
+    let known = s.profile_of("u1");
+    assert_eq!(s.changes(&known), [("updated", String::new(), T0 + 2_000)]);
+    // The visitor logs in: the profile that goes is merged into the one that stays, which
+    // is updated.
+    s.send(
+        T0 + 3_000,
+        json!({"type": "identify", "anonymousId": "a1", "userId": "u1"}),
+    );
+    let survivor = s.profile_of("u1");
+    let gone = if survivor == anonymous {
+        &known
+    } else {
+        &anonymous
+    };
+    assert_eq!(
+        s.changes(gone).last(),
+        Some(&("merged", survivor.clone(), T0 + 3_000))
+    );
+    assert_eq!(
+        s.changes(&survivor).last(),
+        Some(&("updated", String::new(), T0 + 3_000))
+    );
+    // Each change's id is stable and names what it is.
+    let ids: BTreeSet<String> = s.log.iter().map(Logged::id).collect();
+    assert_eq!(ids.len(), s.log.len());
+    let entries: Vec<Value> = s.log.iter().map(Logged::to_json).collect();
+    let merged = entries
+        .iter()
+        .find(|e| e["type"] == "profile_merged")
+        .unwrap();
+    assert_eq!(merged["into"], json!(survivor));
+    assert_eq!(merged["profile"], json!(gone));
+}
+
+#[test]
+fn a_profile_update_comes_before_the_audience_changes_it_causes() {
+    let mut s = Stream::new(&profile_changes_config(true));
+    s.send(T0, json!({"type": "identify", "userId": "u1"}));
+    let profile = s.profile_of("u1");
+    assert_eq!(
+        s.changes(&profile),
+        [
+            ("updated", String::new(), T0),
+            ("entered", "known".to_owned(), T0)
+        ]
+    );
+    // One evaluation, one stored group: the update and the entry are written together.
+    let groups = log::stored_groups(&s.log);
+    assert_eq!(groups.len(), 1);
+    let read = log::read_group(&groups[0].1, 0).unwrap();
+    assert_eq!(read, s.log.iter().map(Logged::to_json).collect::<Vec<_>>());
 }

@@ -17,13 +17,18 @@
 //! every profile's changes in order.
 
 pub mod http;
+pub mod postgres;
+mod webhook;
+
+pub use webhook::Webhook;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use braid_core::activate::destination::{DeliveryState, Destination, Message, Method, Step};
-use braid_core::activate::webhook::signed_headers;
+use braid_core::activate::destination::{
+    Copying, DeliveryState, Destination, DestinationKind, Message, Method, ProfileView, Step,
+};
 use braid_core::timestamp;
 use serde_json::{Value, json};
 
@@ -54,10 +59,72 @@ pub struct Answer {
     pub error: String,
 }
 
-/// Sends a destination's requests.
+impl Answer {
+    /// A success.
+    pub fn ok() -> Answer {
+        Answer {
+            status: Some(200),
+            ..Answer::default()
+        }
+    }
+}
+
+/// Sends a webhook's requests (HTTP: [`http::HttpSender`]).
 pub trait Sender: Send + Sync {
     /// Sends `request`; every failure is an [`Answer`] (no status: none came).
     fn send(&self, request: Request) -> impl Future<Output = Answer> + Send;
+}
+
+/// What a destination is given of each message's profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wants {
+    /// Nothing.
+    Nothing,
+    /// Its identifiers, chosen traits and consent ([`ProfileView`]).
+    View,
+    /// That and the whole profile as the profile API shows it.
+    Whole,
+}
+
+/// One request's messages, as a destination is given them.
+#[derive(Clone, Copy, Debug)]
+pub struct Delivery<'a> {
+    /// The request's id: its message's, or its batch's (`Destination::request_id`).
+    pub id: &'a str,
+    /// The messages, in the change log's order.
+    pub messages: &'a [Message],
+    /// Each message's profile as it is now (`None`: gone, or not asked for).
+    pub views: &'a [Option<ProfileView>],
+    /// The full copy the destination's rows are in (`DeliveryState::sync`).
+    pub sync: u64,
+    /// Now (ms).
+    pub now: i64,
+}
+
+/// A kind of destination: how a request's messages reach it. Adding a kind is a type that
+/// implements this (one file beside [`Webhook`] and [`postgres::Postgres`]) and its settings'
+/// check in `braid_core::activate::destination`; the deliverer does the rest (cursor, order,
+/// retries, dead letters, state).
+pub trait Sink: Send + Sync {
+    /// What it needs of each message's profile.
+    fn wants(&self) -> Wants;
+
+    /// Whether it keeps a copy of every profile: it is given every profile first (when it is
+    /// new, and after a rebuild of the profiles), and then their changes.
+    fn copies(&self) -> bool {
+        false
+    }
+
+    /// Delivers `delivery`; every failure is an [`Answer`] (its status read as HTTP's:
+    /// none or 5xx is retried, 4xx refused, 410 disables).
+    fn deliver(&self, delivery: Delivery<'_>) -> impl Future<Output = Answer> + Send;
+
+    /// Ends full copy `sync`: what it holds from before it (profiles that no longer exist)
+    /// goes.
+    fn finish_copy(&self, sync: u64) -> impl Future<Output = Answer> + Send {
+        let _ = sync;
+        async { Answer::ok() }
+    }
 }
 
 /// A deliverer that cannot go on: its state or dead letters cannot be written, or the profile
@@ -132,19 +199,80 @@ pub async fn read_state<S: ObjectStore>(
     }
 }
 
+/// A configured destination's sink, of whatever kind it is.
+pub enum AnySink {
+    /// A webhook over HTTPS (each boxed: a sink is made once, and the two differ in size).
+    Webhook(Box<Webhook<http::HttpSender>>),
+    /// A `PostgreSQL` database.
+    Postgres(Box<postgres::Postgres>),
+}
+
+impl AnySink {
+    /// The sink of `destination` (checked, and switched on).
+    ///
+    /// # Errors
+    ///
+    /// What keeps it from being used: a webhook without its key, a URL its client cannot
+    /// read.
+    pub fn of(destination: &Destination) -> Result<AnySink, String> {
+        destination.require_key().map_err(|e| e.to_string())?;
+        let failed =
+            |e: &dyn std::fmt::Display| format!("destination {:?}: {e}", destination.key());
+        Ok(match destination.config.kind {
+            DestinationKind::Webhook => AnySink::Webhook(Box::new(Webhook::new(
+                destination.clone(),
+                http::HttpSender::new(destination).map_err(|e| failed(&e))?,
+            ))),
+            DestinationKind::Postgres => AnySink::Postgres(Box::new(
+                postgres::Postgres::new(destination.clone()).map_err(|e| e.to_string())?,
+            )),
+        })
+    }
+}
+
+impl Sink for AnySink {
+    fn wants(&self) -> Wants {
+        match self {
+            AnySink::Webhook(sink) => sink.wants(),
+            AnySink::Postgres(sink) => sink.wants(),
+        }
+    }
+
+    fn copies(&self) -> bool {
+        match self {
+            AnySink::Webhook(sink) => sink.copies(),
+            AnySink::Postgres(sink) => sink.copies(),
+        }
+    }
+
+    async fn deliver(&self, delivery: Delivery<'_>) -> Answer {
+        match self {
+            AnySink::Webhook(sink) => sink.deliver(delivery).await,
+            AnySink::Postgres(sink) => sink.deliver(delivery).await,
+        }
+    }
+
+    async fn finish_copy(&self, sync: u64) -> Answer {
+        match self {
+            AnySink::Webhook(sink) => sink.finish_copy(sync).await,
+            AnySink::Postgres(sink) => sink.finish_copy(sync).await,
+        }
+    }
+}
+
 /// One destination's deliveries.
-pub struct Deliverer<S, H: KvHome, T> {
+pub struct Deliverer<S, H: KvHome, K> {
     destination: Destination,
     lake: S,
     profiles: Arc<ProfileUnify<S, H>>,
-    sender: T,
+    sink: K,
     state: DeliveryState,
     saved: DeliveryState,
     saved_at: tokio::time::Instant,
     jitter: bool,
 }
 
-impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
+impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
     /// The deliverer of `destination`, from its saved state.
     ///
     /// # Errors
@@ -154,14 +282,14 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
         destination: Destination,
         lake: S,
         profiles: Arc<ProfileUnify<S, H>>,
-        sender: T,
+        sink: K,
     ) -> Result<Self, DeliverError> {
         let state = read_state(&lake, &destination.workspace, destination.key()).await?;
         Ok(Deliverer {
             destination,
             lake,
             profiles,
-            sender,
+            sink,
             saved: state.clone(),
             state,
             saved_at: tokio::time::Instant::now(),
@@ -195,8 +323,11 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
         {
             return Ok(Progress::WaitingUntil(retrying.next_at));
         }
+        if self.state.copy.is_some() {
+            return self.copy_step(now).await;
+        }
         let workspace = self.destination.workspace.clone();
-        let Some((generation, mut entries)) = self
+        let Some((generation, durable, mut entries)) = self
             .profiles
             .durable_changes(&workspace, self.state.after, PAGE)
             .await?
@@ -208,6 +339,19 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
             // messages keep their ids).
             let fresh = self.state.generation == 0 && self.state.after == 0;
             self.state.generation = generation;
+            if self.sink.copies() {
+                // Every profile first, then the changes after the last one durable now
+                // (a profile changed while it is copied is written again by its change).
+                self.state.sync += 1;
+                self.state.after = 0;
+                self.state.retrying = None;
+                self.state.copy = Some(Copying {
+                    through: durable,
+                    after: String::new(),
+                });
+                self.save().await?;
+                return Ok(Progress::Idle);
+            }
             if !fresh {
                 self.state.after = 0;
                 self.state.retrying = None;
@@ -244,16 +388,17 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
             self.save_soon().await?;
             return Ok(Progress::Skipped(skipped));
         }
-        let (id, body) = self.destination.body(&messages);
-        let mut headers: Vec<(&'static str, String)> =
-            signed_headers(&self.destination.keys, &id, now.div_euclid(1000), &body).into();
-        headers.push(("user-agent", "Braid-Webhooks/1".to_owned()));
+        let (messages, views): (Vec<Message>, Vec<Option<ProfileView>>) =
+            messages.into_iter().unzip();
+        let id = self.destination.request_id(&messages);
         let answer = self
-            .sender
-            .send(Request {
-                method: self.destination.config.method,
-                headers,
-                body,
+            .sink
+            .deliver(Delivery {
+                id: &id,
+                messages: &messages,
+                views: &views,
+                sync: self.state.sync,
+                now,
             })
             .await;
         let jitter = if self.jitter { jitter() } else { 0.0 };
@@ -320,38 +465,134 @@ impl<S: ObjectStore + Clone, H: KvHome, T: Sender> Deliverer<S, H, T> {
         }
     }
 
-    /// The messages of the next request from `entries` (in order), the number of the last
-    /// entry they account for, and how many entries that is (messages, and entries it does not
-    /// receive).
+    /// One step of a full copy: the next page of profiles, or its end.
+    async fn copy_step(&mut self, now: i64) -> Result<Progress, DeliverError> {
+        let Some(copy) = self.state.copy.clone() else {
+            return Ok(Progress::Idle);
+        };
+        let workspace = self.destination.workspace.clone();
+        let ids = self
+            .profiles
+            .profile_ids(&workspace, &copy.after, self.destination.batch())
+            .await?;
+        let answer = if ids.is_empty() {
+            self.sink.finish_copy(self.state.sync).await
+        } else {
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let views = self
+                .profiles
+                .delivery_views(&workspace, &refs, &self.destination.config.traits, true)
+                .await?;
+            let messages: Vec<Message> = ids
+                .iter()
+                .map(|id| Message {
+                    id: format!("copy_{}_{id}", self.state.sync),
+                    number: copy.through,
+                    at: None,
+                    body: json!({"type": "profile.copied", "profile": id}),
+                })
+                .collect();
+            let id = self.destination.request_id(&messages);
+            let answer = self
+                .sink
+                .deliver(Delivery {
+                    id: &id,
+                    messages: &messages,
+                    views: &views,
+                    sync: self.state.sync,
+                    now,
+                })
+                .await;
+            if braid_core::activate::webhook::outcome(answer.status)
+                == braid_core::activate::webhook::Outcome::Delivered
+            {
+                self.state.copied += messages.len() as u64;
+                self.state.copy = Some(Copying {
+                    through: copy.through,
+                    after: ids.last().cloned().unwrap_or_default(),
+                });
+                self.state.last_delivered_at = Some(now);
+                self.state.retrying = None;
+                self.state.failing_since = None;
+                self.save_soon().await?;
+                return Ok(Progress::Delivered(messages.len()));
+            }
+            answer
+        };
+        let jitter = if self.jitter { jitter() } else { 0.0 };
+        let step = self.state.after_attempt(
+            &self.destination,
+            copy.through,
+            now,
+            answer.status,
+            answer.retry_after,
+            &answer.error,
+            jitter,
+        );
+        match step {
+            Step::Delivered => {
+                // The end of the copy: the changes after it follow.
+                self.state.copy = None;
+                self.state.after = copy.through;
+                self.save().await?;
+                Ok(Progress::Idle)
+            }
+            Step::DeadLetter { .. } => {
+                // A page refused: its profiles are written again by their next change or
+                // the next copy; the copy goes on past it.
+                tracing::warn!(destination = self.destination.key(), error = %answer.error,
+                               "a page of the full copy was refused");
+                self.state.retrying = None;
+                let page = self
+                    .profiles
+                    .profile_ids(&workspace, &copy.after, self.destination.batch())
+                    .await?;
+                self.state.copy = Some(Copying {
+                    through: copy.through,
+                    after: page.last().cloned().unwrap_or(copy.after),
+                });
+                self.save().await?;
+                Ok(Progress::Skipped(page.len()))
+            }
+            other => {
+                self.settle(other, &[], copy.through, 0, "", &answer, now)
+                    .await
+            }
+        }
+    }
+
+    /// The messages of the next request from `entries` (in order) with their profiles, the
+    /// number of the last entry they account for, and how many entries that is (messages,
+    /// and entries it does not receive).
     async fn messages(
         &self,
         workspace: &str,
         entries: &[Value],
-    ) -> Result<(Vec<Message>, u64, usize), DeliverError> {
+    ) -> Result<(Vec<(Message, Option<ProfileView>)>, u64, usize), DeliverError> {
         let config = &self.destination.config;
-        let needs_profile =
-            config.identifiers || !config.traits.is_empty() || !config.consent.is_empty();
+        let wants = self.sink.wants();
+        let batch = self.destination.batch();
         let mut messages = Vec::new();
         let mut through = self.state.after;
         let mut considered = 0;
-        for chunk in entries.chunks(config.batch.max(1)) {
-            let views = if needs_profile {
+        for chunk in entries.chunks(batch) {
+            let views = if wants == Wants::Nothing {
+                vec![None; chunk.len()]
+            } else {
                 let ids: Vec<&str> = chunk
                     .iter()
                     .map(|e| e.get("profile").and_then(Value::as_str).unwrap_or_default())
                     .collect();
                 self.profiles
-                    .delivery_views(workspace, &ids, &config.traits)
+                    .delivery_views(workspace, &ids, &config.traits, wants == Wants::Whole)
                     .await?
-            } else {
-                vec![None; chunk.len()]
             };
-            for (entry, view) in chunk.iter().zip(&views) {
-                if messages.len() == config.batch {
+            for (entry, view) in chunk.iter().zip(views) {
+                if messages.len() == batch {
                     return Ok((messages, through, considered));
                 }
                 if let Some(message) = self.destination.message(entry, view.as_ref()) {
-                    messages.push(message);
+                    messages.push((message, view));
                 }
                 through = number(entry).unwrap_or(through);
                 considered += 1;

@@ -11,6 +11,7 @@ use crate::lake::feed::Unify as _;
 use crate::lake::store::LocalStore;
 use crate::profiles::Segmentation;
 use crate::profiles::kv::MemoryHome;
+use braid_core::activate::webhook::signed_headers;
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -144,13 +145,16 @@ impl Setup {
         }
     }
 
-    async fn deliverer(&self, sender: Scripted) -> Deliverer<LocalStore, MemoryHome, Scripted> {
+    async fn deliverer(
+        &self,
+        sender: Scripted,
+    ) -> Deliverer<LocalStore, MemoryHome, Webhook<Scripted>> {
         let destination = self.config.destinations().unwrap().remove(0);
         Deliverer::open(
-            destination,
+            destination.clone(),
             self.lake.clone(),
             Arc::clone(&self.profiles),
-            sender,
+            Webhook::new(destination, sender),
         )
         .await
         .unwrap()
@@ -168,7 +172,7 @@ fn buy(user: &str, n: u32, consent: bool) -> Value {
 
 /// Steps until there is nothing to do at `now`.
 async fn drain(
-    deliverer: &mut Deliverer<LocalStore, MemoryHome, Scripted>,
+    deliverer: &mut Deliverer<LocalStore, MemoryHome, Webhook<Scripted>>,
     now: i64,
 ) -> Vec<Progress> {
     let mut out = Vec::new();

@@ -280,10 +280,10 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         }
     }
 
-    /// What a destination delivers next: the store's generation and up to `limit` entries of
-    /// the change log after the one numbered `after`, no further than what is durable (an
-    /// entry a crash could take back is not delivered). `None` for a workspace without a
-    /// store.
+    /// What a destination delivers next: the store's generation, the number of the last
+    /// change log entry that is durable, and up to `limit` entries after the one numbered
+    /// `after`, no further than that (an entry a crash could take back is not delivered).
+    /// `None` for a workspace without a store.
     ///
     /// # Errors
     ///
@@ -293,13 +293,13 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         workspace: &str,
         after: u64,
         limit: usize,
-    ) -> Result<Option<(u64, Vec<Value>)>, ProfileError> {
+    ) -> Result<Option<(u64, u64, Vec<Value>)>, ProfileError> {
         let Some(store) = self.existing(workspace).await? else {
             return Ok(None);
         };
         let durable = store.logged_durable();
         if durable <= after {
-            return Ok(Some((store.generation, Vec::new())));
+            return Ok(Some((store.generation, durable, Vec::new())));
         }
         let mut entries = changes_of(&store, after, limit).await?;
         entries.retain(|entry| {
@@ -308,11 +308,12 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
                 .and_then(Value::as_u64)
                 .is_some_and(|n| n <= durable)
         });
-        Ok(Some((store.generation, entries)))
+        Ok(Some((store.generation, durable, entries)))
     }
 
     /// The profiles `ids` as a destination's messages carry them (identifiers, `traits`,
-    /// consent), as they are now; `None` for one that is gone (merged into another).
+    /// consent, and with `whole` the profile as the profile API shows it), as they are now;
+    /// `None` for one that is gone (merged into another).
     ///
     /// # Errors
     ///
@@ -322,11 +323,30 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         workspace: &str,
         ids: &[&str],
         traits: &[String],
+        whole: bool,
     ) -> Result<Vec<Option<braid_core::activate::destination::ProfileView>>, ProfileError> {
         let Some(store) = self.existing(workspace).await? else {
             return Ok(vec![None; ids.len()]);
         };
-        store.views(ids, traits).await
+        store.views(ids, traits, whole).await
+    }
+
+    /// A page of a workspace's profile ids, in order: up to `limit` after `after` (from the
+    /// first when empty).
+    ///
+    /// # Errors
+    ///
+    /// When a store fails.
+    pub async fn profile_ids(
+        &self,
+        workspace: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, ProfileError> {
+        match self.existing(workspace).await? {
+            Some(store) => store.profile_ids(after, limit).await,
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Makes everything durable and closes every store.

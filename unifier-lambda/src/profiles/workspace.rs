@@ -718,7 +718,16 @@ impl<K: Kv> Workspace<K> {
         &self,
         ids: &[&str],
         traits: &[String],
+        whole: bool,
     ) -> Result<Vec<Option<ProfileView>>, ProfileError> {
+        let view = |profile_ids: &ProfileIds, profile: &Profile| {
+            let view = ProfileView::of(profile_ids, profile, traits);
+            if whole {
+                view.with_profile(profile_ids, profile)
+            } else {
+                view
+            }
+        };
         let mut out = vec![None; ids.len()];
         let mut missing = Vec::new();
         {
@@ -726,7 +735,7 @@ impl<K: Kv> Workspace<K> {
             for (slot, id) in out.iter_mut().zip(ids) {
                 match unifier.profile_and_ids(id) {
                     Some((profile_ids, profile)) => {
-                        *slot = Some(ProfileView::of(profile_ids, profile, traits));
+                        *slot = Some(view(profile_ids, profile));
                     }
                     None => missing.push(*id),
                 }
@@ -738,7 +747,7 @@ impl<K: Kv> Workspace<K> {
             if let Some(record) = found {
                 let (profile_ids, profile) =
                     decode_record(&record, &self.config).map_err(|e| corrupt(e.to_string()))?;
-                read.insert(*id, ProfileView::of(&profile_ids, &profile, traits));
+                read.insert(*id, view(&profile_ids, &profile));
             }
         }
         for (slot, id) in out.iter_mut().zip(ids) {
@@ -750,6 +759,29 @@ impl<K: Kv> Workspace<K> {
     }
 
     /// Every record, in profile id order, a page at a time.
+    /// Up to `limit` profile ids after `after` (from the first when empty), in order.
+    pub(super) async fn profile_ids(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, ProfileError> {
+        let mut start = profile_key(after);
+        if !after.is_empty() {
+            start.push(0);
+        }
+        let page = self
+            .kv
+            .scan(&start, &super::kv::prefix_end(b"p/"), limit)
+            .await?;
+        page.into_iter()
+            .map(|(key, _)| {
+                key.strip_prefix(b"p/")
+                    .and_then(|id| String::from_utf8(id.to_vec()).ok())
+                    .ok_or_else(|| corrupt("a profile key that is not text".to_owned()))
+            })
+            .collect()
+    }
+
     pub(super) async fn for_each_record(
         &self,
         mut each: impl FnMut(ProfileIds, Profile),

@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 
 use braid_core::activate::destination::Destination;
 
+use crate::activate::AnySink;
 use crate::activate::Deliverer;
-use crate::activate::http::HttpSender;
 use crate::client::ClientError;
 use crate::lake::compact::{CompactSettings, compact_closed_hours};
 use crate::lake::feed::{Unify, UnifyError, UnifySummary, unify_objects};
@@ -152,7 +152,7 @@ pub struct Server {
     unify: Option<mpsc::UnboundedReceiver<Vec<String>>>,
     written: Option<mpsc::UnboundedSender<Vec<String>>>,
     /// The destinations delivered to, each with its sender.
-    destinations: Vec<(Destination, HttpSender)>,
+    destinations: Vec<(Destination, AnySink)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -210,13 +210,8 @@ impl Server {
                 if !destination.config.enabled {
                     continue;
                 }
-                destination
-                    .require_key()
-                    .map_err(|e| ServeError::Destination(e.to_string()))?;
-                let sender = HttpSender::new(&destination).map_err(|e| {
-                    ServeError::Destination(format!("destination {:?}: {e}", destination.key()))
-                })?;
-                server.destinations.push((destination, sender));
+                let sink = AnySink::of(&destination).map_err(ServeError::Destination)?;
+                server.destinations.push((destination, sink));
             }
             let (written, unify) = mpsc::unbounded_channel();
             server.profiles = Some(profiles);
@@ -435,18 +430,18 @@ const DELIVERY_POLL: Duration = Duration::from_millis(200);
 
 /// A delivery loop per destination (`crate::activate`), each on its own.
 fn spawn_deliveries(
-    destinations: Vec<(Destination, HttpSender)>,
+    destinations: Vec<(Destination, AnySink)>,
     lake: &LocalStore,
     profiles: &Arc<LocalProfiles>,
     stop: &Arc<AtomicBool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     destinations
         .into_iter()
-        .map(|(destination, sender)| {
+        .map(|(destination, sink)| {
             let (lake, profiles, stop) = (lake.clone(), Arc::clone(profiles), Arc::clone(stop));
             tokio::spawn(async move {
                 let key = destination.key().to_owned();
-                match Deliverer::open(destination, lake, profiles, sender).await {
+                match Deliverer::open(destination, lake, profiles, sink).await {
                     Ok(deliverer) => deliverer.run(DELIVERY_POLL, stop).await,
                     Err(error) => {
                         tracing::error!(destination = key, %error, "a destination cannot start");

@@ -39,6 +39,7 @@ fn view(consent: &[(&str, bool)]) -> ProfileView {
         .into_iter()
         .collect(),
         consent: consent.iter().map(|(c, g)| ((*c).to_owned(), *g)).collect(),
+        profile: None,
     }
 }
 
