@@ -254,6 +254,10 @@ impl Config {
             if let Some(value) = found(&name) {
                 destination.secret = value;
             }
+            let name = crate::activate::destination::segment_secret_variable(&destination.key);
+            if let Some(value) = found(&name) {
+                destination.segment_secret = value;
+            }
         }
         self
     }

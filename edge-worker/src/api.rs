@@ -8,6 +8,7 @@
 //! | `POST /v1/forward` | `forward.rs` | store |
 //! | `GET /v1/profiles/{type}:{value}[/events]` | `profiles.rs` | read a profile |
 //! | `GET /v1/catalogue[/events]` | `catalogue.rs` | read the data map |
+//! | `GET /v1/destinations` | `destinations.rs` | report the destinations |
 //! | `GET /v1/personalize` | `personalize.rs` | read an edge entry |
 //! | `GET /sdk/<file>` (`collect.sdk.path`) | `sdk.rs` | read a file |
 //! | `GET /health`, `OPTIONS *` | here | — |
@@ -46,6 +47,7 @@ enum Route<'p> {
     Profiles(&'p str),
     Catalogue(&'p str),
     Audiences(&'p str),
+    Destinations,
     Sdk(&'p str),
     Collect(Option<EventType>),
 }
@@ -155,6 +157,7 @@ impl Api {
             "/health" => return Some(Route::Health),
             "/v1/personalize" => return Some(Route::Personalize),
             "/v1/forward" => return Some(Route::Forward),
+            "/v1/destinations" => return Some(Route::Destinations),
             "/v1/batch" | "/v1/b" | "/v1/import" => None,
             "/v1/track" | "/v1/t" => Some(EventType::Track),
             "/v1/identify" | "/v1/i" => Some(EventType::Identify),
@@ -191,6 +194,7 @@ impl Api {
             (Route::Catalogue("/replay"), "POST") => self.replay(request),
             (Route::Audiences(rest), _) => self.audiences(request, rest),
             (Route::Personalize, "GET") => self.personalize(request, now),
+            (Route::Destinations, "GET") => self.destinations(request),
             _ => self.refuse(
                 request,
                 &ApiError::MethodNotAllowed {

@@ -72,6 +72,8 @@ pub enum Handled {
     Replay(ReplayRequest),
     /// Read a file of the browser SDK, then answer with `read.finish(bytes)`.
     Sdk(SdkRead),
+    /// Report the destinations' deliveries, then answer with `read.finish(reports)`.
+    Destinations(DestinationsRead),
 }
 
 impl Handled {
@@ -268,6 +270,20 @@ impl AudienceRead {
             }
             .to_response(),
         }
+    }
+}
+
+/// A report of the destinations for the platform to finish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestinationsRead {
+    pub(crate) _private: (),
+}
+
+impl DestinationsRead {
+    /// The answer: `{"destinations": [...]}`, each a destination's report
+    /// (`braid_core::activate::destination::DeliveryState::report`).
+    pub fn finish(self, reports: &[Value]) -> HttpResponse {
+        HttpResponse::json(200, &json!({ "destinations": reports }))
     }
 }
 

@@ -18,6 +18,7 @@ mod collect;
 mod cookie;
 mod cors;
 mod decode;
+mod destinations;
 mod error;
 mod forward;
 mod handled;
@@ -34,7 +35,7 @@ mod worker;
 pub use api::Api;
 pub use error::ApiError;
 pub use handled::{
-    AudienceQuery, AudienceRead, CatalogueQuery, CatalogueRead, Counts, Handled, Personalization,
-    ProfileAnswer, ProfileQuery, ProfileRead, ReplayRequest, Reply, SdkRead,
+    AudienceQuery, AudienceRead, CatalogueQuery, CatalogueRead, Counts, DestinationsRead, Handled,
+    Personalization, ProfileAnswer, ProfileQuery, ProfileRead, ReplayRequest, Reply, SdkRead,
 };
 pub use http::{HttpRequest, HttpResponse, percent_decode};

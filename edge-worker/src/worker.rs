@@ -95,6 +95,11 @@ async fn fetch(mut request: Request, env: Env, _context: Context) -> Result<Resp
             how: "read the data map where the profile store is (braid serve, braid catalogue)",
         }
         .to_response(),
+        Handled::Destinations(_) => ApiError::Off {
+            what: "the destinations' status at the edge",
+            how: "ask where destinations are delivered (braid serve)",
+        }
+        .to_response(),
         Handled::Replay(_) => ApiError::Off {
             what: "replay at the edge",
             how: "replay where the lake is (braid serve)",

@@ -1,7 +1,7 @@
 """A webhook receiver for the destination tests: it verifies every request with the Standard
 Webhooks reference library and records what it answered.
 
-    webhook_receiver.py SECRET RECORD_FILE FAIL_FIRST
+    webhook_receiver.py SECRET RECORD_FILE FAIL_FIRST [SEGMENT_SECRET]
 
 Prints its port on the first line of stdout, then serves until killed. By path:
   /ok    verified requests are answered 503 for the first FAIL_FIRST, then 200; a request
@@ -9,9 +9,13 @@ Prints its port on the first line of stdout, then serves until killed. By path:
   /gone  410.
   /slow  holds the request for 60 s (a receiver that never answers in time), recorded on
          arrival with status null.
-Each request is a line of RECORD_FILE: {"path", "status", "webhook_id", "ids", "verified"}.
+Each request is a line of RECORD_FILE: {"path", "status", "webhook_id", "ids", "verified",
+"segment_verified"}; the last is whether its X-Signature is the body's HMAC-SHA1 (hex) by
+SEGMENT_SECRET, checked with Python's hmac (null without SEGMENT_SECRET).
 """
 
+import hashlib
+import hmac
 import json
 import sys
 import threading
@@ -21,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from standardwebhooks.webhooks import Webhook
 
 SECRET, RECORD, FAIL_FIRST = sys.argv[1], sys.argv[2], int(sys.argv[3])
+SEGMENT_SECRET = sys.argv[4] if len(sys.argv) > 4 else None
 lock = threading.Lock()
 state = {"failures_left": FAIL_FIRST}
 
@@ -34,9 +39,17 @@ def message_ids(body):
     return [m.get("id") for m in messages if isinstance(m, dict)]
 
 
+def segment_verified(headers, body):
+    if SEGMENT_SECRET is None:
+        return None
+    want = hmac.new(SEGMENT_SECRET.encode(), body, hashlib.sha1).hexdigest()
+    return hmac.compare_digest(want, headers.get("x-signature", ""))
+
+
 def record(path, status, headers, body, verified):
     line = {"path": path, "status": status, "webhook_id": headers.get("webhook-id"),
-            "ids": message_ids(body), "verified": verified}
+            "ids": message_ids(body), "verified": verified,
+            "segment_verified": segment_verified(headers, body)}
     with lock, open(RECORD, "a", encoding="utf-8") as out:
         out.write(json.dumps(line) + "\n")
 

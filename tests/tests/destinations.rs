@@ -1,9 +1,10 @@
 //! Webhook destinations end to end: `braid serve` delivers the change log to a real receiver
 //! that verifies every request with the Standard Webhooks reference library
-//! (`tests/clients/webhook_receiver.py`). The receiver fails for a while and recovers, and
-//! receives every change exactly once by id; a receiver that answers 410 disables its
-//! destination; one that never answers does not slow the others; after a `kill -9` during
-//! deliveries nothing is lost and no change arrives under another id.
+//! (`tests/clients/webhook_receiver.py`), and Segment's `X-Signature` with Python's `hmac`. The
+//! receiver fails for a while and recovers, and receives every change exactly once by id; a
+//! receiver that answers 410 disables its destination; one that never answers does not slow the
+//! others; after a `kill -9` during deliveries nothing is lost and no change arrives under
+//! another id.
 
 #![allow(
     clippy::unwrap_used,
@@ -23,7 +24,10 @@ use braid_tests::{Server, python, request};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "destinations-e2e-token";
+const ADMIN: &str = "destinations-e2e-admin";
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// The `crm` destination also signs as Segment's webhooks do.
+const SEGMENT_SECRET: &str = "segment-shared-secret";
 
 /// The receiver, killed when dropped.
 struct Receiver {
@@ -45,6 +49,7 @@ fn receiver(record: &Path, fail_first: usize) -> Receiver {
         .arg(SECRET)
         .arg(record)
         .arg(fail_first.to_string())
+        .arg(SEGMENT_SECRET)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -63,6 +68,9 @@ fn config(port: u16) -> String {
 [activate.profile_api]
 token = "{TOKEN}"
 
+[catalogue.api]
+token = "{ADMIN}"
+
 [[unify.profiles.computed]]
 name = "orders"
 event = "Order Completed"
@@ -79,6 +87,7 @@ key = "crm"
 type = "webhook"
 url = "http://127.0.0.1:{port}/ok"
 secret = "{SECRET}"
+segment_secret = "{SEGMENT_SECRET}"
 traits = ["plan"]
 retry_seconds = [1, 1, 1, 1, 1]
 allow_addresses = ["127.0.0.1"]
@@ -232,6 +241,10 @@ fn changes_reach_a_verifying_receiver_exactly_once_through_failures_and_a_crash(
         "every request verifies"
     );
     let ok: Vec<&Value> = requests.iter().filter(|r| r["path"] == "/ok").collect();
+    assert!(
+        ok.iter().all(|r| r["segment_verified"] == true),
+        "every request to the destination with a segment_secret carries its X-Signature"
+    );
     let failed: Vec<&Value> = ok.iter().copied().filter(|r| r["status"] == 503).collect();
     assert_eq!(failed.len(), 3);
     // Retried with the same id, and nothing after it went first (the log's order).
@@ -263,6 +276,65 @@ fn changes_reach_a_verifying_receiver_exactly_once_through_failures_and_a_crash(
             .contains("127.0.0.1 is loopback"),
         "{states:?}"
     );
+    // A replay of its dead letters, asked for on the command line, is taken up by the running
+    // server, which tries again and stops at the first refusal, keeping them.
+    let replay = braid_tests::braid(&[
+        "destinations".as_ref(),
+        "replay".as_ref(),
+        "private".as_ref(),
+        "--class".as_ref(),
+        "retries_exhausted".as_ref(),
+        "--wait".as_ref(),
+        "20".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--data".as_ref(),
+        data.as_os_str(),
+    ]);
+    let said = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        said.contains("delivered 0; kept as dead letters 1; stopped: ")
+            && said.contains("127.0.0.1 is loopback"),
+        "{said}"
+    );
+    let states = status(&data);
+    assert_eq!(states["private"]["state"]["dead_lettered"], 40);
+    assert_eq!(states["private"]["state"]["replayed"], 0);
+    // The running server reports the same through its API (the catalogue's admin token) and
+    // its metrics.
+    let auth = format!("Bearer {ADMIN}");
+    let answer = request(
+        server.addr,
+        "GET",
+        "/v1/destinations",
+        &[("authorization", auth.as_str())],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let reported: BTreeMap<String, Value> = answer.json()["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["destination"].as_str().unwrap().to_owned(), d.clone()))
+        .collect();
+    assert_eq!(
+        reported.keys().collect::<Vec<_>>(),
+        ["crm", "gone", "private", "stuck"]
+    );
+    assert_eq!(reported["gone"]["status"], "disabled");
+    assert_eq!(reported["private"]["state"]["dead_lettered"], 40);
+    assert!(reported["crm"]["state"]["delivered"].as_u64().unwrap() >= 40);
+    let metrics = request(server.addr, "GET", "/metrics", &[], b"")
+        .unwrap()
+        .text();
+    for line in [
+        "braid_destination_disabled{destination=\"gone\",workspace=\"test\"} 1",
+        "braid_destination_disabled{destination=\"crm\",workspace=\"test\"} 0",
+        "braid_destination_dead_lettered_total{destination=\"private\",workspace=\"test\"} 40",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
     let gone: Vec<&Value> = requests.iter().filter(|r| r["path"] == "/gone").collect();
     assert_eq!(gone.len(), 1, "410 disables at once");
     assert_eq!(states["gone"]["status"], "disabled");

@@ -32,6 +32,11 @@ pub async fn handle<S: ObjectStore>(
             how: "read profiles where the profile store is served (braid serve)",
         }
         .to_response(),
+        Handled::Destinations(_) => ApiError::Off {
+            what: "the destinations' status in the ingest function",
+            how: "ask where destinations are delivered (braid serve)",
+        }
+        .to_response(),
         Handled::Catalogue(_) => ApiError::Off {
             what: "the catalogue API in the ingest function",
             how: "read the data map where the profile store is served (braid serve, braid catalogue)",

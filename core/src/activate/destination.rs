@@ -63,6 +63,11 @@ pub struct DestinationConfig {
     /// signed by every key).
     #[serde(default)]
     pub previous_secrets: Vec<String>,
+    /// A shared secret that also signs each request as Segment's webhooks do (`X-Signature`:
+    /// the body's HMAC-SHA1, hex), for receivers written for Segment. Secret: may come from
+    /// `BRAID_DESTINATION_<KEY>_SEGMENT_SECRET` instead.
+    #[serde(default)]
+    pub segment_secret: String,
     /// What it receives: `audience_entered`, `audience_exited`, `computed_trait`,
     /// `profile_changed`. Left out: a webhook receives the first three, a database all four.
     #[serde(default)]
@@ -650,6 +655,9 @@ fn check_webhook(
             "at most 3 keys besides the current one".to_owned(),
         ));
     }
+    if config.segment_secret.len() > 1_000 {
+        return Err(("segment_secret".to_owned(), "at most 1000 bytes".to_owned()));
+    }
     let allowed = config
         .allow_addresses
         .iter()
@@ -728,6 +736,14 @@ fn check_sizes(config: &DestinationConfig) -> Result<Vec<Duration>, (&'static st
 pub fn secret_variable(key: &str) -> String {
     format!(
         "BRAID_DESTINATION_{}_SECRET",
+        key.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// The environment variable that may hold destination `key`'s `segment_secret`.
+pub fn segment_secret_variable(key: &str) -> String {
+    format!(
+        "BRAID_DESTINATION_{}_SEGMENT_SECRET",
         key.to_ascii_uppercase().replace('-', "_")
     )
 }
@@ -1043,6 +1059,8 @@ pub struct DeliveryState {
     pub copy: Option<Copying>,
     /// Profiles written by full copies.
     pub copied: u64,
+    /// Dead letters delivered by replays (`braid destinations replay`).
+    pub replayed: u64,
     /// The change log's number of the last entry done with (delivered, skipped or dead).
     pub after: u64,
     /// Messages delivered.
@@ -1088,6 +1106,15 @@ impl DeliveryState {
         } else {
             "delivering"
         }
+    }
+
+    /// The status report of `destination` in this state at `now` (ms), as `braid destinations
+    /// status --json` prints it and `GET /v1/destinations` answers it.
+    pub fn report(&self, destination: &Destination, now: i64) -> Value {
+        json!({"destination": destination.key(), "workspace": destination.workspace,
+               "type": destination.config.kind, "url": destination.shown_url(),
+               "status": self.status(destination.config.enabled), "state": self,
+               "lag_seconds": self.lag_millis(now).map(|lag| lag / 1000)})
     }
 
     /// How far behind it is at `now` (ms): the age of the first change it has not done with,

@@ -12,6 +12,7 @@ mod config;
 pub mod destination;
 pub mod personalize;
 pub mod postgres;
+pub mod replay;
 pub mod webhook;
 
 pub use config::{ActivateConfig, PersonalizeConfig, ProfileApiConfig};

@@ -175,6 +175,7 @@ pub fn check(config: &DestinationConfig) -> Result<(), (String, String)> {
     for (field, set) in [
         ("method", config.method != Method::Post),
         ("previous_secrets", !config.previous_secrets.is_empty()),
+        ("segment_secret", !config.segment_secret.is_empty()),
         ("allow_addresses", !config.allow_addresses.is_empty()),
         (
             "mapping",

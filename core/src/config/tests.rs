@@ -164,7 +164,7 @@ fn full() -> Config {
     let destination = r#"{"key": "d", "type": "webhook", "url": "https://x", "retry_seconds": [1],
         "previous_secrets": ["p"], "audiences": ["a"], "computed_traits": ["c"],
         "consent": ["m"], "traits": ["t"], "allow_addresses": ["10.0.0.1"],
-        "receives": ["profile_changed"], "batch": 2, "schema": "s", "table_prefix": "p_",
+        "receives": ["profile_changed"], "segment_secret": "s", "batch": 2, "schema": "s", "table_prefix": "p_",
         "columns": {"plan": "text"},
         "mapping": {"select": ["id"], "rename": {"a": "b"}, "constants": {"c": 1},
                     "templates": {"t": "{id}"}}}"#;

@@ -75,6 +75,7 @@ fn send(api: &Api, request: &HttpRequest<'_>) -> (HttpResponse, Option<LakeWrite
         Handled::Catalogue(read) => (read.finish(Ok::<_, String>(None)), None),
         Handled::Audiences(read) => (read.finish(Ok::<_, String>(Value::Null)), None),
         Handled::Replay(replay) => (replay.finish(Ok::<_, String>(Value::Null)), None),
+        Handled::Destinations(read) => (read.finish(&[]), None),
     }
 }
 

@@ -700,3 +700,36 @@ fn audience_routes_need_the_profile_token_and_check_what_they_are_given() {
     );
     assert_eq!(status(&get("/v1/audiences/other", None, vec![AUTH])).0, 404);
 }
+
+#[test]
+fn the_destinations_status_needs_the_catalogue_token() {
+    use braid_core::catalogue::CatalogueApiConfig;
+    let off = send(&api(), &get("/v1/destinations", None, vec![])).0;
+    assert_eq!(off.status, 404);
+    assert!(
+        off.json_body()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("catalogue.api.token")
+    );
+    let api = api_with(|config| {
+        config.catalogue.api = Some(CatalogueApiConfig {
+            token: "admin-token".into(),
+        });
+    });
+    assert_eq!(
+        send(&api, &get("/v1/destinations", None, vec![])).0.status,
+        401
+    );
+    let wrong = vec![("authorization", "Bearer nope")];
+    assert_eq!(
+        send(&api, &get("/v1/destinations", None, wrong)).0.status,
+        401
+    );
+    let right = vec![("authorization", "Bearer admin-token")];
+    let (answer, _) = send(&api, &get("/v1/destinations", None, right));
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json_body(), json!({"destinations": []}));
+    let post = send(&api, &post("/v1/destinations", vec![], b"")).0;
+    assert_eq!(post.status, 405);
+}

@@ -29,6 +29,7 @@ use std::time::Duration;
 use braid_core::activate::destination::{
     Copying, DeliveryState, Destination, DestinationKind, Message, Method, ProfileView, Step,
 };
+use braid_core::activate::replay::{ReplayRequest, ReplayResult};
 use braid_core::timestamp;
 use serde_json::{Value, json};
 
@@ -175,6 +176,21 @@ pub fn state_key(workspace: &str, key: &str) -> String {
     format!("destinations/workspace={workspace}/{key}/state.json")
 }
 
+/// The prefix of a destination's replay requests (`requests/`) and results (`done/`).
+pub fn replay_prefix(workspace: &str, key: &str) -> String {
+    format!("destinations/workspace={workspace}/{key}/replay/")
+}
+
+/// How often a deliverer looks for replay requests.
+const REPLAY_CHECK: Duration = Duration::from_secs(2);
+
+/// A replay under way: its request's object, what it has done, the dead letter objects left.
+struct Replaying {
+    key: String,
+    result: ReplayResult,
+    objects: std::collections::VecDeque<String>,
+}
+
 /// The prefix of a destination's dead letters.
 pub fn dead_prefix(workspace: &str, key: &str) -> String {
     format!("destinations/workspace={workspace}/{key}/dead/")
@@ -196,6 +212,35 @@ pub async fn read_state<S: ObjectStore>(
             message: e.to_string(),
         }),
         None => Ok(DeliveryState::default()),
+    }
+}
+
+/// The destinations' states as their deliverers hold them now (each posts its state when it
+/// opens and when it saves), for the status API and the metrics of the process running them.
+#[derive(Clone, Debug, Default)]
+pub struct Board(Arc<std::sync::Mutex<Vec<(Destination, DeliveryState)>>>);
+
+impl Board {
+    fn post(&self, destination: &Destination, state: &DeliveryState) {
+        let mut all = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match all
+            .iter_mut()
+            .find(|(d, _)| d.key() == destination.key() && d.workspace == destination.workspace)
+        {
+            Some((_, posted)) => posted.clone_from(state),
+            None => all.push((destination.clone(), state.clone())),
+        }
+    }
+
+    /// Every destination posted, with its state, in the order they opened.
+    pub fn all(&self) -> Vec<(Destination, DeliveryState)> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -270,6 +315,11 @@ pub struct Deliverer<S, H: KvHome, K> {
     saved: DeliveryState,
     saved_at: tokio::time::Instant,
     jitter: bool,
+    replay: Option<Replaying>,
+    replay_checked: Option<tokio::time::Instant>,
+    board: Option<Board>,
+    page: std::collections::VecDeque<Value>,
+    page_generation: u64,
 }
 
 impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
@@ -294,6 +344,11 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
             state,
             saved_at: tokio::time::Instant::now(),
             jitter: true,
+            replay: None,
+            replay_checked: None,
+            board: None,
+            page: std::collections::VecDeque::new(),
+            page_generation: 0,
         })
     }
 
@@ -302,6 +357,19 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
     pub fn without_jitter(mut self) -> Self {
         self.jitter = false;
         self
+    }
+
+    /// The same, posting its state on `board` (now, and whenever it saves it).
+    #[must_use]
+    pub fn on_board(mut self, board: &Board) -> Self {
+        board.post(&self.destination, &self.state);
+        self.board = Some(board.clone());
+        self
+    }
+
+    /// Looks for replay requests at its next step (it looks every few seconds otherwise).
+    pub fn look_for_replays(&mut self) {
+        self.replay_checked = None;
     }
 
     /// Its state as it is now.
@@ -323,17 +391,46 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
         {
             return Ok(Progress::WaitingUntil(retrying.next_at));
         }
+        if let Some(progress) = self.replay_step(now).await? {
+            return Ok(progress);
+        }
         if self.state.copy.is_some() {
             return self.copy_step(now).await;
         }
+        // The entries read last and not done with yet: a page is read once, not once per
+        // request (a destination of one message per request read 500 entries for each).
+        let mut page = std::mem::take(&mut self.page);
+        let progress = self.deliver_from(now, &mut page).await;
+        let after = self.state.after;
+        while page.front().and_then(number).is_some_and(|n| n <= after) {
+            page.pop_front();
+        }
+        self.page = page;
+        progress
+    }
+
+    /// A step over the change log, from the entries of `page` (read again when it is empty).
+    async fn deliver_from(
+        &mut self,
+        now: i64,
+        page: &mut std::collections::VecDeque<Value>,
+    ) -> Result<Progress, DeliverError> {
         let workspace = self.destination.workspace.clone();
-        let Some((generation, durable, mut entries)) = self
-            .profiles
-            .durable_changes(&workspace, self.state.after, PAGE)
-            .await?
-        else {
+        let Some((generation, durable)) = self.profiles.log_position(&workspace).await? else {
             return Ok(Progress::Idle);
         };
+        if page.is_empty() || generation != self.page_generation {
+            page.clear();
+            if let Some((read, _, entries)) = self
+                .profiles
+                .durable_changes(&workspace, self.state.after, PAGE)
+                .await?
+            {
+                page.extend(entries);
+                self.page_generation = read;
+            }
+        }
+        let entries = page;
         if generation != self.state.generation {
             // A rebuild numbers its change log anew: start again from its beginning (the
             // messages keep their ids).
@@ -342,6 +439,7 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
             if self.sink.copies() {
                 // Every profile first, then the changes after the last one durable now
                 // (a profile changed while it is copied is written again by its change).
+                entries.clear();
                 self.state.sync += 1;
                 self.state.after = 0;
                 self.state.retrying = None;
@@ -353,13 +451,14 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
                 return Ok(Progress::Idle);
             }
             if !fresh {
+                entries.clear();
                 self.state.after = 0;
                 self.state.retrying = None;
                 self.save().await?;
                 return Ok(Progress::Idle);
             }
         }
-        let Some(first) = entries.first().and_then(number) else {
+        let Some(first) = entries.front().and_then(number) else {
             self.state.oldest_pending_at = None;
             self.save_if_changed().await?;
             return Ok(Progress::Idle);
@@ -369,7 +468,7 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
             self.state.expired += first - self.state.after - 1;
             self.state.after = first - 1;
         }
-        self.state.oldest_pending_at = entries.first().and_then(entry_at);
+        self.state.oldest_pending_at = entries.front().and_then(entry_at);
         if let Some(retrying) = &self.state.retrying {
             let through = retrying.through;
             entries.retain(|e| number(e).is_some_and(|n| n <= through));
@@ -380,7 +479,8 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
                 return Ok(Progress::Idle);
             }
         }
-        let (messages, through, considered) = self.messages(&workspace, &entries).await?;
+        let (messages, through, considered) =
+            self.messages(&workspace, entries.make_contiguous()).await?;
         let skipped = considered - messages.len();
         if messages.is_empty() {
             self.state.skipped += skipped as u64;
@@ -390,17 +490,8 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
         }
         let (messages, views): (Vec<Message>, Vec<Option<ProfileView>>) =
             messages.into_iter().unzip();
+        let answer = self.send(&messages, &views, now).await;
         let id = self.destination.request_id(&messages);
-        let answer = self
-            .sink
-            .deliver(Delivery {
-                id: &id,
-                messages: &messages,
-                views: &views,
-                sync: self.state.sync,
-                now,
-            })
-            .await;
         let jitter = if self.jitter { jitter() } else { 0.0 };
         let step = self.state.after_attempt(
             &self.destination,
@@ -465,6 +556,197 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
         }
     }
 
+    /// One step of a replay (`braid destinations replay`): a replay request taken up, one
+    /// dead letter object sent again, or the replay's end; `None` when there is none.
+    async fn replay_step(&mut self, now: i64) -> Result<Option<Progress>, DeliverError> {
+        let (workspace, key) = (
+            self.destination.workspace.clone(),
+            self.destination.key().to_owned(),
+        );
+        if self.replay.is_none() {
+            if self
+                .replay_checked
+                .is_some_and(|at| at.elapsed() < REPLAY_CHECK)
+            {
+                return Ok(None);
+            }
+            self.replay_checked = Some(tokio::time::Instant::now());
+            let prefix = format!("{}requests/", replay_prefix(&workspace, &key));
+            let Some(first) = self
+                .lake
+                .list(&prefix)
+                .await?
+                .into_iter()
+                .map(|o| o.key)
+                .min()
+            else {
+                return Ok(None);
+            };
+            let Some(request) = self
+                .lake
+                .get(&first)
+                .await?
+                .and_then(|bytes| serde_json::from_slice::<ReplayRequest>(&bytes).ok())
+            else {
+                tracing::warn!(
+                    destination = key,
+                    object = first,
+                    "not a replay request: removed"
+                );
+                self.lake.delete(&first).await?;
+                return Ok(None);
+            };
+            let mut objects: Vec<String> = self
+                .lake
+                .list(&dead_prefix(&workspace, &key))
+                .await?
+                .into_iter()
+                .map(|o| o.key)
+                .filter(|k| {
+                    let date = k.split("date=").nth(1).and_then(|d| d.get(..10));
+                    date.is_some_and(|d| request.may_hold(d))
+                })
+                .collect();
+            objects.sort();
+            tracing::info!(
+                destination = key,
+                id = request.id,
+                objects = objects.len(),
+                "replaying dead letters"
+            );
+            self.replay = Some(Replaying {
+                key: first,
+                result: ReplayResult {
+                    request,
+                    ..ReplayResult::default()
+                },
+                objects: objects.into(),
+            });
+        }
+        let Some(replaying) = self.replay.as_mut() else {
+            return Ok(None);
+        };
+        let Some(object) = replaying.objects.pop_front() else {
+            let Some(mut done) = self.replay.take() else {
+                return Ok(None);
+            };
+            done.result.finished_at = now;
+            let result = format!(
+                "{}done/{}.json",
+                replay_prefix(&workspace, &key),
+                done.result.request.id
+            );
+            let bytes = serde_json::to_vec_pretty(&done.result).unwrap_or_default();
+            self.lake.put(&result, bytes).await?;
+            self.lake.delete(&done.key).await?;
+            self.save().await?;
+            return Ok(Some(Progress::Idle));
+        };
+        let delivered = self.replay_object(&object, now).await?;
+        Ok(Some(Progress::Delivered(delivered)))
+    }
+
+    /// Sends the dead letters of `object` that the replay names again, a request at a time;
+    /// those delivered leave the object (which goes when it is empty). How many were.
+    async fn replay_object(&mut self, object: &str, now: i64) -> Result<usize, DeliverError> {
+        let Some(bytes) = self.lake.get(object).await? else {
+            return Ok(0);
+        };
+        let Some(replaying) = self.replay.as_ref() else {
+            return Ok(0);
+        };
+        let request = replaying.result.request.clone();
+        let lines: Vec<Value> = bytes
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .filter_map(|line| serde_json::from_slice(line).ok())
+            .collect();
+        let (named, mut kept): (Vec<Value>, Vec<Value>) =
+            lines.into_iter().partition(|line| request.names(line));
+        let mut delivered = 0;
+        let mut error = None;
+        let mut chunks = named.chunks(self.destination.batch());
+        for chunk in chunks.by_ref() {
+            let messages: Vec<Message> = chunk.iter().map(dead_message).collect();
+            let views = self.replay_views(&messages).await?;
+            let answer = self.send(&messages, &views, now).await;
+            if !delivered_by(&answer) {
+                error = Some(answer.error);
+                kept.extend_from_slice(chunk);
+                break;
+            }
+            delivered += chunk.len();
+        }
+        for chunk in chunks {
+            kept.extend_from_slice(chunk);
+        }
+        if kept.is_empty() {
+            self.lake.delete(object).await?;
+        } else if delivered > 0 {
+            let mut out = Vec::new();
+            for line in &kept {
+                out.extend(serde_json::to_vec(line).unwrap_or_default());
+                out.push(b'\n');
+            }
+            self.lake.put(object, out).await?;
+        }
+        self.state.replayed += delivered as u64;
+        if let Some(replaying) = self.replay.as_mut() {
+            replaying.result.delivered += delivered as u64;
+            if let Some(error) = error {
+                // Stop here: what is left waits for another replay.
+                replaying.result.kept +=
+                    kept.iter().filter(|line| request.names(line)).count() as u64;
+                replaying.result.error = Some(error);
+                replaying.objects.clear();
+            }
+        }
+        Ok(delivered)
+    }
+
+    /// Hands `messages` (with their profiles) to the sink as one request.
+    async fn send(&self, messages: &[Message], views: &[Option<ProfileView>], now: i64) -> Answer {
+        let id = self.destination.request_id(messages);
+        self.sink
+            .deliver(Delivery {
+                id: &id,
+                messages,
+                views,
+                sync: self.state.sync,
+                now,
+            })
+            .await
+    }
+
+    /// The profiles of dead letters sent again, for a sink that writes whole profiles (as they
+    /// are now); none for one that sends the messages as they were kept.
+    async fn replay_views(
+        &self,
+        messages: &[Message],
+    ) -> Result<Vec<Option<ProfileView>>, DeliverError> {
+        if self.sink.wants() != Wants::Whole {
+            return Ok(vec![None; messages.len()]);
+        }
+        let ids: Vec<&str> = messages
+            .iter()
+            .map(|m| {
+                m.body
+                    .get("profile")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            })
+            .collect();
+        Ok(self
+            .profiles
+            .delivery_views(
+                &self.destination.workspace,
+                &ids,
+                &self.destination.config.traits,
+                true,
+            )
+            .await?)
+    }
+
     /// One step of a full copy: the next page of profiles, or its end.
     async fn copy_step(&mut self, now: i64) -> Result<Progress, DeliverError> {
         let Some(copy) = self.state.copy.clone() else {
@@ -492,20 +774,8 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
                     body: json!({"type": "profile.copied", "profile": id}),
                 })
                 .collect();
-            let id = self.destination.request_id(&messages);
-            let answer = self
-                .sink
-                .deliver(Delivery {
-                    id: &id,
-                    messages: &messages,
-                    views: &views,
-                    sync: self.state.sync,
-                    now,
-                })
-                .await;
-            if braid_core::activate::webhook::outcome(answer.status)
-                == braid_core::activate::webhook::Outcome::Delivered
-            {
+            let answer = self.send(&messages, &views, now).await;
+            if delivered_by(&answer) {
                 self.state.copied += messages.len() as u64;
                 self.state.copy = Some(Copying {
                     through: copy.through,
@@ -638,6 +908,9 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
         let key = state_key(&self.destination.workspace, self.destination.key());
         let bytes = serde_json::to_vec_pretty(&self.state).unwrap_or_default();
         self.lake.put(&key, bytes).await?;
+        if let Some(board) = &self.board {
+            board.post(&self.destination, &self.state);
+        }
         self.saved = self.state.clone();
         self.saved_at = tokio::time::Instant::now();
         Ok(())
@@ -708,6 +981,26 @@ fn jitter() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     f64::from(nanos % 1_000) / 1_000.0
+}
+
+/// Whether `answer` is a delivery.
+fn delivered_by(answer: &Answer) -> bool {
+    braid_core::activate::webhook::outcome(answer.status)
+        == braid_core::activate::webhook::Outcome::Delivered
+}
+
+/// A dead letter (a line of a dead letter object) as the message it was.
+fn dead_message(line: &Value) -> Message {
+    let field = |name: &str| line.get(name);
+    Message {
+        id: field("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        number: field("number").and_then(Value::as_u64).unwrap_or_default(),
+        at: None,
+        body: field("message").cloned().unwrap_or_default(),
+    }
 }
 
 fn number(entry: &Value) -> Option<u64> {

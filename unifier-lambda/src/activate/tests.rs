@@ -1,7 +1,7 @@
 //! Deliverers over a profile store in memory and a lake in a folder, with a receiver that
 //! answers as each test scripts it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Mutex;
 
 use serde_json::json;
@@ -11,6 +11,7 @@ use crate::lake::feed::Unify as _;
 use crate::lake::store::LocalStore;
 use crate::profiles::Segmentation;
 use crate::profiles::kv::MemoryHome;
+use braid_core::activate::replay::{ReplayRequest, ReplayResult};
 use braid_core::activate::webhook::signed_headers;
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -358,4 +359,85 @@ async fn spent_retries_are_dead_letters_and_consent_and_filters_skip() {
         "the profile without consent's two entries"
     );
     assert_eq!(deliverer.state().after, 4);
+}
+
+/// Asks for a replay of the `crm` destination, as `braid destinations replay` does.
+async fn request_replay(lake: &LocalStore, id: &str, class: Option<&str>) {
+    let request = ReplayRequest {
+        id: id.to_owned(),
+        class: class.map(str::to_owned),
+        ..ReplayRequest::default()
+    };
+    let key = format!("{}requests/{id}.json", replay_prefix("w", "crm"));
+    lake.put(&key, serde_json::to_vec(&request).unwrap())
+        .await
+        .unwrap();
+}
+
+/// The result of a replay, once there is one.
+async fn replay_result(lake: &LocalStore, id: &str) -> Option<ReplayResult> {
+    let key = format!("{}done/{id}.json", replay_prefix("w", "crm"));
+    let bytes = lake.get(&key).await.unwrap()?;
+    Some(serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn a_replay_sends_the_dead_letters_it_names_again_with_their_ids() {
+    let setup = setup("audiences = [\"buyers\"]");
+    setup
+        .events(&[buy("u1", 1, true), buy("u2", 3, true)], true)
+        .await;
+    // The first refused; the second fails its three attempts (retry_seconds = [1, 1]).
+    let sender = Scripted::answering(&[Some(422), Some(500), Some(500), Some(500)]);
+    let mut deliverer = setup.deliverer(sender.clone()).await;
+    for now in [1_000, 10_000, 20_000, 30_000] {
+        drain(&mut deliverer, now).await;
+    }
+    let dead = setup.lake.list(&dead_prefix("w", "crm")).await.unwrap();
+    assert_eq!(dead.len(), 2, "one refused, one out of retries");
+    let first_ids = sender.ids();
+    // Only the refused one, and the receiver fails again: it stays a dead letter.
+    request_replay(&setup.lake, "r1", Some("refused")).await;
+    sender.answers.lock().unwrap().push_back(Some(503));
+    deliverer.look_for_replays();
+    drain(&mut deliverer, 2_000).await;
+    let r1 = replay_result(&setup.lake, "r1").await.expect("a result");
+    assert_eq!((r1.delivered, r1.kept), (0, 1));
+    assert_eq!(r1.error.as_deref(), Some("Some(503)"));
+    assert_eq!(
+        setup
+            .lake
+            .list(&dead_prefix("w", "crm"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // Every class, the receiver well: both delivered with their first ids, none left.
+    request_replay(&setup.lake, "r2", None).await;
+    deliverer.look_for_replays();
+    drain(&mut deliverer, 3_000).await;
+    let r2 = replay_result(&setup.lake, "r2").await.expect("a result");
+    assert_eq!((r2.delivered, r2.kept, r2.error), (2, 0, None));
+    assert!(
+        setup
+            .lake
+            .list(&dead_prefix("w", "crm"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let ids = sender.ids();
+    let replayed = &ids[ids.len() - 2..];
+    let first: BTreeSet<&String> = first_ids.iter().collect();
+    let again: BTreeSet<&String> = replayed.iter().collect();
+    assert_eq!(first_ids.len(), 4);
+    assert_eq!(first, again, "the same ids as their first delivery");
+    assert_eq!(
+        read_state(&setup.lake, "w", "crm").await.unwrap().replayed,
+        2
+    );
+    // Requests are taken: nothing is left to replay.
+    let requests = format!("{}requests/", replay_prefix("w", "crm"));
+    assert!(setup.lake.list(&requests).await.unwrap().is_empty());
 }

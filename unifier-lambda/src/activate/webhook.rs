@@ -3,7 +3,7 @@
 //! [`Sender`].
 
 use braid_core::activate::destination::Destination;
-use braid_core::activate::webhook::signed_headers;
+use braid_core::activate::webhook::{segment_signature, signed_headers};
 
 use super::{Answer, Delivery, Request, Sender, Sink, Wants};
 
@@ -44,6 +44,10 @@ impl<T: Sender> Sink for Webhook<T> {
         )
         .into();
         headers.push(("user-agent", "Braid-Webhooks/1".to_owned()));
+        let segment = &self.destination.config.segment_secret;
+        if !segment.is_empty() {
+            headers.push(("x-signature", segment_signature(segment, &body)));
+        }
         self.sender
             .send(Request {
                 method: self.destination.config.method,

@@ -280,6 +280,19 @@ impl<S: ObjectStore, H: KvHome> ProfileUnify<S, H> {
         }
     }
 
+    /// Where a workspace's change log is: its store's generation and the number of the last
+    /// entry that is durable; `None` for a workspace without a store.
+    ///
+    /// # Errors
+    ///
+    /// When a store fails to open.
+    pub async fn log_position(&self, workspace: &str) -> Result<Option<(u64, u64)>, ProfileError> {
+        Ok(self
+            .existing(workspace)
+            .await?
+            .map(|store| (store.generation, store.logged_durable())))
+    }
+
     /// What a destination delivers next: the store's generation, the number of the last
     /// change log entry that is durable, and up to `limit` entries after the one numbered
     /// `after`, no further than that (an entry a crash could take back is not delivered).

@@ -49,6 +49,8 @@ pub(super) struct App {
     pub(super) sdk_dir: Option<PathBuf>,
     /// How long a client may take to send a body.
     pub(super) body_timeout: Duration,
+    /// The destinations' states, as their deliverers post them.
+    pub(super) board: crate::activate::Board,
 }
 
 /// How `braid serve` treats connections (`[server]` of the configuration).
@@ -174,7 +176,7 @@ async fn handle(
         return to_axum(HttpResponse {
             status: 200,
             headers: vec![("content-type", "text/plain; version=0.0.4".to_owned())],
-            body: app.metrics.render().into_bytes(),
+            body: app.metrics.render(&app.board).into_bytes(),
         });
     }
     let limit = app.api.body_limit(parts.uri.path());
@@ -284,6 +286,16 @@ async fn finish(app: &App, handled: Handled) -> HttpResponse {
             }
             None => read.finish(Err("this server keeps no profiles")),
         },
+        Handled::Destinations(read) => {
+            let now = braid_core::timestamp::unix_millis(time::OffsetDateTime::now_utc());
+            let reports: Vec<_> = app
+                .board
+                .all()
+                .iter()
+                .map(|(destination, state)| state.report(destination, now))
+                .collect();
+            read.finish(&reports)
+        }
         Handled::Replay(replay) => {
             let plan = app.api.config().catalogue.plan.as_ref();
             let (response, written) = crate::lake::replay::answer(&app.lake, plan, replay).await;

@@ -40,8 +40,8 @@ impl Metrics {
         self.refused_connections.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus exposition.
-    pub(super) fn render(&self) -> String {
+    /// The Prometheus exposition, with a series per destination of `board`.
+    pub(super) fn render(&self, board: &crate::activate::Board) -> String {
         let counters = [
             (
                 "braid_requests_total",
@@ -92,6 +92,7 @@ impl Metrics {
                 break;
             }
         }
+        destinations(&mut out, board);
         out
     }
 
@@ -103,5 +104,87 @@ impl Metrics {
             self.failed.load(Ordering::Relaxed),
             self.bytes.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// The destinations' series: counters of what each delivered, and gauges of its lag and of
+/// whether it is retrying or disabled (what to alert on), labelled by destination and workspace.
+/// How a series reads a destination's state at a time (ms).
+type Reading = fn(&braid_core::activate::destination::DeliveryState, i64) -> u64;
+
+fn destinations(out: &mut String, board: &crate::activate::Board) {
+    let all = board.all();
+    if all.is_empty() {
+        return;
+    }
+    let now = braid_core::timestamp::unix_millis(time::OffsetDateTime::now_utc());
+    let series: [(&str, &str, &str, Reading); 9] = [
+        (
+            "braid_destination_delivered_total",
+            "counter",
+            "Messages delivered.",
+            |s, _| s.delivered,
+        ),
+        (
+            "braid_destination_dead_lettered_total",
+            "counter",
+            "Messages kept as dead letters.",
+            |s, _| s.dead_lettered,
+        ),
+        (
+            "braid_destination_failed_attempts_total",
+            "counter",
+            "Requests that failed.",
+            |s, _| s.failed_attempts,
+        ),
+        (
+            "braid_destination_skipped_total",
+            "counter",
+            "Changes not for the destination (kind, filter, consent).",
+            |s, _| s.skipped,
+        ),
+        (
+            "braid_destination_replayed_total",
+            "counter",
+            "Dead letters delivered by replays.",
+            |s, _| s.replayed,
+        ),
+        (
+            "braid_destination_copied_total",
+            "counter",
+            "Profiles written by full copies.",
+            |s, _| s.copied,
+        ),
+        (
+            "braid_destination_lag_seconds",
+            "gauge",
+            "Age of the oldest change not delivered yet (0: none).",
+            |s, now| u64::try_from(s.lag_millis(now).unwrap_or(0) / 1000).unwrap_or(0),
+        ),
+        (
+            "braid_destination_retrying",
+            "gauge",
+            "1 while a request is being retried.",
+            |s, _| u64::from(s.retrying.is_some()),
+        ),
+        (
+            "braid_destination_disabled",
+            "gauge",
+            "1 once the destination is disabled.",
+            |s, _| u64::from(s.disabled.is_some()),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        // Writing to a `String` cannot fail.
+        let _ignored = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (destination, state) in &all {
+            let _ignored = writeln!(
+                out,
+                "{name}{{destination=\"{}\",workspace=\"{}\"}} {}",
+                destination.key(),
+                destination.workspace,
+                value(state, now)
+            );
+        }
     }
 }

@@ -279,8 +279,11 @@ impl Server {
         // Deliveries stop after the unify loop and the timers, so that what they logged last
         // is delivered before the stores close (or at the next start).
         let delivering_stop = Arc::new(AtomicBool::new(false));
+        let board = crate::activate::Board::default();
         let delivering = match &profiles {
-            Some(profiles) => spawn_deliveries(destinations, &lake, profiles, &delivering_stop),
+            Some(profiles) => {
+                spawn_deliveries(destinations, &lake, profiles, &delivering_stop, &board)
+            }
             None => Vec::new(),
         };
         let replayed = written.clone();
@@ -304,6 +307,7 @@ impl Server {
             trust_forwarded_for: config.server.trust_forwarded_for,
             sdk_dir: config.collect.sdk.dir.clone(),
             body_timeout: Duration::from_secs(config.server.body_timeout_seconds),
+            board,
         });
         let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
         let connections = http::Connections {
@@ -434,15 +438,17 @@ fn spawn_deliveries(
     lake: &LocalStore,
     profiles: &Arc<LocalProfiles>,
     stop: &Arc<AtomicBool>,
+    board: &crate::activate::Board,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     destinations
         .into_iter()
         .map(|(destination, sink)| {
             let (lake, profiles, stop) = (lake.clone(), Arc::clone(profiles), Arc::clone(stop));
+            let board = board.clone();
             tokio::spawn(async move {
                 let key = destination.key().to_owned();
                 match Deliverer::open(destination, lake, profiles, sink).await {
-                    Ok(deliverer) => deliverer.run(DELIVERY_POLL, stop).await,
+                    Ok(deliverer) => deliverer.on_board(&board).run(DELIVERY_POLL, stop).await,
                     Err(error) => {
                         tracing::error!(destination = key, %error, "a destination cannot start");
                     }
