@@ -2,7 +2,8 @@
 //!
 //! - the outbox's cost to unify: the core with 10 audiences and 20 computed traits, with and
 //!   without a destination that receives profile changes (then every identify and every new
-//!   visitor is a change log entry);
+//!   visitor is a change log entry), and the same into the profile store (SlateDB on a
+//!   temporary folder, made durable every 10 objects of 1,000 events);
 //! - webhook deliveries to a receiver on this machine (in process, answering 200 at once),
 //!   one message per request and 100 per request: the deliverer reads the change log from the
 //!   profile store (SlateDB on a temporary folder), signs, sends over HTTP and saves its state,
@@ -35,6 +36,7 @@ pub(crate) async fn bench_activate(
 ) -> anyhow::Result<()> {
     outbox_cost(lines, events)?;
     let base = data.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    Box::pin(store_cost(lines, &base)).await?;
     let folder = base.join(format!("braid-bench-activate-{}", std::process::id()));
     let result = deliveries(lines, &folder, postgres).await;
     std::fs::remove_dir_all(&folder).ok();
@@ -66,6 +68,58 @@ fn outbox_cost(lines: &[u8], events: usize) -> anyhow::Result<()> {
         medians.push(median);
     }
     if let [off, on] = medians[..] {
+        println!(
+            "  cost              {:.1} % of throughput",
+            (1.0 - on / off) * 100.0
+        );
+    }
+    Ok(())
+}
+
+/// Unify into the profile store, without and with profile changes logged.
+async fn store_cost(lines: &[u8], base: &std::path::Path) -> anyhow::Result<()> {
+    let receiving = "\n[[activate.destinations]]\nkey = \"w\"\ntype = \"postgres\"\n\
+                     url = \"postgres://braid@db.example/m\"\n";
+    let all: Vec<&[u8]> = ndjson_lines(lines).collect();
+    println!();
+    println!(
+        "the outbox's cost to unify into the profile store (SlateDB, durable), 10 audiences and 20 computed traits"
+    );
+    let mut rates = Vec::new();
+    for (n, (what, extra)) in [
+        ("no profile changes logged", ""),
+        ("profile changes logged", receiving),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let folder = base.join(format!("braid-bench-outbox-{}-{n}", std::process::id()));
+        let config = Config::parse(&format!(
+            "{}\n[[workspaces]]\nname = \"{WORKSPACE}\"\nwrite_keys = [\"k\"]\n{extra}",
+            segmented_text(10)
+        ))?
+        .check()?;
+        let profiles = ProfileUnify::new(
+            LocalStore::open(&folder)?,
+            LocalHome::open(&folder, SlateOptions::default())?,
+            config.unify.identity.clone(),
+            config.unify.profiles.clone(),
+            config.unify.store.clone(),
+        )
+        .with_segmentation(braid_unifier::profiles::Segmentation::of(&config))
+        .with_workspaces([WORKSPACE.to_owned()]);
+        profiles.open(WORKSPACE).await?;
+        let started = Instant::now();
+        unify(&profiles, &all).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        profiles.close().await?;
+        drop(profiles);
+        std::fs::remove_dir_all(&folder).ok();
+        let rate = rate(all.len(), seconds);
+        println!("  {what:<27} {rate:.0} events/s");
+        rates.push(rate);
+    }
+    if let [off, on] = rates[..] {
         println!(
             "  cost              {:.1} % of throughput",
             (1.0 - on / off) * 100.0
@@ -107,9 +161,13 @@ fn delivery_config(port: u16, postgres: Option<&str>) -> anyhow::Result<Config> 
 
 type Profiles = ProfileUnify<LocalStore, LocalHome>;
 
-/// Unifies `lines` into the store, every object durable.
+/// Unifies `lines` into the store in objects of 1,000 lines, made durable every 10 objects
+/// (as the store benchmark of `--only unify` does).
 async fn unify(profiles: &Profiles, lines: &[&[u8]]) -> anyhow::Result<()> {
-    for chunk in lines.chunks(1_000) {
+    for (n, chunk) in lines.chunks(1_000).enumerate() {
+        if n % 10 == 9 {
+            profiles.commit().await?;
+        }
         let mut object = Vec::with_capacity(chunk.iter().map(|l| l.len() + 1).sum());
         for line in chunk {
             object.extend_from_slice(line);
@@ -126,7 +184,7 @@ async fn unify(profiles: &Profiles, lines: &[&[u8]]) -> anyhow::Result<()> {
 /// Steps a deliverer until it has nothing left: messages delivered (or profiles copied),
 /// requests, seconds.
 async fn drain(
-    deliverer: &mut Deliverer<LocalStore, LocalHome, AnySink>,
+    deliverer: &mut Deliverer<LocalStore, LocalHome, AnySink<LocalStore>>,
 ) -> anyhow::Result<(u64, u64, f64)> {
     let before = (
         deliverer.state().delivered + deliverer.state().copied,
@@ -192,7 +250,7 @@ async fn deliveries(
         };
         destination.config.batch = Some(batch);
         destination.config.key = format!("hook{batch}");
-        let sink = AnySink::of(&destination).map_err(anyhow::Error::msg)?;
+        let sink = AnySink::of(&destination, store.clone()).map_err(anyhow::Error::msg)?;
         let mut deliverer =
             Deliverer::open(destination, store.clone(), Arc::clone(&profiles), sink).await?;
         let (messages, requests, seconds) = drain(&mut deliverer).await?;
@@ -211,7 +269,7 @@ async fn deliveries(
         .find(|d| d.key() == "warehouse")
         .cloned()
     {
-        let sink = AnySink::of(&destination).map_err(anyhow::Error::msg)?;
+        let sink = AnySink::of(&destination, store.clone()).map_err(anyhow::Error::msg)?;
         let mut deliverer =
             Deliverer::open(destination, store.clone(), Arc::clone(&profiles), sink).await?;
         let (copied, requests, seconds) = drain(&mut deliverer).await?;

@@ -49,7 +49,9 @@ pub struct DestinationConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
     /// The receiver's URL (`https://`, or `http://` for a receiver on the allow-list); for
-    /// `postgres`, the database's (`postgres://user@host:port/database?sslmode=require`).
+    /// `postgres`, the database's (`postgres://user@host:port/database?sslmode=require`);
+    /// none for `files`.
+    #[serde(default)]
     pub url: String,
     /// `POST`, `PUT` or `PATCH`.
     #[serde(default)]
@@ -119,6 +121,17 @@ pub struct DestinationConfig {
     /// type: `text`, `integer`, `number`, `boolean` or `timestamp`.
     #[serde(default)]
     pub columns: BTreeMap<String, super::postgres::ColumnType>,
+    /// How long a request may wait for more messages: one is sent when `batch` messages wait
+    /// or the oldest has waited this long, in seconds (0, at once, when left out; an hour for
+    /// `files`).
+    #[serde(default)]
+    pub wait_seconds: Option<u64>,
+    /// `files`: `ndjson` (when left out) or `csv`.
+    #[serde(default)]
+    pub format: Option<super::files::FileFormat>,
+    /// `files`: hours between full exports (24 when left out; 0: only when it starts).
+    #[serde(default)]
+    pub full_every_hours: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -149,7 +162,7 @@ fn default_kinds(kind: DestinationKind) -> Vec<MessageKind> {
         MessageKind::AudienceExited,
         MessageKind::ComputedTrait,
     ];
-    if kind == DestinationKind::Postgres {
+    if kind != DestinationKind::Webhook {
         kinds.push(MessageKind::ProfileChanged);
     }
     kinds
@@ -163,6 +176,8 @@ pub enum DestinationKind {
     Webhook,
     /// Tables of a `PostgreSQL` database, kept equal to the profiles (`super::postgres`).
     Postgres,
+    /// Exports of the profiles as files in the lake, with a manifest (`super::files`).
+    Files,
 }
 
 /// A webhook's HTTP method.
@@ -382,7 +397,30 @@ impl Destination {
                 super::postgres::check(config).map_err(|(f, p)| fail(&f, p))?;
                 (Vec::new(), Vec::new())
             }
+            DestinationKind::Files => {
+                super::files::check(config).map_err(|(f, p)| fail(&f, p))?;
+                (Vec::new(), Vec::new())
+            }
         };
+        if config.kind != DestinationKind::Files {
+            for (field, set) in [
+                ("format", config.format.is_some()),
+                ("full_every_hours", config.full_every_hours.is_some()),
+            ] {
+                if set {
+                    return Err(fail(field, "a setting of a files destination".to_owned()));
+                }
+            }
+        }
+        if config.wait_seconds.is_some_and(|w| w > 86_400) {
+            return Err(fail(
+                "wait_seconds",
+                format!(
+                    "{} seconds: at most 86400",
+                    config.wait_seconds.unwrap_or_default()
+                ),
+            ));
+        }
         let schedule = check_sizes(config).map_err(|(field, problem)| fail(field, problem))?;
         let mut config = config.clone();
         config.workspace = Some(workspace.clone());
@@ -390,6 +428,11 @@ impl Destination {
         config.batch = Some(config.batch.unwrap_or(match config.kind {
             DestinationKind::Webhook => 1,
             DestinationKind::Postgres => super::postgres::DEFAULT_BATCH,
+            DestinationKind::Files => super::files::DEFAULT_BATCH,
+        }));
+        config.wait_seconds = Some(config.wait_seconds.unwrap_or(match config.kind {
+            DestinationKind::Files => 3_600,
+            _ => 0,
         }));
         Ok(Destination {
             index,
@@ -468,6 +511,11 @@ impl Destination {
         self.config.batch.unwrap_or(1)
     }
 
+    /// How long a request may wait for more messages.
+    pub fn wait(&self) -> Duration {
+        Duration::from_secs(self.config.wait_seconds.unwrap_or(0))
+    }
+
     /// What it receives.
     pub fn receives(&self) -> &[MessageKind] {
         self.config.receives.as_deref().unwrap_or_default()
@@ -493,8 +541,9 @@ impl Destination {
         if !named.0.is_empty() && !named.1.is_some_and(|n| named.0.iter().any(|a| a == n)) {
             return None;
         }
-        // A database is sent every change: its rows of a profile without the consent are
-        // deleted (`super::postgres`), where a webhook is never sent one.
+        // A database or an export is sent every change: its rows of a profile without the
+        // consent are deleted (`super::postgres`, `super::files`), where a webhook is never
+        // sent one.
         if self.config.kind == DestinationKind::Webhook
             && !self.config.consent.is_empty()
             && !profile.is_some_and(|p| self.config.consent.iter().all(|c| p.grants(c)))
@@ -686,6 +735,10 @@ fn check_sizes(config: &DestinationConfig) -> Result<Vec<Duration>, (&'static st
         DestinationKind::Postgres => (
             config.batch.unwrap_or(super::postgres::DEFAULT_BATCH),
             super::postgres::MAX_BATCH,
+        ),
+        DestinationKind::Files => (
+            config.batch.unwrap_or(super::files::DEFAULT_BATCH),
+            super::files::MAX_BATCH,
         ),
     };
     if !(1..=most).contains(&batch) {
@@ -1061,6 +1114,8 @@ pub struct DeliveryState {
     pub copied: u64,
     /// Dead letters delivered by replays (`braid destinations replay`).
     pub replayed: u64,
+    /// When the last full copy was complete (ms).
+    pub copied_at: Option<i64>,
     /// The change log's number of the last entry done with (delivered, skipped or dead).
     pub after: u64,
     /// Messages delivered.

@@ -10,6 +10,7 @@
 
 mod config;
 pub mod destination;
+pub mod files;
 pub mod personalize;
 pub mod postgres;
 pub mod replay;

@@ -165,7 +165,7 @@ fn full() -> Config {
         "previous_secrets": ["p"], "audiences": ["a"], "computed_traits": ["c"],
         "consent": ["m"], "traits": ["t"], "allow_addresses": ["10.0.0.1"],
         "receives": ["profile_changed"], "segment_secret": "s", "batch": 2, "schema": "s", "table_prefix": "p_",
-        "columns": {"plan": "text"},
+        "columns": {"plan": "text"}, "wait_seconds": 1, "format": "csv", "full_every_hours": 1,
         "mapping": {"select": ["id"], "rename": {"a": "b"}, "constants": {"c": 1},
                     "templates": {"t": "{id}"}}}"#;
     config

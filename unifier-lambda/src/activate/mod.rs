@@ -16,6 +16,7 @@
 //! that fails is retried (on the destination's schedule) before anything after it, which keeps
 //! every profile's changes in order.
 
+pub mod files;
 pub mod http;
 pub mod postgres;
 mod webhook;
@@ -119,6 +120,11 @@ pub trait Sink: Send + Sync {
     /// Delivers `delivery`; every failure is an [`Answer`] (its status read as HTTP's:
     /// none or 5xx is retried, 4xx refused, 410 disables).
     fn deliver(&self, delivery: Delivery<'_>) -> impl Future<Output = Answer> + Send;
+
+    /// How often it is given every profile again besides (a scheduled full export).
+    fn copy_every(&self) -> Option<Duration> {
+        None
+    }
 
     /// Ends full copy `sync`: what it holds from before it (profiles that no longer exist)
     /// goes.
@@ -244,22 +250,25 @@ impl Board {
     }
 }
 
-/// A configured destination's sink, of whatever kind it is.
-pub enum AnySink {
-    /// A webhook over HTTPS (each boxed: a sink is made once, and the two differ in size).
+/// A configured destination's sink, of whatever kind it is (files are written to the lake
+/// `S`).
+pub enum AnySink<S> {
+    /// A webhook over HTTPS (each boxed: a sink is made once, and they differ in size).
     Webhook(Box<Webhook<http::HttpSender>>),
     /// A `PostgreSQL` database.
     Postgres(Box<postgres::Postgres>),
+    /// Files in the lake.
+    Files(Box<files::Files<S>>),
 }
 
-impl AnySink {
-    /// The sink of `destination` (checked, and switched on).
+impl<S: ObjectStore> AnySink<S> {
+    /// The sink of `destination` (checked, and switched on), writing files to `lake`.
     ///
     /// # Errors
     ///
     /// What keeps it from being used: a webhook without its key, a URL its client cannot
     /// read.
-    pub fn of(destination: &Destination) -> Result<AnySink, String> {
+    pub fn of(destination: &Destination, lake: S) -> Result<AnySink<S>, String> {
         destination.require_key().map_err(|e| e.to_string())?;
         let failed =
             |e: &dyn std::fmt::Display| format!("destination {:?}: {e}", destination.key());
@@ -271,15 +280,19 @@ impl AnySink {
             DestinationKind::Postgres => AnySink::Postgres(Box::new(
                 postgres::Postgres::new(destination.clone()).map_err(|e| e.to_string())?,
             )),
+            DestinationKind::Files => {
+                AnySink::Files(Box::new(files::Files::new(destination.clone(), lake)))
+            }
         })
     }
 }
 
-impl Sink for AnySink {
+impl<S: ObjectStore> Sink for AnySink<S> {
     fn wants(&self) -> Wants {
         match self {
             AnySink::Webhook(sink) => sink.wants(),
             AnySink::Postgres(sink) => sink.wants(),
+            AnySink::Files(sink) => sink.wants(),
         }
     }
 
@@ -287,6 +300,15 @@ impl Sink for AnySink {
         match self {
             AnySink::Webhook(sink) => sink.copies(),
             AnySink::Postgres(sink) => sink.copies(),
+            AnySink::Files(sink) => sink.copies(),
+        }
+    }
+
+    fn copy_every(&self) -> Option<Duration> {
+        match self {
+            AnySink::Webhook(sink) => sink.copy_every(),
+            AnySink::Postgres(sink) => sink.copy_every(),
+            AnySink::Files(sink) => sink.copy_every(),
         }
     }
 
@@ -294,6 +316,7 @@ impl Sink for AnySink {
         match self {
             AnySink::Webhook(sink) => sink.deliver(delivery).await,
             AnySink::Postgres(sink) => sink.deliver(delivery).await,
+            AnySink::Files(sink) => sink.deliver(delivery).await,
         }
     }
 
@@ -301,6 +324,7 @@ impl Sink for AnySink {
         match self {
             AnySink::Webhook(sink) => sink.finish_copy(sync).await,
             AnySink::Postgres(sink) => sink.finish_copy(sync).await,
+            AnySink::Files(sink) => sink.finish_copy(sync).await,
         }
     }
 }
@@ -394,6 +418,22 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
         if let Some(progress) = self.replay_step(now).await? {
             return Ok(progress);
         }
+        if self.state.copy.is_none()
+            && let Some(every) = self.sink.copy_every()
+            && self.state.copied_at.is_some_and(|at| {
+                now.saturating_sub(at) >= i64::try_from(every.as_millis()).unwrap_or(i64::MAX)
+            })
+            && let Some((_, durable)) = self
+                .profiles
+                .log_position(&self.destination.workspace)
+                .await?
+        {
+            // A scheduled full copy (a full export every so often): the changes it covers
+            // are not delivered again.
+            self.page.clear();
+            self.start_copy(durable).await?;
+            return Ok(Progress::Idle);
+        }
         if self.state.copy.is_some() {
             return self.copy_step(now).await;
         }
@@ -419,17 +459,24 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
         let Some((generation, durable)) = self.profiles.log_position(&workspace).await? else {
             return Ok(Progress::Idle);
         };
-        if page.is_empty() || generation != self.page_generation {
+        // A page holds a request's worth at least; one that is short is topped up with what
+        // became durable since it was read.
+        let size = PAGE.max(self.destination.batch());
+        if generation != self.page_generation {
             page.clear();
-            if let Some((read, _, entries)) = self
-                .profiles
-                .durable_changes(&workspace, self.state.after, PAGE)
-                .await?
-            {
-                page.extend(entries);
-                self.page_generation = read;
-            }
         }
+        let last = page.back().and_then(number).unwrap_or(self.state.after);
+        if page.len() < size
+            && durable > last
+            && let Some((read, _, entries)) = self
+                .profiles
+                .durable_changes(&workspace, last, size - page.len())
+                .await?
+        {
+            page.extend(entries);
+            self.page_generation = read;
+        }
+        let exhausted = page.len() < size;
         let entries = page;
         if generation != self.state.generation {
             // A rebuild numbers its change log anew: start again from its beginning (the
@@ -437,17 +484,8 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
             let fresh = self.state.generation == 0 && self.state.after == 0;
             self.state.generation = generation;
             if self.sink.copies() {
-                // Every profile first, then the changes after the last one durable now
-                // (a profile changed while it is copied is written again by its change).
                 entries.clear();
-                self.state.sync += 1;
-                self.state.after = 0;
-                self.state.retrying = None;
-                self.state.copy = Some(Copying {
-                    through: durable,
-                    after: String::new(),
-                });
-                self.save().await?;
+                self.start_copy(durable).await?;
                 return Ok(Progress::Idle);
             }
             if !fresh {
@@ -478,6 +516,18 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
                 self.save().await?;
                 return Ok(Progress::Idle);
             }
+        }
+        // Fewer than a request's worth, and no more in the log: they wait for more while the
+        // oldest has waited less than `wait_seconds` (a retry does not wait).
+        let wait = i64::try_from(self.destination.wait().as_millis()).unwrap_or(i64::MAX);
+        if exhausted
+            && wait > 0
+            && self.state.retrying.is_none()
+            && entries.len() < self.destination.batch()
+            && let Some(oldest) = entries.front().and_then(entry_at)
+            && oldest.saturating_add(wait) > now
+        {
+            return Ok(Progress::WaitingUntil(oldest.saturating_add(wait)));
         }
         let (messages, through, considered) =
             self.messages(&workspace, entries.make_contiguous()).await?;
@@ -554,6 +604,19 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
                 Ok(Progress::Disabled)
             }
         }
+    }
+
+    /// Starts a full copy: every profile first, then the changes after the last one durable
+    /// now, `durable` (a profile changed while it is copied is written again by its change).
+    async fn start_copy(&mut self, durable: u64) -> Result<(), DeliverError> {
+        self.state.sync += 1;
+        self.state.after = 0;
+        self.state.retrying = None;
+        self.state.copy = Some(Copying {
+            through: durable,
+            after: String::new(),
+        });
+        self.save().await
     }
 
     /// One step of a replay (`braid destinations replay`): a replay request taken up, one
@@ -777,6 +840,7 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
             let answer = self.send(&messages, &views, now).await;
             if delivered_by(&answer) {
                 self.state.copied += messages.len() as u64;
+                self.state.requests += 1;
                 self.state.copy = Some(Copying {
                     through: copy.through,
                     after: ids.last().cloned().unwrap_or_default(),
@@ -804,6 +868,7 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
                 // The end of the copy: the changes after it follow.
                 self.state.copy = None;
                 self.state.after = copy.through;
+                self.state.copied_at = Some(now);
                 self.save().await?;
                 Ok(Progress::Idle)
             }

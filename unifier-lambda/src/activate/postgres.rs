@@ -72,14 +72,13 @@ impl Postgres {
     }
 
     /// A connection with the tables migrated: the one open, or a new one.
-    async fn connected(
+    async fn connected<'s>(
         &self,
-        slot: &mut Option<tokio_postgres::Client>,
-    ) -> Result<(), tokio_postgres::Error> {
-        if slot.as_ref().is_some_and(|c| !c.is_closed()) {
-            return Ok(());
+        slot: &'s mut Option<tokio_postgres::Client>,
+    ) -> Result<&'s mut tokio_postgres::Client, tokio_postgres::Error> {
+        if let Some(client) = slot.take().filter(|c| !c.is_closed()) {
+            return Ok(slot.insert(client));
         }
-        *slot = None;
         let (mut client, connection) = self.config.connect(self.tls.clone()).await?;
         let key = self.destination.key().to_owned();
         tokio::spawn(async move {
@@ -98,8 +97,7 @@ impl Postgres {
             migrate.batch_execute(&statement).await?;
         }
         migrate.commit().await?;
-        *slot = Some(client);
-        Ok(())
+        Ok(slot.insert(client))
     }
 
     /// Writes the rows of a batch in one transaction.
@@ -164,23 +162,34 @@ impl Postgres {
     /// answer.
     async fn run(&self, job: Job<'_>) -> Answer {
         let mut slot = self.client.lock().await;
-        if let Err(error) = self.connected(&mut slot).await {
-            return answer(&error);
-        }
-        let Some(client) = slot.as_mut() else {
-            return Answer::default();
+        // The server ends a statement at the timeout; a connection that stops answering
+        // altogether (a network gone quiet, a handshake that never ends) is given up here,
+        // twice the timeout on.
+        let limit = Duration::from_secs(self.destination.config.timeout_seconds * 2);
+        let work = async {
+            let client = self.connected(&mut slot).await?;
+            match job {
+                Job::Write(delivery) => self.write(client, delivery).await,
+                Job::Finish(sync) => self.finish(client, sync).await,
+            }
         };
-        let done = match job {
-            Job::Write(delivery) => self.write(client, delivery).await,
-            Job::Finish(sync) => self.finish(client, sync).await,
-        };
-        match done {
-            Ok(()) => Answer::ok(),
-            Err(error) => {
-                if client.is_closed() {
+        match tokio::time::timeout(limit, work).await {
+            Ok(Ok(())) => Answer::ok(),
+            Ok(Err(error)) => {
+                if slot.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
                     *slot = None;
                 }
                 answer(&error)
+            }
+            Err(_) => {
+                *slot = None;
+                Answer {
+                    error: format!(
+                        "the database did not answer in {} s; the connection is opened again",
+                        limit.as_secs()
+                    ),
+                    ..Answer::default()
+                }
             }
         }
     }

@@ -152,7 +152,7 @@ pub struct Server {
     unify: Option<mpsc::UnboundedReceiver<Vec<String>>>,
     written: Option<mpsc::UnboundedSender<Vec<String>>>,
     /// The destinations delivered to, each with its sender.
-    destinations: Vec<(Destination, AnySink)>,
+    destinations: Vec<(Destination, AnySink<LocalStore>)>,
 }
 
 impl std::fmt::Debug for Server {
@@ -210,7 +210,8 @@ impl Server {
                 if !destination.config.enabled {
                     continue;
                 }
-                let sink = AnySink::of(&destination).map_err(ServeError::Destination)?;
+                let sink = AnySink::of(&destination, server.lake.clone())
+                    .map_err(ServeError::Destination)?;
                 server.destinations.push((destination, sink));
             }
             let (written, unify) = mpsc::unbounded_channel();
@@ -434,7 +435,7 @@ const DELIVERY_POLL: Duration = Duration::from_millis(200);
 
 /// A delivery loop per destination (`crate::activate`), each on its own.
 fn spawn_deliveries(
-    destinations: Vec<(Destination, AnySink)>,
+    destinations: Vec<(Destination, AnySink<LocalStore>)>,
     lake: &LocalStore,
     profiles: &Arc<LocalProfiles>,
     stop: &Arc<AtomicBool>,
