@@ -14,31 +14,43 @@ import duckdb
 
 folder = sys.argv[1]
 root = folder.split("exports/workspace=")[0]
-with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as f:
-    manifest = json.load(f)
 
-con = duckdb.connect()
-files = (manifest["full"] or {"files": []})["files"] + manifest["changes"]
-profiles = {}
-for entry in files:
-    path = os.path.join(root, entry["key"])
-    if manifest["format"] == "csv":
-        relation = con.sql(
-            "SELECT * FROM read_csv(?, header = true, all_varchar = true)", params=[path]
-        ) if entry["rows"] else None
-    else:
-        relation = con.sql(
-            "SELECT * FROM read_json(?, format = 'newline_delimited')", params=[path]
-        ) if entry["rows"] else None
-    if relation is None:
-        continue
-    columns = relation.columns
-    for values in relation.fetchall():
-        row = dict(zip(columns, values))
-        deleted = row["deleted"] in (True, "true")
-        if deleted:
-            profiles.pop(row["profile_id"], None)
+
+def fold():
+    """The manifest and the profiles its files hold; None when a file it names is gone (a newer
+    manifest retired it since it was read): the caller reads the manifest again."""
+    with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as f:
+        manifest = json.load(f)
+    con = duckdb.connect()
+    files = (manifest["full"] or {"files": []})["files"] + manifest["changes"]
+    profiles = {}
+    for entry in files:
+        path = os.path.join(root, entry["key"])
+        if not entry["rows"]:
+            continue
+        if not os.path.exists(path):
+            return None
+        if manifest["format"] == "csv":
+            query = "SELECT * FROM read_csv(?, header = true, all_varchar = true)"
         else:
-            profiles[row["profile_id"]] = row
+            query = "SELECT * FROM read_json(?, format = 'newline_delimited')"
+        relation = con.sql(query, params=[path])
+        columns = relation.columns
+        for values in relation.fetchall():
+            row = dict(zip(columns, values))
+            if row["deleted"] in (True, "true"):
+                profiles.pop(row["profile_id"], None)
+            else:
+                profiles[row["profile_id"]] = row
+    return manifest, profiles
+
+
+for attempt in range(5):
+    folded = fold()
+    if folded is not None:
+        break
+else:
+    sys.exit("the manifest kept naming files that are gone")
+manifest, profiles = folded
 
 print(json.dumps({"profiles": profiles, "manifest": manifest}, default=str))

@@ -687,14 +687,27 @@ pub fn braid(args: &[&std::ffi::OsStr]) -> std::process::Output {
 /// Every profile `braid profiles export` writes for a data folder, by id (`output`: the file
 /// to write them to).
 pub fn export_profiles(data: &Path, output: &Path) -> std::collections::BTreeMap<String, Value> {
-    braid(&[
+    export_profiles_with(data, output, None)
+}
+
+/// The same, reading the configuration `config` (its audiences and computed traits).
+pub fn export_profiles_with(
+    data: &Path,
+    output: &Path,
+    config: Option<&Path>,
+) -> std::collections::BTreeMap<String, Value> {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
         "profiles".as_ref(),
         "export".as_ref(),
         "--data".as_ref(),
         data.as_os_str(),
         "--output".as_ref(),
         output.as_os_str(),
-    ]);
+    ];
+    if let Some(config) = config {
+        args.extend(["--config".as_ref(), config.as_os_str()]);
+    }
+    braid(&args);
     std::fs::read_to_string(output)
         .unwrap()
         .lines()
@@ -1000,16 +1013,21 @@ impl PgServer {
         server
     }
 
-    fn run(&self, program: &str, args: &[&std::ffi::OsStr]) {
+    /// A command of the server's, run as the user the server runs as.
+    fn command(&self, program: &str) -> Command {
         let program = self.bin.join(program);
-        let mut command = if self.as_postgres {
+        if self.as_postgres {
             let mut command = Command::new("runuser");
             command.args(["-u", "postgres", "--"]).arg(program);
             command
         } else {
             Command::new(program)
-        };
-        let output = command
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&std::ffi::OsStr]) {
+        let output = self
+            .command(program)
             .args(args)
             .current_dir(self.dir.path())
             .output()
@@ -1046,19 +1064,35 @@ impl PgServer {
 impl Drop for PgServer {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
-        let program = self.bin.join("pg_ctl");
-        let mut command = if self.as_postgres {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(program);
-            command
-        } else {
-            Command::new(program)
-        };
-        command
+        self.command("pg_ctl")
             .arg("-D")
             .arg(data)
             .args(["-m", "immediate", "stop"])
             .output()
             .ok();
     }
+}
+
+/// The destinations' status (`braid destinations status --json`) of a data folder, by key.
+pub fn destinations_status(
+    data: &Path,
+    config: &Path,
+) -> std::collections::BTreeMap<String, Value> {
+    let out = braid(&[
+        "destinations".as_ref(),
+        "status".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let status: Value = serde_json::from_str(line).unwrap();
+            (status["destination"].as_str().unwrap().to_owned(), status)
+        })
+        .collect()
 }

@@ -191,25 +191,9 @@ fn wait_delivered(server: &Server, record: &Path, least: usize) -> BTreeSet<Stri
     }
 }
 
+/// The destinations' status, by key (the configuration is beside the data folder).
 fn status(data: &Path) -> BTreeMap<String, Value> {
-    let config = data.parent().unwrap().join("braid.toml");
-    let out = braid_tests::braid(&[
-        "destinations".as_ref(),
-        "status".as_ref(),
-        "--config".as_ref(),
-        config.as_os_str(),
-        "--data".as_ref(),
-        data.as_os_str(),
-        "--json".as_ref(),
-    ]);
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let value: Value = serde_json::from_str(line).unwrap();
-            (value["destination"].as_str().unwrap().to_owned(), value)
-        })
-        .collect()
+    braid_tests::destinations_status(data, &data.parent().unwrap().join("braid.toml"))
 }
 
 #[test]

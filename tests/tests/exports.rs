@@ -2,7 +2,8 @@
 //! members (NDJSON) into the lake with a manifest; DuckDB loads the full export and the change
 //! files in the manifest's order (`tests/clients/fold_exports.py`), and what it folds equals
 //! every profile `braid profiles export` writes — after a stream with merges and plan changes,
-//! and after a rule change whose rebuild makes a new full export and deletes the old files.
+//! and after rule changes whose rebuilds make new full exports (the files of the one before
+//! retired, then deleted when the next is complete).
 
 #![allow(
     clippy::unwrap_used,
@@ -101,25 +102,11 @@ fn fold(dir: &Path, key: &str) -> Option<(BTreeMap<String, Value>, Value)> {
 
 /// Every profile `braid profiles export` writes, by id.
 fn export(dir: &Path) -> BTreeMap<String, Value> {
-    let output = dir.join("export.ndjson");
-    braid_tests::braid(&[
-        "profiles".as_ref(),
-        "export".as_ref(),
-        "--data".as_ref(),
-        dir.join("data").as_os_str(),
-        "--config".as_ref(),
-        dir.join("braid.toml").as_os_str(),
-        "--output".as_ref(),
-        output.as_os_str(),
-    ]);
-    std::fs::read_to_string(output)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let profile: Value = serde_json::from_str(line).unwrap();
-            (profile["id"].as_str().unwrap().to_owned(), profile)
-        })
-        .collect()
+    braid_tests::export_profiles_with(
+        &dir.join("data"),
+        &dir.join("export.ndjson"),
+        Some(&dir.join("braid.toml")),
+    )
 }
 
 /// The first value of identifier type `kind` of a profile, as a CSV cell holds it (values
@@ -319,17 +306,45 @@ fn exports_folded_by_duckdb_equal_the_profiles_through_changes_and_a_rebuild() {
         manifest["changes"].as_array().unwrap().is_empty(),
         "{manifest}"
     );
-    for key in old {
-        assert!(!dir.join("data").join(&key).exists(), "{key} is deleted");
+    // The old files are retired, not deleted yet: a reader of the manifest before finds them.
+    let retired: Vec<String> = manifest["retired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(retired, old);
+    assert!(old.iter().all(|key| dir.join("data").join(key).exists()));
+    assert_ne!(
+        holding(&profiles, "sa"),
+        holding(&profiles, "sb"),
+        "split by the rule"
+    );
+
+    // The rule reverted: a third full export; the first one's files are deleted now.
+    let mut server = start(dir, false);
+    settle(dir, |m1, m2| {
+        m1["full"]["sync"] == 3 && m2["full"]["sync"] == 3
+    });
+    assert!(server.terminate(), "{}", server.log_text());
+    let (profiles, _) = compare(dir);
+    for key in &old {
+        assert!(!dir.join("data").join(key).exists(), "{key} is deleted");
     }
-    let holding = |value: &str| {
-        profiles
-            .values()
-            .filter(|p| ids(p, "anonymous_id").split(';').any(|v| v == value))
-            .map(|p| p["id"].clone())
-            .collect::<Vec<_>>()
-    };
-    assert_ne!(holding("sa"), holding("sb"), "split by the rule");
+    assert_eq!(
+        holding(&profiles, "sa"),
+        holding(&profiles, "sb"),
+        "one again"
+    );
+}
+
+/// The profiles holding anonymous id `value`.
+fn holding(profiles: &BTreeMap<String, Value>, value: &str) -> Vec<Value> {
+    profiles
+        .values()
+        .filter(|p| ids(p, "anonymous_id").split(';').any(|v| v == value))
+        .map(|p| p["id"].clone())
+        .collect()
 }
 
 fn has_user_ndjson(profiles: &BTreeMap<String, Value>, user: &str) -> bool {

@@ -187,46 +187,16 @@ fn grants_marketing(profile: &Value) -> bool {
 
 /// Every profile, as `braid profiles export` writes them (the profile API's view), by id.
 fn export(dir: &Path) -> BTreeMap<String, Value> {
-    let output = dir.join("export.ndjson");
-    braid_tests::braid(&[
-        "profiles".as_ref(),
-        "export".as_ref(),
-        "--data".as_ref(),
-        dir.join("data").as_os_str(),
-        "--config".as_ref(),
-        dir.join("current.toml").as_os_str(),
-        "--output".as_ref(),
-        output.as_os_str(),
-    ]);
-    std::fs::read_to_string(output)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let profile: Value = serde_json::from_str(line).unwrap();
-            (profile["id"].as_str().unwrap().to_owned(), profile)
-        })
-        .collect()
+    braid_tests::export_profiles_with(
+        &dir.join("data"),
+        &dir.join("export.ndjson"),
+        Some(&dir.join("current.toml")),
+    )
 }
 
 /// The destinations' status (`braid destinations status --json`), by key.
 fn status(dir: &Path) -> BTreeMap<String, Value> {
-    let out = braid_tests::braid(&[
-        "destinations".as_ref(),
-        "status".as_ref(),
-        "--data".as_ref(),
-        dir.join("data").as_os_str(),
-        "--config".as_ref(),
-        dir.join("current.toml").as_os_str(),
-        "--json".as_ref(),
-    ]);
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let status: Value = serde_json::from_str(line).unwrap();
-            (status["destination"].as_str().unwrap().to_owned(), status)
-        })
-        .collect()
+    braid_tests::destinations_status(&dir.join("data"), &dir.join("current.toml"))
 }
 
 /// Waits until `done` holds of the warehouse's status and both destinations have delivered

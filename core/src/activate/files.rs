@@ -14,7 +14,8 @@
 //! - `manifest.json`: the full export in force and the change files since, in order, with
 //!   their rows and bytes. A tool reads the manifest, loads the full export, then applies the
 //!   change files in order. When a new full export is complete, the files of the one before and
-//!   of its changes are deleted.
+//!   of its changes are retired, and deleted when the next one is complete (a reader that read
+//!   the manifest before finds them).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -321,6 +322,9 @@ pub struct Manifest {
     pub changes: Vec<ExportFile>,
     /// A full export being written (it replaces `full` and `changes` when complete).
     pub next_full: Option<FullExport>,
+    /// The files of the export before the one in force and of its changes: kept until the next
+    /// full export is complete, so that a reader that read the manifest before finds them.
+    pub retired: Vec<String>,
 }
 
 impl Manifest {

@@ -133,8 +133,8 @@ impl<S: ObjectStore> Files<S> {
         Ok(())
     }
 
-    /// Makes the full export `sync` the one in force, and deletes the files of the one before
-    /// and of its changes.
+    /// Makes the full export `sync` the one in force: the files of the one before and of its
+    /// changes are retired, and those retired before are deleted.
     async fn complete(&self, sync: u64, now: i64) -> Result<(), StoreError> {
         let mut cached = self.manifest.lock().await;
         let mut manifest = match cached.take() {
@@ -150,18 +150,19 @@ impl<S: ObjectStore> Files<S> {
             },
         };
         next.completed_at = Some(written_at(now));
-        let old: Vec<String> = manifest
+        let retired: Vec<String> = manifest
             .full
             .iter()
             .flat_map(|full| full.files.iter())
             .chain(&manifest.changes)
             .map(|file| file.key.clone())
             .collect();
+        let gone = std::mem::replace(&mut manifest.retired, retired);
         manifest.full = Some(next);
         manifest.changes.clear();
         self.write_manifest(&manifest).await?;
         *cached = Some(manifest);
-        for key in old {
+        for key in gone {
             self.lake.delete(&key).await?;
         }
         Ok(())
