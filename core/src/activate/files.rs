@@ -20,7 +20,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::destination::{DestinationConfig, Mapping, Method};
+pub use super::settings::FileFormat;
+use super::settings::{DestinationConfig, Mapping, Method};
 
 /// Changes per file when `batch` is left out.
 pub const DEFAULT_BATCH: usize = 10_000;
@@ -31,17 +32,6 @@ pub const MAX_BATCH: usize = 50_000;
 /// The identifier types a CSV row has a column for, in this order (several values of one
 /// type joined by `;`).
 pub const CSV_IDENTIFIERS: [&str; 5] = ["user_id", "email", "phone", "device_id", "anonymous_id"];
-
-/// A file's format.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FileFormat {
-    /// A JSON object per line.
-    #[default]
-    Ndjson,
-    /// Comma-separated values with a header line (RFC 4180).
-    Csv,
-}
 
 impl FileFormat {
     /// The files' extension.

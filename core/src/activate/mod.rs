@@ -14,6 +14,7 @@ pub mod files;
 pub mod personalize;
 pub mod postgres;
 pub mod replay;
+pub mod settings;
 pub mod webhook;
 
 pub use config::{ActivateConfig, PersonalizeConfig, ProfileApiConfig};

@@ -18,10 +18,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::destination::{DestinationConfig, Method};
+pub use super::settings::ColumnType;
+use super::settings::{DestinationConfig, Mapping, Method};
 use crate::timestamp;
 
 /// Changes written per transaction when `batch` is left out.
@@ -35,22 +35,6 @@ pub const MAX_COLUMNS: usize = 100;
 
 /// The version of the tables this code writes (kept in the `migrations` table).
 pub const SCHEMA_VERSION: i32 = 1;
-
-/// The type of a trait's column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ColumnType {
-    /// `text`: a string as it is, a number or boolean as written, an object or list as JSON.
-    Text,
-    /// `bigint`: a whole number (or a string of one) within 64 bits.
-    Integer,
-    /// `double precision`: a finite number (or a string of one).
-    Number,
-    /// `boolean`: `true`, `false` (or those words).
-    Boolean,
-    /// `timestamptz`: a time as the wire format reads them (ISO 8601).
-    Timestamp,
-}
 
 impl ColumnType {
     /// Its SQL type.
@@ -177,10 +161,7 @@ pub fn check(config: &DestinationConfig) -> Result<(), (String, String)> {
         ("previous_secrets", !config.previous_secrets.is_empty()),
         ("segment_secret", !config.segment_secret.is_empty()),
         ("allow_addresses", !config.allow_addresses.is_empty()),
-        (
-            "mapping",
-            config.mapping != super::destination::Mapping::default(),
-        ),
+        ("mapping", config.mapping != Mapping::default()),
     ] {
         if set {
             return fail(
