@@ -459,14 +459,14 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
         let Some((generation, durable)) = self.profiles.log_position(&workspace).await? else {
             return Ok(Progress::Idle);
         };
-        // A page holds a request's worth at least; one that is short is topped up with what
-        // became durable since it was read.
+        // A page holds a request's worth at least; one that is half done with is topped up
+        // with what became durable since it was read (a read per half page, not per request).
         let size = PAGE.max(self.destination.batch());
         if generation != self.page_generation {
             page.clear();
         }
         let last = page.back().and_then(number).unwrap_or(self.state.after);
-        if page.len() < size
+        if (page.len() <= size / 2 || page.len() < self.destination.batch())
             && durable > last
             && let Some((read, _, entries)) = self
                 .profiles
@@ -476,7 +476,8 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
             page.extend(entries);
             self.page_generation = read;
         }
-        let exhausted = page.len() < size;
+        // Whether the page holds every entry durable now.
+        let exhausted = page.back().and_then(number).unwrap_or(self.state.after) >= durable;
         let entries = page;
         if generation != self.state.generation {
             // A rebuild numbers its change log anew: start again from its beginning (the
@@ -923,14 +924,15 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
                     .await?
             };
             for (entry, view) in chunk.iter().zip(views) {
-                if messages.len() == batch {
-                    return Ok((messages, through, considered));
-                }
                 if let Some(message) = self.destination.message(entry, view.as_ref()) {
                     messages.push((message, view));
                 }
                 through = number(entry).unwrap_or(through);
                 considered += 1;
+                if messages.len() == batch {
+                    // Full: the next chunk's profiles are not read.
+                    return Ok((messages, through, considered));
+                }
             }
         }
         Ok((messages, through, considered))

@@ -441,3 +441,36 @@ async fn a_replay_sends_the_dead_letters_it_names_again_with_their_ids() {
     let requests = format!("{}requests/", replay_prefix("w", "crm"));
     assert!(setup.lake.list(&requests).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_request_waits_for_its_batch_or_for_wait_seconds() {
+    let setup = setup("batch = 10\nwait_seconds = 60\naudiences = [\"buyers\"]");
+    setup
+        .events(&[buy("u1", 1, true), buy("u2", 3, true)], true)
+        .await;
+    let sender = Scripted::default();
+    let mut deliverer = setup.deliverer(sender.clone()).await;
+    // The buys were received at 10:00:01 and 10:00:03 (2026-12-01): the oldest waits 60 s.
+    let oldest = braid_core::timestamp::unix_millis(
+        braid_core::timestamp::parse("2026-12-01T10:00:01Z").unwrap(),
+    );
+    assert_eq!(
+        deliverer.step(oldest + 1_000).await.unwrap(),
+        Progress::WaitingUntil(oldest + 60_000)
+    );
+    assert!(sender.ids().is_empty(), "nothing sent while it waits");
+    assert_eq!(
+        deliverer.step(oldest + 60_000).await.unwrap(),
+        Progress::Delivered(2)
+    );
+    assert_eq!(sender.ids().len(), 1, "one request of both");
+    // A full batch does not wait.
+    let events: Vec<Value> = (0..10)
+        .map(|n| buy(&format!("v{n}"), 5 + n, true))
+        .collect();
+    setup.events(&events, true).await;
+    assert_eq!(
+        deliverer.step(oldest + 61_000).await.unwrap(),
+        Progress::Delivered(10)
+    );
+}
