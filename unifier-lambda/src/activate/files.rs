@@ -92,11 +92,15 @@ impl<S: ObjectStore> Files<S> {
                 rows.push(row);
             }
         }
-        // A full export holds the profiles that are in it; its deleted rows say nothing.
-        let copying = delivery
-            .messages
-            .first()
-            .is_some_and(|m| m.body.get("type").and_then(Value::as_str) == Some("profile.copied"));
+        // A full export holds the profiles that are in it; its deleted rows say nothing. A page
+        // of a full export that is complete already (a dead letter replayed) is a change.
+        let copying =
+            delivery.messages.first().is_some_and(|m| {
+                m.body.get("type").and_then(Value::as_str) == Some("profile.copied")
+            }) && manifest
+                .full
+                .as_ref()
+                .is_none_or(|full| full.sync < delivery.sync);
         if copying {
             rows.retain(|row| !row.deleted);
         }

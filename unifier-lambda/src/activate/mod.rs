@@ -821,6 +821,15 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
             .profiles
             .profile_ids(&workspace, &copy.after, self.destination.batch())
             .await?;
+        let messages: Vec<Message> = ids
+            .iter()
+            .map(|id| Message {
+                id: format!("copy_{}_{id}", self.state.sync),
+                number: copy.through,
+                at: None,
+                body: json!({"type": "profile.copied", "profile": id}),
+            })
+            .collect();
         let answer = if ids.is_empty() {
             self.sink.finish_copy(self.state.sync).await
         } else {
@@ -829,15 +838,6 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
                 .profiles
                 .delivery_views(&workspace, &refs, &self.destination.config.traits, true)
                 .await?;
-            let messages: Vec<Message> = ids
-                .iter()
-                .map(|id| Message {
-                    id: format!("copy_{}_{id}", self.state.sync),
-                    number: copy.through,
-                    at: None,
-                    body: json!({"type": "profile.copied", "profile": id}),
-                })
-                .collect();
             let answer = self.send(&messages, &views, now).await;
             if delivered_by(&answer) {
                 self.state.copied += messages.len() as u64;
@@ -873,22 +873,29 @@ impl<S: ObjectStore + Clone, H: KvHome, K: Sink> Deliverer<S, H, K> {
                 self.save().await?;
                 Ok(Progress::Idle)
             }
-            Step::DeadLetter { .. } => {
-                // A page refused: its profiles are written again by their next change or
-                // the next copy; the copy goes on past it.
+            Step::DeadLetter { class, attempts } => {
+                // A page refused: kept as dead letters (a replay writes the profiles as they
+                // are then), and the copy goes on past it. Its end refused: the copy ends all
+                // the same (what it would have deleted stays until the next one).
                 tracing::warn!(destination = self.destination.key(), error = %answer.error,
-                               "a page of the full copy was refused");
+                               "a step of the full copy was refused");
                 self.state.retrying = None;
-                let page = self
-                    .profiles
-                    .profile_ids(&workspace, &copy.after, self.destination.batch())
-                    .await?;
-                self.state.copy = Some(Copying {
-                    through: copy.through,
-                    after: page.last().cloned().unwrap_or(copy.after),
-                });
+                if messages.is_empty() {
+                    self.state.copy = None;
+                    self.state.after = copy.through;
+                    self.state.copied_at = Some(now);
+                } else {
+                    let id = self.destination.request_id(&messages);
+                    self.dead_letters(&messages, &id, class, &answer, attempts, now)
+                        .await?;
+                    self.state.dead_lettered += messages.len() as u64;
+                    self.state.copy = Some(Copying {
+                        through: copy.through,
+                        after: ids.last().cloned().unwrap_or(copy.after),
+                    });
+                }
                 self.save().await?;
-                Ok(Progress::Skipped(page.len()))
+                Ok(Progress::DeadLettered(messages.len()))
             }
             other => {
                 self.settle(other, &[], copy.through, 0, "", &answer, now)

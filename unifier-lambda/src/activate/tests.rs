@@ -172,8 +172,8 @@ fn buy(user: &str, n: u32, consent: bool) -> Value {
 }
 
 /// Steps until there is nothing to do at `now`.
-async fn drain(
-    deliverer: &mut Deliverer<LocalStore, MemoryHome, Webhook<Scripted>>,
+async fn drain<K: Sink>(
+    deliverer: &mut Deliverer<LocalStore, MemoryHome, K>,
     now: i64,
 ) -> Vec<Progress> {
     let mut out = Vec::new();
@@ -473,4 +473,84 @@ async fn a_request_waits_for_its_batch_or_for_wait_seconds() {
         deliverer.step(oldest + 61_000).await.unwrap(),
         Progress::Delivered(10)
     );
+}
+
+/// A destination that keeps a copy of every profile, answering from a script.
+struct Copier(Scripted);
+
+impl Sink for Copier {
+    fn wants(&self) -> Wants {
+        Wants::Whole
+    }
+
+    fn copies(&self) -> bool {
+        true
+    }
+
+    async fn deliver(&self, delivery: Delivery<'_>) -> Answer {
+        self.0
+            .send(Request {
+                method: Method::Post,
+                headers: vec![("webhook-id", delivery.id.to_owned())],
+                body: serde_json::to_vec(
+                    &delivery
+                        .messages
+                        .iter()
+                        .map(|m| &m.body)
+                        .collect::<Vec<_>>(),
+                )
+                .unwrap(),
+            })
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_refused_page_of_a_full_copy_is_kept_as_dead_letters_and_the_copy_goes_on() {
+    let setup = setup("batch = 2");
+    setup
+        .events(
+            &[buy("u1", 1, true), buy("u2", 3, true), buy("u3", 5, true)],
+            true,
+        )
+        .await;
+    let destination = setup.config.destinations().unwrap().remove(0);
+    let sender = Scripted::answering(&[Some(422)]);
+    let mut deliverer = Deliverer::open(
+        destination,
+        setup.lake.clone(),
+        Arc::clone(&setup.profiles),
+        Copier(sender.clone()),
+    )
+    .await
+    .unwrap()
+    .without_jitter();
+    let steps = drain(&mut deliverer, 1_000).await;
+    // The copy starts, its first page (two profiles) is refused, its second is written, it
+    // ends; then the changes after it: none.
+    assert_eq!(steps, [Progress::Idle,], "{steps:?}");
+    let steps = drain(&mut deliverer, 1_000).await;
+    assert_eq!(
+        steps,
+        [
+            Progress::DeadLettered(2),
+            Progress::Delivered(1),
+            Progress::Idle
+        ],
+        "{steps:?}"
+    );
+    let state = deliverer.state();
+    assert_eq!((state.copied, state.dead_lettered), (1, 2));
+    assert!(state.copy.is_none() && state.copied_at.is_some());
+    let dead = setup.lake.list(&dead_prefix("w", "crm")).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let text = setup.lake.get(&dead[0].key).await.unwrap().unwrap();
+    let lines: Vec<Value> = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["message"]["type"], "profile.copied");
+    assert_eq!(lines[0]["class"], "refused");
 }
