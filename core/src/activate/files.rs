@@ -238,7 +238,7 @@ impl Export {
         let mut writer = csv::Writer::from_writer(Vec::new());
         let text = |value: Option<&Value>| match value {
             None | Some(Value::Null) => String::new(),
-            Some(Value::String(s)) => s.clone(),
+            Some(Value::String(s)) => defused(s),
             Some(other) => other.to_string(),
         };
         // Writing to memory does not fail; a row that could not be written is left out.
@@ -267,6 +267,18 @@ impl Export {
             let _ignored = writer.write_record(&record);
         }
         writer.into_inner().unwrap_or_default()
+    }
+}
+
+/// A text cell as a spreadsheet may open it safely: one that starts as a formula would (`=`, `+`,
+/// `-`, `@`, a tab or a carriage return) gets a `'` before it. Traits come from a public write
+/// key: `=HYPERLINK(...)` in a name must not run in the marketer's spreadsheet (OWASP's CSV
+/// injection). Numbers are written as numbers, without it.
+pub fn defused(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
     }
 }
 

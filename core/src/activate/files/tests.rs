@@ -127,6 +127,20 @@ fn files_are_ndjson_or_csv_with_a_header() {
          p1,false,u1,ada@example.com,,,a1;a2,pro,\"Ada, \"\"the first\"\"\",3,new;vip,4\n\
          p2,true,,,,,,,,,,9\n"
     );
+    // A trait a spreadsheet would run as a formula is written as text; a number stays one.
+    let mut hostile = view(&[]);
+    hostile["traits"]["plan"]["value"] = json!("=HYPERLINK(\"https://evil.example\")");
+    hostile["traits"]["name"]["value"] = json!("-2+3");
+    hostile["computedTraits"]["orders"] = json!(-2);
+    let row = csv.row("p3", Some(&hostile), true, 5);
+    let text = String::from_utf8(csv.file(&[row])).unwrap();
+    let line = text.lines().nth(1).unwrap();
+    assert!(
+        line.contains(",\"'=HYPERLINK(\"\"https://evil.example\"\")\",'-2+3,-2,"),
+        "{line}"
+    );
+    assert_eq!(defused("@SUM(A1)"), "'@SUM(A1)");
+    assert_eq!(defused("plain"), "plain");
 }
 
 #[test]
