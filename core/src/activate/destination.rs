@@ -295,6 +295,42 @@ impl Destination {
         self.config.receives.as_deref().unwrap_or_default()
     }
 
+    /// Whether `profile` grants every consent category the destination names (a destination
+    /// that names none takes every profile; a profile that is gone grants nothing).
+    pub fn granted(&self, profile: Option<&ProfileView>) -> bool {
+        self.config.consent.is_empty()
+            || profile.is_some_and(|p| self.config.consent.iter().all(|c| p.grants(c)))
+    }
+
+    /// The profiles a request's messages name, as a destination that keeps every profile
+    /// writes them: each once, in the order first met, with its whole view as it is now
+    /// (`None`: gone, or not granting the consent) and the number of its last change.
+    pub fn latest<'a>(
+        &self,
+        messages: &'a [Message],
+        views: &'a [Option<ProfileView>],
+    ) -> Vec<(&'a str, Option<&'a Value>, u64)> {
+        let mut out: Vec<(&str, Option<&Value>, u64)> = Vec::new();
+        let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for (message, view) in messages.iter().zip(views) {
+            let Some(id) = message.body.get("profile").and_then(Value::as_str) else {
+                continue;
+            };
+            let whole = view
+                .as_ref()
+                .filter(|v| self.granted(Some(v)))
+                .and_then(|v| v.profile.as_ref());
+            let latest = (id, whole, message.number);
+            if let Some(slot) = at.get(id).and_then(|&i| out.get_mut(i)) {
+                *slot = latest;
+            } else {
+                at.insert(id, out.len());
+                out.push(latest);
+            }
+        }
+        out
+    }
+
     /// The message of a change log entry (`braid_core::segment::Logged::to_json`) for this
     /// destination, or `None` when it does not receive it (its kind, audience or trait, or a
     /// profile that does not grant its consent). `profile` is the profile as it is now
@@ -318,10 +354,7 @@ impl Destination {
         // A database or an export is sent every change: its rows of a profile without the
         // consent are deleted (`super::postgres`, `super::files`), where a webhook is never
         // sent one.
-        if self.config.kind == DestinationKind::Webhook
-            && !self.config.consent.is_empty()
-            && !profile.is_some_and(|p| self.config.consent.iter().all(|c| p.grants(c)))
-        {
+        if self.config.kind == DestinationKind::Webhook && !self.granted(profile) {
             return None;
         }
         let mut message = Map::new();

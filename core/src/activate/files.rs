@@ -132,9 +132,9 @@ impl Export {
         }
     }
 
-    /// The row of a profile: `view` is the profile API's view of it (`None`: gone), `grants`
-    /// whether it grants the export's consent.
-    pub fn row(&self, id: &str, view: Option<&Value>, grants: bool, number: u64) -> Row {
+    /// The row of a profile: `view` is the profile API's view of it (`None`: gone, or not
+    /// granting the export's consent: `super::destination::Destination::latest`).
+    pub fn row(&self, id: &str, view: Option<&Value>, number: u64) -> Row {
         let mut row = Row {
             profile_id: id.to_owned(),
             deleted: true,
@@ -144,7 +144,7 @@ impl Export {
             audiences: Vec::new(),
             change_number: number,
         };
-        let Some(view) = view.filter(|_| grants) else {
+        let Some(view) = view else {
             return row;
         };
         let in_audiences: Vec<String> = view
@@ -330,6 +330,68 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The manifest of a destination that has written nothing yet.
+    pub fn new(destination: &str, workspace: &str, export: &Export) -> Manifest {
+        Manifest {
+            destination: destination.to_owned(),
+            workspace: workspace.to_owned(),
+            format: export.format,
+            columns: match export.format {
+                FileFormat::Csv => export.csv_header(),
+                FileFormat::Ndjson => Vec::new(),
+            },
+            ..Manifest::default()
+        }
+    }
+
+    /// The full export a request's file belongs to, when its messages are pages of a full copy
+    /// (`copies`) numbered `sync` that is not complete yet; `None`: a file of changes (a page
+    /// of a complete export, a dead letter replayed, is a change).
+    pub fn copying(&self, copies: bool, sync: u64) -> Option<u64> {
+        (copies && self.full.as_ref().is_none_or(|full| full.sync < sync)).then_some(sync)
+    }
+
+    /// Names `file`: a part of the full export `copying` under way, or the next change.
+    pub fn record(&mut self, file: ExportFile, copying: Option<u64>) {
+        match copying {
+            Some(sync) => {
+                let next = self.next_full.get_or_insert_with(FullExport::default);
+                if next.sync != sync {
+                    *next = FullExport {
+                        sync,
+                        ..FullExport::default()
+                    };
+                }
+                next.files.push(file);
+            }
+            None => self.changes.push(file),
+        }
+    }
+
+    /// Makes the full export `sync` the one in force, complete at `at`: the files of the one
+    /// before and of its changes are retired. The keys of those retired before, to delete.
+    pub fn complete(&mut self, sync: u64, at: String) -> Vec<String> {
+        let mut next = match self.next_full.take() {
+            Some(next) if next.sync == sync => next,
+            // A copy of no profile wrote no file.
+            _ => FullExport {
+                sync,
+                ..FullExport::default()
+            },
+        };
+        next.completed_at = Some(at);
+        let retired: Vec<String> = self
+            .full
+            .iter()
+            .flat_map(|full| full.files.iter())
+            .chain(&self.changes)
+            .map(|file| file.key.clone())
+            .collect();
+        self.full = Some(next);
+        self.changes.clear();
+        std::mem::replace(&mut self.retired, retired)
+    }
+
     /// The key of the next file: a part of the full export `sync` under way, or of the changes
     /// after the full export in force.
     pub fn next_key(&self, prefix: &str, format: FileFormat, copying: Option<u64>) -> String {

@@ -16,7 +16,7 @@
 //! the profiles, which may split one) writes every profile with a new `sync` number and then
 //! deletes the rows of older numbers: the profiles that no longer exist.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
@@ -385,26 +385,13 @@ impl Tables {
             .map(|table| format!("DELETE FROM {table} WHERE workspace = $1 AND sync < $2"))
     }
 
-    /// The rows of a batch: for each profile (in the order first met), the profile API's view
-    /// of it (`braid_core::unify::profile_view`) or `None` when its rows go (gone, or without
-    /// the consent), with the number of its last change and the full copy it is written in.
-    pub fn rows<'a>(
-        &self,
-        profiles: impl IntoIterator<Item = (&'a str, Option<&'a Value>, u64)>,
-        sync: u64,
-    ) -> Rows {
+    /// The rows of a batch: for each profile (once each, as
+    /// `super::destination::Destination::latest` gives them), the profile API's view of it
+    /// (`braid_core::unify::profile_view`) or `None` when its rows go (gone, or without the
+    /// consent), with the number of its last change, and the full copy it is written in.
+    pub fn rows(&self, profiles: &[(&str, Option<&Value>, u64)], sync: u64) -> Rows {
         let mut rows = Rows::default();
-        let mut order: Vec<&str> = Vec::new();
-        let mut last: BTreeMap<&str, (Option<&Value>, u64)> = BTreeMap::new();
-        for (id, view, number) in profiles {
-            if last.insert(id, (view, number)).is_none() {
-                order.push(id);
-            }
-        }
-        for id in order {
-            let Some(&(view, number)) = last.get(id) else {
-                continue;
-            };
+        for &(id, view, number) in profiles {
             rows.touched.push(json!(id));
             let Some(view) = view else {
                 rows.gone.push(json!(id));

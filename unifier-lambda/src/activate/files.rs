@@ -4,7 +4,7 @@
 //! name the manifest gives it next, so it replaces itself.
 
 use braid_core::activate::destination::Destination;
-use braid_core::activate::files::{Export, ExportFile, FullExport, Manifest};
+use braid_core::activate::files::{Export, ExportFile, Manifest};
 use braid_core::timestamp;
 use serde_json::Value;
 
@@ -47,15 +47,12 @@ impl<S: ObjectStore> Files<S> {
             .get(&key)
             .await?
             .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok());
-        Ok(found.unwrap_or_else(|| Manifest {
-            destination: self.destination.key().to_owned(),
-            workspace: self.destination.workspace.clone(),
-            format: self.export.format,
-            columns: match self.export.format {
-                braid_core::activate::files::FileFormat::Csv => self.export.csv_header(),
-                braid_core::activate::files::FileFormat::Ndjson => Vec::new(),
-            },
-            ..Manifest::default()
+        Ok(found.unwrap_or_else(|| {
+            Manifest::new(
+                self.destination.key(),
+                &self.destination.workspace,
+                &self.export,
+            )
         }))
     }
 
@@ -72,43 +69,20 @@ impl<S: ObjectStore> Files<S> {
             Some(manifest) => manifest,
             None => self.read_manifest().await?,
         };
-        let consent = &self.destination.config.consent;
-        let mut rows = Vec::new();
-        let mut seen = std::collections::HashMap::new();
-        for (message, view) in delivery.messages.iter().zip(delivery.views) {
-            let Some(id) = message.body.get("profile").and_then(Value::as_str) else {
-                continue;
-            };
-            let grants = view
-                .as_ref()
-                .is_some_and(|v| consent.iter().all(|c| v.grants(c)));
-            let profile = view.as_ref().and_then(|v| v.profile.as_ref());
-            let row = self.export.row(id, profile, grants, message.number);
-            // A profile once per file, as it is last.
-            if let Some(slot) = seen.get(id).and_then(|&at| rows.get_mut(at)) {
-                *slot = row;
-            } else {
-                seen.insert(id.to_owned(), rows.len());
-                rows.push(row);
-            }
-        }
-        // A full export holds the profiles that are in it; its deleted rows say nothing. A page
-        // of a full export that is complete already (a dead letter replayed) is a change.
-        let copying =
-            delivery.messages.first().is_some_and(|m| {
-                m.body.get("type").and_then(Value::as_str) == Some("profile.copied")
-            }) && manifest
-                .full
-                .as_ref()
-                .is_none_or(|full| full.sync < delivery.sync);
-        if copying {
-            rows.retain(|row| !row.deleted);
-        }
-        let key = manifest.next_key(
-            &self.prefix(),
-            self.export.format,
-            copying.then_some(delivery.sync),
-        );
+        let copies = delivery
+            .messages
+            .first()
+            .is_some_and(|m| m.body.get("type").and_then(Value::as_str) == Some("profile.copied"));
+        let copying = manifest.copying(copies, delivery.sync);
+        let rows: Vec<_> = self
+            .destination
+            .latest(delivery.messages, delivery.views)
+            .into_iter()
+            .map(|(id, view, number)| self.export.row(id, view, number))
+            // A full export holds the profiles that are in it; its deleted rows say nothing.
+            .filter(|row| copying.is_none() || !row.deleted)
+            .collect();
+        let key = manifest.next_key(&self.prefix(), self.export.format, copying);
         let bytes = self.export.file(&rows);
         let file = ExportFile {
             key: key.clone(),
@@ -117,53 +91,21 @@ impl<S: ObjectStore> Files<S> {
             written_at: written_at(delivery.now),
         };
         self.lake.put(&key, bytes).await?;
-        if copying {
-            let next = manifest.next_full.get_or_insert_with(|| FullExport {
-                sync: delivery.sync,
-                ..FullExport::default()
-            });
-            if next.sync != delivery.sync {
-                *next = FullExport {
-                    sync: delivery.sync,
-                    ..FullExport::default()
-                };
-            }
-            next.files.push(file);
-        } else {
-            manifest.changes.push(file);
-        }
+        manifest.record(file, copying);
         self.write_manifest(&manifest).await?;
         *cached = Some(manifest);
         Ok(())
     }
 
-    /// Makes the full export `sync` the one in force: the files of the one before and of its
-    /// changes are retired, and those retired before are deleted.
+    /// Makes the full export `sync` the one in force (`Manifest::complete`), and deletes the
+    /// files retired before.
     async fn complete(&self, sync: u64, now: i64) -> Result<(), StoreError> {
         let mut cached = self.manifest.lock().await;
         let mut manifest = match cached.take() {
             Some(manifest) => manifest,
             None => self.read_manifest().await?,
         };
-        let mut next = match manifest.next_full.take() {
-            Some(next) if next.sync == sync => next,
-            // A copy of no profile wrote no file.
-            _ => FullExport {
-                sync,
-                ..FullExport::default()
-            },
-        };
-        next.completed_at = Some(written_at(now));
-        let retired: Vec<String> = manifest
-            .full
-            .iter()
-            .flat_map(|full| full.files.iter())
-            .chain(&manifest.changes)
-            .map(|file| file.key.clone())
-            .collect();
-        let gone = std::mem::replace(&mut manifest.retired, retired);
-        manifest.full = Some(next);
-        manifest.changes.clear();
+        let gone = manifest.complete(sync, written_at(now));
         self.write_manifest(&manifest).await?;
         *cached = Some(manifest);
         for key in gone {

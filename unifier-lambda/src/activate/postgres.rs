@@ -10,7 +10,7 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use braid_core::activate::destination::{Destination, ProfileView};
+use braid_core::activate::destination::Destination;
 use braid_core::activate::postgres::Tables;
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
@@ -106,22 +106,8 @@ impl Postgres {
         client: &mut tokio_postgres::Client,
         delivery: &Delivery<'_>,
     ) -> Result<(), tokio_postgres::Error> {
-        let consent = &self.destination.config.consent;
-        let granted = |view: &ProfileView| consent.iter().all(|c| view.grants(c));
-        let profiles =
-            delivery
-                .messages
-                .iter()
-                .zip(delivery.views)
-                .filter_map(|(message, view)| {
-                    let id = message.body.get("profile").and_then(Value::as_str)?;
-                    let row = view
-                        .as_ref()
-                        .filter(|v| granted(v))
-                        .and_then(|v| v.profile.as_ref());
-                    Some((id, row, message.number))
-                });
-        let rows = self.tables.rows(profiles, delivery.sync);
+        let profiles = self.destination.latest(delivery.messages, delivery.views);
+        let rows = self.tables.rows(&profiles, delivery.sync);
         let workspace = &self.destination.workspace;
         let transaction = client.transaction().await?;
         let list = |rows: Vec<Value>| Value::Array(rows);

@@ -107,11 +107,11 @@ impl Metrics {
     }
 }
 
-/// The destinations' series: counters of what each delivered, and gauges of its lag and of
-/// whether it is retrying or disabled (what to alert on), labelled by destination and workspace.
 /// How a series reads a destination's state at a time (ms).
 type Reading = fn(&braid_core::activate::destination::DeliveryState, i64) -> u64;
 
+/// The destinations' series: counters of what each delivered, and gauges of its lag and of
+/// whether it is retrying or disabled (what to alert on), labelled by destination and workspace.
 fn destinations(out: &mut String, board: &crate::activate::Board) {
     let all = board.all();
     if all.is_empty() {

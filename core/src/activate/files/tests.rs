@@ -82,16 +82,39 @@ fn view(audiences: &[&str]) -> Value {
 fn a_row_is_the_profile_or_says_it_left_the_export() {
     let export = Export::of(&config("audiences = [\"vip\"]\nconsent = [\"marketing\"]"));
     let member = view(&["vip", "other"]);
-    let row = export.row("p1", Some(&member), true, 7);
+    let row = export.row("p1", Some(&member), 7);
     assert!(!row.deleted);
     assert_eq!(row.audiences, ["vip"], "only the exported audiences");
     assert_eq!(row.identifiers["anonymous_id"], json!(["a1", "a2"]));
     assert_eq!(row.traits["plan"], json!("pro"));
     assert_eq!(row.change_number, 7);
-    // Out of the audiences, without the consent, or gone: deleted, nothing else said.
+    // Out of the audiences, without the consent, or gone: deleted, nothing else said. (The
+    // consent is the destination's rule: a profile that does not grant it has no view.)
     let outside = view(&["other"]);
-    for (view, grants) in [(Some(&outside), true), (Some(&member), false), (None, true)] {
-        let row = export.row("p1", view, grants, 8);
+    let destination = Destination::check(
+        0,
+        &config("audiences = [\"vip\"]\nconsent = [\"marketing\"]"),
+        &["shop"],
+    )
+    .unwrap();
+    let message = crate::activate::destination::Message {
+        id: "m".into(),
+        number: 8,
+        at: None,
+        body: json!({"profile": "p1"}),
+    };
+    let as_now = |consent: bool| crate::activate::destination::ProfileView {
+        consent: [("marketing".to_owned(), consent)].into_iter().collect(),
+        profile: Some(member.clone()),
+        ..Default::default()
+    };
+    let refused = [Some(as_now(false))];
+    let granted = [Some(as_now(true))];
+    let messages = [message];
+    let unconsented = destination.latest(&messages, &refused)[0].1;
+    assert_eq!(destination.latest(&messages, &granted)[0].1, Some(&member));
+    for view in [Some(&outside), unconsented, None] {
+        let row = export.row("p1", view, 8);
         assert!(row.deleted);
         assert!(row.identifiers.is_empty() && row.traits.is_empty());
     }
@@ -100,8 +123,8 @@ fn a_row_is_the_profile_or_says_it_left_the_export() {
 #[test]
 fn files_are_ndjson_or_csv_with_a_header() {
     let ndjson = Export::of(&config("traits = [\"plan\"]"));
-    let row = ndjson.row("p1", Some(&view(&["vip"])), true, 0);
-    let gone = ndjson.row("p2", None, true, 9);
+    let row = ndjson.row("p1", Some(&view(&["vip"])), 0);
+    let gone = ndjson.row("p2", None, 9);
     let text = String::from_utf8(ndjson.file(&[row.clone(), gone.clone()])).unwrap();
     let lines: Vec<Value> = text
         .lines()
@@ -119,7 +142,7 @@ fn files_are_ndjson_or_csv_with_a_header() {
     let csv = Export::of(&config(
         "format = \"csv\"\ntraits = [\"plan\", \"name\"]\ncomputed_traits = [\"orders\"]",
     ));
-    let row = csv.row("p1", Some(&view(&["vip", "new"])), true, 4);
+    let row = csv.row("p1", Some(&view(&["vip", "new"])), 4);
     let text = String::from_utf8(csv.file(&[row, gone])).unwrap();
     assert_eq!(
         text,
@@ -132,7 +155,7 @@ fn files_are_ndjson_or_csv_with_a_header() {
     hostile["traits"]["plan"]["value"] = json!("=HYPERLINK(\"https://evil.example\")");
     hostile["traits"]["name"]["value"] = json!("-2+3");
     hostile["computedTraits"]["orders"] = json!(-2);
-    let row = csv.row("p3", Some(&hostile), true, 5);
+    let row = csv.row("p3", Some(&hostile), 5);
     let text = String::from_utf8(csv.file(&[row])).unwrap();
     let line = text.lines().nth(1).unwrap();
     assert!(
@@ -168,4 +191,30 @@ fn the_manifest_names_the_next_file() {
             .next_key(prefix, FileFormat::Ndjson, None)
             .ends_with("changes/sync=1/part-00003.ndjson")
     );
+}
+
+#[test]
+fn a_complete_full_export_retires_the_one_before_and_deletes_what_was_retired() {
+    let file = |key: &str| ExportFile {
+        key: key.to_owned(),
+        ..ExportFile::default()
+    };
+    let mut manifest = Manifest::default();
+    assert_eq!(manifest.copying(true, 1), Some(1));
+    manifest.record(file("f1"), Some(1));
+    assert!(manifest.complete(1, "t1".into()).is_empty());
+    manifest.record(file("c1"), None);
+    // A page of the export in force (a dead letter replayed) is a change.
+    assert_eq!(manifest.copying(true, 1), None);
+    assert_eq!(manifest.copying(false, 2), None);
+    assert_eq!(manifest.copying(true, 2), Some(2));
+    manifest.record(file("f2"), Some(2));
+    assert!(manifest.complete(2, "t2".into()).is_empty());
+    assert_eq!(manifest.retired, ["f1", "c1"]);
+    assert!(manifest.changes.is_empty());
+    let full = manifest.full.clone().unwrap();
+    assert_eq!((full.sync, full.completed_at.as_deref()), (2, Some("t2")));
+    // A copy of no profile wrote no file: it still ends, and what was retired goes.
+    assert_eq!(manifest.complete(3, "t3".into()), ["f1", "c1"]);
+    assert_eq!(manifest.retired, ["f2"]);
 }

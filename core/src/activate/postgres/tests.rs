@@ -1,7 +1,9 @@
 use serde_json::json;
 
 use super::*;
-use crate::activate::destination::{Destination, DestinationKind, MessageKind};
+use crate::activate::destination::{
+    Destination, DestinationKind, Message, MessageKind, ProfileView,
+};
 
 fn config(extra: &str) -> DestinationConfig {
     let text = format!(
@@ -186,15 +188,31 @@ fn a_batch_becomes_rows_of_each_profile_as_it_is_last() {
         &json!(7),
         &json!({"vip": {"enteredAt": null}, "new": {"enteredAt": null}}),
     );
-    let rows = tables.rows(
-        [
-            ("p1", Some(&p1), 10),
-            ("gone", None, 11),
-            ("p2", Some(&p2), 12),
-            ("p1", Some(&p1_later), 13),
-        ],
-        3,
-    );
+    // A request's changes, each with its profile as it is (the same profile twice: its last
+    // state counts), made rows as the runtime makes them.
+    let destination = destination("");
+    let (messages, views): (Vec<Message>, Vec<Option<ProfileView>>) = [
+        ("p1", Some(&p1), 10),
+        ("gone", None, 11),
+        ("p2", Some(&p2), 12),
+        ("p1", Some(&p1_later), 13),
+    ]
+    .into_iter()
+    .map(|(id, view, number)| {
+        let message = Message {
+            id: format!("m{number}"),
+            number,
+            at: None,
+            body: json!({"profile": id}),
+        };
+        let view = view.map(|v| ProfileView {
+            profile: Some(v.clone()),
+            ..ProfileView::default()
+        });
+        (message, view)
+    })
+    .unzip();
+    let rows = tables.rows(&destination.latest(&messages, &views), 3);
     // Each profile once, in the order first met; the gone one's rows deleted.
     assert_eq!(rows.touched, [json!("p1"), json!("gone"), json!("p2")]);
     assert_eq!(rows.gone, [json!("gone")]);
